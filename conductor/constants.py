@@ -44,3 +44,11 @@ IDLE_MESSAGE = (
     "   Push new GitHub issues with phase/batch labels to start the next development cycle."
 )
 ANTI_LOOP_LIMIT = 3  # ATTEMPT_N > 3 -> stuck
+# Possible causes listed in the stuck issue (seed STEP 0 anti-loop guard).
+STUCK_CAUSES = (
+    "All remaining batches have unresolved DEPENDS_ON dependencies",
+    "All remaining PRs are in D/F grade rejection state",
+    "All remaining items are gated and wait for human approval",
+    "Label misconfiguration (phase/batch labels missing or wrong)",
+    "GitHub API failures",
+)

@@ -1,0 +1,327 @@
+"""The one module that talks to GitHub (through PyGithub).
+
+Everything else receives plain models from here. Reads are listings with
+per_page=100 (never the search API, never one request per issue); every HTTP
+request, retries included, is counted. Writes are idempotent: the gateway looks
+before it creates, so a pass killed at any point can simply be run again.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import requests
+from github import Auth, Github, GithubException, GithubRetry
+from github.Issue import Issue as GhIssue
+from github.Requester import (
+    HTTPRequestsConnectionClass,
+    HTTPSRequestsConnectionClass,
+    RequestsResponse,
+)
+
+from conductor.errors import ConductorError
+from conductor.linking import linked_issues
+from conductor.models import Issue, PipelineState, PullRequest
+from conductor.settings import GitHubSettings
+from conductor.verify import PullFacts
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
+
+
+class GitHubError(ConductorError):
+    """GitHub refused or could not be reached; the message says what to do."""
+
+
+class _RequestCounter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, response: requests.Response) -> None:
+        retries = getattr(getattr(response, "raw", None), "retries", None)
+        history = getattr(retries, "history", ()) or ()
+        self.count += 1 + len(history)
+
+
+def _counting(base: type, counter: _RequestCounter) -> type:
+    class Counting(base):  # type: ignore[misc, valid-type]
+        def getresponse(self) -> RequestsResponse:
+            response = super().getresponse()
+            counter.add(response.response)
+            return response
+
+    return Counting
+
+
+@dataclass(frozen=True)
+class IssueRef:
+    """An issue the conductor itself wrote (reminder, stuck issue)."""
+
+    number: int
+    title: str
+    body: str
+    labels: tuple[str, ...]
+
+
+class GitHubGateway:
+    """PyGithub bound to one repository, with request counting and idempotent writes."""
+
+    def __init__(self, settings: GitHubSettings, repo: str) -> None:
+        if settings.token is None:
+            raise GitHubError("no GitHub token: set GITHUB_TOKEN (or GH_TOKEN) in the environment")
+        self.repo_name = repo
+        self._counter = _RequestCounter()
+        retry = GithubRetry(
+            total=settings.retries,
+            backoff_factor=settings.backoff_factor,
+            status_forcelist=[429, *range(500, 600)],
+            # POST is left out on purpose: a retried creation can duplicate an issue.
+            allowed_methods=frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"}),
+        )
+        self._gh = Github(
+            base_url=settings.api_url,
+            auth=Auth.Token(settings.token.get_secret_value()),
+            per_page=100,
+            timeout=int(max(1, settings.timeout)),
+            retry=retry,
+            seconds_between_requests=settings.seconds_between_requests or None,
+            seconds_between_writes=settings.seconds_between_writes or None,
+        )
+        self._install_counter()
+        self._repo = self._gh.get_repo(repo, lazy=True)
+        self._api_url = settings.api_url
+
+    def _install_counter(self) -> None:
+        requester = self._gh.requester
+        attr = "_Requester__connectionClass"
+        base = getattr(requester, attr, None)
+        if base not in (HTTPRequestsConnectionClass, HTTPSRequestsConnectionClass):
+            raise RuntimeError("PyGithub's Requester changed; request counting needs updating")
+        setattr(requester, attr, _counting(base, self._counter))
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def requests_made(self) -> int:
+        return self._counter.count
+
+    def close(self) -> None:
+        self._gh.close()
+
+    def __enter__(self) -> GitHubGateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """Run one PyGithub call, turning its failures into one-line GitHubErrors."""
+        try:
+            return fn()
+        except GithubException as exc:
+            raise GitHubError(_explain(exc, what, self.repo_name)) from None
+        except requests.exceptions.RequestException as exc:
+            raise GitHubError(
+                f"cannot reach GitHub at {self._api_url} while trying to {what} "
+                f"({type(exc).__name__}); check --github-url and the network"
+            ) from None
+
+    def default_branch(self) -> str:
+        return self._call("read the repository", lambda: self._gh.get_repo(self.repo_name).default_branch)
+
+    # ------------------------------------------------------------------ reading
+    def read_state(self, files_for: Callable[[PipelineState], Iterable[int]] | None = None) -> PipelineState:
+        """All open issues and PRs in two listings, then changed files for `files_for(state)`."""
+        start = self.requests_made
+
+        def listings() -> PipelineState:
+            raw_issues = list(self._repo.get_issues(state="open", sort="created", direction="asc"))
+            raw_pulls = {p.number: p for p in self._repo.get_pulls(state="open", sort="created", direction="asc")}
+            issues: list[Issue] = []
+            pulls: list[PullRequest] = []
+            for item in raw_issues:
+                labels = [label.name for label in item.labels]
+                if item.pull_request is None:
+                    issues.append(Issue(number=item.number, title=item.title or "", labels=labels,
+                                        body=item.body or ""))
+                    continue
+                pr = raw_pulls.get(item.number)
+                if pr is None:  # closed between the two listings: not open any more
+                    continue
+                head_repo = pr.head.repo.full_name if pr.head.repo is not None else ""
+                pulls.append(PullRequest(
+                    number=pr.number, title=pr.title or "", labels=labels, body=pr.body or "",
+                    draft=bool(pr.draft), fork=head_repo.lower() != self.repo_name.lower(),
+                    head_ref=pr.head.ref, base_ref=pr.base.ref,
+                ))
+            return PipelineState(repo=self.repo_name, issues=issues, pull_requests=pulls)
+
+        state = self._call("list open issues and pull requests", listings)
+        wanted = set(files_for(state)) if files_for else set()
+        if wanted:
+            by_number = {p.number: p for p in state.pull_requests}
+            for number in sorted(wanted & by_number.keys()):
+                files = self._call(f"list the files of PR #{number}",
+                                   lambda n=number: [f.filename for f in self._repo.get_pull(n).get_files()])
+                by_number[number].files = files
+        state.api_requests = self.requests_made - start
+        return state
+
+    def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]:
+        def fetch() -> list[IssueRef]:
+            return [
+                IssueRef(i.number, i.title or "", i.body or "", tuple(lbl.name for lbl in i.labels))
+                for i in self._repo.get_issues(state=state, labels=[label])
+                if i.pull_request is None
+            ]
+
+        return self._call(f"list issues labelled {label}", fetch)
+
+    def pull_facts(self, number: int) -> PullFacts:
+        """What GitHub says about PR `number` (exists=False when there is none)."""
+
+        def fetch() -> PullFacts:
+            try:
+                pr = self._repo.get_pull(number)
+            except GithubException as exc:
+                if exc.status == 404:
+                    return PullFacts(number=number, exists=False)
+                raise
+            body = pr.body or ""
+            return PullFacts(
+                number=number, exists=True, repo_full_name=pr.base.repo.full_name,
+                html_url=pr.html_url, title=pr.title or "", state=pr.state, merged=bool(pr.merged),
+                head_ref=pr.head.ref,
+                head_repo_full_name=pr.head.repo.full_name if pr.head.repo is not None else "",
+                base_ref=pr.base.ref, body=body, linked_issues=linked_issues(body, self.repo_name),
+            )
+
+        return self._call(f"read PR #{number}", fetch)
+
+    def approver_of(self, number: int, label: str) -> str | None:
+        """The login that most recently added `label` to issue/PR `number`, if any."""
+
+        def fetch() -> str | None:
+            actor = None
+            for event in self._repo.get_issue(number).get_events():
+                name = getattr(event.label, "name", None) if event.label is not None else None
+                if name != label:
+                    continue
+                if event.event == "labeled":
+                    actor = event.actor.login if event.actor is not None else None
+                elif event.event == "unlabeled":
+                    actor = None
+            return actor
+
+        return self._call(f"read the events of #{number}", fetch)
+
+    def has_write_access(self, login: str) -> bool:
+        def fetch() -> bool:
+            try:
+                return self._repo.get_collaborator_permission(login) in WRITE_PERMISSIONS
+            except GithubException as exc:
+                if exc.status in (404, 403):
+                    return False
+                raise
+
+        return self._call(f"read {login}'s permission", fetch)
+
+    # ------------------------------------------------------------------ writing
+    def ensure_labels(self, wanted: dict[str, tuple[str, str]]) -> list[str]:
+        """Create the labels in `wanted` (name -> (color, description)) that are missing."""
+
+        def run() -> list[str]:
+            existing = {label.name.lower() for label in self._repo.get_labels()}
+            created = []
+            for name, (color, description) in wanted.items():
+                if name.lower() in existing:
+                    continue
+                try:
+                    self._repo.create_label(name=name, color=color, description=description)
+                except GithubException as exc:
+                    if exc.status != 422:  # 422 already_exists: someone else made it
+                        raise
+                created.append(name)
+            return created
+
+        return self._call("create labels", run)
+
+    def set_labels(self, number: int, add: Iterable[str] = (), remove: Iterable[str] = (),
+                   current: Iterable[str] | None = None) -> list[str]:
+        """Idempotent status transition: add what is missing, remove what is present."""
+
+        def run() -> list[str]:
+            issue = self._repo.get_issue(number)
+            have = {label.name for label in issue.labels} if current is None else set(current)
+            missing = [name for name in add if name not in have]
+            if missing:
+                _retry_post(lambda: issue.add_to_labels(*missing))
+            for name in remove:
+                if name in have:
+                    try:
+                        issue.remove_from_labels(name)
+                    except GithubException as exc:
+                        if exc.status != 404:
+                            raise
+            return sorted((have | set(missing)) - set(remove))
+
+        return self._call(f"update the labels of #{number}", run)
+
+    def create_issue(self, title: str, body: str, labels: list[str]) -> int:
+        return self._call("create an issue",
+                          lambda: self._repo.create_issue(title=title, body=body, labels=labels).number)
+
+    def edit_issue_body(self, number: int, body: str, title: str | None = None) -> None:
+        def run() -> None:
+            kwargs: dict[str, Any] = {"body": body}
+            if title is not None:
+                kwargs["title"] = title
+            self._repo.get_issue(number).edit(**kwargs)
+
+        self._call(f"edit issue #{number}", run)
+
+    def close_with_comment(self, number: int, comment: str, state_reason: str = "not_planned") -> None:
+        """Comment (unless our last comment already says it) and close. Safe to repeat."""
+
+        def run() -> None:
+            issue: GhIssue = self._repo.get_issue(number)
+            if issue.state == "closed":
+                return
+            comments = list(issue.get_comments())
+            if not comments or (comments[-1].body or "").strip() != comment.strip():
+                issue.create_comment(comment)
+            issue.edit(state="closed", state_reason=state_reason)
+
+        self._call(f"close issue #{number}", run)
+
+
+def _retry_post(fn: Callable[[], T], attempts: int = 4, pause: float = 0.5) -> T:
+    """Retry a POST that is idempotent on GitHub's side (adding labels)."""
+    for attempt in range(attempts):
+        try:
+            return fn()
+        except GithubException as exc:
+            if exc.status not in (429, 500, 502, 503, 504) or attempt == attempts - 1:
+                raise
+            time.sleep(pause * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _explain(exc: GithubException, what: str, repo: str) -> str:
+    status = exc.status
+    message = ""
+    if isinstance(exc.data, dict):
+        message = str(exc.data.get("message", ""))
+    if status == 401:
+        return f"GitHub rejected the token (401 {message or 'Bad credentials'}); set GITHUB_TOKEN to a valid token"
+    if status == 404:
+        return (f"GitHub answered 404 while trying to {what} in {repo}: the repository does not exist "
+                "or the token cannot see it; check --repo and the token's access")
+    if status == 403:
+        return (f"GitHub refused to {what} in {repo} (403 {message}); give the token write access "
+                "or wait for the rate limit to reset")
+    return f"GitHub failed to {what} in {repo} ({status} {message}); retry later"

@@ -1,0 +1,57 @@
+"""The pipeline state table, for the terminal (rich) and for markdown artifacts.
+
+`plan_rows` is the single source of the table's content; the two renderers only format it.
+"""
+from __future__ import annotations
+
+from rich.table import Table
+
+from conductor.models import Plan
+
+HEADERS = ["Phase", "State", "Open issues", "Open PRs", "Dispatched now", "Gated"]
+
+
+def plan_rows(plan: Plan) -> list[list[str]]:
+    dispatched: dict[str, list[str]] = {}
+    for d in plan.dispatches:
+        label = "issue→PR" if d.kind == "issue_to_pr" else "review"
+        items = ", ".join(f"#{n}" for n in d.items)
+        dispatched.setdefault(d.phase, []).append(f"{label} {d.batch or '(no batch)'}: {items}")
+    gated_numbers = {g.number for g in plan.gated if not g.approved}
+    rows = []
+    for phase in plan.phases:
+        state = phase.state
+        if phase.state == "waiting" and phase.waiting_on:
+            state = "waiting on " + ", ".join(phase.waiting_on)
+        rows.append([
+            phase.name,
+            state,
+            str(phase.open_issues),
+            str(phase.open_prs),
+            "; ".join(dispatched.get(phase.name, [])) or "-",
+            "-",
+        ])
+    if gated_numbers:
+        rows.append(["(gated items)", "needs approval", "", "", "",
+                     ", ".join(f"#{n}" for n in sorted(gated_numbers))])
+    return rows
+
+
+def summary_line(plan: Plan) -> str:
+    if plan.stuck:
+        return f"STUCK: ATTEMPT_N={plan.attempt} > 3, nothing dispatched"
+    if plan.idle:
+        return "idle: no open issue or PR belongs to any phase"
+    n_items = sum(len(d.items) for d in plan.dispatches)
+    return (f"{plan.open_issues} open issues, {plan.open_prs} open PRs; "
+            f"{len(plan.dispatches)} coordinators for {n_items} items; "
+            f"{sum(1 for g in plan.gated if not g.approved)} gated; attempt {plan.attempt}")
+
+
+def plan_table(plan: Plan, title: str | None = None) -> Table:
+    table = Table(title=title or f"Pipeline state — {plan.repo}", caption=summary_line(plan))
+    for header in HEADERS:
+        table.add_column(header, overflow="fold")
+    for row in plan_rows(plan):
+        table.add_row(*row)
+    return table
