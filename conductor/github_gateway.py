@@ -7,6 +7,7 @@ before it creates, so a pass killed at any point can simply be run again.
 """
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Iterable
@@ -19,6 +20,7 @@ from github.Issue import Issue as GhIssue
 from github.Requester import (
     HTTPRequestsConnectionClass,
     HTTPSRequestsConnectionClass,
+    Requester,
     RequestsResponse,
 )
 
@@ -48,14 +50,29 @@ class _RequestCounter:
         self.count += 1 + len(history)
 
 
-def _counting(base: type, counter: _RequestCounter) -> type:
+# PyGithub copies its Requester for every object it builds, so counting is installed on
+# the connection classes once, and each request is charged to the gateway whose call is
+# running (a context variable: threads and tasks each see their own).
+_CURRENT_COUNTER: contextvars.ContextVar[_RequestCounter | None] = contextvars.ContextVar(
+    "conductor_github_counter", default=None)
+
+
+def _counting(base: type) -> type:
     class Counting(base):  # type: ignore[misc, valid-type]
         def getresponse(self) -> RequestsResponse:
             response = super().getresponse()
-            counter.add(response.response)
+            counter = _CURRENT_COUNTER.get()
+            if counter is not None:
+                counter.add(response.response)
             return response
 
+    Counting.__name__ = Counting.__qualname__ = f"Counting{base.__name__}"
     return Counting
+
+
+Requester.injectConnectionClasses(_counting(HTTPRequestsConnectionClass),
+                                  _counting(HTTPSRequestsConnectionClass))
+Requester._Requester__persist = True  # type: ignore[attr-defined]  # keep connections alive
 
 
 @dataclass(frozen=True)
@@ -92,17 +109,9 @@ class GitHubGateway:
             seconds_between_requests=settings.seconds_between_requests or None,
             seconds_between_writes=settings.seconds_between_writes or None,
         )
-        self._install_counter()
         self._repo = self._gh.get_repo(repo, lazy=True)
         self._api_url = settings.api_url
-
-    def _install_counter(self) -> None:
-        requester = self._gh.requester
-        attr = "_Requester__connectionClass"
-        base = getattr(requester, attr, None)
-        if base not in (HTTPRequestsConnectionClass, HTTPSRequestsConnectionClass):
-            raise RuntimeError("PyGithub's Requester changed; request counting needs updating")
-        setattr(requester, attr, _counting(base, self._counter))
+        self._login: str | None = None
 
     # ------------------------------------------------------------------ basics
     @property
@@ -119,7 +128,9 @@ class GitHubGateway:
         self.close()
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """Run one PyGithub call, turning its failures into one-line GitHubErrors."""
+        """Run one PyGithub call, counting its requests and turning its failures into
+        one-line GitHubErrors."""
+        token = _CURRENT_COUNTER.set(self._counter)
         try:
             return fn()
         except GithubException as exc:
@@ -129,6 +140,8 @@ class GitHubGateway:
                 f"cannot reach GitHub at {self._api_url} while trying to {what} "
                 f"({type(exc).__name__}); check --github-url and the network"
             ) from None
+        finally:
+            _CURRENT_COUNTER.reset(token)
 
     def default_branch(self) -> str:
         return self._call("read the repository", lambda: self._gh.get_repo(self.repo_name).default_branch)
@@ -202,7 +215,13 @@ class GitHubGateway:
 
         return self._call(f"read PR #{number}", fetch)
 
-    def approver_of(self, number: int, label: str) -> str | None:
+    def login(self) -> str:
+        """The login of the token's user."""
+        if self._login is None:
+            self._login = self._call("read the authenticated user", lambda: self._gh.get_user().login)
+        return self._login
+
+    def last_labeler(self, number: int, label: str) -> str | None:
         """The login that most recently added `label` to issue/PR `number`, if any."""
 
         def fetch() -> str | None:

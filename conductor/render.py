@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from rich.table import Table
 
-from conductor.models import Plan
+from conductor.models import Dispatch, Plan
 
-HEADERS = ["Phase", "State", "Open issues", "Open PRs", "Dispatched now", "Gated"]
+HEADERS = ["Phase", "State", "Issues", "PRs", "Dispatched", "Gated"]
 
 
-def plan_rows(plan: Plan) -> list[list[str]]:
+def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None) -> list[list[str]]:
+    """One row per phase. `dispatches` (default: the plan's own) fills "Dispatched", so a
+    report can show the state after a pass beside what the pass dispatched."""
     dispatched: dict[str, list[str]] = {}
-    for d in plan.dispatches:
+    for d in plan.dispatches if dispatches is None else dispatches:
         label = "issue→PR" if d.kind == "issue_to_pr" else "review"
         items = ", ".join(f"#{n}" for n in d.items)
         dispatched.setdefault(d.phase, []).append(f"{label} {d.batch or '(no batch)'}: {items}")
@@ -48,10 +50,10 @@ def summary_line(plan: Plan) -> str:
             f"{sum(1 for g in plan.gated if not g.approved)} gated; attempt {plan.attempt}")
 
 
-def plan_table(plan: Plan, title: str | None = None) -> Table:
+def plan_table(plan: Plan, title: str | None = None, dispatches: list[Dispatch] | None = None) -> Table:
     table = Table(title=title or f"Pipeline state — {plan.repo}", caption=summary_line(plan))
     for header in HEADERS:
         table.add_column(header, overflow="fold")
-    for row in plan_rows(plan):
+    for row in plan_rows(plan, dispatches):
         table.add_row(*row)
     return table

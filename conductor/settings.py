@@ -6,6 +6,9 @@ never a flow parameter, never logged. Pipeline rules (phases, gates) live in
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Literal
+
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -59,3 +62,42 @@ class GitHubSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError(f"GitHub API URL {value!r} must start with http:// or https://")
         return value
+
+
+class RunSettings(BaseSettings):
+    """Where a pass works on this machine and how it runs agents (env prefix CONDUCTOR_)."""
+
+    model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore")
+
+    repo_path: Path = Field(
+        Path("."), description="Local clone of the target repository (fetched before each worktree).")
+    worktree_root: Path | None = Field(
+        None, description="Where coordinator worktrees are made. Default: "
+        "~/.conductor/worktrees/<name of repo_path>.")
+    salvage_dir: Path | None = Field(
+        None, description="Where uncommitted or unpushed work of orphaned worktrees is saved. "
+        "Default: ~/.conductor/salvage/<name of repo_path>.")
+    agent_command: list[str] = Field(
+        default_factory=list, description="The agent's argv template (JSON list in the environment), "
+        "with {task_file} {report_file} {worktree} {prompt_file} {workflow} placeholders.")
+    agent_preset: str | None = Field(
+        None, description="Name of a shipped preset (claude, codex, cursor, gemini, generic), used "
+        "when agent_command is empty.")
+    agent_timeout: float = Field(3600.0, gt=0, description="Seconds before an agent is killed.")
+    agent_token: SecretStr | None = Field(
+        None, description="A token of the agent's own, given to it as GH_TOKEN/GITHUB_TOKEN. "
+        "Unset by default: the agent never receives the conductor's token.")
+    reminder_mode: Literal["recreate", "update"] = Field(
+        "recreate", description="recreate: close stale reminders and open a new one (the seed); "
+        "update: edit one reminder in place (fewer notifications on a schedule).")
+    rerun_hint: str = Field(
+        "conductor run", description="The command the reminder tells a human to run next.")
+
+    def resolved_worktree_root(self) -> Path:
+        return (self.worktree_root or Path.home() / ".conductor" / "worktrees" / self._repo_name()).resolve()
+
+    def resolved_salvage_dir(self) -> Path:
+        return (self.salvage_dir or Path.home() / ".conductor" / "salvage" / self._repo_name()).resolve()
+
+    def _repo_name(self) -> str:
+        return self.repo_path.resolve().name or "repo"

@@ -160,6 +160,15 @@ def fetch(repo_path: Path | str, remote: str = "origin") -> None:
             _git(repo, "fetch", "--prune", remote, what=f"git fetch {remote}")
 
 
+def clone(url: str, dest: Path | str) -> Path:
+    """`git clone <url> <dest>` (used by the demo; a user brings their own clone)."""
+    try:
+        Repo.clone_from(url, str(dest)).close()
+    except GitCommandError as exc:
+        raise WorktreeError(f"git clone {_scrub(url)} failed: {_git_failure(exc)}") from None
+    return Path(dest)
+
+
 def integration_tip(repo_path: Path | str, branch: str, remote: str = "origin") -> str:
     """The sha of `<remote>/<branch>` if it exists, else of the local `<branch>`."""
     with _open(repo_path) as repo:

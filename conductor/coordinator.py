@@ -1,0 +1,177 @@
+"""One coordinator run, step by step: claim → worktree → task file → agent → proof → labels → cleanup.
+
+Each step is a plain function over the gateways (GitHub, git, agent process) so the
+Prefect layer only wraps them. A coordinator never raises for its agent's failures:
+a crash, a timeout or an unreadable report all become a verified `CoordinatorOutcome`
+with reasons, so one coordinator never stops the others.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from conductor import worktrees
+from conductor.agent_process import AgentRun, agent_environment, expand_command, run_agent
+from conductor.constants import (
+    PROMPT_ISSUE_TO_PR,
+    PROMPT_PR_REVIEW,
+    REPORT_FILE_NAME,
+    TASK_FILE_NAME,
+)
+from conductor.github_gateway import GitHubGateway
+from conductor.models import Dispatch
+from conductor.reports import AgentReport
+from conductor.taskfile import render_task_file
+from conductor.verify import CoordinatorOutcome, PullFacts, RunFacts, pr_numbers_to_check, verify
+
+REQUIRED_OUTPUT = {"issue_to_pr": "pr_urls", "pr_review": "merge_status_and_grades"}
+PROMPTS = {"issue_to_pr": PROMPT_ISSUE_TO_PR, "pr_review": PROMPT_PR_REVIEW}
+
+
+class CoordinatorSpec(BaseModel):
+    """Everything a coordinator needs besides its dispatch. Holds no secret."""
+
+    repo: str
+    api_url: str
+    repo_path: Path
+    worktree_root: Path
+    integration_branch: str
+    default_branch: str
+    agent_command: list[str]
+    agent_timeout: float = Field(gt=0)
+    status_in_progress: str
+    status_pr_open: str
+    pass_id: str = Field(description="Short id of the conductor pass, to name worktrees uniquely.")
+
+
+class Workspace(BaseModel):
+    path: Path
+    task_file: Path
+    report_file: Path
+
+
+class AgentResult(BaseModel):
+    run: RunFacts
+    report: AgentReport | None = None
+    output_tail: list[str] = Field(default_factory=list)
+
+
+def status_label(dispatch: Dispatch, spec: CoordinatorSpec) -> str:
+    return spec.status_in_progress if dispatch.kind == "issue_to_pr" else spec.status_pr_open
+
+
+def worktree_name(dispatch: Dispatch, spec: CoordinatorSpec) -> str:
+    return worktrees.worktree_dir_name(
+        f"{dispatch.kind}-{dispatch.phase}-{dispatch.batch or 'nobatch'}-{spec.pass_id}")
+
+
+def claim(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+    """Label every item first, so no other run dispatches it twice."""
+    label = status_label(dispatch, spec)
+    for number in dispatch.items:
+        gh.set_labels(number, add=[label])
+
+
+def task_values(dispatch: Dispatch, spec: CoordinatorSpec, report_file: Path) -> dict[str, str]:
+    items = ",".join(str(n) for n in dispatch.items)
+    return {
+        "WORKFLOW": dispatch.kind,
+        "GH_REPO": spec.repo,
+        "GITHUB_API_URL": spec.api_url,
+        "PHASE": dispatch.phase,
+        "BATCH": dispatch.batch or "",
+        ("ISSUES" if dispatch.kind == "issue_to_pr" else "PRS"): items,
+        "PROMPT": PROMPTS[dispatch.kind],
+        "INTEGRATION_BRANCH": spec.integration_branch,
+        "REQUIRED_OUTPUT": REQUIRED_OUTPUT[dispatch.kind],
+        "ON_BLOCK": "report",
+        "REPORT_PATH": str(report_file),
+    }
+
+
+def prepare(dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
+    """A fresh worktree at the integration tip (fetched by the pass), with its `.agent-task`."""
+    sha = worktrees.integration_tip(spec.repo_path, spec.integration_branch)
+    path = worktrees.create_worktree(spec.repo_path, spec.worktree_root, worktree_name(dispatch, spec), sha)
+    task_file = path / TASK_FILE_NAME
+    report_file = path / REPORT_FILE_NAME
+    task_file.write_text(render_task_file(task_values(dispatch, spec, report_file)), encoding="utf-8")
+    return Workspace(path=path, task_file=task_file, report_file=report_file)
+
+
+def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
+        on_line: Callable[[str], None], agent_token: str | None, secrets: list[str]) -> AgentResult:
+    """Run the agent (never through a shell) and read its report."""
+    argv = expand_command(spec.agent_command, {
+        "task_file": str(workspace.task_file),
+        "report_file": str(workspace.report_file),
+        "worktree": str(workspace.path),
+        "prompt_file": str(workspace.path / PROMPTS[dispatch.kind]),
+        "workflow": dispatch.kind,
+    })
+    extra = {
+        "CONDUCTOR_TASK_FILE": str(workspace.task_file),
+        "CONDUCTOR_REPORT_FILE": str(workspace.report_file),
+        "GH_REPO": spec.repo,
+        "GITHUB_API_URL": spec.api_url,
+    }
+    if agent_token:
+        extra.update({"GH_TOKEN": agent_token, "GITHUB_TOKEN": agent_token})
+    outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(os.environ, extra),
+                                  timeout=spec.agent_timeout, on_line=on_line, secrets=secrets)
+    report, error = read_report(workspace.report_file)
+    facts = RunFacts(returncode=outcome.returncode, timed_out=outcome.timed_out,
+                     timeout_s=spec.agent_timeout, report_error=error)
+    return AgentResult(run=facts, report=report, output_tail=outcome.output_tail)
+
+
+def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
+    """The agent's report, or why there is none (missing, not JSON, wrong shape)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, "the agent wrote no report"
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"the report could not be read ({type(exc).__name__})"
+    try:
+        return AgentReport.model_validate(json.loads(text)), None
+    except json.JSONDecodeError as exc:
+        return None, f"the report is not valid JSON (line {exc.lineno}: {exc.msg})"
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "report"
+        return None, f"the report does not match the schema ({where}: {err.get('msg')})"
+
+
+def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
+          result: AgentResult, html_base: str | None = None) -> CoordinatorOutcome:
+    """Check every claim against GitHub (seed step 6)."""
+    numbers = pr_numbers_to_check(dispatch, result.report, repo=spec.repo, html_base=html_base)
+    if dispatch.kind == "pr_review":
+        numbers = sorted(set(numbers) | set(dispatch.items))
+    prs: dict[int, PullFacts] = {n: gh.pull_facts(n) for n in numbers}
+    return verify(dispatch, result.report, result.run, prs, repo=spec.repo,
+                  default_branch=spec.default_branch, html_base=html_base)
+
+
+def release(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+    """Take the status label off every item: done items are now linked or merged,
+    failed ones become ready again for the next pass (never stuck in progress)."""
+    label = status_label(dispatch, spec)
+    for number in dispatch.items:
+        gh.set_labels(number, remove=[label])
+
+
+def cleanup(spec: CoordinatorSpec, workspace: Workspace | None) -> None:
+    if workspace is not None:
+        worktrees.remove_worktree(spec.repo_path, workspace.path)
+
+
+def failed_outcome(dispatch: Dispatch, reason: str) -> CoordinatorOutcome:
+    """The outcome of a coordinator that broke before its agent could be judged."""
+    return CoordinatorOutcome(kind=dispatch.kind, phase=dispatch.phase, batch=dispatch.batch,
+                              items=list(dispatch.items), ok=False, failures=[reason])

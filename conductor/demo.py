@@ -1,0 +1,119 @@
+"""`conductor demo`: the whole product on a safe stand-in, start to finish.
+
+Starts the sandbox with the bundled sample pipeline, clones it, and runs conductor
+passes (real Prefect flow runs on the embedded server) with the scripted local agent
+(`conductor.demo_agent`) until the pipeline is idle. Between passes a maintainer
+approves the gated items, as a person would. Three users play their parts:
+`maintainer` (owns the repository), `conductor-bot` (the conductor's token, write
+access) and `demo-agent` (the agents' own token, write access).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+REPO_NAME = "sample-pipeline"
+
+
+class DemoResult(BaseModel):
+    passes: int
+    idle: bool
+    merged_prs: int
+    open_issues: int
+    open_reminders: int
+    failures: list[str] = Field(default_factory=list)
+    worktrees_left: int = 0
+
+
+def _all(client: Any, path: str, **params: Any) -> list[dict[str, Any]]:
+    items, page = [], 1
+    while True:
+        batch = client.get(path, params={**params, "per_page": 100, "page": page}).json()
+        items.extend(batch)
+        if len(batch) < 100:
+            return items
+        page += 1
+
+
+def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoResult:
+    from conductor import worktrees
+    from conductor.render import plan_table
+    from conductor.run_cli import prefect_api, run_pass
+    from conductor.sandbox.seed import seed_sample
+    from conductor.sandbox.testing import running_sandbox
+
+    tokens = {login: "sbx_" + secrets.token_hex(16) for login in ("maintainer", "conductor-bot", "demo-agent")}
+    with running_sandbox(workdir / "sandbox", users=tokens) as sandbox:
+        repo = f"maintainer/{REPO_NAME}"
+        seed_sample(sandbox.api_url, tokens["maintainer"], repo)
+        with sandbox.api(tokens["maintainer"]) as admin:
+            for login in ("conductor-bot", "demo-agent"):
+                admin.put(f"/repos/{repo}/collaborators/{login}", json={"permission": "write"}).raise_for_status()
+        clone = workdir / "clone"
+        worktrees.clone(f"{sandbox.base_url}/{repo}.git", clone)
+        os.environ.update({
+            "GITHUB_TOKEN": tokens["conductor-bot"],
+            "CONDUCTOR_AGENT_TOKEN": tokens["demo-agent"],
+            "CONDUCTOR_WORKTREE_ROOT": str(workdir / "worktrees"),
+            "CONDUCTOR_SALVAGE_DIR": str(workdir / "salvage"),
+            "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0",
+            "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
+            "CONDUCTOR_RERUN_HINT": "conductor demo",
+        })
+        failures: list[str] = []
+        passes, idle = 0, False
+        with prefect_api(ephemeral_home=True):
+            for passes in range(1, max_passes + 1):
+                report, _state = run_pass(
+                    repo=repo, github_url=sandbox.api_url, repo_path=str(clone),
+                    agent_command=[sys.executable, "-m", "conductor.demo_agent"], agent_timeout=120)
+                echo(plan_table(report.final_plan, title=f"Pass {passes} — {repo}",
+                                dispatches=report.plan.dispatches))
+                failures += report.failures
+                idle = report.final_plan.idle
+                if idle:
+                    break
+                with sandbox.api(tokens["maintainer"]) as admin:
+                    for gated in report.final_plan.gated:
+                        if not gated.approved:
+                            echo(f"maintainer approves #{gated.number} ({gated.reason})")
+                            admin.post(f"/repos/{repo}/issues/{gated.number}/labels",
+                                       json={"labels": ["conductor/approved"]}).raise_for_status()
+        with sandbox.api(tokens["maintainer"]) as client:
+            pulls = _all(client, f"/repos/{repo}/pulls", state="closed")
+            issues = [i for i in _all(client, f"/repos/{repo}/issues", state="open") if "pull_request" not in i]
+            reminders = _all(client, f"/repos/{repo}/issues", state="open", labels="conductor-reminder")
+        left = [w for w in worktrees.list_worktrees(clone) if Path(w.path) != clone.resolve()]
+        return DemoResult(passes=passes, idle=idle, merged_prs=sum(1 for p in pulls if p.get("merged_at")),
+                          open_issues=len(issues), open_reminders=len(reminders), failures=failures,
+                          worktrees_left=len(left))
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from rich.console import Console
+
+    console = Console(stderr=args.json, width=None if sys.stderr.isatty() else 110)
+    with tempfile.TemporaryDirectory(prefix="conductor-demo-") as tmp:
+        result = run_demo(Path(tmp), max_passes=args.max_passes, echo=console.print)
+    if args.json:
+        print(json.dumps(result.model_dump(mode="json")))
+    else:
+        console.print(f"passes {result.passes}, idle {result.idle}, merged PRs {result.merged_prs}, "
+                      f"open issues {result.open_issues}, open reminders {result.open_reminders}, "
+                      f"failures {len(result.failures)}")
+    return 0 if result.idle and not result.failures else 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="the sandbox, its sample pipeline and a scripted agent, pass after pass")
+    p.add_argument("--json", action="store_true", help="end with one JSON object (the table goes to stderr)")
+    p.add_argument("--max-passes", type=int, default=12, help="stop after this many passes")
+    p.set_defaults(func=cmd_demo)

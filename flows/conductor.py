@@ -1,0 +1,83 @@
+"""The conductor: one full pass over the pipeline, as the seed's steps in order."""
+from __future__ import annotations
+
+import uuid
+
+from prefect import flow, get_run_logger
+from prefect.states import Completed, Failed, State
+
+from conductor import reminder
+from conductor.coordinator import CoordinatorSpec
+from conductor.github_gateway import GitHubGateway
+from conductor.passes import PassReport, resolve_inputs
+from flows.coordinators import dispatch_all
+from tasks import steps
+from tasks.secrets import github_settings
+
+
+@flow(name="conductor", log_prints=True, persist_result=False)
+def conductor(
+    repo: str | None = None,
+    phase_filter: str | None = None,
+    max_issues_per_dispatch: int | None = None,
+    max_prs_per_dispatch: int | None = None,
+    attempt: int | None = None,
+    dry_run: bool = False,
+    reminder_mode: str | None = None,
+    task_file: str | None = None,
+    config_file: str | None = None,
+    repo_path: str | None = None,
+    github_url: str | None = None,
+    agent_command: list[str] | None = None,
+    agent_timeout: float | None = None,
+) -> State:
+    """One pass. Parameters mirror the seed's `.agent-task` (which `task_file` may name);
+    the GitHub token is never a parameter: it comes from the environment or a Secret block."""
+    logger = get_run_logger()
+    settings = github_settings(github_url)
+    inputs = resolve_inputs(
+        api_url=settings.api_url, repo=repo, task_file=task_file, config_file=config_file,
+        phase_filter=phase_filter, max_issues_per_dispatch=max_issues_per_dispatch,
+        max_prs_per_dispatch=max_prs_per_dispatch, attempt=attempt, dry_run=dry_run,
+        reminder_mode=reminder_mode, repo_path=repo_path, agent_command=agent_command,
+        agent_timeout=agent_timeout)
+    with GitHubGateway(settings, inputs.repo) as gh:
+        steps.label_preflight(gh, inputs.config, inputs.dry_run)
+        previous = steps.anti_loop_guard(gh, inputs.config)
+        closed = steps.close_stale_reminders(gh, previous, inputs.reminder_mode, inputs.dry_run)
+        orphans = steps.clean_orphaned_worktrees(inputs)
+        state = steps.read_state(gh, inputs)
+        released = steps.release_stale_claims(gh, state, inputs.config, inputs.dry_run)
+        plan = steps.make_plan(state, inputs, previous)
+        plan, approvals = steps.gates_and_approvals(gh, plan, state, inputs)
+        fingerprint = reminder.fingerprint(state, ignore_labels=inputs.ignore_labels,
+                                           status_labels=inputs.status_labels)
+
+        outcomes = []
+        if plan.dispatches and not inputs.dry_run:
+            steps.fetch_clone(inputs)
+            spec = CoordinatorSpec(
+                repo=inputs.repo, api_url=inputs.api_url, repo_path=inputs.repo_path,
+                worktree_root=inputs.worktree_root, integration_branch=inputs.config.integration_branch,
+                default_branch=gh.default_branch(), agent_command=inputs.agent_command,
+                agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
+                status_pr_open=inputs.config.status_pr_open, pass_id=uuid.uuid4().hex[:8])
+            outcomes = dispatch_all(plan.dispatches, spec)
+        for d in plan.dispatches if inputs.dry_run else []:
+            logger.info("dry run: would dispatch %s %s %s: %s", d.kind, d.phase, d.batch, d.items)
+
+        after = steps.make_plan(steps.read_state(gh, inputs), inputs, previous) if outcomes else plan
+        result = steps.reminder_gate(gh, inputs, after, plan.attempt, fingerprint, outcomes, previous)
+        destroyed = steps.self_destruct(inputs)
+        report = steps.report(PassReport(
+            repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,
+            plan_after=after if outcomes else None, approvals=approvals, closed_reminders=closed,
+            released_claims=released, orphans=orphans, outcomes=outcomes, reminder=result,
+            api_requests=gh.requests_made, self_destructed=str(destroyed) if destroyed else None))
+
+    if plan.stuck:
+        return Failed(message=f"Conductor stuck: ATTEMPT_N={plan.attempt} — needs human intervention "
+                              f"(issue #{result.stuck_issue})", data=report)
+    if plan.idle:
+        logger.info("Pipeline is fully idle. No open issues or PRs with phase labels.")
+    return Completed(message=f"{len(outcomes)} coordinators, {len(report.failures)} failures", data=report)

@@ -1,0 +1,124 @@
+"""Coordinator subflows: `issue-to-pr` and `pr-review`, one per dispatch group.
+
+Each reads like its steps: claim the items, make a worktree and task file, run the
+agent, prove its claims against GitHub, release the labels, remove the worktree.
+Parameters hold no secret: the subflow builds its own GitHub client from the
+environment, and only passes the agent a token of its own when one is configured.
+"""
+from __future__ import annotations
+
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+from conductor import coordinator as core
+from conductor.coordinator import AgentResult, CoordinatorSpec, Workspace
+from conductor.github_gateway import GitHubGateway
+from conductor.models import Dispatch
+from conductor.verify import CoordinatorOutcome
+from tasks.secrets import agent_token, github_settings
+
+step = task(cache_policy=NO_CACHE, persist_result=False)
+
+
+@step(name="claim items")
+def claim(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+    core.claim(gh, dispatch, spec)
+
+
+@step(name="prepare worktree")
+def prepare(dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
+    return core.prepare(dispatch, spec)
+
+
+@step(name="run agent")
+def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> AgentResult:
+    logger = get_run_logger()
+    conductor_token = github_settings(spec.api_url).token
+    token = agent_token()
+    secrets = [s for s in (conductor_token.get_secret_value() if conductor_token else None, token) if s]
+    result = core.run(dispatch, spec, workspace, on_line=lambda line: logger.info("agent: %s", line),
+                      agent_token=token, secrets=secrets)
+    logger.info("agent ended: exit %s, timed out %s, report %s", result.run.returncode,
+                result.run.timed_out, result.run.report_error or "read")
+    return result
+
+
+@step(name="verify artifact proof")
+def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, result: AgentResult,
+          html_base: str) -> CoordinatorOutcome:
+    return core.prove(gh, dispatch, spec, result, html_base=html_base)
+
+
+@step(name="release labels")
+def release(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+    core.release(gh, dispatch, spec)
+
+
+@step(name="remove worktree")
+def cleanup(spec: CoordinatorSpec, workspace: Workspace | None) -> None:
+    core.cleanup(spec, workspace)
+
+
+def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
+    """The body both coordinator flows share."""
+    workspace = None
+    with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
+        try:
+            claim(gh, dispatch, spec)
+            workspace = prepare(dispatch, spec)
+            result = run_agent(dispatch, spec, workspace)
+            outcome = prove(gh, dispatch, spec, result, html_base=html_base_of(spec.api_url))
+        except Exception as exc:  # a broken coordinator is a failure, never a crashed pass
+            get_run_logger().error("coordinator failed: %s", exc)
+            outcome = core.failed_outcome(dispatch, f"coordinator failed: {exc}")
+        finally:
+            try:
+                cleanup(spec, workspace)
+            finally:
+                release(gh, dispatch, spec)
+    return outcome
+
+
+@flow(name="issue-to-pr", flow_run_name="issue-to-pr {dispatch.phase} {dispatch.batch}",
+      log_prints=True, persist_result=False)
+def issue_to_pr(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
+    return coordinate(dispatch, spec)
+
+
+@flow(name="pr-review", flow_run_name="pr-review {dispatch.phase} {dispatch.batch}",
+      log_prints=True, persist_result=False)
+def pr_review(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
+    return coordinate(dispatch, spec)
+
+
+COORDINATORS = {"issue_to_pr": issue_to_pr, "pr_review": pr_review}
+
+
+def _run_one(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
+    # Subflow heartbeats only detect crashed runs, which the parent's heartbeat already does;
+    # in a thread their shutdown costs up to 1 s per subflow, so they are off here.
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        try:
+            return COORDINATORS[dispatch.kind](dispatch, spec)
+        except Exception as exc:  # the subflow itself crashed
+            return core.failed_outcome(dispatch, f"coordinator subflow crashed: {exc}")
+
+
+def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec) -> list[CoordinatorOutcome]:
+    """Start every coordinator at once (threads sharing the parent's run context); wait for all."""
+    if not dispatches:
+        return []
+    with ThreadPoolExecutor(max_workers=len(dispatches), thread_name_prefix="coordinator") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, _run_one, d, spec) for d in dispatches]
+        return [f.result() for f in futures]
+
+
+def html_base_of(api_url: str) -> str:
+    """https://api.github.com -> https://github.com; https://HOST/api/v3 -> https://HOST."""
+    if api_url.rstrip("/") == "https://api.github.com":
+        return "https://github.com"
+    return api_url.rstrip("/").removesuffix("/api/v3")

@@ -1,0 +1,43 @@
+"""Where the conductor's secrets come from. Never a flow parameter, never logged.
+
+The GitHub token: `GITHUB_TOKEN`/`GH_TOKEN` in the environment, else the Prefect
+Secret block named by `CONDUCTOR_GITHUB_TOKEN_BLOCK` (default `github-token`).
+The agent's own token (optional, least privilege): `CONDUCTOR_AGENT_TOKEN`, else the
+Secret block named by `CONDUCTOR_AGENT_TOKEN_BLOCK` when that is set.
+"""
+from __future__ import annotations
+
+import os
+
+from pydantic import SecretStr
+
+from conductor.settings import GitHubSettings, RunSettings
+
+
+def _secret_block(name: str) -> str | None:
+    if not name:
+        return None
+    from prefect.blocks.system import Secret
+
+    try:
+        value = Secret.load(name).get()
+    except (ValueError, RuntimeError):  # no such block, or no API to ask
+        return None
+    return str(value) if value else None
+
+
+def github_settings(api_url: str | None = None) -> GitHubSettings:
+    overrides = {"api_url": api_url} if api_url else {}
+    settings = GitHubSettings(**overrides)
+    if settings.token is None:
+        value = _secret_block(os.environ.get("CONDUCTOR_GITHUB_TOKEN_BLOCK", "github-token"))
+        if value:
+            settings = settings.model_copy(update={"token": SecretStr(value)})
+    return settings
+
+
+def agent_token() -> str | None:
+    token = RunSettings().agent_token
+    if token is not None:
+        return token.get_secret_value()
+    return _secret_block(os.environ.get("CONDUCTOR_AGENT_TOKEN_BLOCK", ""))
