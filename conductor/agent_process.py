@@ -199,6 +199,32 @@ def _stop_group(proc: subprocess.Popen[bytes], output: _Output, grace: float) ->
     output.drain(_FINAL_DRAIN_S)
 
 
+def stop_orphan(pid: int, inside: Path, grace: float = 3.0) -> bool:
+    """Stop the process group of an agent a dead pass left running in `inside`.
+
+    Only a live process whose working directory is inside `inside` is touched (a pid
+    read from disk may have been reused). Returns whether one was stopped."""
+    try:
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd")).resolve()
+    except OSError:
+        return False
+    if not cwd.is_relative_to(Path(inside).resolve()):
+        return False
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 0.0)):
+        try:
+            os.killpg(pid, sig)
+        except (ProcessLookupError, PermissionError):
+            return True
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(pid, 0)
+            except (ProcessLookupError, PermissionError):
+                return True
+            time.sleep(0.05)
+    return True
+
+
 def _start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], secrets: Sequence[str]
            ) -> subprocess.Popen[bytes]:
     name = redact(argv[0], secrets)
@@ -234,6 +260,7 @@ def run_agent(
     on_line: Callable[[str], None],
     secrets: Sequence[str] = (),
     kill_grace: float = 3.0,
+    on_start: Callable[[int], None] | None = None,
 ) -> AgentRun:
     """Run `argv` in `cwd` with exactly `env`, stream redacted lines to `on_line`, enforce `timeout`."""
     if not argv:
@@ -245,6 +272,8 @@ def run_agent(
     lines = _Lines(on_line, secrets)
     started = time.monotonic()
     proc = _start(argv, Path(cwd), env, secrets)
+    if on_start is not None:
+        on_start(proc.pid)
     deadline = started + timeout
     timed_out = False
     output = _Output(proc, lines)

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from conductor import worktrees
-from conductor.agent_process import AgentRun, agent_environment, expand_command, run_agent
+from conductor.agent_process import AgentRun, agent_environment, expand_command, run_agent, stop_orphan
 from conductor.constants import (
     PROMPT_ISSUE_TO_PR,
     PROMPT_PR_REVIEW,
@@ -28,6 +28,7 @@ from conductor.reports import AgentReport
 from conductor.taskfile import render_task_file
 from conductor.verify import CoordinatorOutcome, PullFacts, RunFacts, pr_numbers_to_check, verify
 
+AGENT_PID_FILE = "conductor-agent.pid"
 REQUIRED_OUTPUT = {"issue_to_pr": "pr_urls", "pr_review": "merge_status_and_grades"}
 PROMPTS = {"issue_to_pr": PROMPT_ISSUE_TO_PR, "pr_review": PROMPT_PR_REVIEW}
 
@@ -121,8 +122,10 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
     }
     if agent_token:
         extra.update({"GH_TOKEN": agent_token, "GITHUB_TOKEN": agent_token})
+    pid_file = worktrees.private_dir(workspace.path) / AGENT_PID_FILE
     outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(os.environ, extra),
-                                  timeout=spec.agent_timeout, on_line=on_line, secrets=secrets)
+                                  timeout=spec.agent_timeout, on_line=on_line, secrets=secrets,
+                                  on_start=lambda pid: pid_file.write_text(str(pid)))
     report, error = read_report(workspace.report_file)
     facts = RunFacts(returncode=outcome.returncode, timed_out=outcome.timed_out,
                      timeout_s=spec.agent_timeout, report_error=error)
@@ -169,6 +172,15 @@ def release(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> Non
 def cleanup(spec: CoordinatorSpec, workspace: Workspace | None) -> None:
     if workspace is not None:
         worktrees.remove_worktree(spec.repo_path, workspace.path)
+
+
+def stop_orphaned_agent(worktree: Path) -> bool:
+    """Stop the agent a dead pass left running in `worktree` (seed: orphaned subagent)."""
+    try:
+        pid = int((worktrees.private_dir(worktree) / AGENT_PID_FILE).read_text().strip())
+    except (OSError, ValueError, worktrees.WorktreeError):
+        return False
+    return stop_orphan(pid, worktree)
 
 
 def failed_outcome(dispatch: Dispatch, reason: str) -> CoordinatorOutcome:

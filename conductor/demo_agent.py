@@ -125,7 +125,8 @@ def main(argv: list[str] | None = None) -> int:
         agent = Agent(task, os.environ.get("GH_TOKEN"))
         if workflow == "issue_to_pr":
             for issue in items:
-                url = (f"https://github.com/someone-else/other-repo/pull/{issue}" if args.mode == "foreign-url"
+                html = task["GITHUB_API_URL"].removesuffix("/api/v3")
+                url = (f"{html}/someone-else/other-repo/pull/{issue}" if args.mode == "foreign-url"
                        else agent.implement(issue))
                 report["issues"].append({"issue": issue, "pr_url": url})
                 print(f"demo agent: #{issue} -> {url}", flush=True)

@@ -158,7 +158,7 @@ class GitHubGateway:
             pulls: list[PullRequest] = []
             for item in raw_issues:
                 labels = [label.name for label in item.labels]
-                if item.pull_request is None:
+                if not _is_pull(item):
                     issues.append(Issue(number=item.number, title=item.title or "", labels=labels,
                                         body=item.body or ""))
                     continue
@@ -189,7 +189,7 @@ class GitHubGateway:
             return [
                 IssueRef(i.number, i.title or "", i.body or "", tuple(lbl.name for lbl in i.labels))
                 for i in self._repo.get_issues(state=state, labels=[label])
-                if i.pull_request is None
+                if not _is_pull(i)
             ]
 
         return self._call(f"list issues labelled {label}", fetch)
@@ -316,6 +316,13 @@ class GitHubGateway:
             issue.edit(state="closed", state_reason=state_reason)
 
         self._call(f"close issue #{number}", run)
+
+
+def _is_pull(item: GhIssue) -> bool:
+    """Whether an issues-listing entry is a PR. GitHub omits `pull_request` on plain
+    issues, and reading PyGithub's `.pull_request` then refetches the issue (one request
+    per issue), so the key is looked up in the listing's own data."""
+    return "pull_request" in item._rawData
 
 
 def _retry_post(fn: Callable[[], T], attempts: int = 4, pause: float = 0.5) -> T:

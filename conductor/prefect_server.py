@@ -52,7 +52,18 @@ def create_app() -> SerializedWrites:
     return SerializedWrites(prefect_app(final=True))
 
 
-def _free_port() -> int:
+def drain_prefect_workers() -> None:
+    """Send the logs and events Prefect still queues, while the server still listens."""
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogHandler
+
+    APILogHandler().flush()
+    EventsWorker.drain_all()
+
+
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -70,7 +81,7 @@ def _healthy(api_url: str) -> bool:
 def embedded_server(prefect_home: str | None = None, port: int | None = None,
                     ui: bool = False, startup_timeout: float = 120.0) -> Iterator[str]:
     """Start the server in a subprocess; yield its API URL (…/api); stop it on exit."""
-    port = port or _free_port()
+    port = port or free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     env = dict(os.environ)
     env.pop("PREFECT_API_URL", None)
@@ -96,6 +107,7 @@ def embedded_server(prefect_home: str | None = None, port: int | None = None,
                                      "set PREFECT_API_URL to a running Prefect server instead")
             time.sleep(0.2)
         yield api_url
+        drain_prefect_workers()
     finally:
         process.terminate()
         try:

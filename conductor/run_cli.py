@@ -25,7 +25,7 @@ def prefect_api(ephemeral_home: bool = False) -> Iterator[str]:
     if os.environ.get("PREFECT_API_URL"):
         yield os.environ["PREFECT_API_URL"]
         return
-    from conductor.prefect_server import embedded_server
+    from conductor.prefect_server import drain_prefect_workers, embedded_server
 
     with tempfile.TemporaryDirectory(prefix="conductor-prefect-") as tmp:
         home = tmp if ephemeral_home else os.environ.get("PREFECT_HOME")
@@ -36,19 +36,8 @@ def prefect_api(ephemeral_home: bool = False) -> Iterator[str]:
             try:
                 yield url
             finally:
-                _drain_prefect_workers()
+                drain_prefect_workers()
                 os.environ.pop("PREFECT_API_URL", None)
-
-
-def _drain_prefect_workers() -> None:
-    """Send queued logs and events while the embedded server still listens."""
-    if "prefect" not in sys.modules:
-        return
-    from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogHandler
-
-    APILogHandler().flush()
-    EventsWorker.drain_all()
 
 
 def run_pass(**parameters: Any):

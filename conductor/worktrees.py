@@ -169,6 +169,13 @@ def clone(url: str, dest: Path | str) -> Path:
     return Path(dest)
 
 
+def private_dir(worktree: Path | str) -> Path:
+    """The worktree's own git directory (`.git/worktrees/<name>`): private to it, outside
+    its files, and gone when the worktree is removed."""
+    with _open(worktree) as repo:
+        return Path(repo.git_dir).resolve()
+
+
 def integration_tip(repo_path: Path | str, branch: str, remote: str = "origin") -> str:
     """The sha of `<remote>/<branch>` if it exists, else of the local `<branch>`."""
     with _open(repo_path) as repo:

@@ -12,7 +12,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from conductor import housekeeping, markdown, planner, reminder, worktrees
+from conductor import coordinator, housekeeping, markdown, planner, reminder, worktrees
 from conductor.config import PipelineConfig
 from conductor.github_gateway import GitHubGateway
 from conductor.models import PipelineState, Plan
@@ -57,6 +57,9 @@ def clean_orphaned_worktrees(inputs: PassInputs) -> list[worktrees.OrphanCleanup
     if inputs.dry_run:
         orphans = worktrees.find_orphans(inputs.repo_path, root, keep=set())
         return [worktrees.OrphanCleanup(path=p) for p in orphans]
+    for orphan in worktrees.find_orphans(inputs.repo_path, root, keep=set()):
+        if coordinator.stop_orphaned_agent(orphan):
+            logger.warning("stopped the agent a dead pass left running in %s", orphan)
     results = worktrees.clean_orphans(inputs.repo_path, root, keep=set(), salvage_dir=inputs.salvage_dir)
     for r in results:
         if r.salvaged_to:

@@ -1,0 +1,20 @@
+"""Reading a pass's history back from the Prefect server, as the UI does."""
+from __future__ import annotations
+
+from uuid import UUID
+
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, FlowRunFilter, FlowRunFilterParentFlowRunId
+
+
+class PrefectHistory:
+    def child_flow_runs(self, flow_run_id: UUID):
+        with get_client(sync_client=True) as client:
+            return client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[flow_run_id])))
+
+    def artifact_keys_for(self, flow_run_id: UUID) -> set[str]:
+        with get_client(sync_client=True) as client:
+            artifacts = client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])))
+        return {a.key for a in artifacts if a.key}

@@ -1,0 +1,232 @@
+"""The conductor flow end to end: real Prefect server, real sandbox GitHub, real git, real
+agent processes (the scripted agent in its misbehaving modes)."""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conductor import constants
+from tests.conftest import unique_repo_name
+from tests.pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, READER_LOGIN, PipelineRepo, make_pipeline_repo
+
+UI = "phase-4/new-ui-pages"
+
+
+@pytest.fixture
+def pipe(sandbox, prefect_server, tmp_path, monkeypatch, request) -> PipelineRepo:
+    monkeypatch.setenv("GITHUB_TOKEN", sandbox.users[CONDUCTOR_LOGIN])
+    monkeypatch.setenv("CONDUCTOR_AGENT_TOKEN", sandbox.users[AGENT_LOGIN])
+    monkeypatch.setenv("CONDUCTOR_WORKTREE_ROOT", str(tmp_path / "worktrees"))
+    monkeypatch.setenv("CONDUCTOR_SALVAGE_DIR", str(tmp_path / "salvage"))
+    monkeypatch.setenv("CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS", "0")
+    monkeypatch.setenv("CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES", "0")
+    monkeypatch.setenv("CONDUCTOR_GITHUB_BACKOFF", "0.05")
+    return make_pipeline_repo(sandbox, unique_repo_name(request.node.name), tmp_path)
+
+
+def test_two_batches_dispatched_in_one_pass_as_two_coordinators(pipe: PipelineRepo, prefect_client):
+    first = pipe.issue("Page A", UI, "batch-01")
+    second = pipe.issue("Page B", UI, "batch-02")
+
+    report, state = pipe.run()
+
+    assert state.is_completed()
+    groups = {(o.kind, o.batch): o for o in report.outcomes}
+    assert set(groups) == {("issue_to_pr", "batch-01"), ("issue_to_pr", "batch-02")}
+    assert all(o.ok for o in groups.values()), [o.failures for o in groups.values()]
+    bodies = sorted(p["body"] for p in pipe.pulls())
+    assert bodies == [f"Closes #{first}", f"Closes #{second}"]
+    for number in (first, second):
+        assert constants.STATUS_IN_PROGRESS not in pipe.labels_of(number)
+    assert pipe.worktrees_left() == []
+    # the two coordinators are subflows of this pass in Prefect's history
+    children = prefect_client.child_flow_runs(state.state_details.flow_run_id)
+    assert sorted(r.name for r in children) == ["issue-to-pr phase-4/new-ui-pages batch-01",
+                                                "issue-to-pr phase-4/new-ui-pages batch-02"]
+    assert all(r.state.is_completed() for r in children)
+    # the pass leaves one reminder (PRs await review) and the table artifact
+    reminders = pipe.issues(labels=constants.REMINDER_LABEL)
+    assert len(reminders) == 1 and report.reminder.number == reminders[0]["number"]
+    slug = re.sub(r"[^a-z0-9]+", "-", pipe.full_name.lower())
+    assert prefect_client.artifact_keys_for(state.state_details.flow_run_id) >= {
+        f"pipeline-state-{slug}", f"conductor-summary-{slug}"}
+
+
+@pytest.mark.parametrize(("mode", "expected"), [
+    ("crash", "agent exited with status 3"),
+    ("empty", "no artifacts"),
+    ("foreign-url", "is not in"),
+    ("garbage", "not valid JSON"),
+])
+def test_agent_failures_are_reported_and_release_the_issue(pipe: PipelineRepo, mode, expected):
+    number = pipe.issue("Page", UI, "batch-01")
+    other = pipe.issue("Other page", UI, "batch-02")
+
+    report, state = pipe.run(mode)
+
+    assert state.is_completed()  # a failed coordinator never fails the pass
+    assert len(report.outcomes) == 2
+    for outcome in report.outcomes:
+        assert not outcome.ok
+        assert any(expected in reason for reason in outcome.failures), outcome.failures
+    assert constants.STATUS_IN_PROGRESS not in pipe.labels_of(number)
+    assert constants.STATUS_IN_PROGRESS not in pipe.labels_of(other)
+    assert pipe.worktrees_left() == []
+    reminder = pipe.issues(labels=constants.REMINDER_LABEL)[0]
+    assert "### Failed coordinators" in reminder["body"]
+
+
+def test_agent_that_hangs_is_killed_with_its_children_at_the_timeout(pipe: PipelineRepo):
+    pipe.issue("Page", UI, "batch-01")
+    started = time.monotonic()
+
+    report, _ = pipe.run("hang", agent_timeout=2)
+
+    assert time.monotonic() - started < 60
+    [outcome] = report.outcomes
+    assert any("timed out" in reason for reason in outcome.failures), outcome.failures
+    leftovers = subprocess.run(["pgrep", "-f", "time.sleep\\(3600\\)"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
+
+
+def test_grade_d_leaves_the_pr_open_and_the_reminder_names_it(pipe: PipelineRepo):
+    issue = pipe.issue("Page", UI, "batch-01")
+    pipe.run()  # opens the PR
+    [pr] = pipe.pulls()
+
+    report, _ = pipe.run("grade-d")
+
+    [outcome] = report.outcomes
+    assert outcome.kind == "pr_review"
+    assert [f.number for f in outcome.failed_prs] == [pr["number"]]
+    assert pipe.call("GET", f"/pulls/{pr['number']}")["state"] == "open"
+    assert pipe.call("GET", f"/issues/{issue}")["state"] == "open"
+    reminder = pipe.issues(labels=constants.REMINDER_LABEL)[0]
+    assert f"PR #{pr['number']}" in reminder["body"]
+    assert "Failed PRs" in reminder["body"]
+
+
+def test_gated_item_needs_a_maintainers_approval(pipe: PipelineRepo):
+    by_reader = pipe.issue("Auth fix", UI, "batch-01", constants.SECURITY_LABEL)
+    by_writer = pipe.issue("Token fix", UI, "batch-01", constants.SECURITY_LABEL)
+    pipe.issue("seed the approval label", constants.APPROVAL_LABEL)
+    # a read-only user cannot label at all (GitHub answers 403)...
+    with pipe.client(READER_LOGIN) as c:
+        refused = c.post(f"/repos/{pipe.full_name}/issues/{by_reader}/labels",
+                         json={"labels": [constants.APPROVAL_LABEL]})
+    assert refused.status_code == 403
+    # ...and one who may triage can label, but that approves nothing
+    pipe.call("PUT", f"/collaborators/{READER_LOGIN}", json={"permission": "triage"})
+    pipe.add_label(by_reader, constants.APPROVAL_LABEL, login=READER_LOGIN)
+    pipe.add_label(by_writer, constants.APPROVAL_LABEL)  # admin: a maintainer
+
+    report, _ = pipe.run()
+
+    dispatched = [n for d in report.plan.dispatches for n in d.items]
+    assert dispatched == [by_writer]
+    gated = {g.number: g for g in report.plan.gated}
+    assert gated[by_reader].approved is False
+    assert report.approvals == {by_writer: "admin"}
+
+
+def test_stale_reminders_are_closed_with_the_seed_comment(pipe: PipelineRepo):
+    pipe.issue("Page", UI, "batch-01")
+    old = [pipe.issue(f"old reminder {i}", constants.REMINDER_LABEL) for i in range(2)]
+
+    report, _ = pipe.run()
+
+    assert sorted(report.closed_reminders) == old
+    for number in old:
+        assert pipe.call("GET", f"/issues/{number}")["state"] == "closed"
+        comments = pipe.call("GET", f"/issues/{number}/comments")
+        assert [c["body"] for c in comments] == [constants.STALE_REMINDER_COMMENT]
+    assert len(pipe.issues(labels=constants.REMINDER_LABEL)) == 1
+
+
+def test_attempts_count_up_to_the_stuck_issue_which_is_opened_once(pipe: PipelineRepo):
+    pipe.issue("Schema", "phase-1/db-schema", "batch-01")  # gated: nothing can advance
+
+    attempts = []
+    for _ in range(6):
+        report, state = pipe.run()
+        attempts.append(report.attempt)
+    assert attempts == [0, 1, 2, 3, 4, 5]
+    assert state.is_failed() and "Conductor stuck: ATTEMPT_N=5" in state.message
+    stuck = pipe.issues(labels=constants.STUCK_LABEL)
+    assert len(stuck) == 1 and "ATTEMPT_N=4" in stuck[0]["title"]
+    assert len(pipe.issues(labels=constants.REMINDER_LABEL)) == 1
+
+    pipe.issue("New work", UI, "batch-01")  # progress resets the counter
+    report, state = pipe.run()
+    assert report.attempt == 0 and state.is_completed()
+
+
+def test_orphaned_dirty_worktree_is_salvaged_then_removed(pipe: PipelineRepo, tmp_path: Path):
+    from conductor import worktrees
+
+    root = tmp_path / "worktrees"
+    sha = worktrees.integration_tip(pipe.clone, "dev")
+    orphan = worktrees.create_worktree(pipe.clone, root, "issue_to_pr-crashed", sha)
+    (orphan / "half-done.py").write_text("print('agent work')\n")
+
+    report, _ = pipe.run()
+
+    [cleanup] = report.orphans
+    assert cleanup.removed and cleanup.salvaged_to is not None
+    assert not orphan.exists()
+    saved = list(Path(cleanup.salvaged_to).rglob("*.patch"))
+    assert saved and "agent work" in saved[0].read_text()
+
+
+def test_dry_run_writes_nothing(pipe: PipelineRepo):
+    number = pipe.issue("Page", UI, "batch-01")
+    before = pipe.sandbox.control.counts()
+
+    report, state = pipe.run(dry_run=True)
+
+    assert state.is_completed() and report.dry_run
+    assert [d.items for d in report.plan.dispatches] == [[number]]
+    writes = {k: v for k, v in pipe.sandbox.control.counts().items()
+              if not k.startswith("GET") and v != before.get(k, 0)}
+    assert writes == {}
+    assert pipe.pulls() == [] and pipe.issues(labels=constants.REMINDER_LABEL) == []
+
+
+def test_rerun_after_a_killed_pass_leaves_nothing_stuck_or_duplicated(pipe: PipelineRepo, prefect_server):
+    number = pipe.issue("Page", UI, "batch-01")
+    pipe.run("empty")  # leaves one reminder
+    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "conductor.cli", "run", "--repo", pipe.full_name,
+         "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
+         "--agent-command", f"{sys.executable} -m conductor.demo_agent --mode hang", "--agent-timeout", "120"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        while constants.STATUS_IN_PROGRESS not in pipe.labels_of(number):
+            assert time.monotonic() < deadline and proc.poll() is None, "the pass never claimed the issue"
+            time.sleep(0.3)
+        time.sleep(1.0)  # the agent is running now
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert constants.STATUS_IN_PROGRESS in pipe.labels_of(number)  # the kill left a claim behind
+
+    report, state = pipe.run()
+
+    assert state.is_completed()
+    assert report.released_claims == [number]
+    assert [o.ok for o in report.outcomes] == [True]
+    assert constants.STATUS_IN_PROGRESS not in pipe.labels_of(number)
+    assert len(pipe.issues(labels=constants.REMINDER_LABEL)) == 1
+    assert len(pipe.pulls()) == 1
+    assert pipe.worktrees_left() == []
+    orphans = subprocess.run(["pgrep", "-f", "demo_agent --mode hang"], capture_output=True, text=True)
+    assert orphans.stdout.strip() == ""  # the dead pass's agent was stopped, not left spinning
