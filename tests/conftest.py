@@ -67,6 +67,6 @@ def prefect_server() -> str:
 
 @pytest.fixture(scope="session")
 def prefect_client(prefect_server: str):
-    from tests.prefect_support import PrefectHistory
+    from prefect_support import PrefectHistory
 
     return PrefectHistory()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from conductor import constants
-from tests.conftest import unique_repo_name
-from tests.pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, READER_LOGIN, PipelineRepo, make_pipeline_repo
+from conftest import unique_repo_name
+from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, READER_LOGIN, PipelineRepo, make_pipeline_repo
 
 UI = "phase-4/new-ui-pages"
 
