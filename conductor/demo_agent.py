@@ -99,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="conductor-demo-agent", description=__doc__.splitlines()[0])
     parser.add_argument("--mode", choices=MODES, default="work")
     parser.add_argument("--grade", default="A", choices=list("ABCDF"))
+    parser.add_argument("--sleep", type=float, default=0.0, help="seconds of 'thinking' before working")
     args = parser.parse_args(argv)
     task = parse_key_values(Path(os.environ["CONDUCTOR_TASK_FILE"]).read_text(encoding="utf-8"))
     report_path = Path(os.environ["CONDUCTOR_REPORT_FILE"])
@@ -107,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"demo agent: {workflow} {task.get('PHASE')} {task.get('BATCH')} items {items} mode {args.mode}",
           flush=True)
 
+    time.sleep(args.sleep)
     if args.mode == "crash":
         print("demo agent: crashing on purpose", flush=True)
         return 3

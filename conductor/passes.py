@@ -39,6 +39,7 @@ class PassInputs(BaseModel):
     agent_command: list[str] = Field(default_factory=list)
     agent_timeout: float = 3600.0
     conductor_worktree: Path | None = None
+    guard_wait: float = 120.0
 
     @property
     def ignore_labels(self) -> list[str]:
@@ -88,6 +89,7 @@ def resolve_inputs(*, api_url: str, repo: str | None = None, task_file: str | No
         rerun_hint=settings.rerun_hint, repo_path=settings.repo_path.resolve(), worktree_root=root,
         salvage_dir=settings.resolved_salvage_dir(), agent_command=command,
         agent_timeout=agent_timeout or settings.agent_timeout, conductor_worktree=conductor_wt,
+        guard_wait=settings.guard_wait,
     )
 
 

@@ -41,10 +41,13 @@ def prefect_api(ephemeral_home: bool = False) -> Iterator[str]:
 
 
 def run_pass(**parameters: Any):
-    """Run the conductor flow once; returns (report, state)."""
+    """Run the conductor flow once; returns (report, state). The report is None when the
+    pass was skipped because another pass over the repository held its slot."""
     from flows.conductor import conductor
 
     state = conductor(**parameters, return_state=True)
+    if state.is_cancelled():
+        return None, state
     report = state.result(raise_on_failure=False)
     if isinstance(report, BaseException):
         raise ConductorError(f"the conductor pass failed: {report}") from None
@@ -89,6 +92,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         parameters["agent_command"] = get_preset(args.agent_preset)
     with prefect_api(ephemeral_home=args.dry_run):
         report, state = run_pass(**parameters)
+    if report is None:
+        print(f"conductor: {state.message}", file=sys.stderr)
+        return 0
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:

@@ -90,6 +90,9 @@ class RunSettings(BaseSettings):
     reminder_mode: Literal["recreate", "update"] = Field(
         "recreate", description="recreate: close stale reminders and open a new one (the seed); "
         "update: edit one reminder in place (fewer notifications on a schedule).")
+    guard_wait: float = Field(
+        120.0, ge=0, description="Seconds a pass waits for another pass over the same repository "
+        "to finish before it gives up without dispatching (a killed pass frees its slot within 60 s).")
     rerun_hint: str = Field(
         "conductor run", description="The command the reminder tells a human to run next.")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 
 from prefect import flow, get_run_logger
-from prefect.states import Completed, Failed, State
+from prefect.states import Cancelled, Completed, Failed, State
 
 from conductor import reminder
 from conductor.coordinator import CoordinatorSpec
@@ -12,6 +12,7 @@ from conductor.github_gateway import GitHubGateway
 from conductor.passes import PassReport, resolve_inputs
 from flows.coordinators import dispatch_all
 from tasks import steps
+from tasks.guard import one_pass_per_repo
 from tasks.secrets import github_settings
 
 
@@ -33,7 +34,6 @@ def conductor(
 ) -> State:
     """One pass. Parameters mirror the seed's `.agent-task` (which `task_file` may name);
     the GitHub token is never a parameter: it comes from the environment or a Secret block."""
-    logger = get_run_logger()
     settings = github_settings(github_url)
     inputs = resolve_inputs(
         api_url=settings.api_url, repo=repo, task_file=task_file, config_file=config_file,
@@ -41,6 +41,17 @@ def conductor(
         max_prs_per_dispatch=max_prs_per_dispatch, attempt=attempt, dry_run=dry_run,
         reminder_mode=reminder_mode, repo_path=repo_path, agent_command=agent_command,
         agent_timeout=agent_timeout)
+    logger = get_run_logger()
+    with one_pass_per_repo(inputs.repo, wait_seconds=inputs.guard_wait) as mine:
+        if not mine:
+            message = f"another conductor pass over {inputs.repo} is running; this one dispatched nothing"
+            logger.warning(message)
+            return Cancelled(message=message)
+        return _one_pass(settings, inputs)
+
+
+def _one_pass(settings, inputs) -> State:
+    logger = get_run_logger()
     with GitHubGateway(settings, inputs.repo) as gh:
         steps.label_preflight(gh, inputs.config, inputs.dry_run)
         previous = steps.anti_loop_guard(gh, inputs.config)

@@ -2,6 +2,7 @@
 agent processes (the scripted agent in its misbehaving modes)."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -230,3 +231,22 @@ def test_rerun_after_a_killed_pass_leaves_nothing_stuck_or_duplicated(pipe: Pipe
     assert pipe.worktrees_left() == []
     orphans = subprocess.run(["pgrep", "-f", "demo_agent --mode hang"], capture_output=True, text=True)
     assert orphans.stdout.strip() == ""  # the dead pass's agent was stopped, not left spinning
+
+
+def test_two_passes_started_together_never_both_dispatch(pipe: PipelineRepo, prefect_server):
+    pipe.issue("Page", UI, "batch-01")
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "CONDUCTOR_GUARD_WAIT": "0"}
+    command = [sys.executable, "-m", "conductor.cli", "run", "--json", "--repo", pipe.full_name,
+               "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
+               "--agent-command", f"{sys.executable} -m conductor.demo_agent --sleep 3"]
+    runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    results = [proc.communicate(timeout=180) for proc in runs]
+
+    assert [proc.returncode for proc in runs] == [0, 0], [err[-2000:] for _, err in results]
+    reports = [json.loads(out) for out, _ in results if out.strip()]
+    skipped = [err for out, err in results if not out.strip()]
+    assert len(reports) == 1 and len(skipped) == 1, "\n=====\n".join(err[-3000:] for _, err in results)
+    assert "another conductor pass" in skipped[0]
+    assert [o["items"] for o in reports[0]["outcomes"]] == [[1]]
+    assert len(pipe.pulls()) == 1

@@ -1,0 +1,408 @@
+"""Benchmark: do K concurrent coordinators cost S seconds, or K×S?
+
+    .venv/bin/python benchmarks/bench_coordinators.py [--k 1,4,12] [--sleep 3]
+        [--servers embedded,sqlite,postgres] [--no-warmup]
+
+For each Prefect server (conductor's embedded server, Prefect's stock SQLite server,
+Prefect's stock server on a throwaway PostgreSQL cluster) and each K, runs one real
+conductor pass over a fresh sandbox repository with K issues in K batches, so the pass
+dispatches K coordinator subflows at once; each coordinator's agent sleeps S seconds and
+reports done with no artifact (a verification failure: only the time matters here).
+
+The figure is the wall time of `flows.coordinators.dispatch_all` (from starting the
+first coordinator to the last one returning), timed by a wrapper in the pass's own
+process. Overhead per coordinator = (dispatch time − S) / K: everything a coordinator
+costs besides its agent's sleep (subflow bookkeeping on the server, GitHub claim and
+release, git worktree, agent process start, verification), spread over the K that ran
+at once. Every server and cluster this script starts is stopped, every file removed.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from glob import glob
+from pathlib import Path
+from typing import Any
+
+SERVERS = ("embedded", "sqlite", "postgres")
+PHASE = "phase-4/new-ui-pages"
+GOAL_SERVER, GOAL_K, GOAL_SECONDS = "embedded", 12, 0.3
+STARTUP_TIMEOUT = 180.0
+PASS_TIMEOUT = 900.0
+CONDUCTOR, AGENT = "alice", "bob"
+
+
+class BenchInputError(Exception):
+    """Bad command-line input (exit 2)."""
+
+
+class Skipped(Exception):
+    """A server that cannot run here; the message says why."""
+
+
+# -- pure parts ------------------------------------------------------------------------------
+
+def parse_ks(text: str) -> list[int]:
+    """'1,4,12' -> [1, 4, 12]: whole numbers from 1 to 99 (batch-NN), no repeats."""
+    try:
+        ks = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BenchInputError(f"--k {text!r}: expected whole numbers separated by commas, e.g. --k 1,4,12") from None
+    if not ks or any(not 1 <= k <= 99 for k in ks) or len(set(ks)) != len(ks):
+        raise BenchInputError(f"--k {text!r}: give distinct numbers from 1 to 99, e.g. --k 1,4,12")
+    return ks
+
+
+def parse_servers(text: str) -> list[str]:
+    """'embedded,sqlite' -> ['embedded', 'sqlite'], each one of SERVERS."""
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    unknown = [n for n in names if n not in SERVERS]
+    if not names or unknown or len(set(names)) != len(names):
+        raise BenchInputError(f"--servers {text!r}: give distinct names from {', '.join(SERVERS)}")
+    return names
+
+
+def overhead_per_coordinator(dispatch_seconds: float, sleep_seconds: float, k: int) -> float:
+    """What each of the K concurrent coordinators added to the dispatch beyond its agent's sleep."""
+    return (dispatch_seconds - sleep_seconds) / k
+
+
+def goal_line(rows: list[dict[str, Any]], sleep_seconds: float) -> str:
+    """The verdict for the embedded server at K=12 (or why there is none)."""
+    row = next((r for r in rows if r["server"] == GOAL_SERVER and r["k"] == GOAL_K), None)
+    what = f"goal: {GOAL_SERVER}, K={GOAL_K}, overhead per coordinator < {GOAL_SECONDS} s"
+    if row is None:
+        return f"{what}: not measured (needs --servers {GOAL_SERVER} and {GOAL_K} in --k)"
+    overhead = overhead_per_coordinator(row["dispatch_s"], sleep_seconds, row["k"])
+    return f"{what}: {'PASS' if overhead < GOAL_SECONDS else 'FAIL'} ({overhead:.3f} s)"
+
+
+def table(rows: list[dict[str, Any]], sleep_seconds: float) -> str:
+    head = (f"{'server':<9} {'K':>3} {'pass (s)':>9} {'dispatch (s)':>13} {'overhead/coordinator (s)':>25}"
+            f" {'subflow span (s)':>17}  subflows")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        span = f"{r['span_s']:.2f}" if r["span_s"] is not None else "-"
+        lines.append(
+            f"{r['server']:<9} {r['k']:>3} {r['pass_s']:>9.2f} {r['dispatch_s']:>13.2f}"
+            f" {overhead_per_coordinator(r['dispatch_s'], sleep_seconds, r['k']):>25.3f}"
+            f" {span:>17}  {r['completed']}/{r['k']} completed")
+    return "\n".join(lines)
+
+
+# -- processes ---------------------------------------------------------------------------------
+
+def _free_port() -> int:
+    from conductor.prefect_server import free_port
+
+    return free_port()
+
+
+def _stop(process: subprocess.Popen) -> None:
+    """SIGTERM the process's group, then SIGKILL after 10 s."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _wait_healthy(api_url: str, process: subprocess.Popen, log: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if process.poll() is not None:
+            raise RuntimeError(f"the server exited with status {process.returncode}:\n{_tail(log)}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not answer within {STARTUP_TIMEOUT:.0f} s:\n{_tail(log)}")
+        time.sleep(0.2)
+
+
+def _server_env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PREFECT_API_URL", "PREFECT_API_DATABASE_CONNECTION_URL",
+                        "PREFECT_SERVER_DATABASE_CONNECTION_URL")}
+    env.update({"PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "0",
+                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"})
+    return env
+
+
+@contextmanager
+def stock_server(home: Path, database_url: str | None = None) -> Iterator[str]:
+    """Prefect's own app as `prefect server start` runs it (final app, no wrapper)."""
+    port = _free_port()
+    env = _server_env(home)
+    env["PREFECT__SERVER_FINAL"] = "1"
+    if database_url:
+        env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database_url
+    log = home / "server.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app",
+             "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        api_url = f"http://127.0.0.1:{port}/api"
+        _wait_healthy(api_url, process, log)
+        yield api_url
+    finally:
+        _stop(process)
+
+
+def _postgres_bin() -> Path:
+    found = shutil.which("initdb") or next(iter(sorted(glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True)), None)
+    if not found:
+        raise Skipped("no initdb found; install PostgreSQL (apt-get install -y postgresql)")
+    bindir = Path(found).resolve().parent
+    if not (bindir / "pg_ctl").exists():
+        raise Skipped(f"no pg_ctl next to {found}")
+    return bindir
+
+
+@contextmanager
+def postgres_cluster() -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on 127.0.0.1 with database `prefect`; yields its asyncpg URL."""
+    bindir = _postgres_bin()
+    as_user: dict[str, Any] = {}
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        try:
+            pw = pwd.getpwnam("postgres")
+        except KeyError:
+            raise Skipped("running as root and there is no 'postgres' user to run the cluster as") from None
+        as_user = {"user": pw.pw_uid, "group": pw.pw_gid}
+    root = Path(tempfile.mkdtemp(prefix="bench-pg-"))
+    data, port = root / "data", _free_port()
+    try:
+        if as_user:
+            os.chown(root, as_user["user"], as_user["group"])
+
+        def run(*argv: str) -> None:
+            done = subprocess.run(argv, capture_output=True, text=True, cwd=root, **as_user)
+            if done.returncode:
+                raise Skipped(f"{Path(argv[0]).name} failed: {(done.stderr or done.stdout).strip()[-300:]}")
+
+        run(str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync")
+        with open(data / "postgresql.conf", "a", encoding="utf-8") as conf:
+            conf.write(f"listen_addresses = '127.0.0.1'\nport = {port}\nunix_socket_directories = '{root}'\n"
+                       "max_connections = 200\n")
+        run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "postgres.log"), "-w", "-t", "60", "start")
+        try:
+            run(str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "prefect")
+            yield f"postgresql+asyncpg://postgres@127.0.0.1:{port}/prefect"
+        finally:
+            subprocess.run([str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
+                           capture_output=True, cwd=root, **as_user)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@contextmanager
+def prefect_server(name: str, home: Path) -> Iterator[str]:
+    """Start the named server in its own PREFECT_HOME; yield its API URL; stop it after."""
+    home.mkdir(parents=True)
+    if name == "embedded":
+        from conductor.prefect_server import embedded_server
+
+        with embedded_server(prefect_home=str(home), port=_free_port(), startup_timeout=STARTUP_TIMEOUT) as url:
+            yield url
+    elif name == "sqlite":
+        with stock_server(home) as url:
+            yield url
+    else:
+        with postgres_cluster() as database_url, stock_server(home, database_url) as url:
+            yield url
+
+
+# -- the sandbox repositories ----------------------------------------------------------------
+
+def make_repo(sandbox, name: str, k: int, workdir: Path) -> tuple[str, Path]:
+    """A repository with `main` and `dev`, alice and bob as writers, K issues in batches
+    01..K of one phase; plus a local clone. Returns (OWNER/NAME, clone path)."""
+    from conductor import worktrees
+
+    full_name = sandbox.create_repo(name)
+    sandbox.push_initial(full_name)
+    with sandbox.api() as client:
+        for login in (CONDUCTOR, AGENT):
+            client.put(f"/repos/{full_name}/collaborators/{login}", json={"permission": "write"}).raise_for_status()
+        batches = [f"batch-{n:02d}" for n in range(1, k + 1)]
+        for label in (PHASE, *batches):
+            client.post(f"/repos/{full_name}/labels", json={"name": label, "color": "ededed"}).raise_for_status()
+        for batch in batches:
+            client.post(f"/repos/{full_name}/issues",
+                        json={"title": f"Page {batch}", "labels": [PHASE, batch]}).raise_for_status()
+    clone = worktrees.clone(f"{sandbox.base_url}/{full_name}.git", workdir / "clone")
+    return full_name, clone
+
+
+def run_passes(sandbox, api_url: str, home: Path, passes: list[dict[str, Any]], sleep: float) -> list[dict[str, Any]]:
+    """Run the passes (label, k, repo, clone, workdir) one after another in one fresh
+    Python process pointed at `api_url`."""
+    spec = home / "passes.json"
+    results = home / "results.json"
+    spec.write_text(json.dumps({"github_url": sandbox.api_url, "sleep": sleep, "results": str(results),
+                                "passes": passes}), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
+    env.update({
+        "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home / "client"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "GITHUB_TOKEN": sandbox.users[CONDUCTOR], "CONDUCTOR_AGENT_TOKEN": sandbox.users[AGENT],
+        "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
+    })
+    log = home / "passes.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--run-passes", str(spec)],
+                                   env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        process.wait(timeout=PASS_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the passes did not end within {PASS_TIMEOUT:.0f} s:\n{_tail(log)}") from None
+    finally:
+        _stop(process)
+    if process.returncode != 0 or not results.exists():
+        raise RuntimeError(f"the pass process exited with status {process.returncode}:\n{_tail(log)}")
+    return json.loads(results.read_text(encoding="utf-8"))
+
+
+# -- inside the pass process -----------------------------------------------------------------
+
+def pass_process(spec_path: Path) -> int:
+    """Run each pass with `dispatch_all` timed; write one result per pass as JSON."""
+    import flows.conductor as conductor_flow
+    from conductor.prefect_server import drain_prefect_workers
+    from conductor.run_cli import run_pass
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    dispatch_times: list[float] = []
+    dispatch_all = conductor_flow.dispatch_all
+
+    def timed_dispatch_all(dispatches, coordinator_spec):
+        started = time.perf_counter()
+        try:
+            return dispatch_all(dispatches, coordinator_spec)
+        finally:
+            dispatch_times.append(time.perf_counter() - started)
+
+    conductor_flow.dispatch_all = timed_dispatch_all
+    agent = [sys.executable, "-m", "conductor.demo_agent", "--mode", "empty", "--sleep", str(spec["sleep"])]
+    results = []
+    for p in spec["passes"]:
+        os.environ["CONDUCTOR_WORKTREE_ROOT"] = str(Path(p["workdir"]) / "worktrees")
+        os.environ["CONDUCTOR_SALVAGE_DIR"] = str(Path(p["workdir"]) / "salvage")
+        dispatch_times.clear()
+        started = time.perf_counter()
+        report, state = run_pass(repo=p["repo"], github_url=spec["github_url"], repo_path=p["clone"],
+                                 agent_command=agent, agent_timeout=120)
+        pass_seconds = time.perf_counter() - started
+        if len(dispatch_times) != 1 or len(report.outcomes) != p["k"]:
+            raise RuntimeError(f"{p['label']}: expected {p['k']} coordinators in one dispatch, got "
+                               f"{len(report.outcomes)} in {len(dispatch_times)}")
+        with get_client(sync_client=True) as client:
+            children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
+        starts = [r.start_time for r in children if r.start_time]
+        ends = [r.end_time for r in children if r.end_time]
+        span = (max(ends) - min(starts)).total_seconds() if starts and ends else None
+        results.append({"label": p["label"], "k": p["k"], "pass_s": pass_seconds, "dispatch_s": dispatch_times[0],
+                        "span_s": span, "completed": sum(1 for r in children if r.state and r.state.is_completed()),
+                        "subflows": len(children)})
+    drain_prefect_workers()
+    Path(spec["results"]).write_text(json.dumps(results), encoding="utf-8")
+    return 0
+
+
+# -- main ------------------------------------------------------------------------------------------
+
+def bench_server(name: str, sandbox, root: Path, ks: list[int], sleep: float, warmup: bool) -> list[dict[str, Any]]:
+    """Every K (after an unreported warm-up pass) against one freshly started server."""
+    passes = []
+    for label, k in ([("warmup", 1)] if warmup else []) + [(f"K={k}", k) for k in ks]:
+        workdir = root / name / f"pass-{len(passes)}"
+        repo, clone = make_repo(sandbox, f"bench-{name}-{len(passes)}-{secrets.token_hex(3)}", k, workdir)
+        passes.append({"label": label, "k": k, "repo": repo, "clone": str(clone), "workdir": str(workdir)})
+    with prefect_server(name, root / name / "prefect-home") as api_url:
+        results = run_passes(sandbox, api_url, root / name / "prefect-home", passes, sleep)
+    return [{"server": name, **r} for r in results if r["label"] != "warmup"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--k", default="1,4,12", help="coordinators per pass, comma separated (default 1,4,12)")
+    parser.add_argument("--sleep", type=float, default=3.0, help="seconds each agent sleeps (default 3)")
+    parser.add_argument("--servers", default=",".join(SERVERS), help="comma separated: " + ", ".join(SERVERS))
+    parser.add_argument("--no-warmup", action="store_true", help="skip the unreported K=1 pass per server")
+    parser.add_argument("--run-passes", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run_passes:
+        return pass_process(args.run_passes)
+    try:
+        ks, servers = parse_ks(args.k), parse_servers(args.servers)
+        if not 0 <= args.sleep <= 60:
+            raise BenchInputError(f"--sleep {args.sleep}: give seconds from 0 to 60")
+    except BenchInputError as exc:
+        print(f"bench_coordinators: {exc}", file=sys.stderr)
+        return 2
+
+    from conductor.sandbox.testing import running_sandbox
+
+    users = {login: f"sbx_{login}_{secrets.token_hex(8)}" for login in ("admin", CONDUCTOR, AGENT)}
+    rows: list[dict[str, Any]] = []
+    broken = False
+    print(f"K = {', '.join(map(str, ks))}; each agent sleeps {args.sleep:g} s; servers: {', '.join(servers)}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-coordinators-") as tmp:
+        with running_sandbox(Path(tmp) / "sandbox", users=users) as sandbox:
+            for name in servers:
+                started = time.perf_counter()
+                try:
+                    measured = bench_server(name, sandbox, Path(tmp), ks, args.sleep, warmup=not args.no_warmup)
+                except Skipped as exc:
+                    print(f"{name}: skipped ({exc})", flush=True)
+                    continue
+                except Exception as exc:  # one broken server must not hide the others' figures
+                    print(f"{name}: failed ({exc})", flush=True)
+                    broken = True
+                    continue
+                rows += measured
+                print(f"{name}: done in {time.perf_counter() - started:.0f} s", flush=True)
+    print()
+    print(table(rows, args.sleep))
+    print()
+    print(goal_line(rows, args.sleep))
+    return 1 if broken else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
