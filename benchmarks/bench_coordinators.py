@@ -90,16 +90,23 @@ def goal_line(rows: list[dict[str, Any]], sleep_seconds: float) -> str:
     return f"{what}: {'PASS' if overhead < GOAL_SECONDS else 'FAIL'} ({overhead:.3f} s)"
 
 
+COLUMNS = [  # (heading, row key or None for the overhead, format)
+    ("server", "server", "<9"), ("K", "k", ">3"), ("pass (s)", "pass_s", ">9.2f"),
+    ("dispatch (s)", "dispatch_s", ">13.2f"), ("overhead/coordinator (s)", None, ">25.3f"),
+    ("all started (s)", "started_s", ">16.2f"), ("agent run (s)", "agent_s", ">14.2f"),
+    ("finish (s)", "finish_s", ">11.2f"), ("subflows done", "completed", ">14"),
+]
+
+
 def table(rows: list[dict[str, Any]], sleep_seconds: float) -> str:
-    head = (f"{'server':<9} {'K':>3} {'pass (s)':>9} {'dispatch (s)':>13} {'overhead/coordinator (s)':>25}"
-            f" {'subflow span (s)':>17}  subflows")
+    """One line per (server, K); `subflows` counts the completed child flow runs Prefect holds."""
+    def cell(row: dict[str, Any], key: str | None, fmt: str) -> str:
+        value = overhead_per_coordinator(row["dispatch_s"], sleep_seconds, row["k"]) if key is None else row[key]
+        return format(value, fmt)
+
+    head = " ".join(format(h, fmt.split(".")[0]) for h, _, fmt in COLUMNS)
     lines = [head, "-" * len(head)]
-    for r in rows:
-        span = f"{r['span_s']:.2f}" if r["span_s"] is not None else "-"
-        lines.append(
-            f"{r['server']:<9} {r['k']:>3} {r['pass_s']:>9.2f} {r['dispatch_s']:>13.2f}"
-            f" {overhead_per_coordinator(r['dispatch_s'], sleep_seconds, r['k']):>25.3f}"
-            f" {span:>17}  {r['completed']}/{r['k']} completed")
+    lines += [" ".join(cell(r, key, fmt) for _, key, fmt in COLUMNS) for r in rows]
     return "\n".join(lines)
 
 
@@ -298,47 +305,58 @@ def run_passes(sandbox, api_url: str, home: Path, passes: list[dict[str, Any]], 
 # -- inside the pass process -----------------------------------------------------------------
 
 def pass_process(spec_path: Path) -> int:
-    """Run each pass with `dispatch_all` timed; write one result per pass as JSON."""
+    """Run each pass with `dispatch_all`, the coordinator bodies and the agent runs timed
+    (wrappers around them); write one result per pass as JSON."""
     import flows.conductor as conductor_flow
+    import flows.coordinators as coordinator_flows
+    from conductor import coordinator as core
     from conductor.prefect_server import drain_prefect_workers
     from conductor.run_cli import run_pass
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    dispatch_times: list[float] = []
-    dispatch_all = conductor_flow.dispatch_all
+    marks: dict[str, list[float]] = {}
 
-    def timed_dispatch_all(dispatches, coordinator_spec):
-        started = time.perf_counter()
-        try:
-            return dispatch_all(dispatches, coordinator_spec)
-        finally:
-            dispatch_times.append(time.perf_counter() - started)
+    def timed(name: str, function):
+        def wrapper(*args, **kwargs):
+            marks.setdefault(f"{name} start", []).append(time.perf_counter())
+            try:
+                return function(*args, **kwargs)
+            finally:
+                marks.setdefault(f"{name} end", []).append(time.perf_counter())
+        return wrapper
 
-    conductor_flow.dispatch_all = timed_dispatch_all
+    conductor_flow.dispatch_all = timed("dispatch", conductor_flow.dispatch_all)
+    coordinator_flows.coordinate = timed("body", coordinator_flows.coordinate)
+    core.run = timed("agent", core.run)
     agent = [sys.executable, "-m", "conductor.demo_agent", "--mode", "empty", "--sleep", str(spec["sleep"])]
     results = []
     for p in spec["passes"]:
         os.environ["CONDUCTOR_WORKTREE_ROOT"] = str(Path(p["workdir"]) / "worktrees")
         os.environ["CONDUCTOR_SALVAGE_DIR"] = str(Path(p["workdir"]) / "salvage")
-        dispatch_times.clear()
+        marks.clear()
         started = time.perf_counter()
         report, state = run_pass(repo=p["repo"], github_url=spec["github_url"], repo_path=p["clone"],
                                  agent_command=agent, agent_timeout=120)
         pass_seconds = time.perf_counter() - started
-        if len(dispatch_times) != 1 or len(report.outcomes) != p["k"]:
+        counts = {name: len(times) for name, times in marks.items()}
+        expected = {"dispatch start": 1, "dispatch end": 1, **{f"{n} {e}": p["k"] for n in ("body", "agent")
+                                                                 for e in ("start", "end")}}
+        if len(report.outcomes) != p["k"] or counts != expected:
             raise RuntimeError(f"{p['label']}: expected {p['k']} coordinators in one dispatch, got "
-                               f"{len(report.outcomes)} in {len(dispatch_times)}")
+                               f"{len(report.outcomes)} outcomes and {counts}")
+        [dispatch_start], [dispatch_end] = marks["dispatch start"], marks["dispatch end"]
+        agent_runs = [end - start for start, end in zip(sorted(marks["agent start"]), sorted(marks["agent end"]))]
         with get_client(sync_client=True) as client:
             children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
                 parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[state.state_details.flow_run_id])))
-        starts = [r.start_time for r in children if r.start_time]
-        ends = [r.end_time for r in children if r.end_time]
-        span = (max(ends) - min(starts)).total_seconds() if starts and ends else None
-        results.append({"label": p["label"], "k": p["k"], "pass_s": pass_seconds, "dispatch_s": dispatch_times[0],
-                        "span_s": span, "completed": sum(1 for r in children if r.state and r.state.is_completed()),
-                        "subflows": len(children)})
+        results.append({
+            "label": p["label"], "k": p["k"], "pass_s": pass_seconds, "dispatch_s": dispatch_end - dispatch_start,
+            "started_s": max(marks["body start"]) - dispatch_start,
+            "agent_s": sum(agent_runs) / len(agent_runs),
+            "finish_s": dispatch_end - max(marks["body end"]),
+            "completed": sum(1 for r in children if r.state and r.state.is_completed())})
     drain_prefect_workers()
     Path(spec["results"]).write_text(json.dumps(results), encoding="utf-8")
     return 0

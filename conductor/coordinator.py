@@ -25,6 +25,7 @@ from conductor.constants import (
 from conductor.github_gateway import GitHubGateway
 from conductor.models import Dispatch
 from conductor.reports import AgentReport
+from conductor.settings import RunSettings
 from conductor.taskfile import render_task_file
 from conductor.verify import CoordinatorOutcome, PullFacts, RunFacts, pr_numbers_to_check, verify
 
@@ -38,8 +39,10 @@ class CoordinatorSpec(BaseModel):
 
     repo: str
     api_url: str
-    repo_path: Path
-    worktree_root: Path
+    repo_path: Path | None = Field(
+        None, description="Local clone; None on another machine: its own CONDUCTOR_REPO_PATH.")
+    worktree_root: Path | None = Field(
+        None, description="Worktree root; None on another machine: its own setting.")
     integration_branch: str
     default_branch: str
     agent_command: list[str]
@@ -59,6 +62,25 @@ class AgentResult(BaseModel):
     run: RunFacts
     report: AgentReport | None = None
     output_tail: list[str] = Field(default_factory=list)
+
+
+class CoordinatorResult(BaseModel):
+    """What a coordinator flow returns: its verified outcome and the agent's raw result
+    (so a pass that ran it on another machine can prove the claims again itself)."""
+
+    outcome: CoordinatorOutcome
+    agent: AgentResult | None = None
+
+
+def localize(spec: CoordinatorSpec, settings: RunSettings) -> CoordinatorSpec:
+    """Fill what the pass left to this machine (a coordinator deployment on another
+    worker) from its own settings, and fetch its clone."""
+    if spec.repo_path is not None and spec.worktree_root is not None:
+        return spec
+    local = spec.model_copy(update={"repo_path": settings.repo_path.resolve(),
+                                    "worktree_root": settings.resolved_worktree_root()})
+    worktrees.fetch(local.repo_path)
+    return local
 
 
 def status_label(dispatch: Dispatch, spec: CoordinatorSpec) -> str:

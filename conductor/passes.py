@@ -40,6 +40,8 @@ class PassInputs(BaseModel):
     agent_timeout: float = 3600.0
     conductor_worktree: Path | None = None
     guard_wait: float = 120.0
+    coordinator_deployments: dict[str, str] | None = Field(
+        None, description="Set when coordinators run as deployments on a work pool.")
 
     @property
     def ignore_labels(self) -> list[str]:
@@ -90,6 +92,7 @@ def resolve_inputs(*, api_url: str, repo: str | None = None, task_file: str | No
         salvage_dir=settings.resolved_salvage_dir(), agent_command=command,
         agent_timeout=agent_timeout or settings.agent_timeout, conductor_worktree=conductor_wt,
         guard_wait=settings.guard_wait,
+        coordinator_deployments=settings.coordinator_deployments if settings.dispatch == "deployment" else None,
     )
 
 

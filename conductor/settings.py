@@ -90,6 +90,13 @@ class RunSettings(BaseSettings):
     reminder_mode: Literal["recreate", "update"] = Field(
         "recreate", description="recreate: close stale reminders and open a new one (the seed); "
         "update: edit one reminder in place (fewer notifications on a schedule).")
+    dispatch: Literal["subflow", "deployment"] = Field(
+        "subflow", description="subflow: coordinators run in this process, as concurrent subflows. "
+        "deployment: each runs as a flow run of its deployment (run_deployment) on the workers of "
+        "its work pool, on other machines; the pass waits and proves every claim itself.")
+    coordinator_deployments: dict[str, str] = Field(
+        default_factory=lambda: {"issue_to_pr": "issue-to-pr/agents", "pr_review": "pr-review/agents"},
+        description="With dispatch=deployment: the deployment (FLOW/NAME) of each coordinator kind.")
     guard_wait: float = Field(
         120.0, ge=0, description="Seconds a pass waits for another pass over the same repository "
         "to finish before it gives up without dispatching (a killed pass frees its slot within 60 s).")

@@ -73,7 +73,7 @@ def _one_pass(settings, inputs) -> State:
                 default_branch=gh.default_branch(), agent_command=inputs.agent_command,
                 agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
                 status_pr_open=inputs.config.status_pr_open, pass_id=uuid.uuid4().hex[:8])
-            outcomes = dispatch_all(plan.dispatches, spec)
+            outcomes = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         for d in plan.dispatches if inputs.dry_run else []:
             logger.info("dry run: would dispatch %s %s %s: %s", d.kind, d.phase, d.batch, d.items)
 

@@ -11,13 +11,15 @@ import contextvars
 from concurrent.futures import ThreadPoolExecutor
 
 from prefect import flow, get_run_logger, task
+from prefect.deployments import run_deployment
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from conductor import coordinator as core
-from conductor.coordinator import AgentResult, CoordinatorSpec, Workspace
+from conductor.coordinator import AgentResult, CoordinatorResult, CoordinatorSpec, Workspace
 from conductor.github_gateway import GitHubGateway
 from conductor.models import Dispatch
+from conductor.settings import RunSettings
 from conductor.verify import CoordinatorOutcome
 from tasks.secrets import agent_token, github_settings
 
@@ -63,15 +65,17 @@ def cleanup(spec: CoordinatorSpec, workspace: Workspace | None) -> None:
     core.cleanup(spec, workspace)
 
 
-def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
+def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     """The body both coordinator flows share."""
+    spec = core.localize(spec, RunSettings())
     workspace = None
+    agent = None
     with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
         try:
             claim(gh, dispatch, spec)
             workspace = prepare(dispatch, spec)
-            result = run_agent(dispatch, spec, workspace)
-            outcome = prove(gh, dispatch, spec, result, html_base=html_base_of(spec.api_url))
+            agent = run_agent(dispatch, spec, workspace)
+            outcome = prove(gh, dispatch, spec, agent, html_base=html_base_of(spec.api_url))
         except Exception as exc:  # a broken coordinator is a failure, never a crashed pass
             get_run_logger().error("coordinator failed: %s", exc)
             outcome = core.failed_outcome(dispatch, f"coordinator failed: {exc}")
@@ -80,40 +84,71 @@ def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
                 cleanup(spec, workspace)
             finally:
                 release(gh, dispatch, spec)
-    return outcome
+    return CoordinatorResult(outcome=outcome, agent=agent)
 
 
 @flow(name="issue-to-pr", flow_run_name="issue-to-pr {dispatch.phase} {dispatch.batch}",
       log_prints=True, persist_result=False)
-def issue_to_pr(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
+def issue_to_pr(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     return coordinate(dispatch, spec)
 
 
 @flow(name="pr-review", flow_run_name="pr-review {dispatch.phase} {dispatch.batch}",
       log_prints=True, persist_result=False)
-def pr_review(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
+def pr_review(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     return coordinate(dispatch, spec)
 
+
+# The same flows deployed onto a work pool (CONDUCTOR_DISPATCH=deployment): their result
+# travels back to the pass through result storage both sides can reach (JSON, no secret).
+remote_issue_to_pr = issue_to_pr.with_options(persist_result=True, result_serializer="json")
+remote_pr_review = pr_review.with_options(persist_result=True, result_serializer="json")
 
 COORDINATORS = {"issue_to_pr": issue_to_pr, "pr_review": pr_review}
 
 
-def _run_one(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
+def _run_here(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
     # Subflow heartbeats only detect crashed runs, which the parent's heartbeat already does;
     # in a thread their shutdown costs up to 1 s per subflow, so they are off here.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         try:
-            return COORDINATORS[dispatch.kind](dispatch, spec)
+            return COORDINATORS[dispatch.kind](dispatch, spec).outcome
         except Exception as exc:  # the subflow itself crashed
             return core.failed_outcome(dispatch, f"coordinator subflow crashed: {exc}")
 
 
-def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec) -> list[CoordinatorOutcome]:
-    """Start every coordinator at once (threads sharing the parent's run context); wait for all."""
+def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> CoordinatorOutcome:
+    """Run the coordinator as a deployment on a work pool, wait, and prove its agent's
+    claims here again: the pass trusts no report it did not check itself."""
+    remote_spec = spec.model_copy(update={"repo_path": None, "worktree_root": None})
+    try:
+        run = run_deployment(deployment, parameters={"dispatch": dispatch, "spec": remote_spec},
+                             timeout=None, as_subflow=True)
+        if not run.state or not run.state.is_completed():
+            message = run.state.message if run.state else "no state"
+            return core.failed_outcome(dispatch, f"coordinator run {run.name} ended {run.state_name}: {message}")
+        result = CoordinatorResult.model_validate(run.state.result())
+    except Exception as exc:
+        return core.failed_outcome(dispatch, f"coordinator deployment {deployment} failed: {exc}")
+    if result.agent is None:
+        return result.outcome
+    with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
+        return core.prove(gh, dispatch, spec, result.agent, html_base=html_base_of(spec.api_url))
+
+
+def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
+                 deployments: dict[str, str] | None = None) -> list[CoordinatorOutcome]:
+    """Start every coordinator at once and wait for all: in-process subflows (threads sharing
+    the parent's run context), or, given `deployments` (kind -> "flow/deployment"), flow runs
+    of those deployments on their work pool's workers."""
     if not dispatches:
         return []
+
+    def one(d: Dispatch) -> CoordinatorOutcome:
+        return _run_remote(d, spec, deployments[d.kind]) if deployments else _run_here(d, spec)
+
     with ThreadPoolExecutor(max_workers=len(dispatches), thread_name_prefix="coordinator") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, _run_one, d, spec) for d in dispatches]
+        futures = [pool.submit(contextvars.copy_context().run, one, d) for d in dispatches]
         return [f.result() for f in futures]
 
 
