@@ -10,7 +10,8 @@ directory) and writes its report (CONDUCTOR_REPORT_FILE), like a real coding age
 
 `--mode` makes it misbehave on purpose for tests: crash, hang, empty (done with no
 artifact), foreign-url (a PR URL in another repository), grade-d, garbage (a report
-that is not JSON), no-report.
+that is not JSON), no-report, leak (prints its token, then works: the conductor must
+redact it from the logs).
 
 Auth: its own token from GH_TOKEN (never the conductor's); git pushes send it as an
 HTTP header, so it is never written into a URL or a git config file.
@@ -33,7 +34,7 @@ from git import Repo
 from conductor.linking import linked_issues
 from conductor.taskfile import parse_key_values
 
-MODES = ("work", "crash", "hang", "empty", "foreign-url", "grade-d", "garbage", "no-report")
+MODES = ("work", "crash", "hang", "empty", "foreign-url", "grade-d", "garbage", "no-report", "leak")
 
 
 class Agent:
@@ -109,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
 
     time.sleep(args.sleep)
+    if args.mode == "leak":
+        print(f"demo agent: my token is {os.environ.get('GH_TOKEN')}", flush=True)
     if args.mode == "crash":
         print("demo agent: crashing on purpose", flush=True)
         return 3

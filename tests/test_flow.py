@@ -250,3 +250,39 @@ def test_two_passes_started_together_never_both_dispatch(pipe: PipelineRepo, pre
     assert "another conductor pass" in skipped[0]
     assert [o["items"] for o in reports[0]["outcomes"]] == [[1]]
     assert len(pipe.pulls()) == 1
+
+
+def test_agent_output_reaches_the_run_logs_with_secrets_redacted(pipe: PipelineRepo, prefect_client):
+    pipe.issue("Page", UI, "batch-01")
+    report, state = pipe.run("leak")
+
+    assert [o.ok for o in report.outcomes] == [True]
+    [child] = prefect_client.child_flow_runs(state.state_details.flow_run_id)
+    lines = prefect_client.log_lines([child.id])
+    leaked = [line for line in lines if "my token is" in line]
+    assert leaked == ["agent: demo agent: my token is ***"]
+    assert not any(pipe.sandbox.users[AGENT_LOGIN] in line for line in lines)
+
+
+def test_update_mode_edits_one_reminder_in_place(pipe: PipelineRepo):
+    pipe.issue("Schema", "phase-1/db-schema", "batch-01")  # gated: the pipeline stays put
+
+    first, _ = pipe.run(reminder_mode="update")
+    second, _ = pipe.run(reminder_mode="update")
+
+    reminders = pipe.issues(labels=constants.REMINDER_LABEL)
+    assert len(reminders) == 1
+    assert first.reminder.action == "created" and second.reminder.action == "updated"
+    assert second.reminder.number == first.reminder.number
+    assert "attempt 2" in reminders[0]["body"]  # attempt 1 -> 2: the counter lives in the marker
+
+
+def test_idle_pipeline_leaves_no_reminder(pipe: PipelineRepo):
+    pipe.issue("old reminder", constants.REMINDER_LABEL)
+    pipe.issue("not part of the pipeline", "bug")
+
+    report, state = pipe.run()
+
+    assert state.is_completed() and report.plan.idle
+    assert report.reminder.action == "none"
+    assert pipe.issues(labels=constants.REMINDER_LABEL) == []

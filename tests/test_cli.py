@@ -1,0 +1,98 @@
+"""`conductor plan`, `snapshot` and `setup` as a user runs them: real processes, the sandbox."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conductor.sandbox.seed import seed_sample
+from conftest import unique_repo_name
+
+
+def conductor(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
+    return subprocess.run([sys.executable, "-m", "conductor.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, cwd=cwd, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def sample(sandbox) -> str:
+    return seed_sample(sandbox.api_url, sandbox.admin_token, f"admin/{unique_repo_name('sample')}")
+
+
+def test_plan_against_the_sample_pipeline(sandbox, sample):
+    result = conductor("plan", "--repo", sample, "--github-url", sandbox.api_url, "--json",
+                       env={"GITHUB_TOKEN": sandbox.admin_token})
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert set(plan) >= {"active_phases", "dispatches", "gated", "problems", "idle", "stuck", "api_requests"}
+    assert plan["active_phases"] == ["phase-1/db-schema", "phase-4/new-ui-pages", "phase-6/seed-data"]
+    assert {d["phase"] for d in plan["dispatches"]} == {"phase-4/new-ui-pages", "phase-6/seed-data"}
+    assert {g["reason"] for g in plan["gated"]} >= {"phase phase-1/db-schema is gated"}
+    assert plan["idle"] is False and plan["stuck"] is False
+    assert plan["api_requests"] == 2  # one page of issues (PRs included), one page of PRs
+
+
+def test_snapshot_reproduces_the_same_plan_offline(sandbox, sample, tmp_path):
+    snapshot = tmp_path / "state.json"
+    env = {"GITHUB_TOKEN": sandbox.admin_token}
+    written = conductor("snapshot", "--repo", sample, "--github-url", sandbox.api_url, "--out", str(snapshot), env=env)
+    assert written.returncode == 0, written.stderr
+    online = json.loads(conductor("plan", "--repo", sample, "--github-url", sandbox.api_url, "--json", env=env).stdout)
+    offline = json.loads(conductor("plan", "--state-file", str(snapshot), "--json").stdout)
+    for key in ("active_phases", "dispatches", "gated", "problems", "idle", "stuck"):
+        assert offline[key] == online[key], key
+
+
+def test_plan_table_is_the_default(sandbox, sample):
+    result = conductor("plan", "--repo", sample, "--github-url", sandbox.api_url,
+                       env={"GITHUB_TOKEN": sandbox.admin_token, "COLUMNS": "160"})
+    assert result.returncode == 0, result.stderr
+    assert "phase-4/new-ui-pages" in result.stdout and "waiting on" in result.stdout
+
+
+@pytest.mark.parametrize(("files", "args", "message"), [
+    ({"t": "GH_REPO=a/b\nMAX_ISSUES_PER_DISPATCH=lots\n"}, ["--task-file", "t"], "line 2"),
+    ({"t": "GH_REPO=a/b\nCOLOUR=blue\n"}, ["--task-file", "t"], "not a known key"),
+    ({"t": "GH_REPO=a/b\nno equals sign\n"}, ["--task-file", "t"], "line 2"),
+    ({}, ["--task-file", "missing"], "missing"),
+    ({"s": "{not json"}, ["--state-file", "s"], "not valid JSON"),
+    ({}, ["--state-file", "nowhere.json"], "does not exist"),
+    ({"s": '{"repo": "a/b", "issues": [{"title": "no number"}]}'}, ["--state-file", "s"], "snapshot format"),
+    ({"c.toml": '[[phases]]\nname = "a"\ndepends_on = ["b"]\n[[phases]]\nname = "b"\ndepends_on = ["a"]\n',
+      "s": '{"repo": "a/b"}'}, ["--config", "c.toml", "--state-file", "s"], "cycle"),
+])
+def test_bad_input_is_one_line_and_exit_2(tmp_path, files, args, message):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    result = conductor("plan", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_bad_repo_slug_bad_token_and_unreachable_github(sandbox, sample):
+    slug = conductor("plan", "--repo", "not a slug")
+    assert slug.returncode == 2 and "OWNER/NAME" in slug.stderr
+    token = conductor("plan", "--repo", sample, "--github-url", sandbox.api_url, env={"GITHUB_TOKEN": "wrong"})
+    assert token.returncode == 2 and "GITHUB_TOKEN" in token.stderr and "Traceback" not in token.stderr
+    down = conductor("plan", "--repo", sample, "--github-url", "http://127.0.0.1:9/api/v3",
+                     env={"GITHUB_TOKEN": "x", "CONDUCTOR_GITHUB_RETRIES": "0"})
+    assert down.returncode == 2 and "cannot reach GitHub" in down.stderr and "Traceback" not in down.stderr
+
+
+def test_setup_creates_the_conductor_worktree_once(tmp_path, sandbox, sample):
+    from conductor import worktrees
+
+    clone = worktrees.clone(f"{sandbox.base_url}/{sample}.git", tmp_path / "clone")
+    env = {"CONDUCTOR_WORKTREE_ROOT": str(tmp_path / "wt")}
+    first = conductor("setup", "--repo", sample, "--repo-path", str(clone), env=env)
+    assert first.returncode == 0, first.stderr
+    task = (tmp_path / "wt" / "conductor" / ".agent-task").read_text()
+    assert f"GH_REPO={sample}" in task and "MAX_ISSUES_PER_DISPATCH=12" in task
+    again = conductor("setup", "--repo", sample, "--repo-path", str(clone), env=env)
+    assert again.returncode == 2
+    assert "git worktree remove --force" in again.stderr and "git worktree prune" in again.stderr
