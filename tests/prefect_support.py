@@ -4,6 +4,8 @@ from __future__ import annotations
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
+
+from conductor.prefect_server import drain_prefect_workers
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,
@@ -27,6 +29,7 @@ class PrefectHistory:
         return {a.key for a in artifacts if a.key}
 
     def log_lines(self, flow_run_ids: list[UUID]) -> list[str]:
+        drain_prefect_workers()  # logs are sent in batches: send what this process still holds
         with get_client(sync_client=True) as client:
             logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=flow_run_ids)),
                                     limit=200)

@@ -1,0 +1,313 @@
+"""Test support for running the conductor "the Prefect way": a real `prefect server start`,
+`prefect deploy --all`, `prefect worker start` processes and `prefect deployment run`.
+
+Every process runs in its own process group (start_new_session) with an environment built
+here from scratch for Prefect and the conductor (nothing inherited from the test session's
+in-process server), logs to a file, and is killed with its whole group at the end.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+BIN_DIR = Path(sys.executable).parent
+PREFECT = BIN_DIR / "prefect"
+TERMINAL = frozenset({"COMPLETED", "FAILED", "CANCELLED", "CRASHED"})
+_INHERITED_PREFIXES = ("PREFECT_", "CONDUCTOR_")
+_INHERITED_NAMES = frozenset({"GITHUB_TOKEN", "GH_TOKEN", "GITHUB_API_URL"})
+
+
+def clean_env(**values: str) -> dict[str, str]:
+    """This process's environment without any Prefect, conductor or GitHub setting, plus `values`."""
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(_INHERITED_PREFIXES) and k not in _INHERITED_NAMES}
+    env.update(values)
+    return env
+
+
+@dataclass
+class Background:
+    """A process started in its own session; its stdout and stderr go to `log`."""
+
+    name: str
+    process: subprocess.Popen
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def tail(self, lines: int = 60) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 15) -> None:
+        """SIGTERM to the whole process group, then SIGKILL to whatever is left of it."""
+        pgid = self.process.pid
+        try:
+            os.killpg(pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        try:
+            os.killpg(pgid, signal.SIGKILL)  # children that outlived their parent (flow runs, agents)
+        except ProcessLookupError:
+            pass
+        self.process.wait(timeout=10)
+
+
+@dataclass
+class Launcher:
+    """Starts background processes and stops every one of them on `stop_all`."""
+
+    log_dir: Path
+    started: list[Background] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], cwd: Path = PROJECT_DIR) -> Background:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_dir / f"{name}.log"
+        with open(log, "ab") as out:
+            process = subprocess.Popen([str(a) for a in argv], cwd=cwd, env=env, stdout=out,
+                                       stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       start_new_session=True)
+        background = Background(name, process, log)
+        self.started.append(background)
+        return background
+
+    def stop(self, backgrounds: Iterable[Background]) -> None:
+        for background in backgrounds:
+            background.stop()
+
+    def stop_all(self) -> None:
+        while self.started:
+            self.started.pop().stop()
+
+
+@dataclass
+class WorkerSpec:
+    pool: str
+    name: str
+    env: dict[str, str]
+    limit: int | None = None
+
+
+class PrefectServer:
+    """`prefect server start` on SQLite with a PREFECT_HOME of its own, and its REST API."""
+
+    def __init__(self, launcher: Launcher, home: Path, port: int) -> None:
+        self.launcher = launcher
+        self.home = home
+        self.port = port
+        self.api_url = f"http://127.0.0.1:{port}/api"
+        self.process: Background | None = None
+
+    def start(self, timeout: float = 180) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = clean_env(
+            PREFECT_HOME=str(self.home),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_UI_ENABLED="false",
+            # No scheduler service: the hourly schedule is stored and checked, but no scheduled
+            # run is created that a test's worker could pick up at the top of an hour.
+            PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false",
+        )
+        self.process = self.launcher.start(
+            "prefect-server", [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(self.port)], env)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if httpx.get(f"{self.api_url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            if not self.process.alive():
+                raise AssertionError(f"prefect server exited with {self.process.process.returncode}:\n"
+                                     f"{self.process.tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"prefect server did not answer /api/health within {timeout:.0f} s:\n"
+                                     f"{self.process.tail()}")
+            time.sleep(0.3)
+
+    # -- processes of the server's clients --------------------------------------------------
+    def env(self, home: Path, **values: str) -> dict[str, str]:
+        """The environment of a Prefect client (CLI, worker) of this server with its own home."""
+        home.mkdir(parents=True, exist_ok=True)
+        return clean_env(PREFECT_API_URL=self.api_url, PREFECT_HOME=str(home),
+                         PREFECT_SERVER_ANALYTICS_ENABLED="false", **values)
+
+    def cli(self, argv: list[str], env: dict[str, str], timeout: float = 180) -> str:
+        """Run a command to completion in the project root; its output, or a failure showing it."""
+        try:
+            done = subprocess.run([str(a) for a in argv], cwd=PROJECT_DIR, env=env, capture_output=True,
+                                  text=True, timeout=timeout, stdin=subprocess.DEVNULL, start_new_session=True)
+        except subprocess.TimeoutExpired as exc:
+            raise AssertionError(f"{argv} did not finish in {timeout} s: {exc.stdout} {exc.stderr}") from None
+        assert done.returncode == 0, f"{argv} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+        return done.stdout + done.stderr
+
+    def start_workers(self, specs: list[WorkerSpec], timeout: float = 90) -> list[Background]:
+        """`prefect worker start --pool POOL --name NAME [--limit N]` for each spec, all at once,
+        polling every second; returns once the server lists every one as online in its pool."""
+        workers = []
+        for spec in specs:
+            argv = [PREFECT, "worker", "start", "--pool", spec.pool, "--name", spec.name]
+            if spec.limit is not None:
+                argv += ["--limit", str(spec.limit)]
+            workers.append(self.launcher.start(f"worker-{spec.name}", argv,
+                                               {**spec.env, "PREFECT_WORKER_QUERY_SECONDS": "1"}))
+        deadline = time.monotonic() + timeout
+        for spec, worker in zip(specs, workers):
+            while not any(w["name"] == spec.name and w.get("status") == "ONLINE" for w in self.workers(spec.pool)):
+                if not worker.alive():
+                    raise AssertionError(f"worker {spec.name} exited with {worker.process.returncode}:\n"
+                                         f"{worker.tail()}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"worker {spec.name} did not come online within {timeout:.0f} s:\n"
+                                         f"{worker.tail()}")
+                time.sleep(0.3)
+        return workers
+
+    def run_deployment(self, name: str, env: dict[str, str], **parameters: str) -> str:
+        """`prefect deployment run NAME --param k=v ...`; returns the new flow run's id."""
+        argv: list[Any] = [PREFECT, "deployment", "run", name]
+        for key, value in parameters.items():
+            argv += ["--param", f"{key}={value}"]
+        out = self.cli(argv, env)
+        found = re.search(r"UUID:\s*([0-9a-f-]{36})", out)
+        assert found, f"no flow run id in the output of {argv}:\n{out}"
+        return found.group(1)
+
+    def wait_for_flow_run(self, flow_run_id: str, watch: Iterable[Background] = (),
+                          timeout: float = 120) -> dict[str, Any]:
+        """Poll the flow run until its state is final; fail early if a watched process died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.get(f"/flow_runs/{flow_run_id}")
+            if run["state_type"] in TERMINAL:
+                return run
+            for process in watch:
+                if not process.alive():
+                    raise AssertionError(f"{process.name} exited while flow run {flow_run_id} was "
+                                         f"{run['state_name']}:\n{process.tail()}")
+            if time.monotonic() > deadline:
+                logs = "\n".join(process.tail(30) for process in watch)
+                raise AssertionError(f"flow run {flow_run_id} still {run['state_name']} after {timeout:.0f} s:\n{logs}")
+            time.sleep(0.5)
+
+    # -- REST API ------------------------------------------------------------------------------
+    def get(self, path: str) -> Any:
+        response = httpx.get(f"{self.api_url}{path}", timeout=30)
+        assert response.status_code < 400, (path, response.status_code, response.text)
+        return response.json()
+
+    def post(self, path: str, body: dict[str, Any]) -> Any:
+        response = httpx.post(f"{self.api_url}{path}", json=body, timeout=30)
+        assert response.status_code < 400, (path, response.status_code, response.text)
+        return response.json() if response.content else None
+
+    def _all(self, path: str, body: dict[str, Any], page: int = 200) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        while True:
+            batch = self.post(path, {**body, "limit": page, "offset": len(items)})
+            items += batch
+            if len(batch) < page:
+                return items
+
+    def workers(self, pool: str) -> list[dict[str, Any]]:
+        return self.post(f"/work_pools/{pool}/workers/filter", {})
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return self.get(f"/deployments/name/{name}")
+
+    def flow_runs(self, **flow_run_filter: Any) -> list[dict[str, Any]]:
+        return self._all("/flow_runs/filter", {"flow_runs": flow_run_filter, "sort": "EXPECTED_START_TIME_ASC"})
+
+    def child_flow_runs(self, flow_run_id: str) -> list[dict[str, Any]]:
+        return self.flow_runs(parent_flow_run_id={"any_": [flow_run_id]})
+
+    def artifacts(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
+        return self._all("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": flow_run_ids}}})
+
+    def logs(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
+        return self._all("/logs/filter", {"logs": {"flow_run_id": {"any_": flow_run_ids}}, "sort": "TIMESTAMP_ASC"})
+
+    def cancel_unfinished(self) -> None:
+        """Cancel every flow run not yet final (a failed test must not hold a deployment's
+        concurrency slot for the next one)."""
+        for run in self.flow_runs(state={"type": {"not_any_": sorted(TERMINAL)}}):
+            self.post(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLED"}, "force": True})
+
+
+def conductor_env(server: PrefectServer, home: Path, *, api_url: str, token: str, agent_token: str,
+                  repo_path: Path, work: Path, agent_command: list[str] | None = None,
+                  **extra: str) -> dict[str, str]:
+    """The environment of a worker that runs conductor passes or coordinators: the project
+    dir for the deployments' pull step, the tokens, a clone and work directories of its own."""
+    return server.env(
+        home,
+        CONDUCTOR_PROJECT_DIR=str(PROJECT_DIR),
+        GITHUB_TOKEN=token,
+        CONDUCTOR_AGENT_TOKEN=agent_token,
+        CONDUCTOR_GITHUB_URL=api_url,
+        CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS="0",
+        CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES="0",
+        CONDUCTOR_GITHUB_BACKOFF="0.05",
+        CONDUCTOR_REPO_PATH=str(repo_path),
+        CONDUCTOR_WORKTREE_ROOT=str(work / "worktrees"),
+        CONDUCTOR_SALVAGE_DIR=str(work / "salvage"),
+        CONDUCTOR_AGENT_TIMEOUT="120",
+        **({"CONDUCTOR_AGENT_COMMAND": json.dumps(agent_command)} if agent_command else {}),
+        **extra,
+    )
+
+
+def demo_agent(*args: str) -> list[str]:
+    return [sys.executable, "-m", "conductor.demo_agent", *args]
+
+
+def unescape_markdown(text: str) -> str:
+    """Undo conductor.markdown.escape: backslash escapes and the zero-width spaces after '#'/'@'."""
+    return re.sub(r"\\(.)", r"\1", text).replace("\u200b", "")
+
+
+def slug(repo: str) -> str:
+    """The suffix of a pass's artifact keys (tasks/steps.py)."""
+    return re.sub(r"[^a-z0-9]+", "-", repo.lower()).strip("-")
+
+
+def token_forms(token: str) -> list[bytes]:
+    """The ways a token could be written down: as is, and as git's HTTP basic credential."""
+    basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return [token.encode(), basic.encode()]
+
+
+def files_containing(roots: Iterable[Path], needles: list[bytes]) -> list[str]:
+    """Every file under `roots` whose bytes contain one of `needles` (path: which)."""
+    hits = []
+    for root in roots:
+        for path in [root] if root.is_file() else root.rglob("*"):
+            if path.is_file() and not path.is_symlink():
+                data = path.read_bytes()
+                hits += [f"{path}: {needle[:12]!r}..." for needle in needles if needle in data]
+    return hits
+
+
+def scanned_file_count(roots: Iterable[Path]) -> int:
+    return sum(1 for root in roots for p in root.rglob("*") if p.is_file() and not p.is_symlink())

@@ -1,0 +1,249 @@
+"""The conductor run the Prefect way, end to end, with real processes only: `prefect server
+start`, `python -m deployments.pools`, `prefect deploy --all`, `prefect worker start` and
+`prefect deployment run`, against the sandbox GitHub with the scripted agent.
+
+One server and one deploy serve the module; each test starts (and stops) its own workers
+with its own environment, so the tests do not depend on their order.
+"""
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conductor import constants, worktrees
+from conductor.prefect_server import free_port
+from conftest import unique_repo_name
+from deploy_support import (PREFECT, Background, Launcher, PrefectServer, WorkerSpec, conductor_env, demo_agent,
+                            files_containing, scanned_file_count, slug, token_forms, unescape_markdown)
+from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, make_pipeline_repo
+
+UI = "phase-4/new-ui-pages"
+ISSUE_TO_PR = ["issue-to-pr phase-4/new-ui-pages batch-01", "issue-to-pr phase-4/new-ui-pages batch-02"]
+
+
+@pytest.fixture(scope="module")
+def launcher(tmp_path_factory: pytest.TempPathFactory) -> Launcher:
+    launcher = Launcher(tmp_path_factory.mktemp("e2e-processes"))
+    try:
+        yield launcher
+    finally:
+        launcher.stop_all()
+
+
+@pytest.fixture(scope="module")
+def deployed(launcher: Launcher, tmp_path_factory: pytest.TempPathFactory) -> PrefectServer:
+    """A Prefect server with the project's work pools and every deployment of prefect.yaml."""
+    root = tmp_path_factory.mktemp("e2e-prefect")
+    server = PrefectServer(launcher, root / "server-home", free_port())
+    server.start()
+    env = server.env(root / "deploy-home")
+    server.cli([sys.executable, "-m", "deployments.pools"], env)
+    # CONDUCTOR_PROJECT_DIR is deliberately unset here: the pull step must keep its placeholder
+    # and resolve it on the worker, where the project's clone is.
+    import os
+    extra = ["--prefect-file", os.environ["E2E_PREFECT_FILE"]] if os.environ.get("E2E_PREFECT_FILE") else []
+    server.cli([PREFECT, "--no-prompt", "deploy", "--all", *extra], env)
+    return server
+
+
+@pytest.fixture
+def start_worker(deployed: PrefectServer):
+    """Start workers for this test only; stop them (and cancel what they left) at its end."""
+    started: list[Background] = []
+
+    def start(*specs: WorkerSpec) -> list[Background]:
+        workers = deployed.start_workers(list(specs))
+        started.extend(workers)
+        return workers
+
+    try:
+        yield start
+    finally:
+        for worker in started:
+            worker.stop()
+        deployed.cancel_unfinished()
+
+
+@pytest.fixture
+def pipe(sandbox, tmp_path: Path, request: pytest.FixtureRequest) -> PipelineRepo:
+    return make_pipeline_repo(sandbox, unique_repo_name(request.node.name), tmp_path)
+
+
+def run_pass(deployed: PrefectServer, pipe: PipelineRepo, worker: Background, *others: Background) -> dict:
+    """`prefect deployment run 'conductor/manual' --param repo=…`, waited for through the API."""
+    env = deployed.env(pipe.workdir / "cli-home")
+    flow_run_id = deployed.run_deployment("conductor/manual", env, repo=pipe.full_name)
+    run = deployed.wait_for_flow_run(flow_run_id, watch=[worker, *others], timeout=150)
+    assert run["state_type"] == "COMPLETED", (run["state"], worker.tail())
+    return run
+
+
+def assert_pass_artifacts(deployed: PrefectServer, run: dict, repo: str) -> list[dict]:
+    artifacts = deployed.artifacts([run["id"]])
+    keys = {a["key"] for a in artifacts}
+    assert {f"pipeline-state-{slug(repo)}", f"conductor-summary-{slug(repo)}"} <= keys, keys
+    return artifacts
+
+
+def coordinator_rows(artifacts: list[dict], repo: str) -> list[list[str]]:
+    """The rows of the summary's "Coordinators" table: kind, phase, batch, items, result."""
+    [summary] = [a for a in artifacts if a["key"] == f"conductor-summary-{slug(repo)}"]
+    text = summary["data"].split("## Coordinators", 1)[1]
+    rows = [[unescape_markdown(cell.strip()) for cell in line.strip().strip("|").split("|")]
+            for line in text.splitlines() if line.startswith("|")]
+    return [row for row in rows[2:]]  # past the header and its separator
+
+
+def test_deploy_schedule_and_run_twice(deployed: PrefectServer, start_worker, pipe: PipelineRepo, sandbox):
+    scheduled = deployed.deployment("conductor/scheduled")
+    assert [(s["schedule"]["cron"], s["schedule"]["timezone"], s["active"]) for s in scheduled["schedules"]] \
+        == [("0 * * * *", "UTC", True)]
+    assert scheduled["global_concurrency_limit"]["limit"] == 1
+    assert scheduled["concurrency_options"]["collision_strategy"] == "CANCEL_NEW"
+    assert scheduled["parameters"] == {"reminder_mode": "update"}
+    manual = deployed.deployment("conductor/manual")
+    assert manual["schedules"] == []
+    assert (manual["global_concurrency_limit"]["limit"], manual["concurrency_options"]["collision_strategy"]) \
+        == (1, "ENQUEUE")
+    for name, pool in (("conductor/scheduled", "conductor"), ("conductor/manual", "conductor"),
+                       ("issue-to-pr/agents", "conductor-agents"), ("pr-review/agents", "conductor-agents")):
+        deployment = deployed.deployment(name)
+        assert deployment["work_pool_name"] == pool, name
+        assert deployment["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {
+            "directory": "{{ $CONDUCTOR_PROJECT_DIR }}"}}], name
+
+    first = pipe.issue("Page A", UI, "batch-01")
+    second = pipe.issue("Page B", UI, "batch-02")
+    env = conductor_env(deployed, pipe.workdir / "worker-home", api_url=sandbox.api_url,
+                        token=sandbox.users[CONDUCTOR_LOGIN], agent_token=sandbox.users[AGENT_LOGIN],
+                        repo_path=pipe.clone, work=pipe.workdir, agent_command=demo_agent())
+    [worker] = start_worker(WorkerSpec("conductor", f"conductor-{secrets.token_hex(3)}", env))
+
+    run1 = run_pass(deployed, pipe, worker)
+
+    assert run1["parameters"] == {"repo": pipe.full_name}
+    children = deployed.child_flow_runs(run1["id"])
+    assert sorted(c["name"] for c in children) == ISSUE_TO_PR
+    assert {c["state_type"] for c in children} == {"COMPLETED"}
+    assert_pass_artifacts(deployed, run1, pipe.full_name)
+    pulls = pipe.pulls()
+    assert sorted(p["body"] for p in pulls) == sorted([f"Closes #{first}", f"Closes #{second}"])
+    assert {p["user"]["login"] for p in pulls} == {AGENT_LOGIN}
+
+    run2 = run_pass(deployed, pipe, worker)
+
+    children = deployed.child_flow_runs(run2["id"])
+    assert children and {c["name"].split()[0] for c in children} == {"pr-review"}, [c["name"] for c in children]
+    assert {c["state_type"] for c in children} == {"COMPLETED"}
+    assert_pass_artifacts(deployed, run2, pipe.full_name)
+    for pull in pulls:
+        assert pipe.call("GET", f"/pulls/{pull['number']}")["merged"] is True
+    for number in (first, second):
+        assert pipe.call("GET", f"/issues/{number}")["state"] == "closed"
+    assert pipe.worktrees_left() == []
+
+
+# What a user sets up for CONDUCTOR_DISPATCH=deployment (coordinators on other machines):
+# * the pass's worker (pool `conductor`) has CONDUCTOR_DISPATCH=deployment;
+# * workers of pool `conductor-agents` on the agent machines, each with the project installed
+#   (CONDUCTOR_PROJECT_DIR for the pull step), a clone of the target repository of its own
+#   (CONDUCTOR_REPO_PATH), its worktree root, GITHUB_TOKEN (claims and labels) and the agent's
+#   CONDUCTOR_AGENT_TOKEN; the agent command travels with the dispatch, from the pass;
+# * result storage that both sides reach: a coordinator's result (JSON, no secret) goes back to
+#   the pass through it. Here a shared directory, PREFECT_RESULTS_LOCAL_STORAGE_PATH, on every
+#   worker; across machines, a shared volume or a storage block (S3, GCS, ...) set as
+#   PREFECT_DEFAULT_RESULT_STORAGE_BLOCK on both sides.
+def test_coordinators_run_on_other_workers(deployed: PrefectServer, start_worker, pipe: PipelineRepo,
+                                           sandbox, tmp_path: Path):
+    first = pipe.issue("Page A", UI, "batch-01")
+    second = pipe.issue("Page B", UI, "batch-02")
+    results = tmp_path / "shared-results"
+    tokens = dict(api_url=sandbox.api_url, token=sandbox.users[CONDUCTOR_LOGIN],
+                  agent_token=sandbox.users[AGENT_LOGIN])
+    specs, clones = [], {}
+    for name in ("agents-a", "agents-b"):  # two "machines", each with its own clone and home
+        machine = tmp_path / name
+        clones[name] = worktrees.clone(sandbox.repo_url(pipe.full_name), machine / "clone")
+        env = conductor_env(deployed, machine / "home", repo_path=clones[name], work=machine,
+                            PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(results), **tokens)
+        specs.append(WorkerSpec("conductor-agents", name, env, limit=1))
+    env = conductor_env(deployed, tmp_path / "conductor-home", repo_path=pipe.clone, work=tmp_path / "conductor",
+                        agent_command=demo_agent("--sleep", "2"), CONDUCTOR_DISPATCH="deployment",
+                        PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(results), **tokens)
+    specs.append(WorkerSpec("conductor", f"conductor-{secrets.token_hex(3)}", env))
+    *started, conductor = start_worker(*specs)
+    agents = dict(zip(("agents-a", "agents-b"), started))
+
+    run = run_pass(deployed, pipe, conductor, *agents.values())
+
+    children = deployed.child_flow_runs(run["id"])
+    assert sorted(c["name"] for c in children) == ISSUE_TO_PR
+    remote = deployed.deployment("issue-to-pr/agents")
+    assert {(c["deployment_id"], c["work_pool_name"], c["state_type"]) for c in children} \
+        == {(remote["id"], "conductor-agents", "COMPLETED")}
+    # each agents worker (limit 1) ran one coordinator: both were needed
+    taken = {name: {c["id"] for c in children if f"submitting flow run '{c['id']}'" in worker.output()}
+             for name, worker in agents.items()}
+    assert sorted(len(ids) for ids in taken.values()) == [1, 1], {n: w.tail(20) for n, w in agents.items()}
+    # the result came back through the shared storage and the pass proved it again: a result it
+    # could not read, or a claim it could not verify, would be a failure in the summary
+    rows = coordinator_rows(assert_pass_artifacts(deployed, run, pipe.full_name), pipe.full_name)
+    assert sorted((row[0], row[2], row[4]) for row in rows) == [
+        ("issue_to_pr", "batch-01", "ok"), ("issue_to_pr", "batch-02", "ok")], rows
+    assert any(results.iterdir()), "no coordinator result was written to the shared result storage"
+    assert sorted(p["body"] for p in pipe.pulls()) == sorted([f"Closes #{first}", f"Closes #{second}"])
+    # no secret in what the pass sent to the other workers
+    parameters = json.dumps([c["parameters"] for c in children])
+    assert sandbox.users[CONDUCTOR_LOGIN] not in parameters and sandbox.users[AGENT_LOGIN] not in parameters
+    for clone in clones.values():
+        assert [Path(w.path) for w in worktrees.list_worktrees(clone)] == [clone.resolve()]
+
+
+def test_no_token_anywhere(deployed: PrefectServer, start_worker, pipe: PipelineRepo, sandbox, tmp_path: Path):
+    planted = {}
+    for role in ("conductor", "agent"):
+        login = f"planted-{role}-{secrets.token_hex(3)}"
+        planted[role] = (login, "sbx_PLANTED_" + secrets.token_hex(16))
+        sandbox.control.add_user(*planted[role])
+        pipe.call("PUT", f"/collaborators/{login}", json={"permission": "write"})
+    (conductor_login, conductor_token), (agent_login, agent_token) = planted["conductor"], planted["agent"]
+    issue = pipe.issue("Page A", UI, "batch-01")
+    env = conductor_env(deployed, tmp_path / "worker-home", api_url=sandbox.api_url, token=conductor_token,
+                        agent_token=agent_token, repo_path=pipe.clone, work=tmp_path,
+                        agent_command=demo_agent())
+    [worker] = start_worker(WorkerSpec("conductor", f"conductor-{secrets.token_hex(3)}", env))
+
+    run = run_pass(deployed, pipe, worker)
+    time.sleep(2)  # logs reach the API in batches; the run's last ones may still be on their way
+
+    # the planted tokens did the work: the agent's opened the PR, the conductor's the reminder
+    [pull] = pipe.pulls()
+    assert (pull["user"]["login"], pull["body"]) == (agent_login, f"Closes #{issue}")
+    reminders = pipe.issues(labels=constants.REMINDER_LABEL)
+    assert reminders and {r["user"]["login"] for r in reminders} == {conductor_login}
+    needles = token_forms(conductor_token) + token_forms(agent_token)
+
+    def leaks(text: str) -> list[str]:
+        return [needle.decode()[:12] for needle in needles if needle.decode() in text]
+
+    runs = [deployed.get(f"/flow_runs/{run['id']}"), *deployed.child_flow_runs(run["id"])]
+    assert len(runs) == 2
+    ids = [r["id"] for r in runs]
+    logs = deployed.logs(ids)
+    assert any("agent:" in log["message"] for log in logs), "the agent's output is not in the run logs"
+    assert [log["message"] for log in logs if leaks(log["message"])] == []
+    artifacts = deployed.artifacts(ids)
+    assert artifacts
+    assert [a["key"] for a in artifacts if leaks(json.dumps(a))] == []
+    assert leaks(json.dumps([r["parameters"] for r in runs])) == []
+    assert run["id"] in worker.output()
+    assert leaks(worker.output()) == []
+    roots = [tmp_path, deployed.home]  # clone (.git/config too), worktrees, salvage, worker home, server DB
+    assert (pipe.clone / ".git" / "config").is_file() and scanned_file_count(roots) > 20
+    assert files_containing(roots, needles) == []
