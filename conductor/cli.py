@@ -180,6 +180,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConductorError as exc:
         print(f"conductor: error: {exc}", file=sys.stderr)
         return 2
+    except ValidationError as exc:  # a setting from the environment or a flag
+        print(f"conductor: error: invalid setting {_first_error(exc)}; fix that environment variable or flag",
+              file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("conductor: interrupted", file=sys.stderr)
         return 130

@@ -71,6 +71,17 @@ def _agent_command(value: str) -> list[str]:
         raise argparse.ArgumentTypeError(f"--agent-command cannot be split: {exc}") from None
 
 
+def _check_inputs(parameters: dict[str, Any]) -> None:
+    from conductor.passes import resolve_inputs
+    from conductor.settings import GitHubSettings
+
+    settings = GitHubSettings(**({"api_url": parameters["github_url"]} if parameters["github_url"] else {}))
+    inputs = resolve_inputs(api_url=settings.api_url, **{k: v for k, v in parameters.items() if k != "github_url"})
+    if not inputs.dry_run and not inputs.agent_command:
+        raise ConductorError("no agent command: pass --agent-command or --agent-preset, "
+                             "or set CONDUCTOR_AGENT_COMMAND / CONDUCTOR_AGENT_PRESET")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
@@ -90,6 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from conductor.presets import get_preset
 
         parameters["agent_command"] = get_preset(args.agent_preset)
+    _check_inputs(parameters)  # bad input fails here, in a second, not after Prefect starts
     with prefect_api(ephemeral_home=args.dry_run):
         report, state = run_pass(**parameters)
     if report is None:

@@ -96,3 +96,17 @@ def test_setup_creates_the_conductor_worktree_once(tmp_path, sandbox, sample):
     again = conductor("setup", "--repo", sample, "--repo-path", str(clone), env=env)
     assert again.returncode == 2
     assert "git worktree remove --force" in again.stderr and "git worktree prune" in again.stderr
+
+
+@pytest.mark.parametrize(("env", "args", "message"), [
+    ({}, ["--repo", "a/b"], "no agent command"),
+    ({"CONDUCTOR_AGENT_TIMEOUT": "soon"}, ["--repo", "a/b", "--agent-preset", "claude"], "agent_timeout"),
+    ({"CONDUCTOR_GITHUB_URL": "ftp://x"}, ["--repo", "a/b", "--agent-preset", "claude"], "http:// or https://"),
+    ({}, ["--agent-preset", "claude"], "no repository given"),
+    ({}, ["--repo", "a/b", "--agent-preset", "nope"], "unknown agent preset"),
+    ({}, ["--repo", "a/b", "--agent-command", "[1, 2]"], "list of strings"),
+])
+def test_run_refuses_bad_input_before_starting_prefect(tmp_path, env, args, message):
+    result = conductor("run", *args, env={"PREFECT_API_URL": "http://127.0.0.1:9/api", **env}, cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and "Traceback" not in result.stderr

@@ -102,7 +102,7 @@ def screenshot_dir(tmp_path: Path) -> Path:
 
 
 def test_prefect_ui_shows_the_runs_the_subflows_and_the_pipeline_state_table(
-        ui_server, browser, sandbox, tmp_path):
+        browser, ui_server, sandbox, tmp_path):
     from playwright.sync_api import expect
 
     pipe = make_pipeline_repo(sandbox, unique_repo_name("prefect-ui"), tmp_path)
