@@ -69,12 +69,12 @@ def resolve_inputs(*, api_url: str, repo: str | None = None, task_file: str | No
         updates["MAX_ISSUES_PER_DISPATCH"] = max_issues_per_dispatch
     if max_prs_per_dispatch is not None:
         updates["MAX_PRS_PER_DISPATCH"] = max_prs_per_dispatch
-    if repo:
-        updates["GH_REPO"] = repo
+    if repo or (not task.GH_REPO and settings.repo):
+        updates["GH_REPO"] = repo or settings.repo
     if updates:
         task = TaskFile.model_validate({**task.model_dump(), **updates})
     if not task.GH_REPO:
-        raise ConductorError("no repository given: pass --repo OWNER/NAME or set GH_REPO in the task file")
+        raise ConductorError("no repository given: pass --repo OWNER/NAME, set GH_REPO in the task file or CONDUCTOR_REPO")
     if attempt is None and task_file and task.ATTEMPT_N:
         attempt = task.ATTEMPT_N
     config = load_pipeline_config(Path(config_file) if config_file else None)

@@ -55,6 +55,13 @@ class ReminderState(BaseModel):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class Progress(BaseModel):
+    """This pass's fingerprint of the pipeline and its ATTEMPT_N."""
+
+    fingerprint: str
+    attempt: int = Field(ge=0)
+
+
 def fingerprint(
     state: PipelineState,
     *,

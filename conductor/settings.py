@@ -69,6 +69,9 @@ class RunSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore")
 
+    repo: str | None = Field(
+        None, description="OWNER/NAME when neither the flow's `repo` parameter nor a task file "
+        "names one (a worker serving one repository).")
     repo_path: Path = Field(
         Path("."), description="Local clone of the target repository (fetched before each worktree).")
     worktree_root: Path | None = Field(

@@ -6,7 +6,6 @@ import uuid
 from prefect import flow, get_run_logger
 from prefect.states import Cancelled, Completed, Failed, State
 
-from conductor import reminder
 from conductor.coordinator import CoordinatorSpec
 from conductor.github_gateway import GitHubGateway
 from conductor.passes import PassReport, resolve_inputs
@@ -59,10 +58,9 @@ def _one_pass(settings, inputs) -> State:
         orphans = steps.clean_orphaned_worktrees(inputs)
         state = steps.read_state(gh, inputs)
         released = steps.release_stale_claims(gh, state, inputs.config, inputs.dry_run)
-        plan = steps.make_plan(state, inputs, previous)
+        progress = steps.count_attempts(state, inputs, previous)
+        plan = steps.make_plan(state, inputs, progress.attempt)
         plan, approvals = steps.gates_and_approvals(gh, plan, state, inputs)
-        fingerprint = reminder.fingerprint(state, ignore_labels=inputs.ignore_labels,
-                                           status_labels=inputs.status_labels)
 
         outcomes = []
         if plan.dispatches and not inputs.dry_run:
@@ -77,8 +75,8 @@ def _one_pass(settings, inputs) -> State:
         for d in plan.dispatches if inputs.dry_run else []:
             logger.info("dry run: would dispatch %s %s %s: %s", d.kind, d.phase, d.batch, d.items)
 
-        after = steps.make_plan(steps.read_state(gh, inputs), inputs, previous) if outcomes else plan
-        result = steps.reminder_gate(gh, inputs, after, plan.attempt, fingerprint, outcomes, previous)
+        after = steps.make_plan(steps.read_state(gh, inputs), inputs, progress.attempt) if outcomes else plan
+        result = steps.reminder_gate(gh, inputs, after, progress, outcomes, previous)
         destroyed = steps.self_destruct(inputs)
         report = steps.report(PassReport(
             repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,

@@ -83,13 +83,20 @@ def release_stale_claims(gh: GitHubGateway, state: PipelineState, config: Pipeli
     return housekeeping.release_stale_claims(gh, state, config, dry_run)
 
 
-@step(name="plan")
-def make_plan(state: PipelineState, inputs: PassInputs, previous: housekeeping.PreviousRun) -> Plan:
-    fp = reminder.fingerprint(state, ignore_labels=inputs.ignore_labels,
-                              status_labels=inputs.status_labels)
+@step(name="count attempts")
+def count_attempts(state: PipelineState, inputs: PassInputs,
+                   previous: housekeeping.PreviousRun) -> reminder.Progress:
+    """ATTEMPT_N, read back from GitHub: +1 when the pipeline is where the last pass found it."""
+    fp = reminder.fingerprint(state, ignore_labels=inputs.ignore_labels, status_labels=inputs.status_labels)
     attempt = reminder.next_attempt(previous.state, fp, inputs.attempt_override)
-    task_file = inputs.task.model_copy(update={"ATTEMPT_N": attempt})
-    return planner.plan(state, inputs.config, task_file)
+    if attempt:
+        get_run_logger().warning("no progress since the last pass: ATTEMPT_N=%d", attempt)
+    return reminder.Progress(fingerprint=fp, attempt=attempt)
+
+
+@step(name="plan")
+def make_plan(state: PipelineState, inputs: PassInputs, attempt: int) -> Plan:
+    return planner.plan(state, inputs.config, inputs.task.model_copy(update={"ATTEMPT_N": attempt}))
 
 
 @step(name="gates and approvals")
@@ -101,8 +108,7 @@ def gates_and_approvals(gh: GitHubGateway, plan: Plan, state: PipelineState,
     get_run_logger().info("approved by a maintainer: %s",
                           ", ".join(f"#{n} ({who})" for n, who in sorted(approved.items())))
     state = state.model_copy(update={"approved": sorted(set(state.approved) | approved.keys())})
-    task_file = inputs.task.model_copy(update={"ATTEMPT_N": plan.attempt})
-    return planner.plan(state, inputs.config, task_file), approved
+    return planner.plan(state, inputs.config, inputs.task.model_copy(update={"ATTEMPT_N": plan.attempt})), approved
 
 
 @step(name="fetch the local clone")
@@ -111,16 +117,17 @@ def fetch_clone(inputs: PassInputs) -> None:
 
 
 @step(name="reminder gate")
-def reminder_gate(gh: GitHubGateway, inputs: PassInputs, plan_end: Plan, attempt: int,
-                  fingerprint: str, outcomes: list[CoordinatorOutcome],
+def reminder_gate(gh: GitHubGateway, inputs: PassInputs, plan_end: Plan, progress: reminder.Progress,
+                  outcomes: list[CoordinatorOutcome],
                   previous: housekeeping.PreviousRun) -> housekeeping.ReminderResult:
     result = housekeeping.publish_reminder(
-        gh, plan_end.model_copy(update={"attempt": attempt}), attempt=attempt, fingerprint=fingerprint,
+        gh, plan_end, attempt=progress.attempt, fingerprint=progress.fingerprint,
         outcomes=outcomes, previous=previous, mode=inputs.reminder_mode, config=inputs.config,
         rerun_hint=inputs.rerun_hint, now=datetime.now(UTC), dry_run=inputs.dry_run)
-    if plan_end.stuck or attempt > 3:
+    if plan_end.stuck:
         result.stuck_issue = housekeeping.open_stuck_issue(
-            gh, plan_end, attempt=attempt, repo=inputs.repo, config=inputs.config, dry_run=inputs.dry_run)
+            gh, plan_end, attempt=progress.attempt, repo=inputs.repo, config=inputs.config,
+            dry_run=inputs.dry_run)
     return result
 
 
