@@ -45,15 +45,25 @@ def ui_server(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 @pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium")
-    if chromium is None:
+def chromium() -> str:
+    """Debian's Chromium and Playwright, checked before the slow fixtures start."""
+    path = shutil.which("chromium")
+    if path is None:
         pytest.fail("chromium is not installed: .ci/run installs it "
                     "(apt-get install -y chromium); `playwright install` is not used")
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         pytest.fail("playwright is not installed: `python3 dev.py test` installs the dev extras")
+    return path
+
+
+@pytest.fixture(scope="module")
+def browser(chromium: str):
+    """Headless Chromium through Playwright. Request it after `ui_server`: it must close
+    first, since Playwright's event loop runs in this thread while it is open."""
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
         yield launched
@@ -102,7 +112,7 @@ def screenshot_dir(tmp_path: Path) -> Path:
 
 
 def test_prefect_ui_shows_the_runs_the_subflows_and_the_pipeline_state_table(
-        browser, ui_server, sandbox, tmp_path):
+        chromium, ui_server, sandbox, browser, tmp_path):
     from playwright.sync_api import expect
 
     pipe = make_pipeline_repo(sandbox, unique_repo_name("prefect-ui"), tmp_path)
