@@ -14,6 +14,7 @@ from prefect import flow, get_run_logger, task
 from prefect.deployments import run_deployment
 from prefect.cache_policies import NO_CACHE
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.states import Completed, Failed, State
 
 from conductor import coordinator as core
 from conductor.coordinator import AgentResult, CoordinatorResult, CoordinatorSpec, Workspace
@@ -87,16 +88,26 @@ def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     return CoordinatorResult(outcome=outcome, agent=agent)
 
 
+def as_state(result: CoordinatorResult) -> State:
+    """Completed when every claim was proved, else Failed with the reasons: the flow-run
+    history shows failed coordinators, and automations can alert on them. The result rides
+    along either way; the pass reads it and goes on with the other coordinators."""
+    outcome = result.outcome
+    if outcome.ok:
+        return Completed(message=f"{len(outcome.items)} items proved", data=result)
+    return Failed(message="; ".join(outcome.failures)[:1000] or "not proved", data=result)
+
+
 @flow(name="issue-to-pr", flow_run_name="issue-to-pr {dispatch.phase} {dispatch.batch}",
       log_prints=True, persist_result=False)
-def issue_to_pr(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
-    return coordinate(dispatch, spec)
+def issue_to_pr(dispatch: Dispatch, spec: CoordinatorSpec) -> State:
+    return as_state(coordinate(dispatch, spec))
 
 
 @flow(name="pr-review", flow_run_name="pr-review {dispatch.phase} {dispatch.batch}",
       log_prints=True, persist_result=False)
-def pr_review(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
-    return coordinate(dispatch, spec)
+def pr_review(dispatch: Dispatch, spec: CoordinatorSpec) -> State:
+    return as_state(coordinate(dispatch, spec))
 
 
 # The same flows deployed onto a work pool (CONDUCTOR_DISPATCH=deployment): their result
@@ -112,9 +123,13 @@ def _run_here(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
     # in a thread their shutdown costs up to 1 s per subflow, so they are off here.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         try:
-            return COORDINATORS[dispatch.kind](dispatch, spec).outcome
+            state = COORDINATORS[dispatch.kind](dispatch, spec, return_state=True)
+            result = state.result(raise_on_failure=False)
         except Exception as exc:  # the subflow itself crashed
             return core.failed_outcome(dispatch, f"coordinator subflow crashed: {exc}")
+    if isinstance(result, CoordinatorResult):
+        return result.outcome
+    return core.failed_outcome(dispatch, f"coordinator subflow crashed: {state.message or result}")
 
 
 def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> CoordinatorOutcome:
@@ -124,10 +139,10 @@ def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> C
     try:
         run = run_deployment(deployment, parameters={"dispatch": dispatch, "spec": remote_spec},
                              timeout=None, as_subflow=True)
-        if not run.state or not run.state.is_completed():
+        result = run.state.result(raise_on_failure=False) if run.state else None
+        if not isinstance(result, CoordinatorResult):
             message = run.state.message if run.state else "no state"
             return core.failed_outcome(dispatch, f"coordinator run {run.name} ended {run.state_name}: {message}")
-        result = CoordinatorResult.model_validate(run.state.result())
     except Exception as exc:
         return core.failed_outcome(dispatch, f"coordinator deployment {deployment} failed: {exc}")
     if result.agent is None:

@@ -66,13 +66,15 @@ def test_two_batches_dispatched_in_one_pass_as_two_coordinators(pipe: PipelineRe
     ("foreign-url", "is not in"),
     ("garbage", "not valid JSON"),
 ])
-def test_agent_failures_are_reported_and_release_the_issue(pipe: PipelineRepo, mode, expected):
+def test_agent_failures_are_reported_and_release_the_issue(pipe: PipelineRepo, prefect_client, mode, expected):
     number = pipe.issue("Page", UI, "batch-01")
     other = pipe.issue("Other page", UI, "batch-02")
 
     report, state = pipe.run(mode)
 
-    assert state.is_completed()  # a failed coordinator never fails the pass
+    assert state.is_completed()  # a failed coordinator never fails the pass...
+    children = prefect_client.child_flow_runs(state.state_details.flow_run_id)
+    assert [c.state.is_failed() for c in children] == [True, True]  # ...but shows as Failed itself
     assert len(report.outcomes) == 2
     for outcome in report.outcomes:
         assert not outcome.ok
