@@ -14,15 +14,31 @@ first coordinator to the last one returning), timed by a wrapper in the pass's o
 process. Overhead per coordinator = (dispatch time − S) / K: everything a coordinator
 costs besides its agent's sleep (subflow bookkeeping on the server, GitHub claim and
 release, git worktree, agent process start, verification), spread over the K that ran
-at once. Every server and cluster this script starts is stopped, every file removed.
+at once. The other columns break it down, from more wrappers in that process:
+
+- `all started`: dispatch start -> the last coordinator body entered (subflow start);
+- `agent run`: mean wall time of the agent step (S plus process start and exit);
+- `finish`: the last body's end -> dispatch end;
+- `pass CPU`: CPU seconds of the pass process (all its threads) during the dispatch;
+- `child CPU`: CPU seconds of the agent and git processes it ran meanwhile;
+- `API retries`: requests of the whole pass that the Prefect client retried after a
+  503 or a connection error, each after a back-off of about 2 s;
+- `subflows ended`: the pass's child flow runs in a final state in the Prefect API
+  (Failed here, as the agents' claims verify nothing).
+
+Each server gets one unreported K=1 pass first (`--no-warmup` skips it). Every server
+and cluster this script starts is stopped, every file it made removed; a server that
+cannot run here prints `skipped`.
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import json
+import logging
 import os
 import pwd
+import resource
 import secrets
 import shutil
 import signal
@@ -94,12 +110,15 @@ COLUMNS = [  # (heading, row key or None for the overhead, format)
     ("server", "server", "<9"), ("K", "k", ">3"), ("pass (s)", "pass_s", ">9.2f"),
     ("dispatch (s)", "dispatch_s", ">13.2f"), ("overhead/coordinator (s)", None, ">25.3f"),
     ("all started (s)", "started_s", ">16.2f"), ("agent run (s)", "agent_s", ">14.2f"),
-    ("finish (s)", "finish_s", ">11.2f"), ("subflows done", "completed", ">14"),
+    ("finish (s)", "finish_s", ">11.2f"), ("pass CPU (s)", "cpu_s", ">13.2f"),
+    ("child CPU (s)", "child_cpu_s", ">14.2f"), ("API retries", "retries", ">12"),
+    ("subflows ended", "ended", ">15"),
 ]
 
 
 def table(rows: list[dict[str, Any]], sleep_seconds: float) -> str:
-    """One line per (server, K); `subflows` counts the completed child flow runs Prefect holds."""
+    """One line per (server, K); `subflows ended` counts the pass's child flow runs in a final
+    state (Completed, or Failed when the agent's claims did not verify) in the Prefect API."""
     def cell(row: dict[str, Any], key: str | None, fmt: str) -> str:
         value = overhead_per_coordinator(row["dispatch_s"], sleep_seconds, row["k"]) if key is None else row[key]
         return format(value, fmt)
@@ -111,6 +130,17 @@ def table(rows: list[dict[str, Any]], sleep_seconds: float) -> str:
 
 
 # -- processes ---------------------------------------------------------------------------------
+
+def _load() -> str:
+    """Other processes skew every figure here: say how busy the machine was."""
+    return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's ended children (agents, git)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
 
 def _free_port() -> int:
     from conductor.prefect_server import free_port
@@ -321,12 +351,27 @@ def pass_process(spec_path: Path) -> int:
     def timed(name: str, function):
         def wrapper(*args, **kwargs):
             marks.setdefault(f"{name} start", []).append(time.perf_counter())
+            marks.setdefault(f"{name} cpu start", []).append(time.process_time())
+            marks.setdefault(f"{name} child cpu start", []).append(_children_cpu())
             try:
                 return function(*args, **kwargs)
             finally:
                 marks.setdefault(f"{name} end", []).append(time.perf_counter())
+                marks.setdefault(f"{name} cpu end", []).append(time.process_time())
+                marks.setdefault(f"{name} child cpu end", []).append(_children_cpu())
         return wrapper
 
+    retries: list[str] = []  # the Prefect client's "retryable status code 503 ... in 2s" notes
+
+    class RetryCounter(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "retryable" in record.getMessage():
+                retries.append(record.getMessage())
+
+    client_logger = logging.getLogger("prefect.client")
+    client_logger.setLevel(logging.DEBUG)
+    client_logger.propagate = False  # its debug lines would flood the log; warnings still counted here
+    client_logger.addHandler(RetryCounter())
     conductor_flow.dispatch_all = timed("dispatch", conductor_flow.dispatch_all)
     coordinator_flows.coordinate = timed("body", coordinator_flows.coordinate)
     core.run = timed("agent", core.run)
@@ -336,13 +381,14 @@ def pass_process(spec_path: Path) -> int:
         os.environ["CONDUCTOR_WORKTREE_ROOT"] = str(Path(p["workdir"]) / "worktrees")
         os.environ["CONDUCTOR_SALVAGE_DIR"] = str(Path(p["workdir"]) / "salvage")
         marks.clear()
+        retries.clear()
         started = time.perf_counter()
         report, state = run_pass(repo=p["repo"], github_url=spec["github_url"], repo_path=p["clone"],
                                  agent_command=agent, agent_timeout=120)
         pass_seconds = time.perf_counter() - started
         counts = {name: len(times) for name, times in marks.items()}
-        expected = {"dispatch start": 1, "dispatch end": 1, **{f"{n} {e}": p["k"] for n in ("body", "agent")
-                                                                 for e in ("start", "end")}}
+        expected = {f"{n} {e}": 1 if n == "dispatch" else p["k"] for n in ("dispatch", "body", "agent")
+                    for e in ("start", "end", "cpu start", "cpu end", "child cpu start", "child cpu end")}
         if len(report.outcomes) != p["k"] or counts != expected:
             raise RuntimeError(f"{p['label']}: expected {p['k']} coordinators in one dispatch, got "
                                f"{len(report.outcomes)} outcomes and {counts}")
@@ -356,7 +402,11 @@ def pass_process(spec_path: Path) -> int:
             "started_s": max(marks["body start"]) - dispatch_start,
             "agent_s": sum(agent_runs) / len(agent_runs),
             "finish_s": dispatch_end - max(marks["body end"]),
-            "completed": sum(1 for r in children if r.state and r.state.is_completed())})
+            "cpu_s": marks["dispatch cpu end"][0] - marks["dispatch cpu start"][0],
+            "child_cpu_s": marks["dispatch child cpu end"][0] - marks["dispatch child cpu start"][0],
+            "retries": len(retries),
+            "ended": sum(1 for r in children if r.state and r.state.is_final()),
+            "retry_notes": sorted(set(retries))})
     drain_prefect_workers()
     Path(spec["results"]).write_text(json.dumps(results), encoding="utf-8")
     return 0
@@ -366,13 +416,20 @@ def pass_process(spec_path: Path) -> int:
 
 def bench_server(name: str, sandbox, root: Path, ks: list[int], sleep: float, warmup: bool) -> list[dict[str, Any]]:
     """Every K (after an unreported warm-up pass) against one freshly started server."""
-    passes = []
-    for label, k in ([("warmup", 1)] if warmup else []) + [(f"K={k}", k) for k in ks]:
-        workdir = root / name / f"pass-{len(passes)}"
-        repo, clone = make_repo(sandbox, f"bench-{name}-{len(passes)}-{secrets.token_hex(3)}", k, workdir)
-        passes.append({"label": label, "k": k, "repo": repo, "clone": str(clone), "workdir": str(workdir)})
+    started = time.perf_counter()
     with prefect_server(name, root / name / "prefect-home") as api_url:
+        steps = [f"server start {time.perf_counter() - started:.1f} s"]
+        started = time.perf_counter()
+        passes = []
+        for label, k in ([("warmup", 1)] if warmup else []) + [(f"K={k}", k) for k in ks]:
+            workdir = root / name / f"pass-{len(passes)}"
+            repo, clone = make_repo(sandbox, f"bench-{name}-{len(passes)}-{secrets.token_hex(3)}", k, workdir)
+            passes.append({"label": label, "k": k, "repo": repo, "clone": str(clone), "workdir": str(workdir)})
+        steps.append(f"repositories {time.perf_counter() - started:.1f} s")
+        started = time.perf_counter()
         results = run_passes(sandbox, api_url, root / name / "prefect-home", passes, sleep)
+        steps.append(f"{len(passes)} passes in one process {time.perf_counter() - started:.1f} s")
+    print(f"{name}: {', '.join(steps)}", flush=True)
     return [{"server": name, **r} for r in results if r["label"] != "warmup"]
 
 
@@ -399,11 +456,11 @@ def main(argv: list[str] | None = None) -> int:
     users = {login: f"sbx_{login}_{secrets.token_hex(8)}" for login in ("admin", CONDUCTOR, AGENT)}
     rows: list[dict[str, Any]] = []
     broken = False
-    print(f"K = {', '.join(map(str, ks))}; each agent sleeps {args.sleep:g} s; servers: {', '.join(servers)}", flush=True)
+    print(f"K = {', '.join(map(str, ks))}; each agent sleeps {args.sleep:g} s; servers: {', '.join(servers)}; "
+          f"{os.cpu_count()} cores, {_load()}", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-coordinators-") as tmp:
         with running_sandbox(Path(tmp) / "sandbox", users=users) as sandbox:
             for name in servers:
-                started = time.perf_counter()
                 try:
                     measured = bench_server(name, sandbox, Path(tmp), ks, args.sleep, warmup=not args.no_warmup)
                 except Skipped as exc:
@@ -414,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
                     broken = True
                     continue
                 rows += measured
-                print(f"{name}: done in {time.perf_counter() - started:.0f} s", flush=True)
+    print(f"finished at {_load()}")
     print()
     print(table(rows, args.sleep))
     print()

@@ -29,20 +29,36 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class SerializedWrites:
-    """ASGI middleware: one write request at a time; reads pass straight through."""
+    """ASGI middleware: one write request at a time; reads pass straight through.
+
+    Prefect's own background services still write to SQLite outside this queue, so a
+    request can still meet a lock and get a 503; those answers carry `Retry-After: 0.05`,
+    which Prefect's client honours instead of its 2 s exponential back-off."""
+
+    RETRY_AFTER = b"0.05"
 
     def __init__(self, app: Any) -> None:
         self.app = app
         self._lock: asyncio.Lock | None = None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope.get("method") in WRITE_METHODS:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_retry_after(message: dict) -> None:
+            if message["type"] == "http.response.start" and message.get("status") == 503:
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"retry-after"]
+                message = {**message, "headers": [*headers, (b"retry-after", self.RETRY_AFTER)]}
+            await send(message)
+
+        if scope.get("method") in WRITE_METHODS:
             if self._lock is None:
                 self._lock = asyncio.Lock()
             async with self._lock:
-                await self.app(scope, receive, send)
+                await self.app(scope, receive, send_with_retry_after)
         else:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_with_retry_after)
 
 
 def create_app() -> SerializedWrites:

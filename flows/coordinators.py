@@ -27,13 +27,10 @@ from tasks.secrets import agent_token, github_settings
 step = task(cache_policy=NO_CACHE, persist_result=False)
 
 
-@step(name="claim items")
-def claim(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+@step(name="claim and prepare")
+def prepare(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
+    """Label the items first (no other run dispatches them twice), then the worktree and task file."""
     core.claim(gh, dispatch, spec)
-
-
-@step(name="prepare worktree")
-def prepare(dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
     return core.prepare(dispatch, spec)
 
 
@@ -56,14 +53,13 @@ def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, result: 
     return core.prove(gh, dispatch, spec, result, html_base=html_base)
 
 
-@step(name="release labels")
-def release(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
-    core.release(gh, dispatch, spec)
-
-
-@step(name="remove worktree")
-def cleanup(spec: CoordinatorSpec, workspace: Workspace | None) -> None:
-    core.cleanup(spec, workspace)
+@step(name="clean up")
+def clean_up(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace | None) -> None:
+    """Remove the worktree, then take the status labels off (always, even after a failure)."""
+    try:
+        core.cleanup(spec, workspace)
+    finally:
+        core.release(gh, dispatch, spec)
 
 
 def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
@@ -73,18 +69,14 @@ def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     agent = None
     with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
         try:
-            claim(gh, dispatch, spec)
-            workspace = prepare(dispatch, spec)
+            workspace = prepare(gh, dispatch, spec)
             agent = run_agent(dispatch, spec, workspace)
             outcome = prove(gh, dispatch, spec, agent, html_base=html_base_of(spec.api_url))
         except Exception as exc:  # a broken coordinator is a failure, never a crashed pass
             get_run_logger().error("coordinator failed: %s", exc)
             outcome = core.failed_outcome(dispatch, f"coordinator failed: {exc}")
         finally:
-            try:
-                cleanup(spec, workspace)
-            finally:
-                release(gh, dispatch, spec)
+            clean_up(gh, dispatch, spec, workspace)
     return CoordinatorResult(outcome=outcome, agent=agent)
 
 

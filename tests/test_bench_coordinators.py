@@ -87,7 +87,7 @@ def test_bad_input_is_one_line_and_exit_2(args):
 
 
 NUMBER = r"\s+(-?[\d.]+)"
-ROW = re.compile(r"^embedded" + NUMBER * 9 + r"$", re.MULTILINE)
+ROW = re.compile(r"^embedded" + NUMBER * 11 + r"$", re.MULTILINE)
 
 
 def test_tiny_run_on_the_embedded_server_prints_consistent_figures():
@@ -98,10 +98,10 @@ def test_tiny_run_on_the_embedded_server_prints_consistent_figures():
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     rows = {int(m[0]): [float(x) for x in m[1:]] for m in ROW.findall(done.stdout)}
     assert sorted(rows) == [2], done.stdout
-    for k, (pass_s, dispatch, overhead, started, agent, finish, cpu, completed) in rows.items():
-        assert completed == k  # Prefect holds K completed coordinator subflows of the pass
+    for k, (pass_s, dispatch, overhead, started, agent, finish, cpu, child_cpu, retries, ended) in rows.items():
+        assert ended == k  # Prefect holds K finished coordinator subflows of the pass
         assert sleep <= agent <= dispatch <= pass_s  # each agent slept; the dispatch is part of the pass
-        assert started < dispatch and finish < dispatch and 0 < cpu
+        assert started < dispatch and finish < dispatch and 0 < cpu and 0 < child_cpu and retries >= 0
         assert overhead == pytest.approx((dispatch - sleep) / k, abs=0.006)  # dispatch is printed to 0.01 s
     assert "goal: embedded, K=12, overhead per coordinator < 0.3 s: not measured" in done.stdout
     assert not re.search(r"^(sqlite|postgres) ", done.stdout, re.MULTILINE)  # only the server asked for
