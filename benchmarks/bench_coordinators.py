@@ -71,6 +71,19 @@ class Skipped(Exception):
 
 # -- pure parts ------------------------------------------------------------------------------
 
+# The agent: sleeps S seconds, then reports "done" with no artifact (a verification failure,
+# which is fine: only time is measured). Standard library only (`python -S`), so its own
+# start-up costs ~20 ms of CPU and the figures measure the conductor, not an agent's imports.
+SLEEP_AGENT = (
+    "import json, os, sys, time\n"
+    "time.sleep(float(sys.argv[1]))\n"
+    "lines = open(os.environ['CONDUCTOR_TASK_FILE'], encoding='utf-8').read().splitlines()\n"
+    "task = dict(line.split('=', 1) for line in lines if '=' in line)\n"
+    "report = {'workflow': task['WORKFLOW'], 'status': 'done'}\n"
+    "open(os.environ['CONDUCTOR_REPORT_FILE'], 'w', encoding='utf-8').write(json.dumps(report))\n"
+)
+
+
 def parse_ks(text: str) -> list[int]:
     """'1,4,12' -> [1, 4, 12]: whole numbers from 1 to 99 (batch-NN), no repeats."""
     try:
@@ -375,7 +388,7 @@ def pass_process(spec_path: Path) -> int:
     conductor_flow.dispatch_all = timed("dispatch", conductor_flow.dispatch_all)
     coordinator_flows.coordinate = timed("body", coordinator_flows.coordinate)
     core.run = timed("agent", core.run)
-    agent = [sys.executable, "-m", "conductor.demo_agent", "--mode", "empty", "--sleep", str(spec["sleep"])]
+    agent = [sys.executable, "-S", "-c", SLEEP_AGENT, str(spec["sleep"])]
     results = []
     for p in spec["passes"]:
         os.environ["CONDUCTOR_WORKTREE_ROOT"] = str(Path(p["workdir"]) / "worktrees")
