@@ -3,7 +3,8 @@
 
 Every process runs in its own process group (start_new_session) with an environment built
 here from scratch for Prefect and the conductor (nothing inherited from the test session's
-in-process server), logs to a file, and is killed with its whole group at the end.
+in-process server), logs to a file, and is killed at the end with its whole group and the
+groups of all its descendants (flow run processes, agents).
 """
 from __future__ import annotations
 
@@ -45,6 +46,8 @@ class Background:
     name: str
     process: subprocess.Popen
     log: Path
+    worker_of: tuple[str, str] = ("", "")  # (pool, worker name) of a Prefect worker
+    stopped: bool = False
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
@@ -55,22 +58,64 @@ class Background:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def wait_idle(self, timeout: float = 60) -> None:
+        """Wait until the process has no child left: a worker's flow run processes (which send
+        their last logs as they exit) are gone."""
+        deadline = time.monotonic() + timeout
+        while (children := descendants(self.process.pid)):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: processes {children} still running after {timeout:.0f} s")
+            time.sleep(0.2)
+
     def stop(self, timeout: float = 15) -> None:
-        """SIGTERM to the whole process group, then SIGKILL to whatever is left of it."""
-        pgid = self.process.pid
-        try:
-            os.killpg(pgid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+        """SIGTERM, then SIGKILL, to the process's group and to the groups of all its
+        descendants: Prefect starts each flow run in a session of its own, and the conductor
+        each agent, so the worker's group alone does not hold them."""
+        if self.stopped:
+            return
+        self.stopped = True
+        groups = [self.process.pid]
+        for pid in descendants(self.process.pid):
+            try:
+                groups.append(os.getpgid(pid))
+            except ProcessLookupError:
+                pass
+        groups = list(dict.fromkeys(groups))
+        _signal_groups(groups, signal.SIGTERM)
         try:
             self.process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             pass
+        _signal_groups(groups, signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+
+def _signal_groups(groups: list[int], sig: int) -> None:
+    for pgid in groups:
         try:
-            os.killpg(pgid, signal.SIGKILL)  # children that outlived their parent (flow runs, agents)
+            os.killpg(pgid, sig)
         except ProcessLookupError:
             pass
-        self.process.wait(timeout=10)
+
+
+def descendants(pid: int) -> list[int]:
+    """Live (not zombie) descendants of `pid`, read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            state, ppid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:2]
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        if state != "Z":
+            children.setdefault(int(ppid), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 @dataclass
@@ -90,10 +135,6 @@ class Launcher:
         background = Background(name, process, log)
         self.started.append(background)
         return background
-
-    def stop(self, backgrounds: Iterable[Background]) -> None:
-        for background in backgrounds:
-            background.stop()
 
     def stop_all(self) -> None:
         while self.started:
@@ -119,6 +160,7 @@ class PrefectServer:
         self.process: Background | None = None
 
     def start(self, timeout: float = 180) -> None:
+        assert PREFECT.is_file(), f"{PREFECT} is missing: run the tests with the project's venv (python dev.py test)"
         self.home.mkdir(parents=True, exist_ok=True)
         env = clean_env(
             PREFECT_HOME=str(self.home),
@@ -162,27 +204,32 @@ class PrefectServer:
         assert done.returncode == 0, f"{argv} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
         return done.stdout + done.stderr
 
-    def start_workers(self, specs: list[WorkerSpec], timeout: float = 90) -> list[Background]:
-        """`prefect worker start --pool POOL --name NAME [--limit N]` for each spec, all at once,
-        polling every second; returns once the server lists every one as online in its pool."""
+    def start_workers(self, specs: list[WorkerSpec]) -> list[Background]:
+        """`prefect worker start --pool POOL --name NAME [--limit N]` for each spec, polling for
+        work every second; returns at once (see `wait_online`)."""
         workers = []
         for spec in specs:
             argv = [PREFECT, "worker", "start", "--pool", spec.pool, "--name", spec.name]
             if spec.limit is not None:
                 argv += ["--limit", str(spec.limit)]
-            workers.append(self.launcher.start(f"worker-{spec.name}", argv,
-                                               {**spec.env, "PREFECT_WORKER_QUERY_SECONDS": "1"}))
+            worker = self.launcher.start(f"worker-{spec.name}", argv,
+                                         {**spec.env, "PREFECT_WORKER_QUERY_SECONDS": "1"})
+            worker.worker_of = (spec.pool, spec.name)
+            workers.append(worker)
+        return workers
+
+    def wait_online(self, workers: Iterable[Background], timeout: float = 90) -> None:
+        """Return once the server lists every worker as online in its pool."""
         deadline = time.monotonic() + timeout
-        for spec, worker in zip(specs, workers):
-            while not any(w["name"] == spec.name and w.get("status") == "ONLINE" for w in self.workers(spec.pool)):
+        for worker in workers:
+            pool, name = worker.worker_of
+            while not any(w["name"] == name and w.get("status") == "ONLINE" for w in self.workers(pool)):
                 if not worker.alive():
-                    raise AssertionError(f"worker {spec.name} exited with {worker.process.returncode}:\n"
-                                         f"{worker.tail()}")
+                    raise AssertionError(f"worker {name} exited with {worker.process.returncode}:\n{worker.tail()}")
                 if time.monotonic() > deadline:
-                    raise AssertionError(f"worker {spec.name} did not come online within {timeout:.0f} s:\n"
+                    raise AssertionError(f"worker {name} did not come online within {timeout:.0f} s:\n"
                                          f"{worker.tail()}")
                 time.sleep(0.3)
-        return workers
 
     def run_deployment(self, name: str, env: dict[str, str], **parameters: str) -> str:
         """`prefect deployment run NAME --param k=v ...`; returns the new flow run's id."""
@@ -245,8 +292,10 @@ class PrefectServer:
     def artifacts(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
         return self._all("/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": flow_run_ids}}})
 
-    def logs(self, flow_run_ids: list[str]) -> list[dict[str, Any]]:
-        return self._all("/logs/filter", {"logs": {"flow_run_id": {"any_": flow_run_ids}}, "sort": "TIMESTAMP_ASC"})
+    def logs(self, flow_run_ids: list[str] | None = None) -> list[dict[str, Any]]:
+        """The logs of these flow runs, or every log the server holds."""
+        where = {"flow_run_id": {"any_": flow_run_ids}} if flow_run_ids is not None else {}
+        return self._all("/logs/filter", {"logs": where, "sort": "TIMESTAMP_ASC"})
 
     def cancel_unfinished(self) -> None:
         """Cancel every flow run not yet final (a failed test must not hold a deployment's
