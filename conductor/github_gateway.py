@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import time
+from urllib.parse import quote
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -271,22 +272,29 @@ class GitHubGateway:
 
     def set_labels(self, number: int, add: Iterable[str] = (), remove: Iterable[str] = (),
                    current: Iterable[str] | None = None) -> list[str]:
-        """Idempotent status transition: add what is missing, remove what is present."""
+        """Idempotent status transition: add what is missing, remove what is present.
+
+        Without `current` it writes blind, which GitHub makes safe: adding a label the item
+        has, or deleting one it lacks (404), changes nothing; so no read is needed first."""
+        requester = self._gh.requester
+        url = f"{self._repo.url}/issues/{number}/labels"
 
         def run() -> list[str]:
-            issue = self._repo.get_issue(number)
-            have = {label.name for label in issue.labels} if current is None else set(current)
-            missing = [name for name in add if name not in have]
+            have = None if current is None else set(current)
+            missing = [name for name in add if have is None or name not in have]
+            labels = set(have or ())
             if missing:
-                _retry_post(lambda: issue.add_to_labels(*missing))
+                _, data = _retry_post(lambda: requester.requestJsonAndCheck("POST", url, input=missing))
+                labels = {label["name"] for label in data}
             for name in remove:
-                if name in have:
-                    try:
-                        issue.remove_from_labels(name)
-                    except GithubException as exc:
-                        if exc.status != 404:
-                            raise
-            return sorted((have | set(missing)) - set(remove))
+                if have is not None and name not in have:
+                    continue
+                try:
+                    requester.requestJsonAndCheck("DELETE", f"{url}/{quote(name, safe='')}")
+                except GithubException as exc:
+                    if exc.status != 404:
+                        raise
+            return sorted(labels - set(remove))
 
         return self._call(f"update the labels of #{number}", run)
 
