@@ -66,10 +66,7 @@ def _load_inputs(args: argparse.Namespace):
     from conductor.config import load_pipeline_config
     from conductor.taskfile import TaskFile, read_task_file
 
-    config_path = args.config
-    if config_path is None and Path("conductor.toml").is_file():
-        config_path = Path("conductor.toml")
-    config = load_pipeline_config(config_path)
+    config = load_pipeline_config(args.config)  # None: ./conductor.toml when there is one
     task = read_task_file(args.task_file) if args.task_file else TaskFile()
     return config, task
 

@@ -14,21 +14,16 @@ def make_app():
     app = FastAPI()
     seen = {"active": 0, "peak": 0}
 
-    @app.post("/write")
-    async def write() -> dict:
+    async def busy() -> dict:
+        """Record how many requests are inside the app at once."""
         seen["active"] += 1
         seen["peak"] = max(seen["peak"], seen["active"])
         await asyncio.sleep(0.02)
         seen["active"] -= 1
         return {}
 
-    @app.get("/read")
-    async def read() -> dict:
-        seen["active"] += 1
-        seen["peak"] = max(seen["peak"], seen["active"])
-        await asyncio.sleep(0.02)
-        seen["active"] -= 1
-        return {}
+    app.post("/write")(busy)
+    app.get("/read")(busy)
 
     @app.post("/locked")
     async def locked() -> Response:
