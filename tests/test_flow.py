@@ -288,3 +288,23 @@ def test_idle_pipeline_leaves_no_reminder(pipe: PipelineRepo):
     assert state.is_completed() and report.plan.idle
     assert report.reminder.action == "none"
     assert pipe.issues(labels=constants.REMINDER_LABEL) == []
+
+
+def test_a_pass_run_from_the_conductor_worktree_removes_it_at_the_end(pipe: PipelineRepo, tmp_path: Path):
+    from conductor import worktrees
+    from conductor.run_cli import run_pass
+    from conductor.taskfile import TaskFile
+    from pipeline_support import agent
+
+    pipe.issue("Page", UI, "batch-01")
+    home = worktrees.create_worktree(pipe.clone, tmp_path / "worktrees", "conductor",
+                                     worktrees.integration_tip(pipe.clone, "dev"))
+    task_file = home / ".agent-task"
+    task_file.write_text(TaskFile(GH_REPO=pipe.full_name, MAX_ISSUES_PER_DISPATCH=5).render())
+
+    report, state = run_pass(task_file=str(task_file), github_url=pipe.sandbox.api_url,
+                             repo_path=str(pipe.clone), agent_command=agent())
+
+    assert state.is_completed() and report.repo == pipe.full_name
+    assert report.self_destructed == str(home) and not home.exists()
+    assert pipe.worktrees_left() == []
