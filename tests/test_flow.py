@@ -308,3 +308,34 @@ def test_a_pass_run_from_the_conductor_worktree_removes_it_at_the_end(pipe: Pipe
     assert state.is_completed() and report.repo == pipe.full_name
     assert report.self_destructed == str(home) and not home.exists()
     assert pipe.worktrees_left() == []
+
+
+def test_serve_entry_point_runs_a_triggered_pass(pipe: PipelineRepo, prefect_server):
+    """`python -m deployments.serve`: the schedule for users without a worker."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    pipe.issue("Page", UI, "batch-01")
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "CONDUCTOR_GITHUB_URL": pipe.sandbox.api_url,
+           "CONDUCTOR_REPO_PATH": str(pipe.clone),
+           "CONDUCTOR_AGENT_COMMAND": json.dumps([sys.executable, "-m", "conductor.demo_agent"])}
+    served = subprocess.Popen([sys.executable, "-m", "deployments.serve", "--repo", pipe.full_name,
+                               "--cron", "0 0 1 1 *"], env=env, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 90
+        with get_client(sync_client=True) as client:
+            while True:
+                assert served.poll() is None and time.monotonic() < deadline, "serve did not register"
+                try:
+                    deployment = client.read_deployment_by_name("conductor/served")
+                    break
+                except Exception:
+                    time.sleep(0.5)
+        assert deployment.parameters["repo"] == pipe.full_name
+        run = run_deployment("conductor/served", timeout=180)
+        assert run.state.is_completed(), run.state
+    finally:
+        os.killpg(served.pid, signal.SIGTERM)
+        served.wait(timeout=30)
+    assert len(pipe.pulls()) == 1
