@@ -100,6 +100,9 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    # The tables are the demo's output: keep Prefect's per-task lines off the terminal (they
+    # still reach the server, as every run's logs do).
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     console = Console(stderr=args.json, width=None if sys.stderr.isatty() else 110)
     with tempfile.TemporaryDirectory(prefix="conductor-demo-") as tmp:
         result = run_demo(Path(tmp), max_passes=args.max_passes, echo=console.print)
