@@ -202,8 +202,13 @@ def create_worktree(repo_path: Path | str, root: Path | str, name: str, sha: str
         raise WorktreeError(f"invalid commit {sha!r} for worktree {path}; pass a commit sha")
     root.mkdir(parents=True, exist_ok=True)
     with _MUTATING, _open(repo_path) as repo:
-        _git(repo, "worktree", "prune", what="git worktree prune")
-        _git(repo, "worktree", "add", "--detach", str(path), sha, what="git worktree add")
+        try:
+            _git(repo, "worktree", "add", "--detach", str(path), sha, what="git worktree add")
+        except WorktreeError:
+            # a stale registration of this path (its directory deleted by hand) blocks `add`:
+            # prune it and try once more. Pruning only here keeps concurrent starts short.
+            _git(repo, "worktree", "prune", what="git worktree prune")
+            _git(repo, "worktree", "add", "--detach", str(path), sha, what="git worktree add")
     return path
 
 

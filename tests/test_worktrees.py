@@ -345,3 +345,13 @@ def test_worktrees_created_from_threads(repo: Path, root: Path) -> None:
         paths = list(pool.map(lambda n: create_worktree(repo, root, n, tip), names))
     assert paths == [root / f"phase-3-batch-{n:02d}" for n in range(4)]
     assert sorted(find_orphans(repo, root, keep=set())) == sorted(paths)
+
+
+def test_create_recovers_from_a_worktree_deleted_by_hand(repo: Path, root: Path) -> None:
+    import shutil
+
+    sha = integration_tip(repo, "dev")
+    first = create_worktree(repo, root, "issue_to_pr-x", sha)
+    shutil.rmtree(first)  # git still has it registered until pruned
+    again = create_worktree(repo, root, "issue_to_pr-x", sha)
+    assert again == first and (again / ".git").exists()
