@@ -16,7 +16,7 @@ from conductor import constants, reminder
 from conductor.config import PipelineConfig
 from conductor.github_gateway import GitHubGateway
 from conductor.models import PipelineState, Plan
-from conductor.verify import CoordinatorOutcome
+from conductor.verify import CoordinatorFailure, CoordinatorOutcome, FailedPR
 
 STUCK_LABEL_COLOR = "b60205"
 
@@ -109,8 +109,10 @@ class ReminderResult(BaseModel):
     body: str | None = None
 
 
-def failures_of(outcomes: Iterable[CoordinatorOutcome]):
-    records, failed_prs = [], []
+def failures_of(outcomes: Iterable[CoordinatorOutcome]) -> tuple[list[CoordinatorFailure], list[FailedPR]]:
+    """What the reminder lists: failed coordinators, and PRs graded D or F."""
+    records: list[CoordinatorFailure] = []
+    failed_prs: list[FailedPR] = []
     for outcome in outcomes:
         records.extend(outcome.failure_records())
         failed_prs.extend(outcome.failed_prs)

@@ -75,7 +75,7 @@ def _check_inputs(parameters: dict[str, Any]) -> None:
     from conductor.passes import resolve_inputs
     from conductor.settings import GitHubSettings
 
-    settings = GitHubSettings(**({"api_url": parameters["github_url"]} if parameters["github_url"] else {}))
+    settings = GitHubSettings.from_env(parameters["github_url"])
     inputs = resolve_inputs(api_url=settings.api_url, **{k: v for k, v in parameters.items() if k != "github_url"})
     if not inputs.dry_run and not inputs.agent_command:
         raise ConductorError("no agent command: pass --agent-command or --agent-preset, "

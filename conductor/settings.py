@@ -55,6 +55,11 @@ class GitHubSettings(BaseSettings):
         description="Minimum pause between writes, to stay clear of secondary rate limits.",
     )
 
+    @classmethod
+    def from_env(cls, api_url: str | None = None) -> GitHubSettings:
+        """The environment's settings, with `api_url` (a flag or flow parameter) winning when given."""
+        return cls(api_url=api_url) if api_url else cls()
+
     @field_validator("api_url")
     @classmethod
     def _strip_slash(cls, value: str) -> str:

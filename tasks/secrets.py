@@ -27,8 +27,7 @@ def _secret_block(name: str) -> str | None:
 
 
 def github_settings(api_url: str | None = None) -> GitHubSettings:
-    overrides = {"api_url": api_url} if api_url else {}
-    settings = GitHubSettings(**overrides)
+    settings = GitHubSettings.from_env(api_url)
     if settings.token is None:
         value = _secret_block(os.environ.get("CONDUCTOR_GITHUB_TOKEN_BLOCK", "github-token"))
         if value:
