@@ -1,0 +1,61 @@
+"""Claims a dead pass left: status labels the conductor's own login added, taken off.
+
+No coordinator of the conductor runs between passes (the pass lock sees to that), so a
+status label the conductor added and that is still there when a pass starts was left by a
+pass that died; taking it off makes the item ready again. Labels anyone else added (a
+person running an agent by hand) stay.
+
+`release_stale_claims` returns the facts (`ReleasedClaim`s); `without_claims` folds them
+into a *new* snapshot: the one it was given is never changed.
+"""
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from conductor.config import PipelineConfig
+from conductor.github_gateway import GitHubGateway
+from conductor.models import PipelineState
+
+
+class ReleasedClaim(BaseModel):
+    """A status label taken off (or, in a dry run, that would be)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    label: str
+
+
+def release_stale_claims(gh: GitHubGateway, state: PipelineState, config: PipelineConfig,
+                         dry_run: bool) -> list[ReleasedClaim]:
+    login = gh.login()
+    released: list[ReleasedClaim] = []
+    for item in [*state.issues, *state.pull_requests]:
+        for label in (config.status_in_progress, config.status_pr_open):
+            if label in item.labels and gh.last_labeler(item.number, label) == login:
+                if not dry_run:
+                    gh.set_labels(item.number, remove=[label], current=item.labels)
+                released.append(ReleasedClaim(number=item.number, label=label))
+    return released
+
+
+def without_claims(state: PipelineState, released: list[ReleasedClaim]) -> PipelineState:
+    """A new snapshot: `state` with the released labels off their items."""
+    gone: dict[int, set[str]] = {}
+    for claim in released:
+        gone.setdefault(claim.number, set()).add(claim.label)
+    if not gone:
+        return state
+
+    def strip(item):
+        drop = gone.get(item.number)
+        if not drop:
+            return item
+        return item.model_copy(update={"labels": [name for name in item.labels if name not in drop]})
+
+    return state.model_copy(update={"issues": [strip(i) for i in state.issues],
+                                    "pull_requests": [strip(p) for p in state.pull_requests]})
+
+
+def released_numbers(released: list[ReleasedClaim]) -> list[int]:
+    return sorted({claim.number for claim in released})
