@@ -19,18 +19,23 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pydantic import SecretStr
 
 from conductor.constants import LOCK_REF
 from conductor.errors import ConductorError
-from conductor.passlock import Lease, LockState
+from conductor.passlock import Lease, LockState, PassLock
 
 _SEEN = "refs/conductor/seen"
 _EMPTY_TREE_INPUT = b""
+
+__all__ = ["GitRefLock", "LockError", "holder_name", "pass_lock"]
 
 
 class LockError(ConductorError):
@@ -82,14 +87,15 @@ class GitRefLock:
         done = self._run("push", "--porcelain", "--no-verify", lease_arg, self.url, f"{source}:{self.ref}")
         if done.returncode == 0:
             return new
-        text = (done.stdout + done.stderr).lower()
-        if "stale info" in text or "[rejected]" in text or "already exists" in text \
-                or "fetch first" in text or "non-fast-forward" in text:
-            return None
-        if lease is None and ("unable to delete" in text and "remote ref does not exist" in text):
+        # Rejected: the lease was stale (the client saw the ref move), or the server's ref
+        # transaction failed its old-value check (a racing push landed first), or a fault.
+        # Which one, the ref itself says: if it no longer points where it was expected, the
+        # swap lost; if it still does, the push failed for another reason.
+        now = self.read()
+        if (now.sha if now else None) != (expected or None):
             return None
         raise LockError(f"cannot write the conductor lock {self.ref}: "
-                        f"{_last_line(done.stderr or done.stdout)}")
+                        f"{_last_line(done.stderr or done.stdout)}; the token needs write access")
 
     # ------------------------------------------------------------------ git
     def _env(self) -> dict[str, str]:
@@ -133,3 +139,20 @@ class GitRefLock:
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
+
+
+@contextmanager
+def pass_lock(url: str, token: SecretStr | None, *, pass_id: str, holder: str, lease_seconds: float,
+              renew_every: float | None = None) -> Iterator[PassLock]:
+    """`with pass_lock(...) as lock:` — `lock.held` says whether this pass holds the
+    repository's lock on GitHub (else `lock.other` is who does). Renewed while the block
+    runs, released after it; a fault reading or writing the ref raises `LockError`."""
+    with GitRefLock(url, token) as store:
+        lock = PassLock(store, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds)
+        with lock.hold(renew_every) as held:
+            yield held
+
+
+def holder_name(login: str) -> str:
+    """Who a lock belongs to, as other passes see it: LOGIN@HOST (pid N)."""
+    return f"{login}@{socket.gethostname()} (pid {os.getpid()})"

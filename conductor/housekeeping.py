@@ -1,159 +1,37 @@
-"""The conductor's own bookkeeping on GitHub: labels, stale state, approvals, reminders.
+"""Transitional: the names `tasks/steps.py` still imports, until the flow is rewired.
 
-Each function does one seed step over the gateway and the pure core, and is safe to
-repeat: it looks before it writes, so a pass killed anywhere can simply run again.
-`dry_run` makes every function report what it would write and write nothing.
+The conductor's bookkeeping on GitHub now lives in one module per concern:
+`label_preflight`, `previous_run` (reminders and stuck issues it owns, closing stale ones),
+`claims`, `approvals`, `reminder_publish`, `finished_issues`. Delete this module when
+`tasks/steps.py` imports those directly.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
-from typing import Literal
-
-from pydantic import BaseModel, Field
-
-from conductor import constants, reminder
+from conductor.approvals import check_approvals
 from conductor.config import PipelineConfig
 from conductor.github_gateway import GitHubGateway
+from conductor.label_preflight import STUCK_LABEL_COLOR, label_preflight, wanted_labels
 from conductor.models import PipelineState, Plan
-from conductor.verify import CoordinatorFailure, CoordinatorOutcome, FailedPR
+from conductor.previous_run import NotOurs, PreviousRun, close_stale_reminders, read_previous_run
+from conductor.reminder_publish import ReminderResult, failures_of, open_stuck_issue, publish_reminder
+from conductor.settings import RunSettings
+from conductor.claims import release_stale_claims as _release, released_numbers, without_claims
 
-STUCK_LABEL_COLOR = "b60205"
-
-
-def wanted_labels(config: PipelineConfig) -> dict[str, tuple[str, str]]:
-    """Labels the conductor writes (seed: label pre-flight), name -> (color, description)."""
-    return {
-        config.reminder_label: (constants.REMINDER_LABEL_COLOR, constants.REMINDER_LABEL_DESCRIPTION),
-        constants.STUCK_LABEL: (STUCK_LABEL_COLOR, "The conductor stopped: needs human intervention"),
-        config.status_in_progress: ("fbca04", "An ISSUE_TO_PR agent is working on this"),
-        config.status_pr_open: ("0e8a16", "A PR_REVIEW agent was dispatched for this PR"),
-        config.approval_label: ("5319e7", "Approved for dispatch by a maintainer"),
-    }
-
-
-def label_preflight(gh: GitHubGateway, config: PipelineConfig, dry_run: bool) -> list[str]:
-    """Create the conductor's labels that are missing; returns their names."""
-    if dry_run:
-        return []
-    return gh.ensure_labels(wanted_labels(config))
-
-
-class PreviousRun(BaseModel):
-    """What the last pass left behind: its open reminders and anti-loop state."""
-
-    reminders: list[int] = Field(default_factory=list)
-    newest: int | None = None
-    newest_body: str | None = None
-    state: reminder.ReminderState | None = None
-
-
-def read_previous_run(gh: GitHubGateway, config: PipelineConfig) -> PreviousRun:
-    refs = sorted(gh.list_issues_labelled(config.reminder_label), key=lambda r: r.number)
-    if not refs:
-        return PreviousRun()
-    newest = refs[-1]
-    return PreviousRun(reminders=[r.number for r in refs], newest=newest.number,
-                       newest_body=newest.body, state=reminder.parse_reminder(newest.body))
-
-
-def close_stale_reminders(gh: GitHubGateway, previous: PreviousRun, *, keep: int | None,
-                          dry_run: bool) -> list[int]:
-    """Close every open reminder but `keep`, with the seed's comment."""
-    stale = [n for n in previous.reminders if n != keep]
-    if not dry_run:
-        for number in stale:
-            gh.close_with_comment(number, constants.STALE_REMINDER_COMMENT)
-    return stale
+__all__ = ["STUCK_LABEL_COLOR", "NotOurs", "PreviousRun", "ReminderResult", "close_stale_reminders",
+           "failures_of", "label_preflight", "open_stuck_issue", "publish_reminder", "read_previous_run",
+           "release_stale_claims", "verified_approvals", "wanted_labels"]
 
 
 def release_stale_claims(gh: GitHubGateway, state: PipelineState, config: PipelineConfig,
                          dry_run: bool) -> list[int]:
-    """Status labels the conductor's own user added are left by a pass that died:
-    no coordinator of ours runs between passes, so take them off (the items become
-    ready again). Labels added by anyone else (a person running an agent) are kept."""
-    login = gh.login()
-    released = []
-    items = [*state.issues, *state.pull_requests]
-    for item in items:
-        for label in (config.status_in_progress, config.status_pr_open):
-            if label in item.labels and gh.last_labeler(item.number, label) == login:
-                if not dry_run:
-                    gh.set_labels(item.number, remove=[label], current=item.labels)
-                item.labels = [name for name in item.labels if name != label]
-                released.append(item.number)
-    return released
+    """The old flow plans from the snapshot it passed in: fold the facts into it."""
+    released = _release(gh, state, config, dry_run)
+    folded = without_claims(state, released)
+    state.issues, state.pull_requests = folded.issues, folded.pull_requests
+    return released_numbers(released)
 
 
 def verified_approvals(gh: GitHubGateway, plan: Plan, state: PipelineState,
                        config: PipelineConfig) -> dict[int, str]:
-    """Gated items whose approval label was added by a user with write access or more.
-
-    Returns number -> approver. A label added by anyone else approves nothing.
-    """
-    labels = {item.number: item.labels for item in [*state.issues, *state.pull_requests]}
-    approved: dict[int, str] = {}
-    for gated in plan.gated:
-        if gated.approved or config.approval_label not in labels.get(gated.number, []):
-            continue
-        login = gh.last_labeler(gated.number, config.approval_label)
-        if login and gh.has_write_access(login):
-            approved[gated.number] = login
-    return approved
-
-
-class ReminderResult(BaseModel):
-    action: Literal["created", "updated", "unchanged", "closed", "none", "would-create", "would-update"]
-    number: int | None = None
-    stuck_issue: int | None = None
-    body: str | None = None
-
-
-def failures_of(outcomes: Iterable[CoordinatorOutcome]) -> tuple[list[CoordinatorFailure], list[FailedPR]]:
-    """What the reminder lists: failed coordinators, and PRs graded D or F."""
-    records: list[CoordinatorFailure] = []
-    failed_prs: list[FailedPR] = []
-    for outcome in outcomes:
-        records.extend(outcome.failure_records())
-        failed_prs.extend(outcome.failed_prs)
-    return records, failed_prs
-
-
-def publish_reminder(gh: GitHubGateway, plan: Plan, *, attempt: int, fingerprint: str,
-                     outcomes: list[CoordinatorOutcome], previous: PreviousRun,
-                     mode: Literal["recreate", "update"], config: PipelineConfig,
-                     rerun_hint: str, now: datetime, dry_run: bool) -> ReminderResult:
-    """Seed step 7: one reminder while work remains; none (and the idle message) when idle."""
-    kept = previous.newest if mode == "update" else None
-    if plan.idle:
-        if kept is not None and not dry_run:
-            gh.close_with_comment(kept, constants.IDLE_MESSAGE, state_reason="completed")
-        return ReminderResult(action="closed" if kept else "none", number=kept)
-    failures, failed_prs = failures_of(outcomes)
-    body = reminder.render_reminder(plan, attempt=attempt, fingerprint=fingerprint, now=now,
-                                    failures=failures, failed_prs=failed_prs, rerun_hint=rerun_hint,
-                                    approval_label=config.approval_label)
-    if kept is not None:
-        if not reminder.body_changed(previous.newest_body, body):
-            return ReminderResult(action="unchanged", number=kept, body=body)
-        if dry_run:
-            return ReminderResult(action="would-update", number=kept, body=body)
-        gh.edit_issue_body(kept, body, title=reminder.reminder_title(now))
-        return ReminderResult(action="updated", number=kept, body=body)
-    if dry_run:
-        return ReminderResult(action="would-create", body=body)
-    number = gh.create_issue(reminder.reminder_title(now), body, [config.reminder_label])
-    return ReminderResult(action="created", number=number, body=body)
-
-
-def open_stuck_issue(gh: GitHubGateway, plan: Plan, *, attempt: int, repo: str,
-                     config: PipelineConfig, dry_run: bool) -> int | None:
-    """The seed's "Conductor stuck" issue: opened once, never a duplicate."""
-    for ref in gh.list_issues_labelled(constants.STUCK_LABEL):
-        if reminder.is_stuck_issue(ref.body):
-            return ref.number
-    if dry_run:
-        return None
-    body = reminder.render_stuck(attempt, repo, plan, reminder_label=config.reminder_label,
-                                 approval_label=config.approval_label)
-    return gh.create_issue(reminder.stuck_title(attempt), body, [constants.STUCK_LABEL])
+    agent = gh.token_login(RunSettings().agent_token)
+    return check_approvals(gh, plan, state, config, not_people={gh.login(), agent or ""}).approved

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from conductor import constants, markdown
 from conductor.config import PipelineConfig, load_pipeline_config
 from conductor.errors import ConductorError
-from conductor.housekeeping import ReminderResult
+from conductor.reminder_publish import ReminderResult
 from conductor.models import Plan
 from conductor.presets import get_preset
 from conductor.render import HEADERS, plan_rows, summary_line

@@ -217,14 +217,17 @@ def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig) -> list[str]:
 
 
 def prs_needing_files(state: PipelineState, config: PipelineConfig, task: TaskFile) -> list[int]:
-    """PRs that could be dispatched, whose changed files decide the protected-path gate.
+    """PRs that could be dispatched, whose changed files decide the protected-path gate:
+    in an active (or the filtered) phase, not drafts, not claimed, and not already gated by
+    a label, a gated phase or a fork (their files would not change the decision).
 
     Empty when no protected paths are configured (the files would not change the plan).
     """
     if not config.protected_paths:
         return []
     a = _analyse(state, config, task)
-    return sorted(it.number for it in a.items if it.kind == "pr" and _candidate(it, a, config))
+    return sorted(it.number for it in a.items
+                  if it.kind == "pr" and _candidate(it, a, config) and not _gate_reasons(it, a, config))
 
 
 def plan(state: PipelineState, config: PipelineConfig, task: TaskFile) -> Plan:

@@ -110,6 +110,16 @@ class RunSettings(BaseSettings):
         "to finish before it gives up without dispatching (a killed pass frees its slot within 60 s).")
     rerun_hint: str = Field(
         "conductor run", description="The command the reminder tells a human to run next.")
+    lock_lease: float | None = Field(
+        None, gt=0, description="Seconds the pass lock on GitHub (refs/conductor/lock) is leased "
+        "for; a live pass renews it every third of that, a killed pass's lock is taken over once "
+        "it expires. Default: agent_timeout + 300 (a few minutes beyond the agent timeout).")
+    lock: bool = Field(
+        True, description="Take the pass lock on GitHub, so passes exclude each other whatever "
+        "Prefect server or machine runs them (off: only the Prefect concurrency slot).")
+
+    def resolved_lock_lease(self, agent_timeout: float | None = None) -> float:
+        return self.lock_lease or (agent_timeout or self.agent_timeout) + 300.0
 
     def resolved_worktree_root(self) -> Path:
         return (self.worktree_root or Path.home() / ".conductor" / "worktrees" / self._repo_name()).resolve()

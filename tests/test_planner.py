@@ -292,9 +292,27 @@ def test_approved_items_count_against_the_caps() -> None:
 def test_prs_needing_files() -> None:
     st = state(issue(1, P4), pr(2, P4), pr(3, P4, draft=True), pr(4, P4, PR_OPEN), pr(5, P5),
                pr(6), pr(7, closes=(1,)), pr(8, P4, fork=True), pr(9, P4, P6))
-    assert prs_needing_files(st, PipelineConfig(), task()) == [2, 7, 8]
+    assert prs_needing_files(st, PipelineConfig(), task()) == [2, 7]  # 8 is gated as a fork already
+    assert prs_needing_files(st, PipelineConfig(gate_forks=False), task()) == [2, 7, 8]
     assert prs_needing_files(st, PipelineConfig(), task(PHASE_FILTER=P6)) == []
     assert prs_needing_files(st, PipelineConfig(protected_paths=[]), task()) == []
+
+
+def test_no_files_for_prs_already_gated_by_a_label_a_phase_or_a_fork() -> None:
+    st = state(issue(1, P4, SECURITY), pr(2, P4, SECURITY), pr(3, closes=(1,)), pr(4, P4, fork=True),
+               pr(5, P4), issue(6, P1), pr(7, P1))
+    config = PipelineConfig(phases=[{"name": P1}, {"name": P4}], gated_phases=[P1])
+    assert prs_needing_files(st, config, task()) == [5]
+    # the plan without their files gates them all the same
+    gated = {g.number for g in plan(st, config, task()).gated}
+    assert {2, 3, 4, 7} <= gated
+
+
+def test_no_files_for_prs_in_a_waiting_phase_at_scale() -> None:
+    issues = [issue(n, P2) for n in range(1, 2001)]
+    prs = [pr(n, P2, closes=(n - 2000,)) for n in range(2001, 2301)]
+    st = state(issue(3000, P1), *issues, *prs)  # phase-2 waits on phase-1
+    assert prs_needing_files(st, PipelineConfig(), task()) == []
 
 
 # -- idle, stuck, problems ---------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Claims a dead pass left: status labels the conductor's own login added, taken off.
+"""Claims: the status labels a dead pass left (taken off), and a re-read before claiming.
 
 No coordinator of the conductor runs between passes (the pass lock sees to that), so a
 status label the conductor added and that is still there when a pass starts was left by a
@@ -7,6 +7,9 @@ person running an agent by hand) stay.
 
 `release_stale_claims` returns the facts (`ReleasedClaim`s); `without_claims` folds them
 into a *new* snapshot: the one it was given is never changed.
+
+Before a pass claims the items it dispatches, `claimed_since` re-reads their labels and
+`without_items` leaves out any another pass claimed meanwhile (re-read, then claim).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from pydantic import BaseModel, ConfigDict
 
 from conductor.config import PipelineConfig
 from conductor.github_gateway import GitHubGateway
-from conductor.models import PipelineState
+from conductor.models import PipelineState, Plan
 
 
 class ReleasedClaim(BaseModel):
@@ -59,3 +62,25 @@ def without_claims(state: PipelineState, released: list[ReleasedClaim]) -> Pipel
 
 def released_numbers(released: list[ReleasedClaim]) -> list[int]:
     return sorted({claim.number for claim in released})
+
+
+def claimed_since(gh: GitHubGateway, plan: Plan, config: PipelineConfig) -> list[int]:
+    """Re-read, just before claiming, the labels of every item the plan dispatches (one
+    request each): those that carry a claim label now were claimed by another pass after
+    the snapshot was read, and must be skipped."""
+    claimed = []
+    for dispatch in plan.dispatches:
+        label = config.status_in_progress if dispatch.kind == "issue_to_pr" else config.status_pr_open
+        for number in dispatch.items:
+            if label in gh.labels_of(number):
+                claimed.append(number)
+    return sorted(claimed)
+
+
+def without_items(plan: Plan, numbers: list[int]) -> Plan:
+    """A new plan whose dispatches leave `numbers` out (a dispatch left empty is dropped)."""
+    skip = set(numbers)
+    if not skip:
+        return plan
+    dispatches = [d.model_copy(update={"items": [n for n in d.items if n not in skip]}) for d in plan.dispatches]
+    return plan.model_copy(update={"dispatches": [d for d in dispatches if d.items]})

@@ -1,0 +1,82 @@
+"""Approvals of gated items, only from people.
+
+An approval label counts when the user who added it last (the issue's events) has write,
+maintain or admin permission, is neither the conductor's own login nor the agent token's
+login (an agent must not approve its own work; the conductor never approves for a
+person), and, when `PipelineConfig.approvers` lists logins, is one of them. Everything
+else approves nothing and is reported with its reason.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from conductor.config import PipelineConfig
+from conductor.github_gateway import GitHubGateway
+from conductor.models import PipelineState, Plan
+
+
+class RefusedApproval(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    number: int
+    login: str | None
+    reason: str
+
+    def line(self) -> str:
+        who = f"by {self.login}" if self.login else "(no labeler found)"
+        return f"the approval of #{self.number} {who} does not count: {self.reason}"
+
+
+class ApprovalCheck(BaseModel):
+    """Which gated items people approved (number -> approver) and which approvals did not count."""
+
+    model_config = ConfigDict(frozen=True)
+
+    approved: dict[int, str] = Field(default_factory=dict)
+    refused: list[RefusedApproval] = Field(default_factory=list)
+
+
+def refusal(login: str | None, *, not_people: set[str], approvers: list[str],
+            has_write: bool | None) -> str | None:
+    """Why an approval by `login` does not count, or None when it does. Pure.
+    `has_write` None: not asked yet (the cheaper rules come first)."""
+    if not login:
+        return "nobody is recorded as having added the label"
+    if login.lower() in not_people:
+        return "added by the conductor's or the agent's own login, not by a person"
+    if approvers and login.lower() not in {a.lower() for a in approvers}:
+        return "not one of the configured approvers"
+    if has_write is False:
+        return "the user has no write, maintain or admin permission"
+    return None
+
+
+def check_approvals(gh: GitHubGateway, plan: Plan, state: PipelineState, config: PipelineConfig,
+                    *, not_people: Iterable[str]) -> ApprovalCheck:
+    """Approvals of the plan's gated items. `not_people`: the conductor's and the agent's logins."""
+    excluded = {login.lower() for login in not_people if login}
+    labels = {item.number: item.labels for item in [*state.issues, *state.pull_requests]}
+    approved: dict[int, str] = {}
+    refused: list[RefusedApproval] = []
+    for gated in plan.gated:
+        if gated.approved or config.approval_label not in labels.get(gated.number, []):
+            continue
+        login = gh.last_labeler(gated.number, config.approval_label)
+        reason = refusal(login, not_people=excluded, approvers=config.approvers, has_write=None)
+        if reason is None:
+            reason = refusal(login, not_people=excluded, approvers=config.approvers,
+                             has_write=gh.has_write_access(login))
+        if reason is None:
+            approved[gated.number] = login
+        else:
+            refused.append(RefusedApproval(number=gated.number, login=login, reason=reason))
+    return ApprovalCheck(approved=approved, refused=refused)
+
+
+def with_approvals(state: PipelineState, check: ApprovalCheck) -> PipelineState:
+    """A new snapshot whose `approved` holds the verified approvals."""
+    if not check.approved:
+        return state
+    return state.model_copy(update={"approved": sorted(set(state.approved) | check.approved.keys())})
