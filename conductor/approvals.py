@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conductor.config import PipelineConfig
 from conductor.github_gateway import GitHubGateway
-from conductor.models import PipelineState, Plan
+from conductor.models import PipelineState
 
 
 class RefusedApproval(BaseModel):
@@ -53,25 +53,26 @@ def refusal(login: str | None, *, not_people: set[str], approvers: list[str],
     return None
 
 
-def check_approvals(gh: GitHubGateway, plan: Plan, state: PipelineState, config: PipelineConfig,
+def check_approvals(gh: GitHubGateway, state: PipelineState, config: PipelineConfig,
                     *, not_people: Iterable[str]) -> ApprovalCheck:
-    """Approvals of the plan's gated items. `not_people`: the conductor's and the agent's logins."""
+    """Approvals of every open item carrying the approval label (whether the planner gates
+    it is decided after). `not_people`: the conductor's and the agent's logins."""
     excluded = {login.lower() for login in not_people if login}
-    labels = {item.number: item.labels for item in [*state.issues, *state.pull_requests]}
     approved: dict[int, str] = {}
     refused: list[RefusedApproval] = []
-    for gated in plan.gated:
-        if gated.approved or config.approval_label not in labels.get(gated.number, []):
+    for item in [*state.issues, *state.pull_requests]:
+        if config.approval_label not in item.labels:
             continue
-        login = gh.last_labeler(gated.number, config.approval_label)
+        number = item.number
+        login = gh.last_labeler(number, config.approval_label)
         reason = refusal(login, not_people=excluded, approvers=config.approvers, has_write=None)
         if reason is None:
             reason = refusal(login, not_people=excluded, approvers=config.approvers,
                              has_write=gh.has_write_access(login))
         if reason is None:
-            approved[gated.number] = login
+            approved[number] = login
         else:
-            refused.append(RefusedApproval(number=gated.number, login=login, reason=reason))
+            refused.append(RefusedApproval(number=number, login=login, reason=reason))
     return ApprovalCheck(approved=approved, refused=refused)
 
 

@@ -5,7 +5,7 @@ status label the conductor added and that is still there when a pass starts was 
 pass that died; taking it off makes the item ready again. Labels anyone else added (a
 person running an agent by hand) stay.
 
-`release_stale_claims` returns the facts (`ReleasedClaim`s); `without_claims` folds them
+`release_stale_claims` returns the facts (number -> labels taken off); `without_claims` folds them
 into a *new* snapshot: the one it was given is never changed.
 
 Before a pass claims the items it dispatches, `claimed_since` re-reads their labels and
@@ -13,40 +13,32 @@ Before a pass claims the items it dispatches, `claimed_since` re-reads their lab
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
-
 from conductor.config import PipelineConfig
 from conductor.github_gateway import GitHubGateway
 from conductor.models import PipelineState, Plan
 
 
-class ReleasedClaim(BaseModel):
-    """A status label taken off (or, in a dry run, that would be)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    number: int
-    label: str
+Released = dict[int, list[str]]  # item number -> the status labels taken off it
 
 
 def release_stale_claims(gh: GitHubGateway, state: PipelineState, config: PipelineConfig,
-                         dry_run: bool) -> list[ReleasedClaim]:
+                         dry_run: bool) -> Released:
+    """Take off the status labels the conductor's own login added (in a dry run: say which).
+    Returns number -> labels; the state given is not changed."""
     login = gh.login()
-    released: list[ReleasedClaim] = []
+    released: Released = {}
     for item in [*state.issues, *state.pull_requests]:
         for label in (config.status_in_progress, config.status_pr_open):
             if label in item.labels and gh.last_labeler(item.number, label) == login:
                 if not dry_run:
                     gh.set_labels(item.number, remove=[label], current=item.labels)
-                released.append(ReleasedClaim(number=item.number, label=label))
+                released.setdefault(item.number, []).append(label)
     return released
 
 
-def without_claims(state: PipelineState, released: list[ReleasedClaim]) -> PipelineState:
+def without_claims(state: PipelineState, released: Released) -> PipelineState:
     """A new snapshot: `state` with the released labels off their items."""
-    gone: dict[int, set[str]] = {}
-    for claim in released:
-        gone.setdefault(claim.number, set()).add(claim.label)
+    gone = {number: set(labels) for number, labels in released.items() if labels}
     if not gone:
         return state
 
@@ -60,8 +52,8 @@ def without_claims(state: PipelineState, released: list[ReleasedClaim]) -> Pipel
                                     "pull_requests": [strip(p) for p in state.pull_requests]})
 
 
-def released_numbers(released: list[ReleasedClaim]) -> list[int]:
-    return sorted({claim.number for claim in released})
+def released_numbers(released: Released) -> list[int]:
+    return sorted(released)
 
 
 def claimed_since(gh: GitHubGateway, plan: Plan, config: PipelineConfig) -> list[int]:

@@ -34,4 +34,4 @@ def release_stale_claims(gh: GitHubGateway, state: PipelineState, config: Pipeli
 def verified_approvals(gh: GitHubGateway, plan: Plan, state: PipelineState,
                        config: PipelineConfig) -> dict[int, str]:
     agent = gh.token_login(RunSettings().agent_token)
-    return check_approvals(gh, plan, state, config, not_people={gh.login(), agent or ""}).approved
+    return check_approvals(gh, state, config, not_people={gh.login(), agent or ""}).approved

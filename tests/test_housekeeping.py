@@ -10,7 +10,7 @@ from pydantic import SecretStr
 
 from conductor import constants, reminder
 from conductor.approvals import check_approvals, with_approvals
-from conductor.claims import ReleasedClaim, release_stale_claims, without_claims
+from conductor.claims import release_stale_claims, without_claims
 from conductor.config import PipelineConfig
 from conductor.finished_issues import close_finished, find_finished, without_finished
 from conductor.github_gateway import GitHubGateway
@@ -147,7 +147,7 @@ def test_agent_and_conductor_approvals_approve_nothing_while_a_maintainers_does(
     agent_login = gh.token_login(SecretStr(sandbox.users[AGENT]))
     assert agent_login == AGENT
 
-    check = check_approvals(gh, plan, state, config, not_people={gh.login(), agent_login})
+    check = check_approvals(gh, state, config, not_people={gh.login(), agent_login})
 
     assert check.approved == {numbers["admin"]: "admin"}
     refused = {r.number: r.reason for r in check.refused}
@@ -169,11 +169,11 @@ def test_configured_approvers_restrict_who_may_approve(sandbox, repo, gh):
     _call(sandbox, "POST", f"/repos/{repo}/issues/{number}/labels", "admin",
           json={"labels": [constants.APPROVAL_LABEL]})
     state = gh.read_state()
-    check = check_approvals(gh, make_plan(state, config, TaskFile()), state, config, not_people={CONDUCTOR})
+    check = check_approvals(gh, state, config, not_people={CONDUCTOR})
     assert check.approved == {}
     assert [r.reason for r in check.refused] == ["not one of the configured approvers"]
     allowed = PipelineConfig(approvers=["ADMIN"])
-    check = check_approvals(gh, make_plan(state, allowed, TaskFile()), state, allowed, not_people={CONDUCTOR})
+    check = check_approvals(gh, state, allowed, not_people={CONDUCTOR})
     assert check.approved == {number: "admin"}
 
 
@@ -192,7 +192,7 @@ def test_stale_claims_are_returned_as_facts_and_the_snapshot_is_not_changed(sand
 
     released = release_stale_claims(gh, state, PipelineConfig(), dry_run=False)
 
-    assert released == [ReleasedClaim(number=mine, label=constants.STATUS_IN_PROGRESS)]
+    assert released == {mine: [constants.STATUS_IN_PROGRESS]}
     assert state.model_dump() == before
     after = without_claims(state, released)
     labels = {i.number: i.labels for i in after.issues}
