@@ -158,6 +158,10 @@ def test_a_live_pass_renews_its_lease_and_releases_it(sandbox, lock_url, token):
     with owner.hold(renew_every=0.3) as held:
         assert held.held
         first = GitRefLock(lock_url, token).read()
+        assert _remote_ref(sandbox, lock_url).split() == [first.sha, LOCK_REF]
+        full_name = lock_url.rsplit("/", 2)[-2] + "/" + lock_url.rsplit("/", 1)[-1].removesuffix(".git")
+        with sandbox.api() as c:  # a ref outside refs/heads is no branch
+            assert sorted(b["name"] for b in c.get(f"/repos/{full_name}/branches").json()) == ["dev", "main"]
         time.sleep(2.5)  # longer than the lease: only renewal keeps it
         assert not other.acquire()
         renewed = GitRefLock(lock_url, token).read()
