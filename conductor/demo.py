@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from conductor.errors import ConductorError
 
 REPO_NAME = "sample-pipeline"
+SAMPLE_PIPELINE = Path(__file__).with_name("sample_pipeline.json")
 
 
 class DemoResult(BaseModel):
@@ -50,14 +51,14 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
     from conductor.passes import PassReport
     from conductor.render import pass_table
     from conductor.run_cli import PrefectAPI, run_pass, scoped_environ
-    from conductor.sandbox.seed import seed_sample
-    from conductor.sandbox.testing import running_sandbox
+    from github_sandbox.seed import seed_pipeline
+    from github_sandbox.testing import running_sandbox
 
     echo("starting the sandbox GitHub with the sample pipeline…")
     tokens = {login: "sbx_" + secrets.token_hex(16) for login in ("maintainer", "conductor-bot", "demo-agent")}
     with running_sandbox(workdir / "sandbox", users=tokens) as sandbox:
         repo = f"maintainer/{REPO_NAME}"
-        seed_sample(sandbox.api_url, tokens["maintainer"], repo)
+        seed_pipeline(sandbox.api_url, tokens["maintainer"], repo, pipeline=SAMPLE_PIPELINE)
         with sandbox.api(tokens["maintainer"]) as admin:
             for login in ("conductor-bot", "demo-agent"):
                 admin.put(f"/repos/{repo}/collaborators/{login}", json={"permission": "write"}).raise_for_status()
