@@ -123,7 +123,7 @@ class EmbeddedServer:
     home never migrate the same database at once."""
 
     def __init__(self, prefect_home: str | Path | None = None, port: int | None = None,
-                 ui: bool = False, startup_timeout: float = 120.0, log_file: Path | None = None) -> None:
+                 ui: bool = False, startup_timeout: float = 300.0, log_file: Path | None = None) -> None:
         self.home = Path(prefect_home).expanduser() if prefect_home else default_home()
         self.port = port or free_port()
         self.api_url = f"http://127.0.0.1:{self.port}/api"
@@ -203,7 +203,7 @@ class EmbeddedServer:
 
 @contextmanager
 def embedded_server(prefect_home: str | None = None, port: int | None = None,
-                    ui: bool = False, startup_timeout: float = 120.0) -> Iterator[str]:
+                    ui: bool = False, startup_timeout: float = 300.0) -> Iterator[str]:
     """Start the server in a subprocess; yield its API URL (…/api); stop it on exit."""
     with EmbeddedServer(prefect_home, port, ui, startup_timeout) as url:
         yield url
