@@ -92,6 +92,10 @@ class RunSettings(BaseSettings):
         None, description="Name of a shipped preset (claude, codex, cursor, gemini, generic), used "
         "when agent_command is empty.")
     agent_timeout: float = Field(3600.0, gt=0, description="Seconds before an agent is killed.")
+    agent_idle_timeout: float = Field(
+        600.0, gt=0, description="Seconds an agent may print nothing before it is stopped "
+        "(\"agent idle: no output for N s\"), whole process group; separate from agent_timeout. "
+        "An agent CLI whose model stops answering often prints nothing until the total timeout.")
     agent_token: SecretStr | None = Field(
         None, description="A token of the agent's own, given to it as GH_TOKEN/GITHUB_TOKEN. "
         "Unset by default: the agent never receives the conductor's token.")
