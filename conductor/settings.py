@@ -84,6 +84,10 @@ class RunSettings(BaseSettings):
     salvage_dir: Path | None = Field(
         None, description="Where uncommitted or unpushed work of orphaned worktrees is saved. "
         "Default: ~/.conductor/salvage/<name of repo_path>.")
+    agent_idle_timeout: float = Field(
+        600.0, gt=0, description="Seconds an agent may print nothing before it is stopped "
+        "(\"agent idle: no output for N s\"), whole process group; separate from agent_timeout. "
+        "An agent CLI whose model stops answering often prints nothing until the total timeout.")
     agent_token: SecretStr | None = Field(
         None, description="A token of the agent's own, given to it as GH_TOKEN/GITHUB_TOKEN. "
         "Unset by default: the agent never receives the conductor's token.")
