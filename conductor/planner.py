@@ -198,7 +198,7 @@ def _candidate(it: _Item, a: _Analysis, config: PipelineConfig) -> bool:
     return config.status_in_progress not in it.src.labels and it.number not in a.linked
 
 
-def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig) -> list[str]:
+def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig, files: bool = True) -> list[str]:
     reasons = [f"label {lb}" for lb in config.gate_labels if lb in it.src.labels]
     if it.kind == "pr":
         for n in it.links:
@@ -207,7 +207,7 @@ def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig) -> list[str]:
     if it.phases[0] in config.gated_phases:
         reasons.append(f"phase {it.phases[0]} is gated")
     if isinstance(it.src, PullRequest):
-        protected = config.protected_matches(it.src.files)
+        protected = config.protected_matches(it.src.files) if files else []
         if protected:
             s = "s" if len(protected) > 1 else ""
             reasons.append(f"changes protected path{s} {', '.join(protected)}")
@@ -227,7 +227,8 @@ def prs_needing_files(state: PipelineState, config: PipelineConfig, task: TaskFi
         return []
     a = _analyse(state, config, task)
     return sorted(it.number for it in a.items
-                  if it.kind == "pr" and _candidate(it, a, config) and not _gate_reasons(it, a, config))
+                  if it.kind == "pr" and _candidate(it, a, config)
+                  and not _gate_reasons(it, a, config, files=False))
 
 
 def plan(state: PipelineState, config: PipelineConfig, task: TaskFile) -> Plan:
