@@ -34,4 +34,6 @@ def release_stale_claims(gh: GitHubGateway, state: PipelineState, config: Pipeli
 def verified_approvals(gh: GitHubGateway, plan: Plan, state: PipelineState,
                        config: PipelineConfig) -> dict[int, str]:
     agent = gh.token_login(RunSettings().agent_token)
-    return check_approvals(gh, state, config, not_people={gh.login(), agent or ""}).approved
+    gated = {g.number for g in plan.gated if not g.approved}
+    approved = check_approvals(gh, state, config, not_people={gh.login(), agent or ""}).approved
+    return {number: login for number, login in approved.items() if number in gated}
