@@ -161,8 +161,9 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     from conductor.demo import register as demo_register
     from conductor.run_cli import register as run_register
     from conductor.sandbox.cli import register as sandbox_register
+    from deployments.webhooks import register as webhooks_register
 
-    return [sandbox_register, run_register, demo_register]
+    return [sandbox_register, run_register, demo_register, webhooks_register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
