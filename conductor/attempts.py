@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from conductor import markdown
 from conductor.constants import ATTEMPT_MARKER
 from conductor.models import ItemAttempts
+from conductor.verify import CoordinatorOutcome
 
 REASON_LIMIT = 300
 _MARKER = re.compile(r"<!--\s*" + re.escape(ATTEMPT_MARKER) + r"\s+(\{[^<>]*?\})\s*-->")
@@ -33,6 +34,21 @@ def render_attempt_comment(pass_id: str, reason: str, *, attempt: int, limit: in
     return (f"Conductor pass {markdown.code(pass_id)} could not finish this item "
             f"(attempt {attempt} of {limit}): {markdown.escape(reason)}.{held}\n\n"
             f"<!-- {ATTEMPT_MARKER} {payload} -->\n")
+
+
+def failed_items(outcomes: Iterable[CoordinatorOutcome]) -> list[tuple[int, str]]:
+    """(item, reason) for every dispatched item whose result was not proved, in order: the
+    items a pass leaves an attempt comment on. A proved D/F grade is a result, not a failure."""
+    failed: list[tuple[int, str]] = []
+    for outcome in outcomes:
+        results = {r.number: r for r in outcome.results}
+        for number in outcome.items:
+            result = results.get(number)
+            if result is not None and result.ok:
+                continue
+            reason = (result.reason if result is not None else "") or "; ".join(outcome.failures)
+            failed.append((number, reason or "no proved result"))
+    return failed
 
 
 def attempt_pass(body: str | None) -> str | None:
