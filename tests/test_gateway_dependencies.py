@@ -116,3 +116,14 @@ def test_an_item_that_failed_three_times_is_held_back_and_the_next_one_takes_its
     assert sorted(state.attempts) == [flaky, steady, spare]
     assert state.api_requests == 2 + 3  # one more read for the item that took the freed place
     assert plan.dispatches[0].attempts == {steady: 0, spare: 0}
+
+
+def test_a_failed_attempt_is_no_pipeline_progress(sandbox, gh):
+    from conductor.reminder import fingerprint
+
+    number = gh.create_issue("flaky", "", [P4])
+    before = fingerprint(gh.read_state())
+    gh.record_attempt(number, "pass-x", "agent exited with status 1", limit=3)
+    state, plan = read_and_plan(gh, PipelineConfig(protected_paths=[], item_attempt_limit=1))
+    assert [h.number for h in plan.held_back] == [number]
+    assert fingerprint(state) == before  # held back by a comment: the anti-loop counter goes on
