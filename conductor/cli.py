@@ -65,8 +65,8 @@ def _read_state_file(path: Path):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from conductor.planner import items_needing_attempts, prs_needing_files
     from conductor.planner import plan as make_plan
-    from conductor.planner import prs_needing_files
     from conductor.render import plan_table
 
     state = _read_state_file(args.state_file) if args.state_file else None
@@ -75,7 +75,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from conductor.github_gateway import GitHubGateway
 
         with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
-            state = gh.read_state(lambda s: prs_needing_files(s, config, task))
+            state = gh.read_state(lambda s: prs_needing_files(s, config, task),
+                                  lambda s: items_needing_attempts(s, config, task))
     result = make_plan(state, config, task)
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
@@ -86,13 +87,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from conductor.github_gateway import GitHubGateway
-    from conductor.planner import prs_needing_files
+    from conductor.planner import items_needing_attempts, prs_needing_files
 
     from conductor.planner import plan as make_plan
 
     config, task = _load_inputs(args)
     with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
-        state = gh.read_state(lambda s: prs_needing_files(s, config, task))
+        state = gh.read_state(lambda s: prs_needing_files(s, config, task),
+                              lambda s: items_needing_attempts(s, config, task))
     text = json.dumps(state.model_dump(mode="json"), indent=2) + "\n"
     if args.out:
         args.out.write_text(text, encoding="utf-8")
@@ -132,10 +134,11 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     from conductor.demo import SAMPLE_PIPELINE
     from conductor.demo import register as demo_register
     from conductor.run_cli import register as run_register
+    from deployments.webhooks import register as webhooks_register
     from github_sandbox.cli import register as register_sandbox
 
     sandbox_register = partial(register_sandbox, default_pipeline=SAMPLE_PIPELINE)
-    return [sandbox_register, run_register, demo_register]
+    return [sandbox_register, run_register, demo_register, webhooks_register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
