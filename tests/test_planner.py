@@ -298,7 +298,7 @@ def test_prs_needing_files() -> None:
     assert prs_needing_files(st, PipelineConfig(gate_forks=False), task()) == [2, 7, 8]
     assert prs_needing_files(st, PipelineConfig(), task(PHASE_FILTER=P6)) == []
     # without protected paths, files still decide the merge order once two PRs could overlap
-    assert prs_needing_files(st, PipelineConfig(protected_paths=[]), task()) == [2, 7, 8]
+    assert prs_needing_files(st, PipelineConfig(protected_paths=[]), task()) == [2, 7]  # 8: a gated fork
     assert prs_needing_files(state(issue(1, P4), pr(2, P4), pr(3, P4, draft=True)),
                              PipelineConfig(protected_paths=[]), task()) == []
 
@@ -308,6 +308,9 @@ def test_no_files_for_prs_already_gated_by_a_label_a_phase_or_a_fork() -> None:
                pr(5, P4), issue(6, P1), pr(7, P1))
     config = PipelineConfig(phases=[{"name": P1}, {"name": P4}], gated_phases=[P1])
     assert prs_needing_files(st, config, task()) == [5]
+    # one that carries the approval label may be approved and dispatched: its files are read
+    approved = state(issue(1, P4, SECURITY), pr(2, P4, SECURITY, "conductor/approved"), pr(5, P4))
+    assert prs_needing_files(approved, config, task()) == [2, 5]
     # the plan without their files gates them all the same
     gated = {g.number for g in plan(st, config, task()).gated}
     assert {2, 3, 4, 7} <= gated
