@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,35 +14,12 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.console import Console
 
+from conductor.cli_args import add_config_args as _add_config_args
+from conductor.cli_args import add_github_args as _add_github_args
 from conductor.errors import ConductorError
-
-REPO_SLUG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
-
 
 class UsageError(ConductorError):
     """Bad command-line input."""
-
-
-def _repo_slug(value: str) -> str:
-    if not REPO_SLUG.match(value) or value.endswith((".git",)) or "/." in value:
-        raise argparse.ArgumentTypeError(f"invalid repository {value!r}: use OWNER/NAME, e.g. octo/widgets")
-    return value
-
-
-def _add_github_args(parser: argparse.ArgumentParser, *, required_repo: bool) -> None:
-    parser.add_argument("--repo", type=_repo_slug, required=required_repo,
-                        help="OWNER/NAME of the repository (default: GH_REPO of the task file)")
-    parser.add_argument("--github-url", default=None,
-                        help="REST API base URL (GitHub Enterprise: https://HOST/api/v3; "
-                             "the sandbox: http://127.0.0.1:PORT/api/v3). Default: $CONDUCTOR_GITHUB_URL "
-                             "or https://api.github.com. The token comes from $GITHUB_TOKEN.")
-
-
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task-file", type=Path, default=None,
-                        help="the conductor's .agent-task file (GH_REPO, PHASE_FILTER, caps, ATTEMPT_N)")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="pipeline config (TOML: phases, gates, labels); default: ./conductor.toml if present")
 
 
 def _github_settings(args: argparse.Namespace):
@@ -96,20 +72,22 @@ def _resolve_repo(args: argparse.Namespace, task) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from conductor.passes import plan_rules
     from conductor.planner import plan as make_plan
-    from conductor.planner import prs_needing_files
     from conductor.render import plan_table
 
     config, task = _load_inputs(args)
+    rules = plan_rules(config, task, task.ATTEMPT_N)
     if args.state_file:
         state = _read_state_file(args.state_file)
     else:
         from conductor.github_gateway import GitHubGateway
+        from conductor.snapshot import read_snapshot
 
         repo = _resolve_repo(args, task)
         with GitHubGateway(_github_settings(args), repo) as gh:
-            state = gh.read_state(lambda s: prs_needing_files(s, config, task))
-    result = make_plan(state, config, task)
+            state = read_snapshot(gh, rules).state
+    result = make_plan(state, rules)
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
@@ -119,12 +97,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from conductor.github_gateway import GitHubGateway
-    from conductor.planner import prs_needing_files
+    from conductor.passes import plan_rules
+    from conductor.snapshot import read_snapshot
 
     config, task = _load_inputs(args)
     repo = _resolve_repo(args, task)
     with GitHubGateway(_github_settings(args), repo) as gh:
-        state = gh.read_state(lambda s: prs_needing_files(s, config, task))
+        state = read_snapshot(gh, plan_rules(config, task, task.ATTEMPT_N)).state
     text = json.dumps(state.model_dump(mode="json"), indent=2) + "\n"
     if args.out:
         args.out.write_text(text, encoding="utf-8")

@@ -12,7 +12,7 @@ The rules (each has a test in tests/test_planner.py):
   else none. An item with several batch labels is reported and grouped under the lowest.
 - A phase is complete when it has no open issue and no open PR; active when it has
   some and every phase it depends on, transitively, is complete; else waiting.
-- PHASE_FILTER restricts dispatch to that phase and never overrides dependencies. An
+- `phase_filter` (the task file's PHASE_FILTER) restricts dispatch to that phase and never overrides dependencies. An
   unknown PHASE_FILTER is a problem and nothing is dispatched (a typo must not widen
   the scope of a run).
 - Ready issue: in an active phase, without the in-progress label, not closed by any
@@ -23,7 +23,7 @@ The rules (each has a test in tests/test_planner.py):
   are otherwise ready are listed in `gated` (an in-progress or waiting item is not);
   an approved one is listed with approved=True and dispatched.
 - Caps: lowest batch number first, then lowest item number, items without a batch
-  last; the rest go to `deferred`. ATTEMPT_N > ANTI_LOOP_LIMIT: stuck, nothing is
+  last; the rest go to `deferred`. `attempt` (ATTEMPT_N) > ANTI_LOOP_LIMIT: stuck, nothing is
   dispatched, everything else is still computed for the report.
 - One dispatch per (kind, phase, batch), ordered by kind, phase order, batch number.
 """
@@ -48,9 +48,9 @@ from conductor.models import (
     Problem,
     PullRequest,
 )
-from conductor.taskfile import TaskFile
+from conductor.models import PlanRules
 
-__all__ = ["plan", "prs_needing_files"]
+__all__ = ["PlanRules", "plan", "prs_needing_files"]
 
 
 @dataclass
@@ -164,19 +164,19 @@ def _phase_statuses(items: list[_Item], config: PipelineConfig, order: list[str]
     return statuses
 
 
-def _analyse(state: PipelineState, config: PipelineConfig, task: TaskFile) -> _Analysis:
+def _analyse(state: PipelineState, config: PipelineConfig, rules: PlanRules) -> _Analysis:
     order = config.topological_order()
     items, problems = _items(state, config, order)
     statuses = _phase_statuses(items, config, order)
     dispatchable = {s.name for s in statuses if s.state == "active"}
-    if task.PHASE_FILTER:
-        if task.PHASE_FILTER not in order:
+    if rules.phase_filter:
+        if rules.phase_filter not in order:
             problems.append(Problem(message=(
-                f"PHASE_FILTER={task.PHASE_FILTER} is not a configured phase; nothing dispatched. "
+                f"PHASE_FILTER={rules.phase_filter} is not a configured phase; nothing dispatched. "
                 f"Use one of: {', '.join(order)}, or leave it empty")))
             dispatchable = set()
         else:
-            dispatchable &= {task.PHASE_FILTER}
+            dispatchable &= {rules.phase_filter}
     return _Analysis(
         items=items,
         problems=problems,
@@ -216,21 +216,23 @@ def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig) -> list[str]:
     return reasons
 
 
-def prs_needing_files(state: PipelineState, config: PipelineConfig, task: TaskFile) -> list[int]:
+def prs_needing_files(state: PipelineState, rules: PlanRules) -> list[int]:
     """PRs that could be dispatched, whose changed files decide the protected-path gate.
 
     Empty when no protected paths are configured (the files would not change the plan).
     """
+    config = rules.config
     if not config.protected_paths:
         return []
-    a = _analyse(state, config, task)
+    a = _analyse(state, config, rules)
     return sorted(it.number for it in a.items if it.kind == "pr" and _candidate(it, a, config))
 
 
-def plan(state: PipelineState, config: PipelineConfig, task: TaskFile) -> Plan:
-    """The decision record of one conductor pass."""
-    a = _analyse(state, config, task)
-    stuck = task.ATTEMPT_N > ANTI_LOOP_LIMIT
+def plan(state: PipelineState, rules: PlanRules) -> Plan:
+    """The decision record of one conductor pass: the only entry to the planner."""
+    config = rules.config
+    a = _analyse(state, config, rules)
+    stuck = rules.attempt > ANTI_LOOP_LIMIT
     approved = set(state.approved)
     gated: list[GatedItem] = []
     ready: dict[ItemKind, list[_Item]] = {"issue": [], "pr": []}
@@ -251,7 +253,7 @@ def plan(state: PipelineState, config: PipelineConfig, task: TaskFile) -> Plan:
 
     chosen: list[_Item] = []
     deferred: list[int] = []
-    caps = {"issue": task.MAX_ISSUES_PER_DISPATCH, "pr": task.MAX_PRS_PER_DISPATCH}
+    caps = {"issue": rules.max_issues_per_dispatch, "pr": rules.max_prs_per_dispatch}
     if not stuck:
         for kind in ("issue", "pr"):
             queue = sorted(ready[kind], key=priority)
@@ -281,7 +283,7 @@ def plan(state: PipelineState, config: PipelineConfig, task: TaskFile) -> Plan:
         phases=a.phases,
         idle=not in_pipeline and not a.unknown_phase_items,
         stuck=stuck,
-        attempt=task.ATTEMPT_N,
+        attempt=rules.attempt,
         open_issues=sum(1 for it in in_pipeline if it.kind == "issue"),
         open_prs=sum(1 for it in in_pipeline if it.kind == "pr"),
         deferred=deferred,

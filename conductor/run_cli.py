@@ -146,11 +146,11 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from conductor.cli import _add_config_args, _add_github_args
+    from conductor.cli_args import add_config_args, add_github_args
 
     p = sub.add_parser("run", help="one conductor pass (a Prefect flow run)")
-    _add_github_args(p, required_repo=False)
-    _add_config_args(p)
+    add_github_args(p, required_repo=False)
+    add_config_args(p)
     p.add_argument("--phase-filter", default=None, help="dispatch only this phase")
     p.add_argument("--max-issues", type=int, default=None, help="cap on issues dispatched (default 12)")
     p.add_argument("--max-prs", type=int, default=None, help="cap on PRs dispatched (default 12)")

@@ -28,6 +28,7 @@ from git import Repo
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from pydantic import BaseModel, ConfigDict
 
+from conductor.facts import OrphanCleanup  # noqa: F401 (re-exported)
 from conductor.errors import ConductorError
 
 CONDUCTOR_WORKTREE = "conductor"
@@ -60,15 +61,6 @@ class SalvageResult(BaseModel):
     patch: Path | None = None   # `git apply <patch>` on a checkout of `head` restores it
     bundle: Path | None = None  # `git fetch <bundle> HEAD` brings the commits back
     commits: int = 0
-
-
-class OrphanCleanup(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    path: Path
-    salvaged_to: Path | None = None
-    removed: bool = False
-    error: str | None = None  # set when the orphan was left in place
 
 
 # ── pure helpers ────────────────────────────────────────────────────────────
@@ -243,7 +235,7 @@ def _is_under(path: Path, root: Path) -> bool:
     return path.parent == root
 
 
-def find_orphans(repo_path: Path | str, root: Path | str, keep: Iterable[Path | str]) -> list[Path]:
+def find_orphans(repo_path: Path | str, root: Path | str, keep: Iterable[Path | str] = ()) -> list[Path]:
     """Worktrees under `root` that are not the conductor's, not `repo_path`'s, and not kept."""
     root = Path(root).resolve()
     kept = {Path(p).resolve() for p in keep}
@@ -357,7 +349,8 @@ def _restore_notes(repo: Path | str, worktree: Path, head: str, patch: Path | No
 def clean_orphans(
     repo_path: Path | str,
     root: Path | str,
-    keep: Iterable[Path | str],
+    keep: Iterable[Path | str] = (),
+    *,
     salvage_dir: Path | str,
 ) -> list[OrphanCleanup]:
     """Salvage then remove every orphan, then prune. An orphan whose salvage fails stays."""

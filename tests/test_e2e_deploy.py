@@ -21,6 +21,8 @@ from deploy_support import (PREFECT, Background, Launcher, PrefectServer, Worker
                             files_containing, scanned_file_count, slug, token_forms, unescape_markdown)
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, make_pipeline_repo
 
+pytestmark = pytest.mark.e2e
+
 UI = "phase-4/new-ui-pages"
 ISSUE_TO_PR = ["issue-to-pr phase-4/new-ui-pages batch-01", "issue-to-pr phase-4/new-ui-pages batch-02"]
 
