@@ -28,6 +28,7 @@ from github.Requester import (
 from conductor.errors import ConductorError
 from conductor.linking import linked_issues
 from conductor.models import Issue, PipelineState, PullRequest
+from conductor.ports import IssueRef
 from conductor.settings import GitHubSettings
 from conductor.verify import PullFacts
 
@@ -74,16 +75,6 @@ def _counting(base: type) -> type:
 Requester.injectConnectionClasses(_counting(HTTPRequestsConnectionClass),
                                   _counting(HTTPSRequestsConnectionClass))
 Requester._Requester__persist = True  # type: ignore[attr-defined]  # keep connections alive
-
-
-@dataclass(frozen=True)
-class IssueRef:
-    """An issue the conductor itself wrote (reminder, stuck issue)."""
-
-    number: int
-    title: str
-    body: str
-    labels: tuple[str, ...]
 
 
 class GitHubGateway:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from conductor import constants, markdown
 from conductor.config import PipelineConfig, load_pipeline_config
 from conductor.errors import ConductorError
-from conductor.facts import OrphanCleanup, ReminderResult
+from conductor.facts import OrphanCleanup, ReminderResult, Snapshot
 from conductor.models import Plan, PlanRules
 from conductor.presets import get_preset
 from conductor.render import HEADERS, plan_rows, summary_line
@@ -104,6 +104,12 @@ def resolve_inputs(*, api_url: str, repo: str | None = None, task_file: str | No
         guard_wait=settings.guard_wait,
         coordinator_deployments=settings.coordinator_deployments if settings.dispatch == "deployment" else None,
     )
+
+
+def approved_gates(plan: Plan, snapshot: Snapshot) -> dict[int, str]:
+    """Gated items this pass let through, and who approved each."""
+    return {g.number: snapshot.approvals[g.number] for g in plan.gated
+            if g.approved and g.number in snapshot.approvals}
 
 
 class PassReport(BaseModel):

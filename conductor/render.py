@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from rich.table import Table
 
+from conductor.constants import ANTI_LOOP_LIMIT
 from conductor.models import Dispatch, Plan
 
 HEADERS = ["Phase", "State", "Issues", "PRs", "Dispatched", "Gated"]
@@ -41,7 +42,7 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None) -> list[list
 
 def summary_line(plan: Plan) -> str:
     if plan.stuck:
-        return f"STUCK: ATTEMPT_N={plan.attempt} > 3, nothing dispatched"
+        return f"STUCK: ATTEMPT_N={plan.attempt} > {ANTI_LOOP_LIMIT}, nothing dispatched"
     if plan.idle:
         return "idle: no open issue or PR belongs to any phase"
     n_items = sum(len(d.items) for d in plan.dispatches)

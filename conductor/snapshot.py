@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from conductor import housekeeping, planner
 from conductor.facts import Snapshot
-from conductor.github_gateway import GitHubGateway
 from conductor.models import PlanRules
+from conductor.ports import GitHub
 
 
-def read_snapshot(gh: GitHubGateway, rules: PlanRules) -> Snapshot:
+def read_snapshot(gh: GitHub, rules: PlanRules) -> Snapshot:
     state = gh.read_state(lambda s: planner.prs_needing_files(s, rules))
     previous = housekeeping.read_previous_run(gh, rules.config)
     approvals = housekeeping.verified_approvals(gh, state, rules.config)

@@ -1,13 +1,14 @@
 """Git worktrees for the conductor and its coordinators (seed: "Setup", STEP 1b, STEP 8).
 
-The only module in the package (besides `github_sandbox/`) that imports GitPython.
+The only module of the conductor that imports GitPython (the demo agent, a stand-in for a
+real agent CLI, runs git itself).
 Every worktree lives directly under one worktree root, named by `worktree_dir_name`.
 
 Orphans: `find_orphans` returns worktrees *git knows* under the root that are neither
 the conductor's own worktree (`conductor`), nor the worktree `repo_path` is, nor in the
 keep set. Directories under the root that git does not know for this repository are
-returned by `find_stale_dirs` and never deleted automatically: they may belong to
-another repository or hold work git has lost track of, so a human decides.
+never deleted: they may belong to another repository or hold work git has lost track
+of, so a human decides.
 
 `clean_orphans` never removes a worktree before its work is safe: uncommitted changes
 (untracked files included, ignored files excluded) become a patch, commits no
@@ -254,18 +255,6 @@ def find_orphans(repo_path: Path | str, root: Path | str, keep: Iterable[Path | 
         ):
             orphans.append(path)
     return orphans
-
-
-def find_stale_dirs(repo_path: Path | str, root: Path | str) -> list[Path]:
-    """Directories under `root` that are not worktrees of this repository (never deleted)."""
-    root = Path(root).resolve()
-    if not root.is_dir():
-        return []
-    known = {w.path.resolve() for w in list_worktrees(repo_path)}
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.resolve() not in known)
-
-
-# ── salvage ─────────────────────────────────────────────────────────────────
 
 
 def _salvage_target(salvage_dir: Path, name: str, now: datetime) -> Path:

@@ -8,7 +8,7 @@ from prefect.states import Cancelled, Completed, Failed, State
 
 from conductor.coordinator import CoordinatorSpec
 from conductor.github_gateway import GitHubGateway
-from conductor.passes import PassInputs, PassReport, resolve_inputs
+from conductor.passes import PassInputs, PassReport, approved_gates, resolve_inputs
 from conductor.settings import GitHubSettings
 from conductor.verify import CoordinatorOutcome
 from flows.coordinators import dispatch_all, html_base_of
@@ -84,7 +84,7 @@ def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
         destroyed = steps.self_destruct(inputs)
         report = steps.report(PassReport(
             repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,
-            plan_after=after if outcomes else None, approvals=snapshot.approvals, closed_reminders=closed,
+            plan_after=after if outcomes else None, approvals=approved_gates(plan, snapshot), closed_reminders=closed,
             released_claims=released, orphans=orphans, outcomes=outcomes, reminder=result,
             api_requests=gh.requests_made, self_destructed=str(destroyed) if destroyed else None))
 

@@ -127,3 +127,17 @@ def test_a_forbidden_import_breaks_a_contract(tmp_path, module, line):
     target.write_text(target.read_text(encoding="utf-8") + line, encoding="utf-8")
     result = _lint(tmp_path)
     assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
+
+
+def test_the_gateway_implements_the_github_port():
+    import inspect
+
+    from conductor.github_gateway import GitHubGateway
+    from conductor.ports import GitHub
+
+    wanted = {n for n, v in vars(GitHub).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
+    missing = {n for n in wanted if not hasattr(GitHubGateway, n)}
+    assert wanted and missing == set()
+    for name in wanted - {"requests_made"}:
+        port, real = inspect.signature(getattr(GitHub, name)), inspect.signature(getattr(GitHubGateway, name))
+        assert list(port.parameters) == list(real.parameters), name
