@@ -153,6 +153,12 @@ def fetch(repo_path: Path | str, remote: str = "origin") -> None:
             _git(repo, "fetch", "--prune", remote, what=f"git fetch {remote}")
 
 
+def remote_urls(repo_path: Path | str) -> dict[str, list[str]]:
+    """Remote name -> its URLs (credentials scrubbed); WorktreeError if not a git repository."""
+    with _open(repo_path) as repo:
+        return {r.name: [_scrub(u) for u in r.urls] for r in repo.remotes}
+
+
 def clone(url: str, dest: Path | str) -> Path:
     """`git clone <url> <dest>` (used by the demo; a user brings their own clone)."""
     try:
@@ -167,6 +173,16 @@ def private_dir(worktree: Path | str) -> Path:
     its files, and gone when the worktree is removed."""
     with _open(worktree) as repo:
         return Path(repo.git_dir).resolve()
+
+
+def git_dirs(worktree: Path | str) -> tuple[Path, Path]:
+    """(`git rev-parse --git-dir`, `--git-common-dir`) of a worktree, absolute: where a
+    commit in it writes (its own HEAD and index, and the clone's objects and refs)."""
+    with _open(worktree) as repo:
+        out = str(_git(repo, "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir",
+                       what="git rev-parse"))
+    git_dir, common = out.splitlines()[:2]
+    return Path(git_dir).resolve(), Path(common).resolve()
 
 
 def integration_tip(repo_path: Path | str, branch: str, remote: str = "origin") -> str:
