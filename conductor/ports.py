@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from conductor.models import PipelineState
+from conductor.models import ItemAttempts, PipelineState
 from conductor.verify import PullFacts
 
 
@@ -32,8 +32,13 @@ class GitHub(Protocol):
 
     def default_branch(self) -> str: ...
 
-    def read_state(self, files_for: Callable[[PipelineState], Iterable[int]] | None = None) -> PipelineState:
-        """Every open issue and PR; changed files for the PRs `files_for` names."""
+    def read_state(self, files_for: Callable[[PipelineState], Iterable[int]] | None = None,
+                   attempts_for: Callable[[PipelineState], Iterable[int]] | None = None) -> PipelineState:
+        """Every open issue and PR; changed files for the PRs `files_for` names; attempts of
+        the items `attempts_for` names."""
+
+    def read_attempts(self, number: int) -> ItemAttempts:
+        """The conductor's own attempt markers on item `number`."""
 
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]: ...
 
