@@ -13,20 +13,9 @@ from collections.abc import Iterable
 from pydantic import BaseModel, ConfigDict, Field
 
 from conductor.config import PipelineConfig
-from conductor.github_gateway import GitHubGateway
+from conductor.facts import RefusedApproval
+from conductor.ports import GitHub as GitHubGateway
 from conductor.models import PipelineState
-
-
-class RefusedApproval(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    number: int
-    login: str | None
-    reason: str
-
-    def line(self) -> str:
-        who = f"by {self.login}" if self.login else "(no labeler found)"
-        return f"the approval of #{self.number} {who} does not count: {self.reason}"
 
 
 class ApprovalCheck(BaseModel):

@@ -14,7 +14,7 @@ Before a pass claims the items it dispatches, `claimed_since` re-reads their lab
 from __future__ import annotations
 
 from conductor.config import PipelineConfig
-from conductor.github_gateway import GitHubGateway
+from conductor.ports import GitHub as GitHubGateway
 from conductor.models import PipelineState, Plan
 
 
@@ -38,18 +38,7 @@ def release_stale_claims(gh: GitHubGateway, state: PipelineState, config: Pipeli
 
 def without_claims(state: PipelineState, released: Released) -> PipelineState:
     """A new snapshot: `state` with the released labels off their items."""
-    gone = {number: set(labels) for number, labels in released.items() if labels}
-    if not gone:
-        return state
-
-    def strip(item):
-        drop = gone.get(item.number)
-        if not drop:
-            return item
-        return item.model_copy(update={"labels": [name for name in item.labels if name not in drop]})
-
-    return state.model_copy(update={"issues": [strip(i) for i in state.issues],
-                                    "pull_requests": [strip(p) for p in state.pull_requests]})
+    return state.without_labels(released)
 
 
 def released_numbers(released: Released) -> list[int]:

@@ -15,28 +15,15 @@ from __future__ import annotations
 
 import logging
 
-from pydantic import BaseModel, ConfigDict
-
 from conductor.config import PipelineConfig
 from conductor.errors import ConductorError
-from conductor.github_gateway import GitHubGateway, MergedPull
+from conductor.facts import FinishedIssue
+from conductor.ports import GitHub as GitHubGateway
+from conductor.ports import MergedPull
 from conductor.linking import linked_issues
 from conductor.models import PipelineState
 
 log = logging.getLogger(__name__)
-
-
-class FinishedIssue(BaseModel):
-    """An open pipeline issue a PR merged into the integration branch closes."""
-
-    model_config = ConfigDict(frozen=True)
-
-    issue: int
-    pr: int
-
-    @property
-    def comment(self) -> str:
-        return fixed_by(self.pr)
 
 
 def fixed_by(pr: int) -> str:

@@ -33,6 +33,7 @@ from conductor.http_cache import CURRENT as _CURRENT_CONDITIONAL
 from conductor.http_cache import Conditional, EtagCache, conditional, default_cache_dir
 from conductor.linking import linked_issues
 from conductor.models import Issue, ItemAttempts, PipelineState, PullRequest
+from conductor.ports import IssueRef, MergedPull
 from conductor.settings import GitHubSettings
 from conductor.verify import PullFacts
 
@@ -79,29 +80,6 @@ def _counting(base: type) -> type:
 Requester.injectConnectionClasses(_counting(conditional(HTTPRequestsConnectionClass)),
                                   _counting(conditional(HTTPSRequestsConnectionClass)))
 Requester._Requester__persist = True  # type: ignore[attr-defined]  # keep connections alive
-
-
-@dataclass(frozen=True)
-class IssueRef:
-    """An issue carrying one of the conductor's labels (reminder, stuck issue), with its
-    author: only those the conductor's own login wrote are the conductor's."""
-
-    number: int
-    title: str
-    body: str
-    labels: tuple[str, ...]
-    author: str = ""
-
-
-@dataclass(frozen=True)
-class MergedPull:
-    """A closed PR from the bounded listing of recently updated ones."""
-
-    number: int
-    merged: bool
-    base_ref: str
-    body: str
-    updated_at: datetime
 
 
 class GitHubGateway:

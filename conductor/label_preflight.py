@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from conductor import constants
 from conductor.config import PipelineConfig
-from conductor.github_gateway import GitHubGateway
+from conductor.ports import GitHub as GitHubGateway
 
 STUCK_LABEL_COLOR = "b60205"
 

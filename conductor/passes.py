@@ -16,14 +16,13 @@ from pydantic import BaseModel, Field
 
 from conductor import constants, markdown
 from conductor.config import PipelineConfig, load_pipeline_config, load_run_table
-from conductor.reminder_publish import ReminderResult
-from conductor.models import Plan
+from conductor.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
+from conductor.models import Plan, PlanRules
 from conductor.parameters import PassParameters, resolve_parameters
 from conductor.render import HEADERS, plan_rows
 from conductor.settings import RunSettings
 from conductor.taskfile import TaskFile, read_task_file
 from conductor.verify import CoordinatorOutcome
-from conductor.worktrees import OrphanCleanup
 
 
 class PassInputs(BaseModel):
@@ -42,8 +41,14 @@ class PassInputs(BaseModel):
     agent_timeout: float = 3600.0
     conductor_worktree: Path | None = None
     guard_wait: float = 120.0
+    lock: bool = Field(True, description="Take the pass lock on GitHub (refs/conductor/lock).")
+    lock_lease: float = Field(3900.0, gt=0, description="Seconds the GitHub pass lock is leased for.")
     coordinator_deployments: dict[str, str] | None = Field(
         None, description="Set when coordinators run as deployments on a work pool.")
+
+    def rules(self, attempt: int = 0) -> PlanRules:
+        """The planner's input for this pass (the task file's limits, plain names)."""
+        return plan_rules(self.config, self.task, attempt)
 
     @property
     def ignore_labels(self) -> list[str]:
@@ -52,6 +57,13 @@ class PassInputs(BaseModel):
     @property
     def status_labels(self) -> list[str]:
         return [self.config.status_in_progress, self.config.status_pr_open]
+
+
+def plan_rules(config: PipelineConfig, task: TaskFile, attempt: int = 0) -> PlanRules:
+    """The seed's task-file fields, parsed at the edge into the planner's own model."""
+    return PlanRules(config=config, phase_filter=task.PHASE_FILTER, attempt=attempt,
+                     max_issues_per_dispatch=task.MAX_ISSUES_PER_DISPATCH,
+                     max_prs_per_dispatch=task.MAX_PRS_PER_DISPATCH)
 
 
 def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
@@ -79,9 +91,16 @@ def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
         rerun_hint=resolved.rerun_hint or "conductor run", repo_path=resolved.repo_path.resolve(),
         worktree_root=root, salvage_dir=settings.resolved_salvage_dir(),
         agent_command=resolved.agent_command, agent_timeout=resolved.agent_timeout,
-        conductor_worktree=conductor_wt, guard_wait=settings.guard_wait,
+        conductor_worktree=conductor_wt, guard_wait=settings.guard_wait, lock=settings.lock,
+        lock_lease=settings.resolved_lock_lease(resolved.agent_timeout),
         coordinator_deployments=settings.coordinator_deployments if settings.dispatch == "deployment" else None,
     )
+
+
+def approved_gates(plan: Plan, snapshot: Snapshot) -> dict[int, str]:
+    """Gated items this pass let through, and who approved each."""
+    return {g.number: snapshot.approvals[g.number] for g in plan.gated
+            if g.approved and g.number in snapshot.approvals}
 
 
 class PassReport(BaseModel):
@@ -94,7 +113,12 @@ class PassReport(BaseModel):
     plan_after: Plan | None = Field(None, description="The pipeline after the coordinators ran.")
     approvals: dict[int, str] = Field(default_factory=dict)
     closed_reminders: list[int] = Field(default_factory=list)
-    released_claims: list[int] = Field(default_factory=list)
+    released_claims: list[int] = Field(default_factory=list, description="Items whose stale status labels were taken off.")
+    not_ours: list[str] = Field(default_factory=list, description="Issues with the conductor's labels "
+                                "that it did not write (never closed, never read).")
+    refused_approvals: list[str] = Field(default_factory=list, description="Approvals that count for nothing, and why.")
+    finished: list[FinishedIssue] = Field(default_factory=list, description="Issues closed as fixed by a merged PR.")
+    skipped_claimed: list[int] = Field(default_factory=list, description="Items another pass claimed since the snapshot.")
     orphans: list[OrphanCleanup] = Field(default_factory=list)
     outcomes: list[CoordinatorOutcome] = Field(default_factory=list)
     reminder: ReminderResult | None = None
@@ -179,6 +203,18 @@ class PassReport(BaseModel):
                 ["Kind", "Phase", "Batch", "Items", "Result"],
                 [[o.kind, o.phase, o.batch or "-", ", ".join(f"#{n}" for n in o.items),
                   "ok" if o.ok else "; ".join(o.failures)] for o in self.outcomes]), ""]
+        if self.approvals:
+            lines += ["## Approved gated items", "",
+                      *[f"- #{n}: approved by {markdown.code(who)}" for n, who in sorted(self.approvals.items())], ""]
+        if self.finished:
+            lines += ["## Closed: fixed by a merged PR", "",
+                      *[f"- #{f.issue}: Fixed by PR #{f.pr}." for f in self.finished], ""]
+        notes = [*self.not_ours, *self.refused_approvals,
+                 *[f"#{n} was claimed by another pass since the snapshot: skipped" for n in self.skipped_claimed]]
+        if notes:
+            lines += ["## Not trusted", "", *[f"- {markdown.escape(line)}" for line in notes], ""]
+        if self.reminder and self.reminder.error:
+            lines.append(f"Reminder not written: {markdown.escape(self.reminder.error)}")
         if self.reminder and self.reminder.number:
             lines.append(f"Reminder: #{self.reminder.number} ({self.reminder.action})")
         if self.reminder and self.reminder.stuck_issue:

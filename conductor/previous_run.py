@@ -9,38 +9,11 @@ and never read for the attempt counter.
 """
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from conductor import constants, reminder
 from conductor.config import PipelineConfig
-from conductor.github_gateway import GitHubGateway, IssueRef
-
-
-class NotOurs(BaseModel):
-    """An issue with one of the conductor's labels that the conductor did not write."""
-
-    model_config = ConfigDict(frozen=True)
-
-    number: int
-    label: str
-    author: str
-    reason: str
-
-    def line(self) -> str:
-        return f"issue #{self.number} carries {self.label} but {self.reason}"
-
-
-class PreviousRun(BaseModel):
-    """What the last pass left behind: its open reminders and anti-loop state."""
-
-    model_config = ConfigDict(frozen=True)
-
-    reminders: list[int] = Field(default_factory=list, description="The conductor's own open reminders.")
-    newest: int | None = None
-    newest_body: str | None = None
-    state: reminder.ReminderState | None = None
-    stuck_issues: list[int] = Field(default_factory=list, description="The conductor's own open stuck issues.")
-    not_ours: list[NotOurs] = Field(default_factory=list)
+from conductor.facts import NotOurs, PreviousRun
+from conductor.ports import GitHub as GitHubGateway
+from conductor.ports import IssueRef
 
 
 def _owned(ref: IssueRef, login: str, label: str, is_marked) -> NotOurs | None:

@@ -17,30 +17,18 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, Field
-
 from conductor import constants, reminder
 from conductor.config import PipelineConfig
 from conductor.errors import ConductorError
-from conductor.github_gateway import GitHubGateway
+from conductor.facts import PreviousRun, ReminderAction, ReminderResult
 from conductor.models import Plan
-from conductor.previous_run import PreviousRun
+from conductor.ports import GitHub as GitHubGateway
 from conductor.verify import CoordinatorFailure, CoordinatorOutcome, FailedPR
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-Action = Literal["created", "updated", "unchanged", "closed", "none", "would-create", "would-update",
-                 "failed"]
-
-
-class ReminderResult(BaseModel):
-    action: Action
-    number: int | None = None
-    stuck_issue: int | None = None
-    body: str | None = None
-    closed: list[int] = Field(default_factory=list, description="Older reminders closed after it.")
-    error: str | None = Field(None, description="Why the reminder could not be written (action failed).")
+Action = ReminderAction
 
 
 def failures_of(outcomes: Iterable[CoordinatorOutcome]) -> tuple[list[CoordinatorFailure], list[FailedPR]]:

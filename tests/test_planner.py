@@ -9,8 +9,7 @@ import pytest
 
 from conductor.config import PipelineConfig, load_pipeline_config
 from conductor.models import Issue, PipelineState, Plan, PullRequest
-from conductor.planner import plan, prs_needing_files
-from conductor.taskfile import TaskFile
+from conductor.planner import PlanRules, plan, prs_needing_files
 
 REPO = "octo/maestro"
 P1, P2, P3 = "phase-1/db-schema", "phase-2/core-api", "phase-3/api-extensions"
@@ -49,12 +48,18 @@ def state(*items: Issue | PullRequest, approved: tuple[int, ...] = (), api_reque
     )
 
 
-def task(**values: Any) -> TaskFile:
-    return TaskFile(GH_REPO=REPO, **values)
+# The task file's names, as the cases write them, and the planner's own.
+_RULE_NAMES = {"PHASE_FILTER": "phase_filter", "MAX_ISSUES_PER_DISPATCH": "max_issues_per_dispatch",
+               "MAX_PRS_PER_DISPATCH": "max_prs_per_dispatch", "ATTEMPT_N": "attempt"}
+
+
+def rules(config: PipelineConfig | None = None, **task_values: Any) -> PlanRules:
+    return PlanRules(config=config or PipelineConfig(),
+                     **{_RULE_NAMES.get(k, k): v for k, v in task_values.items()})
 
 
 def run(st: PipelineState, config: PipelineConfig | None = None, **task_values: Any) -> Plan:
-    return plan(st, config or PipelineConfig(), task(**task_values))
+    return plan(st, rules(config, **task_values))
 
 
 def dispatched(p: Plan) -> dict[str, list[int]]:
@@ -294,25 +299,25 @@ def test_approved_items_count_against_the_caps() -> None:
 def test_prs_needing_files() -> None:
     st = state(issue(1, P4), pr(2, P4), pr(3, P4, draft=True), pr(4, P4, PR_OPEN), pr(5, P5),
                pr(6), pr(7, closes=(1,)), pr(8, P4, fork=True), pr(9, P4, P6))
-    assert prs_needing_files(st, PipelineConfig(), task()) == [2, 7]  # 8 is gated as a fork already
-    assert prs_needing_files(st, PipelineConfig(gate_forks=False), task()) == [2, 7, 8]
-    assert prs_needing_files(st, PipelineConfig(), task(PHASE_FILTER=P6)) == []
+    assert prs_needing_files(st, rules()) == [2, 7]  # 8 is gated as a fork already
+    assert prs_needing_files(st, rules(PipelineConfig(gate_forks=False))) == [2, 7, 8]
+    assert prs_needing_files(st, rules(PHASE_FILTER=P6)) == []
     # without protected paths, files still decide the merge order once two PRs could overlap
-    assert prs_needing_files(st, PipelineConfig(protected_paths=[]), task()) == [2, 7]  # 8: a gated fork
+    assert prs_needing_files(st, rules(PipelineConfig(protected_paths=[]))) == [2, 7]  # 8: a gated fork
     assert prs_needing_files(state(issue(1, P4), pr(2, P4), pr(3, P4, draft=True)),
-                             PipelineConfig(protected_paths=[]), task()) == []
+                             rules(PipelineConfig(protected_paths=[]))) == []
 
 
 def test_no_files_for_prs_already_gated_by_a_label_a_phase_or_a_fork() -> None:
     st = state(issue(1, P4, SECURITY), pr(2, P4, SECURITY), pr(3, closes=(1,)), pr(4, P4, fork=True),
                pr(5, P4), issue(6, P1), pr(7, P1))
     config = PipelineConfig(phases=[{"name": P1}, {"name": P4}], gated_phases=[P1])
-    assert prs_needing_files(st, config, task()) == [5]
+    assert prs_needing_files(st, rules(config)) == [5]
     # one that carries the approval label may be approved and dispatched: its files are read
     approved = state(issue(1, P4, SECURITY), pr(2, P4, SECURITY, "conductor/approved"), pr(5, P4))
-    assert prs_needing_files(approved, config, task()) == [2, 5]
+    assert prs_needing_files(approved, rules(config)) == [2, 5]
     # the plan without their files gates them all the same
-    gated = {g.number for g in plan(st, config, task()).gated}
+    gated = {g.number for g in plan(st, rules(config)).gated}
     assert {2, 3, 4, 7} <= gated
 
 
@@ -320,7 +325,7 @@ def test_no_files_for_prs_in_a_waiting_phase_at_scale() -> None:
     issues = [issue(n, P2) for n in range(1, 2001)]
     prs = [pr(n, P2, closes=(n - 2000,)) for n in range(2001, 2301)]
     st = state(issue(3000, P1), *issues, *prs)  # phase-2 waits on phase-1
-    assert prs_needing_files(st, PipelineConfig(), task()) == []
+    assert prs_needing_files(st, rules()) == []
 
 
 # -- idle, stuck, problems ---------------------------------------------------------------
