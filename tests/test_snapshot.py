@@ -37,9 +37,13 @@ def test_the_snapshot_holds_approvals_with_their_approver_and_the_plan_lets_them
     with _gateway(sandbox, gh.repo_name, "carol") as as_carol:
         as_carol.set_labels(pending, add=[config.approval_label])
 
-    snap = read_snapshot(gh, PlanRules(config=config))
+    with sandbox.api(sandbox.users["admin"]) as c:  # the conductor is alice: admin's approval is a person's
+        c.put(f"/repos/{gh.repo_name}/collaborators/alice", json={"permission": "write"}).raise_for_status()
+    with _gateway(sandbox, gh.repo_name, "alice") as conductor:
+        snap = read_snapshot(conductor, PlanRules(config=config))
 
     assert snap.approvals == {approved: "admin"}
+    assert [(r.number, r.login) for r in snap.refused_approvals] == [(pending, "carol")]
     assert snap.state.approved == [approved]
     plan = planner.plan(snap.state, PlanRules(config=config))
     assert [n for d in plan.dispatches for n in d.items] == [approved]
