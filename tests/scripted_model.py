@@ -193,7 +193,9 @@ def openai_call(action: Action, tools: list[str]) -> tuple[str, dict[str, Any]]:
     if isinstance(action, Read):
         command = f"cat {shlex.quote(action.path)}"
     elif isinstance(action, Write):
-        command = f"printf %s {shlex.quote(action.content)} > {shlex.quote(action.path)}"
+        folder = action.path.rsplit("/", 1)[0] or "/"
+        command = (f"mkdir -p {shlex.quote(folder)} && "
+                   f"printf %s {shlex.quote(action.content)} > {shlex.quote(action.path)}")
     else:
         assert isinstance(action, Shell)
         command = action.command
