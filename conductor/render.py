@@ -8,12 +8,15 @@ from rich.table import Table
 
 from conductor.models import Dispatch, Plan
 
-HEADERS = ["Phase", "State", "Issues", "PRs", "Dispatched", "Gated"]
+HEADERS = ["Phase", "State", "Issues", "PRs", "Dispatched", "Gated", "Agent cost"]
 
 
-def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None) -> list[list[str]]:
+def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
+              costs: dict[str, str] | None = None) -> list[list[str]]:
     """One row per phase. `dispatches` (default: the plan's own) fills "Dispatched", so a
-    report can show the state after a pass beside what the pass dispatched."""
+    report can show the state after a pass beside what the pass dispatched; `costs`
+    (phase -> text) fills "Agent cost" (what this pass's agents in that phase reported)."""
+    costs = costs or {}
     dispatched: dict[str, list[str]] = {}
     for d in plan.dispatches if dispatches is None else dispatches:
         label = "issue→PR" if d.kind == "issue_to_pr" else "review"
@@ -32,10 +35,13 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None) -> list[list
             str(phase.open_prs),
             "; ".join(dispatched.get(phase.name, [])) or "-",
             "-",
+            costs.get(phase.name, "-"),
         ])
     if gated_numbers:
         rows.append(["(gated items)", "needs approval", "", "", "",
-                     ", ".join(f"#{n}" for n in sorted(gated_numbers))])
+                     ", ".join(f"#{n}" for n in sorted(gated_numbers)), ""])
+    if "(pass)" in costs:
+        rows.append(["(this pass, all agents)", "", "", "", "", "", costs["(pass)"]])
     return rows
 
 

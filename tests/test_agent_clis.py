@@ -148,8 +148,12 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
     relays: list[netns_agent.UnixRelay] = []
     sockets = Path(f"/tmp/conductor-netns-{secrets.token_hex(4)}")
     sockets.mkdir()
-    events = tmp_path / "netns-events.jsonl"
-    log = tmp_path / "conductor-run.log"
+    keep = Path(os.environ.get("CONDUCTOR_AGENT_CLI_LOGS") or tmp_path)  # to read after a failure
+    keep.mkdir(parents=True, exist_ok=True)
+    events = keep / f"{name}-netns-events.jsonl"
+    log = keep / f"{name}-conductor-run.log"
+    events.unlink(missing_ok=True)
+    log.unlink(missing_ok=True)
     with ModelServer(model) as server:
         try:
             for port in (server.port, sandbox.port):
