@@ -179,6 +179,11 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
             [pr] = pipe.pulls()
             assert pr["body"] == f"Closes #{honest}" and pr["head"]["ref"] == f"agent/issue-{honest}"
             assert pr["user"]["login"] == AGENT_LOGIN  # opened with the agent's own token (gh api)
+            usage = outcomes[honest]["usage"]  # what the CLI reported of the scripted model's figures
+            assert usage and usage["input_tokens"] >= 8 * INPUT_TOKENS and usage["output_tokens"] >= 8 * OUTPUT_TOKENS
+            assert usage["input_tokens"] % INPUT_TOKENS == 0 and usage["duration_ms"] > 0
+            if name == "claude":
+                assert usage["cost_usd"] > 0 and usage["turns"] >= 8
             assert not outcomes[liar]["ok"]
             assert any("999" in f for f in outcomes[liar]["failures"]), outcomes[liar]["failures"]
             assert not outcomes[silent]["ok"]
