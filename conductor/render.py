@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
 from conductor.models import Dispatch, Plan
 
@@ -20,7 +21,8 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
     dispatched: dict[str, list[str]] = {}
     for d in plan.dispatches if dispatches is None else dispatches:
         label = "issue→PR" if d.kind == "issue_to_pr" else "review"
-        items = ", ".join(f"#{n}" for n in d.items)
+        items = ", ".join(f"#{n}" + (f" after #{d.merge_after[n]}" if n in d.merge_after else "")
+                          for n in d.items)
         dispatched.setdefault(d.phase, []).append(f"{label} {d.batch or '(no batch)'}: {items}")
     gated_numbers = {g.number for g in plan.gated if not g.approved}
     rows = []
@@ -40,9 +42,27 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
     if gated_numbers:
         rows.append(["(gated items)", "needs approval", "", "", "",
                      ", ".join(f"#{n}" for n in sorted(gated_numbers)), ""])
+    if plan.waiting:
+        rows.append(["(waiting items)", "wait for open items", "", "", "",
+                     ", ".join(f"#{w.number} on " + _blockers(w.blockers, w.native_blockers)
+                               for w in plan.waiting), ""])
+    if plan.held_back:
+        rows.append(["(failed items)", "needs a human", "", "", "",
+                     ", ".join(f"#{h.number} ({h.attempts} failures)" for h in plan.held_back), ""])
+    if plan.outside_pipeline:
+        rows.append(["(outside the pipeline)", "batch label, no phase label", "", "", "",
+                     ", ".join(f"#{o.number} ({o.batch}" + (f", dispatched in {o.placed_in})" if o.placed_in
+                                                            else ")") for o in plan.outside_pipeline), ""])
     if "(pass)" in costs:
         rows.append(["(this pass, all agents)", "", "", "", "", "", costs["(pass)"]])
     return rows
+
+
+def _blockers(numbers: list[int], native: int) -> str:
+    parts = [f"#{n}" for n in numbers]
+    if native:
+        parts.append(f"{native} native blocker{'s' if native > 1 else ''}")
+    return " and ".join(parts)
 
 
 def summary_line(plan: Plan) -> str:
@@ -51,15 +71,32 @@ def summary_line(plan: Plan) -> str:
     if plan.idle:
         return "idle: no open issue or PR belongs to any phase"
     n_items = sum(len(d.items) for d in plan.dispatches)
+    extra = "".join(f"; {n} {what}" for n, what in (
+        (len(plan.waiting), "waiting"), (len(plan.held_back), "need a human"),
+        (len(plan.outside_pipeline), "outside the pipeline")) if n)
     return (f"{plan.open_issues} open issues, {plan.open_prs} open PRs; "
             f"{len(plan.dispatches)} coordinators for {n_items} items; "
-            f"{sum(1 for g in plan.gated if not g.approved)} gated; attempt {plan.attempt}")
+            f"{sum(1 for g in plan.gated if not g.approved)} gated{extra}; attempt {plan.attempt}")
 
 
-def plan_table(plan: Plan, title: str | None = None, dispatches: list[Dispatch] | None = None) -> Table:
-    table = Table(title=title or f"Pipeline state — {plan.repo}", caption=summary_line(plan))
-    for header in HEADERS:
-        table.add_column(header, overflow="fold")
-    for row in plan_rows(plan, dispatches):
-        table.add_row(*row)
+def rows_table(rows: list[list[str]], title: str, caption: str, dry_run: bool = False) -> Table:
+    """A table whose cells fold (wrap at any character when they must), never cut."""
+    headers = [("Would dispatch" if dry_run and h == "Dispatched" else h) for h in HEADERS]
+    table = Table(title=title, caption=caption, caption_justify="left")
+    for header in headers:
+        table.add_column(header, overflow="fold", no_wrap=False, min_width=min(len(header), 8))
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))  # cells are data, never console markup
     return table
+
+
+def plan_table(plan: Plan, title: str | None = None, dispatches: list[Dispatch] | None = None,
+               caption: str | None = None, dry_run: bool = False) -> Table:
+    return rows_table(plan_rows(plan, dispatches), title or f"Pipeline state — {plan.repo}",
+                      caption or summary_line(plan), dry_run=dry_run)
+
+
+def pass_table(report) -> Table:  # a conductor.passes.PassReport (imported there, not here)
+    """The table after a pass, captioned with what the pass did."""
+    title = ("DRY RUN, nothing written — " if report.dry_run else "") + f"Pipeline state — {report.repo}"
+    return rows_table(report.table_rows(), title, report.summary(), dry_run=report.dry_run)
