@@ -62,6 +62,12 @@ def _skip_reason(name: str) -> str | None:
         marker = CACHE / f"{PINS[name]['package'].split('/')[-1]}-{PINS[name]['version']}.failed"
         why = marker.read_text().strip() if marker.exists() else "run `python3 dev.py test` to install it"
         return f"{PINS[name]['package']}@{PINS[name]['version']} is not installed at {binary}: {why}"
+    engines = json.loads((binary.parents[1] / PINS[name]["package"] / "package.json").read_text()).get("engines", {})
+    need = engines.get("node", "").removeprefix(">=").split(".")[0]
+    if name == "gemini" and need.isdigit():  # Claude Code and Codex ship native binaries
+        node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+        if not node or int(node.lstrip("v").split(".")[0]) < int(need):
+            return f"{PINS[name]['package']} needs node {engines['node']}, this machine has {node or 'none'}"
     if shutil.which("gh") is None:
         return "gh is not installed (apt-get install gh): the scripted agents open PRs with `gh api`"
     return netns_agent.available()
@@ -121,7 +127,7 @@ def pipe(sandbox, prefect_server, tmp_path, request) -> PipelineRepo:
 def conductor_run(pipe: PipelineRepo, agent: list[str], env: dict[str, str], log: Path) -> dict:
     command = [sys.executable, "-m", "conductor.cli", "run", "--json", "--repo", pipe.full_name,
                "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
-               "--agent-command", json.dumps(agent), "--agent-timeout", "240"]
+               "--agent-command", json.dumps(agent), "--agent-timeout", "240", "--log-file", str(log)]
     started = time.monotonic()
     with log.open("a") as err:
         proc = subprocess.run(command, env=env, stdout=subprocess.PIPE, stderr=err, text=True, timeout=420)

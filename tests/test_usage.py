@@ -67,3 +67,12 @@ def test_totals_and_description() -> None:
     assert describe(a) == "1,000 in / 50 out tokens, $0.5000, 3 turns, 1.5 s"
     assert describe(b) == "10 in / 5 out tokens"
     assert describe(None) == "-"
+
+
+def test_verified_presets_name_the_pinned_cli_versions() -> None:
+    from conductor.presets import PRESETS
+
+    pins = json.loads((Path(__file__).parent / "agent_clis.json").read_text())
+    for name, preset in PRESETS.items():
+        if preset.verified:
+            assert preset.verified == f"{pins[name]['package']} {pins[name]['version']}"
