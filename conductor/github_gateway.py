@@ -31,6 +31,7 @@ from conductor.http_cache import CURRENT as _CURRENT_CONDITIONAL
 from conductor.http_cache import Conditional, EtagCache, conditional, default_cache_dir
 from conductor.linking import linked_issues
 from conductor.models import Issue, ItemAttempts, PipelineState, PullRequest
+from conductor.ports import IssueRef
 from conductor.settings import GitHubSettings
 from conductor.verify import PullFacts
 
@@ -77,16 +78,6 @@ def _counting(base: type) -> type:
 Requester.injectConnectionClasses(_counting(conditional(HTTPRequestsConnectionClass)),
                                   _counting(conditional(HTTPSRequestsConnectionClass)))
 Requester._Requester__persist = True  # type: ignore[attr-defined]  # keep connections alive
-
-
-@dataclass(frozen=True)
-class IssueRef:
-    """An issue the conductor itself wrote (reminder, stuck issue)."""
-
-    number: int
-    title: str
-    body: str
-    labels: tuple[str, ...]
 
 
 class GitHubGateway:

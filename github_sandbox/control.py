@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
-from .app import BadCredentials, Sandbox, authenticate, json_response
+from .context import BadCredentials, Sandbox, authenticate, json_response
 from .bodies import parse_json
 from .errors import ApiError
 from .faults import FaultSpec
@@ -56,6 +56,11 @@ async def _model(request: Request, model: type[BaseModel]) -> Any:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "body"
         raise ApiError(422, f"Invalid request.\n\n{where}: {first['msg']}", reason=f"control: {where}") from None
+
+
+@router.get("/hooks/deliveries")
+async def hook_deliveries(request: Request) -> Response:
+    return json_response(_admin(request).hooks.deliveries)
 
 
 @router.get("/health")
