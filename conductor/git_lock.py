@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -148,7 +149,8 @@ def pass_lock(url: str, token: SecretStr | None, *, pass_id: str, holder: str, l
     repository's lock on GitHub (else `lock.other` is who does). Renewed while the block
     runs, released after it; a fault reading or writing the ref raises `LockError`."""
     with GitRefLock(url, token) as store:
-        lock = PassLock(store, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds)
+        lock = PassLock(store, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds,
+                        holder_dead=holder_dead)
         with lock.hold(renew_every) as held:
             yield held
 
@@ -156,3 +158,24 @@ def pass_lock(url: str, token: SecretStr | None, *, pass_id: str, holder: str, l
 def holder_name(login: str) -> str:
     """Who a lock belongs to, as other passes see it: LOGIN@HOST (pid N)."""
     return f"{login}@{socket.gethostname()} (pid {os.getpid()})"
+
+
+_HOLDER = re.compile(r"^(?P<login>[^@]*)@(?P<host>.+) \(pid (?P<pid>\d+)\)$")
+
+
+def holder_dead(lease: Lease) -> bool:
+    """Whether the lease's holder is a process on this machine that no longer runs (a
+    killed pass): then its lock need not wait for the lease to expire."""
+    match = _HOLDER.match(lease.holder)
+    if not match or match["host"] != socket.gethostname():
+        return False
+    pid = int(match["pid"])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False

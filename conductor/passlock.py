@@ -99,14 +99,18 @@ class LockStore(Protocol):
 Decision = Literal["create", "take-over", "renew", "busy"]
 
 
-def decide(current: LockState | None, pass_id: str, now: datetime) -> Decision:
+def decide(current: LockState | None, pass_id: str, now: datetime,
+           holder_dead: Callable[[Lease], bool] | None = None) -> Decision:
     """What a pass that wants the lock may do, given what the ref holds now. Pure.
 
-    Absent: create it. Held by this pass: renew. Expired or unreadable: take it over.
+    Absent: create it. Held by this pass: renew. Expired or unreadable, or held by a
+    process known to be dead (`holder_dead`: on this machine, its pid gone): take it over.
     Otherwise another live pass holds it: busy."""
     if current is None:
         return "create"
     if current.lease is None or current.lease.expired(now):
+        return "take-over"
+    if current.lease.pass_id != pass_id and holder_dead is not None and holder_dead(current.lease):
         return "take-over"
     if current.lease.pass_id == pass_id:
         return "renew"
@@ -118,7 +122,7 @@ class PassLock:
     compare-and-swap; `hold` wraps them for a `with` block, renewing in the background."""
 
     def __init__(self, store: LockStore, *, pass_id: str, holder: str, lease_seconds: float,
-                 clock: Clock = utc_now) -> None:
+                 clock: Clock = utc_now, holder_dead: Callable[[Lease], bool] | None = None) -> None:
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
         self.store = store
@@ -126,6 +130,7 @@ class PassLock:
         self.holder = holder
         self.lease_seconds = lease_seconds
         self.clock = clock
+        self.holder_dead = holder_dead
         self.sha: str | None = None  # the lock commit this pass wrote last, while it holds it
         self.other: Lease | None = None  # the lease that kept this pass out
         self.took_over: Lease | None = None  # the expired lease this pass replaced
@@ -144,7 +149,7 @@ class PassLock:
         A lost race is re-read and decided again (up to `attempts` times)."""
         for _ in range(attempts):
             current = self.store.read()
-            decision = decide(current, self.pass_id, self.clock())
+            decision = decide(current, self.pass_id, self.clock(), self.holder_dead)
             if decision == "busy":
                 self.other = current.lease if current else None
                 return False

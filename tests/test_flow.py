@@ -316,14 +316,17 @@ def test_update_mode_edits_one_reminder_in_place(pipe: PipelineRepo):
 
 
 def test_idle_pipeline_leaves_no_reminder(pipe: PipelineRepo):
-    pipe.issue("old reminder", constants.REMINDER_LABEL)
+    pipe.issue("seed the label", constants.REMINDER_LABEL)  # by admin: not the conductor's
+    marker = '<!-- conductor:reminder {"attempt": 0, "fingerprint": "ab", "generated_at": "2026-01-01T00:00:00Z"} -->'
+    ours = pipe.call("POST", "/issues", login=CONDUCTOR_LOGIN, json={
+        "title": "old reminder", "body": marker, "labels": [constants.REMINDER_LABEL]})["number"]
     pipe.issue("not part of the pipeline", "bug")
 
     report, state = pipe.run()
 
     assert state.is_completed() and report.plan.idle
-    assert report.reminder.action == "none"
-    assert pipe.issues(labels=constants.REMINDER_LABEL) == []
+    assert (report.reminder.action, report.reminder.number) == ("closed", ours)
+    assert [i["title"] for i in pipe.issues(labels=constants.REMINDER_LABEL)] == ["seed the label"]
 
 
 def test_a_pass_run_from_the_conductor_worktree_removes_it_at_the_end(pipe: PipelineRepo, tmp_path: Path):

@@ -188,3 +188,19 @@ def test_the_lock_needs_write_access(sandbox, lock_url):
                       holder="carol@test", lease_seconds=30)
     with pytest.raises(Exception, match="conductor lock"):
         reader.acquire()
+
+
+def test_a_dead_holder_on_this_machine_is_taken_over_at_once(lock_url, token):
+    from conductor.git_lock import holder_dead, holder_name, pass_lock
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    dead = PassLock(GitRefLock(lock_url, token), pass_id="dead", lease_seconds=600,
+                    holder=holder_name("alice").replace(f"pid {os.getpid()}", f"pid {gone.pid}"))
+    assert dead.acquire()
+    assert holder_dead(GitRefLock(lock_url, token).read().lease)
+    with pass_lock(lock_url, token, pass_id="next", holder=holder_name("alice"), lease_seconds=60) as lock:
+        assert lock.held and lock.took_over.pass_id == "dead"
+    alive = Lease(pass_id="x", holder=holder_name("alice"), expires_at=NOW)
+    assert not holder_dead(alive)  # this process
+    assert not holder_dead(Lease(pass_id="x", holder="alice@elsewhere (pid 1)", expires_at=NOW))
