@@ -157,7 +157,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from conductor.passes import resolve_inputs
     from conductor.preflight import check_inputs
-    from conductor.progress import default_log_file, route_logs
+    from conductor.progress import default_log_file, route_logs, start_logging
     from conductor.render import pass_table
     from conductor.settings import GitHubSettings
 
@@ -166,6 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if params.rerun_hint is None and getattr(args, "argv", None) is not None:
         params = params.model_copy(update={"rerun_hint": rerun_command(args.argv)})
     log_file = args.log_file or default_log_file()
+    start_logging(log_file, err)
     status = err.status("checking inputs, starting Prefect…") if err.is_terminal else None
     if status:
         status.start()

@@ -118,3 +118,38 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
     assert report["outcomes"][0]["ok"] is False
     assert (tmp_path / "run.log").read_text()  # Prefect's own lines went to the log file
     assert "Beginning flow run" not in result.stderr
+
+
+def test_a_github_credentials_block_is_a_token_source(prefect_server, monkeypatch):
+    import secrets
+
+    from prefect_github import GitHubCredentials
+
+    from tasks.secrets import github_settings
+
+    name = "creds-" + secrets.token_hex(4)
+    for var in ("GITHUB_TOKEN", "GH_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CONDUCTOR_GITHUB_TOKEN_BLOCK", "no-such-secret-" + name)
+    monkeypatch.setenv("CONDUCTOR_GITHUB_CREDENTIALS_BLOCK", name)
+    assert github_settings().token is None
+    GitHubCredentials(token="tok-" + name).save(name)
+    assert github_settings().token.get_secret_value() == "tok-" + name
+
+
+def test_dry_run_with_the_token_in_a_credentials_block_writes_nothing(pipe, tmp_path, prefect_server):
+    import secrets
+
+    from prefect_github import GitHubCredentials
+
+    name = "creds-" + secrets.token_hex(4)
+    GitHubCredentials(token=pipe.sandbox.users[CONDUCTOR_LOGIN]).save(name)
+    pipe.sandbox.control.reset_counts()
+    result = conductor("run", "--repo", pipe.full_name, "--github-url", pipe.sandbox.api_url, "--dry-run",
+                       env={"PREFECT_API_URL": prefect_server, "CONDUCTOR_GITHUB_CREDENTIALS_BLOCK": name,
+                            "CONDUCTOR_GITHUB_TOKEN_BLOCK": "no-such-secret-" + name, "COLUMNS": "200"},
+                       cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DRY RUN, nothing written" in result.stderr and "Would dispatch" in result.stdout
+    assert "DRY RUN: would dispatch 1 group (1 item)" in result.stdout
+    assert writes(pipe.sandbox) == []
