@@ -155,23 +155,25 @@ def rerun_command(argv: list[str]) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from conductor.passes import resolve_inputs
-    from conductor.preflight import check_inputs
     from conductor.progress import default_log_file, route_logs, start_logging
-    from conductor.render import pass_table
-    from conductor.settings import GitHubSettings
 
     err = Console(stderr=True, highlight=False)
+    # On a terminal the first line comes at once; the server starts while inputs are checked.
+    status = err.status("checking inputs, starting Prefect…") if err.is_terminal else None
+    if status:
+        status.start()
     params = parameters_from_args(args)
     if params.rerun_hint is None and getattr(args, "argv", None) is not None:
         params = params.model_copy(update={"rerun_hint": rerun_command(args.argv)})
     log_file = args.log_file or default_log_file()
     start_logging(log_file, err)
-    status = err.status("checking inputs, starting Prefect…") if err.is_terminal else None
-    if status:
-        status.start()
     api = PrefectAPI(ephemeral_home=params.dry_run, log_file=log_file)
     try:
+        from conductor.passes import resolve_inputs
+        from conductor.preflight import check_inputs
+        from conductor.render import pass_table
+        from conductor.settings import GitHubSettings
+
         settings = GitHubSettings.from_env(params.github_url)
         inputs = resolve_inputs(params, api_url=settings.api_url)
         if settings.token is None:  # only a Prefect block can hold it: ask the server

@@ -95,6 +95,9 @@ def test_setup_creates_the_conductor_worktree_once(tmp_path, sandbox, sample):
     assert first.returncode == 0, first.stderr
     task = (tmp_path / "wt" / "conductor" / ".agent-task").read_text()
     assert f"GH_REPO={sample}" in task and "MAX_ISSUES_PER_DISPATCH=12" in task
+    suggested = first.stdout.strip().splitlines()[-1].split()
+    assert suggested[:2] == ["conductor", "run"] and "--agent-preset" in suggested  # runs as printed
+    assert suggested[suggested.index("--repo-path") + 1] == str(clone.resolve())
     again = conductor("setup", "--repo", sample, "--repo-path", str(clone), env=env)
     assert again.returncode == 2
     assert "git worktree remove --force" in again.stderr and "git worktree prune" in again.stderr
@@ -142,3 +145,9 @@ def test_status_shows_the_reminder_the_plan_and_where_prefect_is(sandbox, tmp_pa
                       cwd=tmp_path)
     assert table.returncode == 0 and f"reminder #{number}: attempt 2" in table.stdout
     assert "phase-4/new-ui-pages" in table.stdout
+
+
+@pytest.mark.parametrize("passes", ["0", "-1"])
+def test_demo_refuses_fewer_than_one_pass(passes):
+    result = conductor("demo", "--max-passes", passes)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "give 1 or more" in result.stderr
