@@ -65,8 +65,8 @@ def _read_state_file(path: Path):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from conductor.planner import items_needing_attempts, prs_needing_files
     from conductor.planner import plan as make_plan
-    from conductor.planner import prs_needing_files
     from conductor.render import plan_table
 
     state = _read_state_file(args.state_file) if args.state_file else None
@@ -75,7 +75,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
         from conductor.github_gateway import GitHubGateway
 
         with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
-            state = gh.read_state(lambda s: prs_needing_files(s, config, task))
+            state = gh.read_state(lambda s: prs_needing_files(s, config, task),
+                                  lambda s: items_needing_attempts(s, config, task))
     result = make_plan(state, config, task)
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
@@ -86,13 +87,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from conductor.github_gateway import GitHubGateway
-    from conductor.planner import prs_needing_files
+    from conductor.planner import items_needing_attempts, prs_needing_files
 
     from conductor.planner import plan as make_plan
 
     config, task = _load_inputs(args)
     with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
-        state = gh.read_state(lambda s: prs_needing_files(s, config, task))
+        state = gh.read_state(lambda s: prs_needing_files(s, config, task),
+                              lambda s: items_needing_attempts(s, config, task))
     text = json.dumps(state.model_dump(mode="json"), indent=2) + "\n"
     if args.out:
         args.out.write_text(text, encoding="utf-8")

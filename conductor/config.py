@@ -20,7 +20,7 @@ import re
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
@@ -142,6 +142,18 @@ class PipelineConfig(BaseSettings):
     )
     integration_branch: str = Field(
         "dev", min_length=1, description="The branch coordinators branch from and merge into."
+    )
+    unphased_batch_issues: Literal["report", "lowest-active-phase"] = Field(
+        "report",
+        description="Open issues with a batch label and no phase label (the regression issues "
+        "a reviewer files after a failed post-merge check): `report` lists them under "
+        "\"outside the pipeline\" and dispatches nothing; `lowest-active-phase` also dispatches "
+        "them in the first active phase (in dependency order), if any.",
+    )
+    item_attempt_limit: int = Field(
+        constants.ITEM_ATTEMPT_LIMIT, ge=1,
+        description="An item dispatched this many times without a proved result is held back "
+        "and listed as needing a human.",
     )
 
     @model_validator(mode="before")

@@ -25,6 +25,11 @@ class Issue(_Model):
     title: str = ""
     labels: list[str] = Field(default_factory=list)
     body: str = ""
+    native_blockers: int = Field(
+        0, ge=0,
+        description="GitHub's native issue dependencies: open issues blocking this one "
+        "(`issue_dependencies_summary.blocked_by` of the issues listing).",
+    )
 
 
 class PullRequest(_Model):
@@ -44,6 +49,14 @@ class PullRequest(_Model):
     )
 
 
+class ItemAttempts(_Model):
+    """The passes that dispatched one item without a proved result."""
+
+    count: int = Field(0, ge=0)
+    last_reason: str = ""
+    passes: list[str] = Field(default_factory=list, description="Their pass ids, oldest first.")
+
+
 class PipelineState(_Model):
     """A snapshot of every *open* issue and PR of one repository."""
 
@@ -55,6 +68,11 @@ class PipelineState(_Model):
         description="Gated items whose approval label was verified (added by a user with "
         "write, maintain or admin permission). Filled by the approval check.",
     )
+    attempts: dict[int, ItemAttempts] = Field(
+        default_factory=dict,
+        description="Failed attempts per item, read back from the conductor's own attempt "
+        "markers on GitHub; only for items the plan would dispatch.",
+    )
     api_requests: int = Field(0, description="GitHub requests made to read this snapshot.")
 
 
@@ -65,6 +83,20 @@ class Dispatch(_Model):
     phase: str
     batch: str | None = None
     items: list[int]
+    merge_after: dict[int, int] = Field(
+        default_factory=dict,
+        description="PR -> the PR of this dispatch it waits for (its review starts when that "
+        "one's ended; MERGE_AFTER).",
+    )
+    depends_on: dict[int, list[int]] = Field(
+        default_factory=dict,
+        description="Issue -> the issue/PR numbers its body says it depends on, all closed "
+        "now (DEPENDS_ON); only issues that name some.",
+    )
+    attempts: dict[int, int] = Field(
+        default_factory=dict,
+        description="Item -> earlier passes that dispatched it without a proved result (ATTEMPT_N).",
+    )
 
 
 class GatedItem(_Model):
@@ -73,6 +105,38 @@ class GatedItem(_Model):
     title: str = ""
     reason: str
     approved: bool = False
+
+
+class WaitingItem(_Model):
+    """An item that would be ready but waits for others (its dependencies, a merge order)."""
+
+    number: int
+    kind: ItemKind
+    title: str = ""
+    blockers: list[int] = Field(default_factory=list, description="Open items it waits for.")
+    native_blockers: int = Field(0, description="Open blockers in GitHub's native dependencies.")
+    reason: str
+
+
+class HeldItem(_Model):
+    """An item held back after failing too often: needs a human."""
+
+    number: int
+    kind: ItemKind
+    title: str = ""
+    attempts: int
+    last_reason: str = ""
+
+
+class OutsideItem(_Model):
+    """An open issue with a batch label and no phase label (e.g. a regression issue)."""
+
+    number: int
+    title: str = ""
+    batch: str
+    placed_in: str | None = Field(
+        None, description="The phase it was dispatched in (unphased_batch_issues = "
+        "'lowest-active-phase'), else None: only reported.")
 
 
 class Problem(_Model):
@@ -107,4 +171,11 @@ class Plan(_Model):
     deferred: list[int] = Field(
         default_factory=list, description="Ready items left for a later pass by the caps."
     )
+    waiting: list[WaitingItem] = Field(
+        default_factory=list,
+        description="Items not dispatched while others they depend on or merge after are open.")
+    held_back: list[HeldItem] = Field(
+        default_factory=list, description="Items that failed too often; they need a human.")
+    outside_pipeline: list[OutsideItem] = Field(
+        default_factory=list, description="Issues with a batch label and no phase label.")
     api_requests: int = 0

@@ -161,6 +161,19 @@ class PassReport(BaseModel):
         lines = [f"# Conductor pass — {markdown.escape(self.repo)}",
                  "", markdown.escape(self.summary()), "",
                  markdown.table(HEADERS, self.table_rows()), ""]
+        if plan.waiting:
+            lines += ["## Waiting for other items", "", markdown.table(
+                ["Item", "Title", "Waits for", "Why"],
+                [[f"#{w.number}", w.title, ", ".join(f"#{n}" for n in w.blockers) or "-", w.reason]
+                 for w in plan.waiting]), ""]
+        if plan.held_back:
+            lines += ["## Needs a human (failed too often)", "", markdown.table(
+                ["Item", "Title", "Failed attempts", "Last reason"],
+                [[f"#{h.number}", h.title, str(h.attempts), h.last_reason] for h in plan.held_back]), ""]
+        if plan.outside_pipeline:
+            lines += ["## Outside the pipeline (batch label, no phase label)", "", markdown.table(
+                ["Issue", "Title", "Batch", "Dispatched in"],
+                [[f"#{o.number}", o.title, o.batch, o.placed_in or "-"] for o in plan.outside_pipeline]), ""]
         if self.outcomes:
             lines += ["## Coordinators", "", markdown.table(
                 ["Kind", "Phase", "Batch", "Items", "Result"],

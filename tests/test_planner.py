@@ -31,10 +31,12 @@ def issue(number: int, *labels: str, title: str = "") -> Issue:
 
 
 def pr(number: int, *labels: str, closes: tuple[int, ...] = (), body: str = "", draft: bool = False,
-       fork: bool = False, files: tuple[str, ...] = ("src/x.py",)) -> PullRequest:
+       fork: bool = False, files: tuple[str, ...] | None = None) -> PullRequest:
+    """A PR; by default it changes a file of its own (no overlap with other PRs)."""
     text = body + "".join(f"\nCloses #{n}" for n in closes)
     return PullRequest(number=number, labels=list(labels), body=text, draft=draft, fork=fork,
-                       files=list(files), title=f"pr {number}")
+                       files=list(files) if files is not None else [f"src/pr{number}.py"],
+                       title=f"pr {number}")
 
 
 def state(*items: Issue | PullRequest, approved: tuple[int, ...] = (), api_requests: int = 0) -> PipelineState:
@@ -294,7 +296,10 @@ def test_prs_needing_files() -> None:
                pr(6), pr(7, closes=(1,)), pr(8, P4, fork=True), pr(9, P4, P6))
     assert prs_needing_files(st, PipelineConfig(), task()) == [2, 7, 8]
     assert prs_needing_files(st, PipelineConfig(), task(PHASE_FILTER=P6)) == []
-    assert prs_needing_files(st, PipelineConfig(protected_paths=[]), task()) == []
+    # without protected paths, files still decide the merge order once two PRs could overlap
+    assert prs_needing_files(st, PipelineConfig(protected_paths=[]), task()) == [2, 7, 8]
+    assert prs_needing_files(state(issue(1, P4), pr(2, P4), pr(3, P4, draft=True)),
+                             PipelineConfig(protected_paths=[]), task()) == []
 
 
 # -- idle, stuck, problems ---------------------------------------------------------------
