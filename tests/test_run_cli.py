@@ -118,6 +118,19 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
     assert report["outcomes"][0]["ok"] is False
     assert (tmp_path / "run.log").read_text()  # Prefect's own lines went to the log file
     assert "Beginning flow run" not in result.stderr
+    # in Prefect, the coordinator's "run agent" task failed with the agent
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, TaskRunFilter, TaskRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        [coordinator] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_="issue-to-pr phase-4/new-ui-pages batch-01")),
+            sort=FlowRunSort.START_TIME_DESC, limit=1)
+        tasks = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="run agent")),
+                                      flow_run_filter=FlowRunFilter(id={"any_": [coordinator.id]}))
+    assert [t.state.type.value for t in tasks] == ["FAILED"]
+    assert "exited with status 3" in tasks[0].state.message
 
 
 def test_a_github_credentials_block_is_a_token_source(prefect_server, monkeypatch):
