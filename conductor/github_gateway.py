@@ -27,6 +27,8 @@ from github.Requester import (
 
 from conductor.attempts import attempt_pass, read_attempts, render_attempt_comment
 from conductor.errors import ConductorError
+from conductor.http_cache import CURRENT as _CURRENT_CONDITIONAL
+from conductor.http_cache import Conditional, EtagCache, conditional, default_cache_dir
 from conductor.linking import linked_issues
 from conductor.models import Issue, ItemAttempts, PipelineState, PullRequest
 from conductor.settings import GitHubSettings
@@ -72,8 +74,8 @@ def _counting(base: type) -> type:
     return Counting
 
 
-Requester.injectConnectionClasses(_counting(HTTPRequestsConnectionClass),
-                                  _counting(HTTPSRequestsConnectionClass))
+Requester.injectConnectionClasses(_counting(conditional(HTTPRequestsConnectionClass)),
+                                  _counting(conditional(HTTPSRequestsConnectionClass)))
 Requester._Requester__persist = True  # type: ignore[attr-defined]  # keep connections alive
 
 
@@ -112,6 +114,8 @@ class GitHubGateway:
                               "`github-token` or a GitHubCredentials block `github-credentials`")
         self.repo_name = repo
         self._counter = _RequestCounter()
+        self._conditional = Conditional(  # ETags across passes (conductor/http_cache.py)
+            EtagCache(settings.etag_cache_dir or default_cache_dir()) if settings.conditional_reads else None)
         retry = _TellingRetry(
             total=settings.retries,
             backoff_factor=settings.backoff_factor,
@@ -137,6 +141,16 @@ class GitHubGateway:
     def requests_made(self) -> int:
         return self._counter.count
 
+    @property
+    def rate_points(self) -> int:
+        """Rate-limit points this gateway spent, from GitHub's X-RateLimit-* headers."""
+        return self._conditional.meter.points
+
+    @property
+    def not_modified(self) -> int:
+        """GETs answered 304 (served from the ETag cache, free of rate limit)."""
+        return self._conditional.not_modified
+
     def close(self) -> None:
         self._gh.close()
 
@@ -150,6 +164,7 @@ class GitHubGateway:
         """Run one PyGithub call, counting its requests and turning its failures into
         one-line GitHubErrors."""
         token = _CURRENT_COUNTER.set(self._counter)
+        conditional_token = _CURRENT_CONDITIONAL.set(self._conditional)
         try:
             return fn()
         except GithubException as exc:
@@ -160,6 +175,7 @@ class GitHubGateway:
                 f"({type(exc).__name__}); check --github-url and the network"
             ) from None
         finally:
+            _CURRENT_CONDITIONAL.reset(conditional_token)
             _CURRENT_COUNTER.reset(token)
 
     def default_branch(self) -> str:
