@@ -255,11 +255,6 @@ class PipelineConfig(BaseSettings):
         found = {lb for lb in labels if self.batch_number(lb) is not None}
         return sorted(found, key=lambda lb: (self.batch_number(lb), lb))
 
-    def batch_of(self, labels: Iterable[str]) -> str | None:
-        """The item's batch label; with several, the lowest (the planner reports the rest)."""
-        found = self.batch_labels(labels)
-        return found[0] if found else None
-
     def protected_matches(self, files: Iterable[str]) -> list[str]:
         """The changed paths that match a protected path, sorted."""
         return sorted({f for f in files if any(_path_matches(f, p) for p in self.protected_paths)})

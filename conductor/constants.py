@@ -20,8 +20,6 @@ PHASE_PREFIX = "phase-"
 
 # Workflows (seed: canonical coordinator prompts).
 WORKFLOW_CONDUCTOR = "conductor"
-WORKFLOW_ISSUE_TO_PR = "issue_to_pr"
-WORKFLOW_PR_REVIEW = "pr_review"
 PROMPT_ISSUE_TO_PR = ".cursor/PARALLEL_ISSUE_TO_PR.md"
 PROMPT_PR_REVIEW = ".cursor/PARALLEL_PR_REVIEW.md"
 

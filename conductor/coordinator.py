@@ -197,6 +197,15 @@ def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
                   default_branch=spec.default_branch, html_base=html_base)
 
 
+def prove_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, result: CoordinatorResult,
+                html_base: str | None = None) -> CoordinatorOutcome:
+    """The pass's own proof of a coordinator's result: its agent's claims checked again against
+    GitHub; a coordinator that broke before its agent could be judged keeps its failure."""
+    if result.agent is None:
+        return result.outcome
+    return prove(gh, dispatch, spec, result.agent, html_base=html_base)
+
+
 def release(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
     """Take the status label off every item: done items are now linked or merged,
     failed ones become ready again for the next pass (never stuck in progress)."""

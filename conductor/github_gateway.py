@@ -31,6 +31,7 @@ from conductor.http_cache import CURRENT as _CURRENT_CONDITIONAL
 from conductor.http_cache import Conditional, EtagCache, conditional, default_cache_dir
 from conductor.linking import linked_issues
 from conductor.models import Issue, ItemAttempts, PipelineState, PullRequest
+from conductor.ports import IssueRef
 from conductor.settings import GitHubSettings
 from conductor.verify import PullFacts
 
@@ -93,16 +94,6 @@ class _TellingRetry(GithubRetry):
         why = "GitHub unreachable" if response is None else f"GitHub answered {response.status}"
         log.warning("%s, retry %d/%d in %.1f s", why, attempt, limit, wait)
         return new
-
-
-@dataclass(frozen=True)
-class IssueRef:
-    """An issue the conductor itself wrote (reminder, stuck issue)."""
-
-    number: int
-    title: str
-    body: str
-    labels: tuple[str, ...]
 
 
 class GitHubGateway:

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from conductor.config import PipelineConfig
+
 DispatchKind = Literal["issue_to_pr", "pr_review"]
 ItemKind = Literal["issue", "pr"]
 
@@ -74,6 +76,30 @@ class PipelineState(_Model):
         "markers on GitHub; only for items the plan would dispatch.",
     )
     api_requests: int = Field(0, description="GitHub requests made to read this snapshot.")
+
+    def without_labels(self, removed: dict[int, list[str]]) -> PipelineState:
+        """A copy with `removed[number]` labels taken off those items; this state is unchanged."""
+        def strip(item):
+            gone = removed.get(item.number)
+            if not gone:
+                return item
+            return item.model_copy(update={"labels": [lb for lb in item.labels if lb not in gone]})
+
+        return self.model_copy(update={"issues": [strip(i) for i in self.issues],
+                                       "pull_requests": [strip(p) for p in self.pull_requests]})
+
+
+class PlanRules(BaseModel):
+    """What the planner decides by, besides the snapshot: the pipeline's rules and this pass's limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: PipelineConfig = Field(default_factory=PipelineConfig,
+                                   description="Phases, gates and labels (conductor.toml, CONDUCTOR_*).")
+    phase_filter: str = Field("", description="Dispatch only this phase (the seed's PHASE_FILTER); empty for all.")
+    max_issues_per_dispatch: int = Field(12, ge=1, description="Cap on issues dispatched per pass.")
+    max_prs_per_dispatch: int = Field(12, ge=1, description="Cap on PRs dispatched per pass.")
+    attempt: int = Field(0, ge=0, description="ATTEMPT_N: passes without progress; above 3 is stuck.")
 
 
 class Dispatch(_Model):

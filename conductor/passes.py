@@ -16,14 +16,13 @@ from pydantic import BaseModel, Field
 
 from conductor import constants, markdown
 from conductor.config import PipelineConfig, load_pipeline_config, load_run_table
-from conductor.housekeeping import ReminderResult
-from conductor.models import Plan
+from conductor.facts import OrphanCleanup, ReminderResult, Snapshot
+from conductor.models import Plan, PlanRules
 from conductor.parameters import PassParameters, resolve_parameters
 from conductor.render import HEADERS, plan_rows
 from conductor.settings import RunSettings
 from conductor.taskfile import TaskFile, read_task_file
 from conductor.verify import CoordinatorOutcome
-from conductor.worktrees import OrphanCleanup
 
 
 class PassInputs(BaseModel):
@@ -45,6 +44,10 @@ class PassInputs(BaseModel):
     coordinator_deployments: dict[str, str] | None = Field(
         None, description="Set when coordinators run as deployments on a work pool.")
 
+    def rules(self, attempt: int = 0) -> PlanRules:
+        """The planner's input for this pass (the task file's limits, plain names)."""
+        return plan_rules(self.config, self.task, attempt)
+
     @property
     def ignore_labels(self) -> list[str]:
         return [self.config.reminder_label, constants.STUCK_LABEL]
@@ -52,6 +55,13 @@ class PassInputs(BaseModel):
     @property
     def status_labels(self) -> list[str]:
         return [self.config.status_in_progress, self.config.status_pr_open]
+
+
+def plan_rules(config: PipelineConfig, task: TaskFile, attempt: int = 0) -> PlanRules:
+    """The seed's task-file fields, parsed at the edge into the planner's own model."""
+    return PlanRules(config=config, phase_filter=task.PHASE_FILTER, attempt=attempt,
+                     max_issues_per_dispatch=task.MAX_ISSUES_PER_DISPATCH,
+                     max_prs_per_dispatch=task.MAX_PRS_PER_DISPATCH)
 
 
 def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
@@ -84,6 +94,12 @@ def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
     )
 
 
+def approved_gates(plan: Plan, snapshot: Snapshot) -> dict[int, str]:
+    """Gated items this pass let through, and who approved each."""
+    return {g.number: snapshot.approvals[g.number] for g in plan.gated
+            if g.approved and g.number in snapshot.approvals}
+
+
 class PassReport(BaseModel):
     """The flow's result: the pipeline state table and everything the pass did."""
 
@@ -94,7 +110,7 @@ class PassReport(BaseModel):
     plan_after: Plan | None = Field(None, description="The pipeline after the coordinators ran.")
     approvals: dict[int, str] = Field(default_factory=dict)
     closed_reminders: list[int] = Field(default_factory=list)
-    released_claims: list[int] = Field(default_factory=list)
+    released_claims: list[int] = Field(default_factory=list, description="Items whose stale status labels were taken off.")
     orphans: list[OrphanCleanup] = Field(default_factory=list)
     outcomes: list[CoordinatorOutcome] = Field(default_factory=list)
     reminder: ReminderResult | None = None

@@ -12,7 +12,7 @@ The rules (each has a test in tests/test_planner.py):
   else none. An item with several batch labels is reported and grouped under the lowest.
 - A phase is complete when it has no open issue and no open PR; active when it has
   some and every phase it depends on, transitively, is complete; else waiting.
-- PHASE_FILTER restricts dispatch to that phase and never overrides dependencies. An
+- `phase_filter` (the task file's PHASE_FILTER) restricts dispatch to that phase and never overrides dependencies. An
   unknown PHASE_FILTER is a problem and nothing is dispatched (a typo must not widen
   the scope of a run).
 - Ready issue: in an active phase, without the in-progress label, not closed by any
@@ -39,7 +39,7 @@ The rules (each has a test in tests/test_planner.py):
   held back (`held_back`, with the last reason): it needs a human. Otherwise its count
   goes to `Dispatch.attempts` (ATTEMPT_N, 0 for a first try).
 - Caps: lowest batch number first, then lowest item number, items without a batch
-  last; the rest go to `deferred`. ATTEMPT_N > ANTI_LOOP_LIMIT: stuck, nothing is
+  last; the rest go to `deferred`. `attempt` (ATTEMPT_N) > ANTI_LOOP_LIMIT: stuck, nothing is
   dispatched, everything else is still computed for the report.
 - One dispatch per (kind, phase, batch), ordered by kind, phase order, batch number.
 - Merge order, among the PRs chosen for review (after the human gates and the caps):
@@ -79,9 +79,9 @@ from conductor.models import (
     PullRequest,
     WaitingItem,
 )
-from conductor.taskfile import TaskFile
+from conductor.models import PlanRules
 
-__all__ = ["items_needing_attempts", "plan", "prs_needing_files"]
+__all__ = ["PlanRules", "items_needing_attempts", "plan", "prs_needing_files"]
 
 
 @dataclass
@@ -202,7 +202,7 @@ def _phase_statuses(items: list[_Item], config: PipelineConfig, order: list[str]
     return statuses
 
 
-def _analyse(state: PipelineState, config: PipelineConfig, task: TaskFile) -> _Analysis:
+def _analyse(state: PipelineState, config: PipelineConfig, rules: PlanRules) -> _Analysis:
     order = config.topological_order()
     items, problems = _items(state, config, order)
     statuses = _phase_statuses(items, config, order)
@@ -216,14 +216,14 @@ def _analyse(state: PipelineState, config: PipelineConfig, task: TaskFile) -> _A
     outside = [OutsideItem(number=it.number, title=it.src.title, batch=it.batch or "", placed_in=placed)
                for it in unphased]
     dispatchable = {s.name for s in statuses if s.state == "active"}
-    if task.PHASE_FILTER:
-        if task.PHASE_FILTER not in order:
+    if rules.phase_filter:
+        if rules.phase_filter not in order:
             problems.append(Problem(message=(
-                f"PHASE_FILTER={task.PHASE_FILTER} is not a configured phase; nothing dispatched. "
+                f"PHASE_FILTER={rules.phase_filter} is not a configured phase; nothing dispatched. "
                 f"Use one of: {', '.join(order)}, or leave it empty")))
             dispatchable = set()
         else:
-            dispatchable &= {task.PHASE_FILTER}
+            dispatchable &= {rules.phase_filter}
     return _Analysis(
         items=items,
         problems=problems,
@@ -264,24 +264,25 @@ def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig) -> list[str]:
     return reasons
 
 
-def prs_needing_files(state: PipelineState, config: PipelineConfig, task: TaskFile) -> list[int]:
+def prs_needing_files(state: PipelineState, rules: PlanRules) -> list[int]:
     """PRs that could be dispatched, whose changed files decide the protected-path gate and
     the merge order (file overlap). The one place that decides which PRs' files are read.
 
     Empty when the files would not change the plan: no protected paths configured and at
     most one such PR (nothing to overlap with).
     """
-    a = _analyse(state, config, task)
+    config = rules.config
+    a = _analyse(state, config, rules)
     numbers = sorted(it.number for it in a.items if it.kind == "pr" and _candidate(it, a, config))
     return numbers if config.protected_paths or len(numbers) > 1 else []
 
 
-def items_needing_attempts(state: PipelineState, config: PipelineConfig, task: TaskFile) -> list[int]:
+def items_needing_attempts(state: PipelineState, rules: PlanRules) -> list[int]:
     """Items the plan would dispatch whose attempts are not read yet (`state.attempts`).
 
     The reader calls it again after each read: an item held back frees a place that the
     next item in line takes, and that one's attempts are read in turn."""
-    p = plan(state, config, task)
+    p = plan(state, rules)
     return sorted(n for d in p.dispatches for n in d.items if n not in state.attempts)
 
 
@@ -319,10 +320,11 @@ def _issue_dependencies(state: PipelineState, a: _Analysis) -> tuple[dict[int, R
     return refs, problems
 
 
-def plan(state: PipelineState, config: PipelineConfig, task: TaskFile) -> Plan:
-    """The decision record of one conductor pass."""
-    a = _analyse(state, config, task)
-    stuck = task.ATTEMPT_N > ANTI_LOOP_LIMIT
+def plan(state: PipelineState, rules: PlanRules) -> Plan:
+    """The decision record of one conductor pass: the only entry to the planner."""
+    config = rules.config
+    a = _analyse(state, config, rules)
+    stuck = rules.attempt > ANTI_LOOP_LIMIT
     approved = set(state.approved)
     open_numbers = {i.number for i in state.issues} | {p.number for p in state.pull_requests}
     open_prs = {p.number for p in state.pull_requests}
@@ -370,7 +372,7 @@ def plan(state: PipelineState, config: PipelineConfig, task: TaskFile) -> Plan:
         kind, phase, batch = key
         return (kind, phase_rank[phase], _batch_rank(config, batch), batch or "")
 
-    caps = {"issue": task.MAX_ISSUES_PER_DISPATCH, "pr": task.MAX_PRS_PER_DISPATCH}
+    caps = {"issue": rules.max_issues_per_dispatch, "pr": rules.max_prs_per_dispatch}
     chosen: list[_Item] = []
     deferred: list[int] = []
     merge_after: dict[int, int] = {}
@@ -411,7 +413,7 @@ def plan(state: PipelineState, config: PipelineConfig, task: TaskFile) -> Plan:
         phases=a.phases,
         idle=not in_pipeline and not a.unknown_phase_items,
         stuck=stuck,
-        attempt=task.ATTEMPT_N,
+        attempt=rules.attempt,
         open_issues=sum(1 for it in in_pipeline if it.kind == "issue"),
         open_prs=sum(1 for it in in_pipeline if it.kind == "pr"),
         deferred=deferred,

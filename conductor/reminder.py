@@ -98,6 +98,13 @@ def fingerprint(
     return hashlib.sha256(encoded.encode()).hexdigest()[:16]
 
 
+def progress(state: PipelineState, previous: ReminderState | None, *, ignore_labels: Iterable[str],
+             status_labels: Iterable[str], override: int | None = None) -> Progress:
+    """This pass's fingerprint and ATTEMPT_N (+1 when the pipeline is where the last pass left it)."""
+    fp = fingerprint(state, ignore_labels=ignore_labels, status_labels=status_labels)
+    return Progress(fingerprint=fp, attempt=next_attempt(previous, fp, override))
+
+
 def next_attempt(
     previous: ReminderState | None, current_fingerprint: str, override: int | None = None
 ) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
+from conductor.constants import ANTI_LOOP_LIMIT
 from conductor.models import Dispatch, Plan
 
 HEADERS = ["Phase", "State", "Issues", "PRs", "Dispatched", "Gated"]
@@ -61,7 +62,7 @@ def _blockers(numbers: list[int], native: int) -> str:
 
 def summary_line(plan: Plan) -> str:
     if plan.stuck:
-        return f"STUCK: ATTEMPT_N={plan.attempt} > 3, nothing dispatched"
+        return f"STUCK: ATTEMPT_N={plan.attempt} > {ANTI_LOOP_LIMIT}, nothing dispatched"
     if plan.idle:
         return "idle: no open issue or PR belongs to any phase"
     n_items = sum(len(d.items) for d in plan.dispatches)

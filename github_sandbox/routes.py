@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from . import render
-from .app import Sandbox, json_response
+from .context import Sandbox, json_response
 from .bodies import MISSING, field, one_of, parse_json, require_object
 from .errors import ApiError, not_found, requires_auth
 from .paging import link_header, page_params, page_slice

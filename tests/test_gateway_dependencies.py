@@ -8,6 +8,7 @@ from conductor import planner
 from conductor.config import PipelineConfig
 from conductor.github_gateway import GitHubGateway
 from conductor.settings import GitHubSettings
+from conductor.passes import plan_rules
 from conductor.taskfile import TaskFile
 
 P4 = "phase-4/new-ui-pages"
@@ -26,10 +27,10 @@ def gh(sandbox, sandbox_repo):
 
 def read_and_plan(gh: GitHubGateway, config: PipelineConfig | None = None, **task):
     config = config or PipelineConfig(protected_paths=[])
-    rules = TaskFile(GH_REPO=gh.repo_name, **task)
-    state = gh.read_state(lambda s: planner.prs_needing_files(s, config, rules),
-                          lambda s: planner.items_needing_attempts(s, config, rules))
-    return state, planner.plan(state, config, rules)
+    rules = plan_rules(config, TaskFile(GH_REPO=gh.repo_name, **task))
+    state = gh.read_state(lambda s: planner.prs_needing_files(s, rules),
+                          lambda s: planner.items_needing_attempts(s, rules))
+    return state, planner.plan(state, rules)
 
 
 def dispatched(plan) -> list[int]:

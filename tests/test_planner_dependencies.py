@@ -10,6 +10,7 @@ import pytest
 from conductor.config import PipelineConfig
 from conductor.models import Issue, ItemAttempts, PipelineState, Plan, PullRequest
 from conductor.planner import items_needing_attempts, plan, prs_needing_files
+from conductor.passes import plan_rules
 from conductor.taskfile import TaskFile
 
 REPO = "octo/maestro"
@@ -40,7 +41,7 @@ def state(*items: Issue | PullRequest, attempts: dict[int, tuple[int, str]] | No
 
 
 def run(st: PipelineState, config: PipelineConfig | None = None, **task: Any) -> Plan:
-    return plan(st, config or PipelineConfig(), TaskFile(GH_REPO=REPO, **task))
+    return plan(st, plan_rules(config or PipelineConfig(), TaskFile(GH_REPO=REPO, **task), task.get("ATTEMPT_N", 0)))
 
 
 def dispatched(p: Plan) -> dict[str, list[int]]:
@@ -235,12 +236,12 @@ def test_held_item_frees_its_cap_slot() -> None:
 
 def test_items_needing_attempts_follows_the_line() -> None:
     st = state(issue(1, P4), issue(2, P4), issue(3, P4), issue(4, P5))
-    config, task = PipelineConfig(), TaskFile(GH_REPO=REPO, MAX_ISSUES_PER_DISPATCH=2)
-    assert items_needing_attempts(st, config, task) == [1, 2]
+    rules = plan_rules(PipelineConfig(), TaskFile(GH_REPO=REPO, MAX_ISSUES_PER_DISPATCH=2))
+    assert items_needing_attempts(st, rules) == [1, 2]
     st.attempts = {1: ItemAttempts(count=3, last_reason="x"), 2: ItemAttempts()}
-    assert items_needing_attempts(st, config, task) == [3]
+    assert items_needing_attempts(st, rules) == [3]
     st.attempts[3] = ItemAttempts()
-    assert items_needing_attempts(st, config, task) == []
+    assert items_needing_attempts(st, rules) == []
 
 
 # -- issues with a batch label and no phase label ----------------------------------------------
@@ -277,4 +278,4 @@ def test_unphased_mode_rejects_unknown_values() -> None:
 
 def test_files_are_read_for_overlap_even_without_protected_paths() -> None:
     st = state(pr(1, P4), pr(2, P4))
-    assert prs_needing_files(st, PipelineConfig(protected_paths=[]), TaskFile(GH_REPO=REPO)) == [1, 2]
+    assert prs_needing_files(st, plan_rules(PipelineConfig(protected_paths=[]), TaskFile(GH_REPO=REPO))) == [1, 2]
