@@ -118,15 +118,7 @@ def run_pass(params: Any = None, **parameters: Any):
     from conductor.parameters import PassParameters
 
     params = params or PassParameters(**parameters)
-    values = params.model_dump(exclude_none=True)
-    import inspect
-
-    accepted = set(inspect.signature(conductor.fn).parameters)
-    if "agent_preset" in values and "agent_preset" not in accepted and "agent_command" not in values:
-        from conductor.presets import get_preset
-
-        values["agent_command"] = get_preset(values["agent_preset"])
-    state = conductor(**{k: v for k, v in values.items() if k in accepted}, return_state=True)
+    state = conductor(**params.model_dump(exclude_none=True), return_state=True)
     if state.is_cancelled():
         return None, state
     report = state.result(raise_on_failure=False)
