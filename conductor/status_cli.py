@@ -41,19 +41,21 @@ def last_pass(repo: str) -> dict[str, Any] | None:
 def cmd_status(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from conductor import housekeeping, planner
+    from conductor import planner
     from conductor.github_gateway import GitHubGateway
-    from conductor.passes import resolve_inputs
+    from conductor.passes import plan_rules, resolve_inputs
     from conductor.render import plan_table
     from conductor.settings import GitHubSettings
+    from conductor.snapshot import read_snapshot
 
     settings = GitHubSettings.from_env(args.github_url)
     inputs = resolve_inputs(parameters_from_args(args), api_url=settings.api_url)
+    rules = plan_rules(inputs.config, inputs.task)
     with GitHubGateway(settings, inputs.repo) as gh:
-        previous = housekeeping.read_previous_run(gh, inputs.config)
-        state = gh.read_state(lambda s: planner.prs_needing_files(s, inputs.config, inputs.task))
+        snapshot = read_snapshot(gh, rules)
+    previous = snapshot.previous
     attempt = previous.state.attempt if previous.state else 0
-    plan = planner.plan(state, inputs.config, inputs.task.model_copy(update={"ATTEMPT_N": attempt}))
+    plan = planner.plan(snapshot.state, rules.model_copy(update={"attempt": attempt}))
     reminder = None
     if previous.newest:
         reminder = {"number": previous.newest, "open_reminders": previous.reminders,

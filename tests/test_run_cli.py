@@ -129,8 +129,16 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
             sort=FlowRunSort.START_TIME_DESC, limit=1)
         tasks = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="run agent")),
                                       flow_run_filter=FlowRunFilter(id={"any_": [coordinator.id]}))
+        [the_pass] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=pipe.full_name)),
+            sort=FlowRunSort.START_TIME_DESC, limit=1)
     assert [t.state.type.value for t in tasks] == ["FAILED"]
     assert "exited with status 3" in tasks[0].state.message
+    assert the_pass.name.startswith(f"{pipe.full_name} ") and the_pass.state.name == "Completed with failures"
+    assert the_pass.state.message.startswith("dispatched 1 group (1 item): 0 proved, 1 failed; 0 gated; reminder #")
+    # the reminder asks for exactly the command that ran this pass
+    [reminder] = pipe.issues(labels="conductor-reminder")
+    assert f"conductor run --repo {pipe.full_name} --github-url {pipe.sandbox.api_url}" in reminder["body"]
 
 
 def test_a_github_credentials_block_is_a_token_source(prefect_server, monkeypatch):
