@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
+from conductor import leaf as leaves
 from conductor import worktrees
 from conductor.agent_process import AgentRun, agent_environment, expand_command, run_agent, stop_orphan
 from conductor.constants import (
@@ -27,9 +30,14 @@ from conductor.models import Dispatch
 from conductor.reports import AgentReport
 from conductor.settings import RunSettings
 from conductor.taskfile import render_task_file
-from conductor.verify import CoordinatorOutcome, PullFacts, RunFacts, pr_numbers_to_check, verify
+from conductor.verify import CoordinatorOutcome, ItemResult, PullFacts, RunFacts, pr_numbers_to_check, verify
 
 AGENT_PID_FILE = "conductor-agent.pid"
+LEAF_PROMPT_FILE = "conductor-prompt.md"
+DEFAULT_AGENT_SLOTS = 12
+# What a leaf records on its item result besides the proof (kept when proved again elsewhere).
+LEAF_RECORD_FIELDS = {"prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "started_at",
+                      "ended_at", "agent_started_at", "agent_ended_at"}
 REQUIRED_OUTPUT = {"issue_to_pr": "pr_urls", "pr_review": "merge_status_and_grades"}
 PROMPTS = {"issue_to_pr": PROMPT_ISSUE_TO_PR, "pr_review": PROMPT_PR_REVIEW}
 
@@ -50,12 +58,22 @@ class CoordinatorSpec(BaseModel):
     status_in_progress: str
     status_pr_open: str
     pass_id: str = Field(description="Short id of the conductor pass, to name worktrees uniquely.")
+    mode: Literal["leaf", "coordinator-agent"] = Field(
+        "leaf", description="leaf: one agent per issue and per PR, each in its own worktree; "
+        "coordinator-agent: one agent per (kind, phase, batch) group that fans out by itself.")
+    prompts: leaves.PromptPaths = Field(default_factory=leaves.PromptPaths)
+    migration_paths: list[str] = Field(default_factory=lambda: list(leaves.DEFAULT_MIGRATION_PATHS))
+    agent_slots: int | None = Field(
+        None, ge=1, description="Agents running at once (Prefect global concurrency limit "
+        "`agent-slots`); None: this machine's CONDUCTOR_AGENT_SLOTS.")
 
 
 class Workspace(BaseModel):
     path: Path
     task_file: Path
     report_file: Path
+    prompt_file: Path | None = None
+    workflow: str | None = None
 
 
 class AgentResult(BaseModel):
@@ -64,12 +82,23 @@ class AgentResult(BaseModel):
     output_tail: list[str] = Field(default_factory=list)
 
 
+class LeafResult(BaseModel):
+    """What one leaf returns: its verified one-item outcome (whose result names the prompt,
+    attempt and times) and its agent's raw result, to be proved again elsewhere if need be."""
+
+    number: int
+    outcome: CoordinatorOutcome
+    agent: AgentResult | None = None
+
+
 class CoordinatorResult(BaseModel):
     """What a coordinator flow returns: its verified outcome and the agent's raw result
-    (so a pass that ran it on another machine can prove the claims again itself)."""
+    (so a pass that ran it on another machine can prove the claims again itself); in leaf
+    mode, one `LeafResult` per item instead of one agent."""
 
     outcome: CoordinatorOutcome
     agent: AgentResult | None = None
+    leaves: list[LeafResult] = Field(default_factory=list)
 
 
 def localize(spec: CoordinatorSpec, settings: RunSettings) -> CoordinatorSpec:
@@ -133,8 +162,8 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
         "task_file": str(workspace.task_file),
         "report_file": str(workspace.report_file),
         "worktree": str(workspace.path),
-        "prompt_file": str(workspace.path / PROMPTS[dispatch.kind]),
-        "workflow": dispatch.kind,
+        "prompt_file": str(workspace.prompt_file or workspace.path / PROMPTS[dispatch.kind]),
+        "workflow": workspace.workflow or dispatch.kind,
     })
     extra = {
         "CONDUCTOR_TASK_FILE": str(workspace.task_file),
@@ -209,3 +238,110 @@ def failed_outcome(dispatch: Dispatch, reason: str) -> CoordinatorOutcome:
     """The outcome of a coordinator that broke before its agent could be judged."""
     return CoordinatorOutcome(kind=dispatch.kind, phase=dispatch.phase, batch=dispatch.batch,
                               items=list(dispatch.items), ok=False, failures=[reason])
+
+
+# ── leaves: one agent per item ─────────────────────────────────────────────────
+
+
+class LeafWorkspace(Workspace):
+    prompt: leaves.Prompt
+
+
+def leaf_dispatch(dispatch: Dispatch, number: int) -> Dispatch:
+    """The one-item dispatch a leaf is proved against."""
+    return dispatch.model_copy(update={
+        "items": [number],
+        "merge_after": {k: v for k, v in dispatch.merge_after.items() if k == number},
+        "depends_on": {k: v for k, v in dispatch.depends_on.items() if k == number},
+        "attempts": {k: v for k, v in dispatch.attempts.items() if k == number},
+    })
+
+
+def claim_item(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
+    gh.set_labels(number, add=[status_label(dispatch, spec)])
+
+
+def release_item(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
+    gh.set_labels(number, remove=[status_label(dispatch, spec)])
+
+
+def prepare_leaf(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, number: int,
+                 files: list[str] | None = None) -> LeafWorkspace:
+    """The leaf's worktree at the integration tip, its prompt (read afresh from that tip)
+    and its `.agent-task`. The item is read from GitHub now, not from the pass's snapshot."""
+    kind = dispatch.kind
+    sha = worktrees.integration_tip(spec.repo_path, spec.integration_branch)
+    prompt = leaves.choose_prompt(kind, spec.prompts,
+                                  lambda path: worktrees.read_blob(spec.repo_path, sha, path))
+    item = gh.issue_item(number) if kind == "issue_to_pr" else gh.pull_item(number, files)
+    path = worktrees.create_worktree(spec.repo_path, spec.worktree_root,
+                                     leaves.leaf_name(kind, number, spec.pass_id), sha)
+    if prompt.source == "repository":
+        prompt_file = path / prompt.path  # the same commit: the very file the tip holds
+    else:
+        prompt_file = worktrees.private_dir(path) / LEAF_PROMPT_FILE
+        prompt_file.write_text(prompt.text, encoding="utf-8")
+    task_file, report_file = path / TASK_FILE_NAME, path / REPORT_FILE_NAME
+    attempt = dispatch.attempts.get(number, 0)
+    if kind == "issue_to_pr":
+        values = leaves.issue_task_values(
+            repo=spec.repo, issue=item, phase=dispatch.phase, batch=dispatch.batch,
+            depends_on=dispatch.depends_on.get(number), attempt=attempt,
+            base=spec.integration_branch, worktree=path, report_path=report_file, prompt_path=prompt_file)
+    else:
+        values = leaves.review_task_values(
+            repo=spec.repo, pull=item, merge_after=dispatch.merge_after.get(number),
+            migration_paths=spec.migration_paths, attempt=attempt, base=spec.integration_branch,
+            report_path=report_file, prompt_path=prompt_file)
+    task_file.write_text(render_task_file(values), encoding="utf-8")
+    return LeafWorkspace(path=path, task_file=task_file, report_file=report_file,
+                         prompt_file=prompt_file, workflow=leaves.LEAF_WORKFLOW[kind], prompt=prompt)
+
+
+def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
+                  workspace: LeafWorkspace | None, *, started: float, ended: float,
+                  agent_started: float | None = None, agent_ended: float | None = None) -> CoordinatorOutcome:
+    """Name the leaf's prompt, attempt, merge order and times on its item result."""
+    label = "issue" if dispatch.kind == "issue_to_pr" else "PR"
+    outcome.failures = [r if r.startswith(f"{label} #{number}") else f"{label} #{number}: {r}"
+                        for r in outcome.failures]
+    extra = {"attempt": dispatch.attempts.get(number, 0), "merge_after": dispatch.merge_after.get(number),
+             "started_at": started, "ended_at": ended,
+             "agent_started_at": agent_started, "agent_ended_at": agent_ended}
+    if workspace is not None:
+        extra.update(prompt_path=workspace.prompt.path, prompt_sha=workspace.prompt.sha,
+                     prompt_source=workspace.prompt.source)
+    outcome.results = [r.model_copy(update=extra) for r in outcome.results]
+    if not outcome.results:
+        outcome.results = [ItemResult(number=number, kind="issue" if dispatch.kind == "issue_to_pr" else "pr",
+                                      ok=False, reason="; ".join(outcome.failures), **extra)]
+    return outcome
+
+
+def combine(dispatch: Dispatch, leaf_results: list[LeafResult]) -> CoordinatorOutcome:
+    """The coordinator's outcome: its leaves' outcomes side by side, in dispatch order."""
+    by_number = {leaf.number: leaf.outcome for leaf in leaf_results}
+    total = CoordinatorOutcome(kind=dispatch.kind, phase=dispatch.phase, batch=dispatch.batch,
+                               items=list(dispatch.items))
+    for number in dispatch.items:
+        one = by_number.get(number)
+        if one is None:
+            one = failed_outcome(leaf_dispatch(dispatch, number), "leaf did not run")
+        if not one.results:
+            kind = "issue" if dispatch.kind == "issue_to_pr" else "pr"
+            one.results = [ItemResult(number=number, kind=kind, ok=False,
+                                      reason="; ".join(one.failures) or "not proved")]
+        total.failures += one.failures
+        total.notes += one.notes
+        total.verified_prs += one.verified_prs
+        total.merged_prs += one.merged_prs
+        total.failed_prs += one.failed_prs
+        total.results += one.results
+    total.verified_prs = sorted(set(total.verified_prs))
+    total.merged_prs = sorted(set(total.merged_prs))
+    total.ok = not total.failures and not total.blocked and len(total.results) == len(dispatch.items)
+    return total
+
+
+def now() -> float:
+    return time.time()

@@ -26,6 +26,7 @@ from github.Requester import (
 )
 
 from conductor.errors import ConductorError
+from conductor.leaf import IssueItem, PullItem
 from conductor.linking import linked_issues
 from conductor.models import Issue, PipelineState, PullRequest
 from conductor.settings import GitHubSettings
@@ -213,6 +214,28 @@ class GitHubGateway:
                 head_repo_full_name=pr.head.repo.full_name if pr.head.repo is not None else "",
                 base_ref=pr.base.ref, body=body, linked_issues=linked_issues(body, self.repo_name),
             )
+
+        return self._call(f"read PR #{number}", fetch)
+
+    def issue_item(self, number: int) -> IssueItem:
+        """What an issue leaf needs: title, URL, labels, body (one request)."""
+
+        def fetch() -> IssueItem:
+            issue = self._repo.get_issue(number)
+            return IssueItem(number=number, title=issue.title or "", url=issue.html_url or "",
+                             labels=[label.name for label in issue.labels], body=issue.body or "")
+
+        return self._call(f"read issue #{number}", fetch)
+
+    def pull_item(self, number: int, files: list[str] | None = None) -> PullItem:
+        """What a review leaf needs: title, URL, branch, the issues it closes, its files."""
+
+        def fetch() -> PullItem:
+            pr = self._repo.get_pull(number)
+            changed = files if files is not None else [f.filename for f in pr.get_files()]
+            return PullItem(number=number, title=pr.title or "", url=pr.html_url or "",
+                            head_ref=pr.head.ref, closes=linked_issues(pr.body or "", self.repo_name),
+                            files=changed)
 
         return self._call(f"read PR #{number}", fetch)
 

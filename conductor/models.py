@@ -65,6 +65,14 @@ class Dispatch(_Model):
     phase: str
     batch: str | None = None
     items: list[int]
+    merge_after: dict[int, int] = Field(
+        default_factory=dict,
+        description="PR number -> the PR whose review must end before this one starts (MERGE_AFTER).")
+    depends_on: dict[int, list[int]] = Field(
+        default_factory=dict, description="Issue number -> the issues it depends on (DEPENDS_ON).")
+    attempts: dict[int, int] = Field(
+        default_factory=dict, description="Item number -> passes that dispatched it without a "
+        "proved result (ATTEMPT_N; 0 when absent).")
 
 
 class GatedItem(_Model):

@@ -92,6 +92,9 @@ class RunSettings(BaseSettings):
         None, description="Name of a shipped preset (claude, codex, cursor, gemini, generic), used "
         "when agent_command is empty.")
     agent_timeout: float = Field(3600.0, gt=0, description="Seconds before an agent is killed.")
+    agent_slots: int = Field(
+        12, ge=1, description="Leaf agents running at once on this deployment: the Prefect global "
+        "concurrency limit `agent-slots` (set to this value at each pass).")
     agent_token: SecretStr | None = Field(
         None, description="A token of the agent's own, given to it as GH_TOKEN/GITHUB_TOKEN. "
         "Unset by default: the agent never receives the conductor's token.")

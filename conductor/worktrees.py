@@ -189,6 +189,22 @@ def integration_tip(repo_path: Path | str, branch: str, remote: str = "origin") 
     )
 
 
+def read_blob(repo_path: Path | str, sha: str, path: str) -> bytes | None:
+    """The bytes of `path` in commit `sha` (as `git show sha:path`), or None if it has no such file."""
+    if not sha or sha.startswith("-") or not path or path.startswith(("-", "/")):
+        return None
+    with _open(repo_path) as repo:
+        try:
+            kind = repo.git.cat_file("-t", f"{sha}:{path}")
+        except GitCommandError:
+            return None
+        if kind.strip() != "blob":
+            return None
+        out = repo.git.execute(["git", "cat-file", "blob", f"{sha}:{path}"], stdout_as_string=False,
+                               strip_newline_in_stdout=False)
+    return bytes(out)
+
+
 def create_worktree(repo_path: Path | str, root: Path | str, name: str, sha: str) -> Path:
     """`git worktree add --detach <root>/<safe name> <sha>`; refuses an existing path."""
     root = Path(root).resolve()
