@@ -44,7 +44,7 @@ def main(argv: list[str]) -> int:
         return 2
     command, rest = argv[0], argv[1:]
     if command == "demo":
-        _ensure_env("")
+        _ensure_env("sandbox")
         return subprocess.call([str(BIN / "conductor"), "demo", *rest], cwd=ROOT)
     _ensure_env("dev")
     return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)

@@ -464,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench_coordinators: {exc}", file=sys.stderr)
         return 2
 
-    from conductor.sandbox.testing import running_sandbox
+    from github_sandbox.testing import running_sandbox
 
     users = {login: f"sbx_{login}_{secrets.token_hex(8)}" for login in ("admin", CONDUCTOR, AGENT)}
     rows: list[dict[str, Any]] = []

@@ -26,7 +26,7 @@ from conductor.github_gateway import GitHubGateway
 from conductor.linking import linked_issues
 from conductor.models import PipelineState
 from conductor.planner import plan, prs_needing_files
-from conductor.sandbox.testing import RunningSandbox, running_sandbox
+from github_sandbox.testing import RunningSandbox, running_sandbox
 from conductor.settings import GitHubSettings
 from conductor.taskfile import TaskFile
 

@@ -158,10 +158,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
+    from functools import partial
+
+    from conductor.demo import SAMPLE_PIPELINE
     from conductor.demo import register as demo_register
     from conductor.run_cli import register as run_register
-    from conductor.sandbox.cli import register as sandbox_register
+    from github_sandbox.cli import register as register_sandbox
 
+    sandbox_register = partial(register_sandbox, default_pipeline=SAMPLE_PIPELINE)
     return [sandbox_register, run_register, demo_register]
 
 

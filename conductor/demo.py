@@ -21,6 +21,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 REPO_NAME = "sample-pipeline"
+SAMPLE_PIPELINE = Path(__file__).with_name("sample_pipeline.json")
 
 
 class DemoResult(BaseModel):
@@ -47,13 +48,13 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
     from conductor import worktrees
     from conductor.render import plan_table
     from conductor.run_cli import prefect_api, run_pass
-    from conductor.sandbox.seed import seed_sample
-    from conductor.sandbox.testing import running_sandbox
+    from github_sandbox.seed import seed_pipeline
+    from github_sandbox.testing import running_sandbox
 
     tokens = {login: "sbx_" + secrets.token_hex(16) for login in ("maintainer", "conductor-bot", "demo-agent")}
     with running_sandbox(workdir / "sandbox", users=tokens) as sandbox:
         repo = f"maintainer/{REPO_NAME}"
-        seed_sample(sandbox.api_url, tokens["maintainer"], repo)
+        seed_pipeline(sandbox.api_url, tokens["maintainer"], repo, pipeline=SAMPLE_PIPELINE)
         with sandbox.api(tokens["maintainer"]) as admin:
             for login in ("conductor-bot", "demo-agent"):
                 admin.put(f"/repos/{repo}/collaborators/{login}", json={"permission": "write"}).raise_for_status()

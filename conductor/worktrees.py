@@ -1,6 +1,6 @@
 """Git worktrees for the conductor and its coordinators (seed: "Setup", STEP 1b, STEP 8).
 
-The only module in the package (besides `conductor/sandbox/`) that imports GitPython.
+The only module in the package (besides `github_sandbox/`) that imports GitPython.
 Every worktree lives directly under one worktree root, named by `worktree_dir_name`.
 
 Orphans: `find_orphans` returns worktrees *git knows* under the root that are neither

@@ -1,6 +1,6 @@
 """Shared fixtures: one sandbox GitHub server for the whole test session.
 
-`sandbox` is a `conductor.sandbox.testing.RunningSandbox` with users `admin` (site admin),
+`sandbox` is a `github_sandbox.testing.RunningSandbox` with users `admin` (site admin),
 `alice`, `bob` and `carol` (no rights anywhere until a test grants them some). Tests
 isolate themselves by creating uniquely named repositories; `sandbox_repo` makes one
 with an initial commit on `main` and a `dev` branch at the same commit.
@@ -16,7 +16,7 @@ import tempfile
 import pytest
 
 from conductor.prefect_server import embedded_server, free_port
-from conductor.sandbox.testing import RunningSandbox, running_sandbox
+from github_sandbox.testing import RunningSandbox, running_sandbox
 
 # One real Prefect server for the whole session (started on first use). Its address is
 # fixed before anything imports Prefect, so Prefect's global settings and background

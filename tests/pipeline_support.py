@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from conductor import worktrees
-from conductor.sandbox.testing import RunningSandbox
+from github_sandbox.testing import RunningSandbox
 
 CONDUCTOR_LOGIN, AGENT_LOGIN, READER_LOGIN = "alice", "bob", "carol"
 

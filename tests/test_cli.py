@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from conductor.sandbox.seed import seed_sample
+from conductor.demo import SAMPLE_PIPELINE
+from github_sandbox.seed import seed_pipeline
 from conftest import unique_repo_name
 
 
@@ -20,7 +21,8 @@ def conductor(*args: str, env: dict[str, str] | None = None, cwd: Path | None = 
 
 @pytest.fixture(scope="module")
 def sample(sandbox) -> str:
-    return seed_sample(sandbox.api_url, sandbox.admin_token, f"admin/{unique_repo_name('sample')}")
+    return seed_pipeline(sandbox.api_url, sandbox.admin_token, f"admin/{unique_repo_name('sample')}",
+                         pipeline=SAMPLE_PIPELINE)
 
 
 def test_plan_against_the_sample_pipeline(sandbox, sample):

@@ -12,7 +12,7 @@ import pytest
 from git import Repo
 from git.exc import GitCommandError
 
-from conductor.sandbox.testing import basic_auth
+from github_sandbox.testing import basic_auth
 from conftest import unique_repo_name
 
 NO_RIGHTS = "Must have admin rights to Repository."

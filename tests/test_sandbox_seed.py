@@ -11,9 +11,10 @@ import pytest
 from pydantic import SecretStr
 
 from conductor.constants import REMINDER_LABEL, SECURITY_LABEL
-from conductor.sandbox.cli import register
-from conductor.sandbox.seed import SeedError, load_pipeline, seed_sample
-from conductor.sandbox.server import ServeOptions, prepare_store
+from github_sandbox.cli import register
+from conductor.demo import SAMPLE_PIPELINE
+from github_sandbox.seed import SeedError, load_pipeline, seed_pipeline
+from github_sandbox.server import ServeOptions, prepare_store
 from conftest import unique_repo_name
 
 PHASES = ["phase-1/db-schema", "phase-2/core-api", "phase-3/api-extensions", "phase-4/new-ui-pages",
@@ -21,7 +22,7 @@ PHASES = ["phase-1/db-schema", "phase-2/core-api", "phase-3/api-extensions", "ph
 
 
 def test_bundled_sample_covers_the_seven_phases_with_batches_and_gates():
-    pipe = load_pipeline()
+    pipe = load_pipeline(SAMPLE_PIPELINE)
     names = {lab.name for lab in pipe.labels}
     assert set(PHASES) <= names and {SECURITY_LABEL, REMINDER_LABEL} <= names
     assert len(pipe.issues) == 12
@@ -35,8 +36,8 @@ def test_bundled_sample_covers_the_seven_phases_with_batches_and_gates():
 
 def test_seed_sample_loads_through_the_api_and_is_idempotent(sandbox):
     full = f"admin/{unique_repo_name('sample')}"
-    assert seed_sample(sandbox.api_url, sandbox.admin_token, full) == full
-    seed_sample(sandbox.base_url, SecretStr(sandbox.admin_token), full)  # again, base URL form
+    assert seed_pipeline(sandbox.api_url, sandbox.admin_token, full, pipeline=SAMPLE_PIPELINE) == full
+    seed_pipeline(sandbox.base_url, SecretStr(sandbox.admin_token), full, pipeline=SAMPLE_PIPELINE)  # again, base URL form
     with sandbox.api() as api:
         issues = api.get(f"/repos/{full}/issues", params={"state": "all", "per_page": 100}).json()
         labels = {lab["name"] for lab in api.get(f"/repos/{full}/labels", params={"per_page": 100}).json()}
@@ -50,28 +51,28 @@ def test_seed_sample_loads_through_the_api_and_is_idempotent(sandbox):
 
 def test_seed_repairs_drifted_labels_and_refuses_foreign_owners(sandbox):
     full = f"admin/{unique_repo_name('drift')}"
-    seed_sample(sandbox.api_url, sandbox.admin_token, full)
+    seed_pipeline(sandbox.api_url, sandbox.admin_token, full, pipeline=SAMPLE_PIPELINE)
     with sandbox.api() as api:
         api.patch(f"/repos/{full}/labels/security", json={"color": "000000"})
-    seed_sample(sandbox.api_url, sandbox.admin_token, full)
+    seed_pipeline(sandbox.api_url, sandbox.admin_token, full, pipeline=SAMPLE_PIPELINE)
     with sandbox.api() as api:
         assert api.get(f"/repos/{full}/labels/security").json()["color"] == "b60205"
     with pytest.raises(SeedError, match="token belongs to admin"):
-        seed_sample(sandbox.api_url, sandbox.admin_token, "alice/not-mine")
+        seed_pipeline(sandbox.api_url, sandbox.admin_token, "alice/not-mine", pipeline=SAMPLE_PIPELINE)
     with pytest.raises(SeedError, match="401: Bad credentials"):
-        seed_sample(sandbox.api_url, "wrong", full)
+        seed_pipeline(sandbox.api_url, "wrong", full, pipeline=SAMPLE_PIPELINE)
 
 
 def test_cli_seed_and_its_errors(sandbox, tmp_path):
     full = f"admin/{unique_repo_name('cli')}"
-    ok = subprocess.run([sys.executable, "-m", "conductor.sandbox", "seed", "--url", sandbox.base_url,
-                         "--repo", full], env={"SANDBOX_TOKEN": sandbox.admin_token, "PATH": "/usr/bin:/bin"},
+    ok = subprocess.run([sys.executable, "-m", "github_sandbox", "seed", "--url", sandbox.base_url,
+                         "--pipeline", str(SAMPLE_PIPELINE), "--repo", full], env={"SANDBOX_TOKEN": sandbox.admin_token, "PATH": "/usr/bin:/bin"},
                         capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == f"seeded {full}"
     bad_file = tmp_path / "p.json"
     bad_file.write_text(json.dumps({"issues": [{"title": ""}]}))
-    bad = subprocess.run([sys.executable, "-m", "conductor.sandbox", "seed", "--url", sandbox.base_url,
+    bad = subprocess.run([sys.executable, "-m", "github_sandbox", "seed", "--url", sandbox.base_url,
                           "--token", "t", "--pipeline", str(bad_file)], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "invalid" in bad.stderr and "Traceback" not in bad.stderr
 
@@ -82,7 +83,7 @@ def test_cli_seed_and_its_errors(sandbox, tmp_path):
     (["serve", "--port", "70000"], "not a TCP port"),
 ])
 def test_cli_serve_refuses_bad_input_with_one_line(argv, message, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "conductor.sandbox", *argv, "--data", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "github_sandbox", *argv, "--data", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert message in done.stderr and len(done.stderr.strip().splitlines()) == 1
@@ -113,6 +114,6 @@ def test_first_start_without_users_makes_an_admin_and_keeps_it(tmp_path):
 
 def test_a_corrupt_state_file_is_a_clear_error(tmp_path):
     (tmp_path / "sandbox.json").write_text("{broken")
-    done = subprocess.run([sys.executable, "-m", "conductor.sandbox", "serve", "--data", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "github_sandbox", "serve", "--data", str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and "sandbox.json" in done.stderr and "fix or delete" in done.stderr

@@ -6,17 +6,17 @@ import base64
 
 import pytest
 
-from conductor.sandbox.app import BadCredentials, credentials
-from conductor.sandbox.bodies import MISSING, field, one_of, parse_json
-from conductor.sandbox.closing import closing_references
-from conductor.sandbox.errors import ApiError, error_body
-from conductor.sandbox.faults import FaultBook, FaultSpec, RateBook, matches
-from conductor.sandbox.gitops import _parse_numstat, _parse_raw, _split_patch
-from conductor.sandbox.paging import link_header, page_params
-from conductor.sandbox.permissions import (author_association, legacy_permission, normalize_role,
+from github_sandbox.app import BadCredentials, credentials
+from github_sandbox.bodies import MISSING, field, one_of, parse_json
+from github_sandbox.closing import closing_references
+from github_sandbox.errors import ApiError, error_body
+from github_sandbox.faults import FaultBook, FaultSpec, RateBook, matches
+from github_sandbox.gitops import _parse_numstat, _parse_raw, _split_patch
+from github_sandbox.paging import link_header, page_params
+from github_sandbox.permissions import (author_association, legacy_permission, normalize_role,
                                            permission_flags, role_of)
-from conductor.sandbox.server import SandboxUsageError, parse_user
-from conductor.sandbox.state import RepoRec
+from github_sandbox.server import SandboxUsageError, parse_user
+from github_sandbox.state import RepoRec
 
 REPO = "octo/app"
 

@@ -101,7 +101,7 @@ class RunningSandbox:
         users_file.chmod(0o600)
         ready = self.data_dir / "ready.json"
         ready.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "conductor.sandbox", "serve", "--port", str(self.port),
+        cmd = [sys.executable, "-m", "github_sandbox", "serve", "--port", str(self.port),
                "--data", str(self.data_dir), "--users-file", str(users_file), "--ready-file", str(ready)]
         if self.rate_limit:
             cmd += ["--rate-limit", str(self.rate_limit)]
@@ -261,7 +261,7 @@ def _first_existing(repo: Repo, candidates: list[tuple[str, str]]) -> str | None
 @contextmanager
 def running_sandbox(data_dir: Path | str, users: dict[str, str] | None = None, port: int | None = None,
                     *, rate_limit: int | None = None) -> Iterator[RunningSandbox]:
-    """Start `python -m conductor.sandbox serve` on a free port (or `port`); stop it after.
+    """Start `python -m github_sandbox serve` on a free port (or `port`); stop it after.
 
     `users` maps login -> token; the first is the site admin. Default: one admin with a
     random token."""

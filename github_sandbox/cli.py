@@ -13,16 +13,17 @@ from .server import SandboxUsageError, ServeOptions, parse_user, read_users_file
 TOKEN_ENV = "SANDBOX_TOKEN"
 
 
-def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def register(subparsers: argparse._SubParsersAction, *,
+             default_pipeline: Path | None = None) -> argparse.ArgumentParser:
     """Add the `sandbox` command (subcommands `serve`, `seed`) to a parent parser."""
     parser = subparsers.add_parser(
         "sandbox", help="a local stand-in for GitHub (REST /api/v3 + git over HTTP)",
         description="A local stand-in for GitHub for tests and demos.")
-    add_commands(parser)
+    add_commands(parser, default_pipeline=default_pipeline)
     return parser
 
 
-def add_commands(parser: argparse.ArgumentParser) -> None:
+def add_commands(parser: argparse.ArgumentParser, *, default_pipeline: Path | None = None) -> None:
     sub = parser.add_subparsers(dest="sandbox_command", metavar="{serve,seed}", required=True)
 
     serve = sub.add_parser("serve", help="run the sandbox server until interrupted")
@@ -37,11 +38,13 @@ def add_commands(parser: argparse.ArgumentParser) -> None:
     serve.add_argument("--ready-file", type=Path, help="write the bound URL here once listening")
     serve.set_defaults(func=run_serve)
 
-    seed = sub.add_parser("seed", help="load the bundled sample pipeline through the API")
+    seed = sub.add_parser("seed", help="load a pipeline (JSON) into a repository through the API")
     seed.add_argument("--url", required=True, help="sandbox URL (http://HOST:PORT or .../api/v3)")
     seed.add_argument("--token", help=f"API token (default: ${TOKEN_ENV})")
     seed.add_argument("--repo", help="OWNER/NAME to fill (default: TOKEN-OWNER/sample-pipeline)")
-    seed.add_argument("--pipeline", type=Path, help="a pipeline JSON file instead of the sample")
+    seed.add_argument("--pipeline", type=Path, default=default_pipeline,
+                      help="a pipeline JSON file" + (f" (default: {default_pipeline.name})" if default_pipeline
+                                                     else " (default: an empty repository)"))
     seed.set_defaults(func=run_seed)
 
 
@@ -66,14 +69,14 @@ def run_serve(args: argparse.Namespace) -> int:
 
 
 def run_seed(args: argparse.Namespace) -> int:
-    from .seed import SeedError, seed_sample
+    from .seed import SeedError, seed_pipeline
 
     token = args.token or os.environ.get(TOKEN_ENV)
     if not token:
         print(f"conductor sandbox seed: no token; pass --token or set ${TOKEN_ENV}", file=sys.stderr)
         return 2
     try:
-        full_name = seed_sample(args.url, SecretStr(token), args.repo, pipeline=args.pipeline)
+        full_name = seed_pipeline(args.url, SecretStr(token), args.repo, pipeline=args.pipeline)
     except SeedError as exc:
         print(f"conductor sandbox seed: {exc}", file=sys.stderr)
         return 2

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import json
 import tempfile
-from importlib import resources
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -47,17 +46,16 @@ class Pipeline(BaseModel):
 
 
 def load_pipeline(path: Path | None = None) -> Pipeline:
-    """The pipeline in `path`, or the bundled sample_pipeline.json."""
+    """The pipeline in `path`, or an empty one (a repository with a README, no issues)."""
+    if path is None:
+        return Pipeline()
     try:
-        if path is None:
-            text = resources.files("conductor.sandbox").joinpath("sample_pipeline.json").read_text("utf-8")
-        else:
-            text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8")
         return Pipeline.model_validate(json.loads(text))
     except OSError as exc:
         raise SeedError(f"cannot read pipeline file {path}: {exc.strerror}") from None
     except (ValueError, ValidationError) as exc:
-        raise SeedError(f"pipeline file {path or 'sample_pipeline.json'} is invalid: "
+        raise SeedError(f"pipeline file {path} is invalid: "
                         f"{str(exc).splitlines()[0]}") from None
 
 
@@ -135,7 +133,7 @@ def _push_branches(clone_url: str, token: str, pipe: Pipeline, existing: set[str
             repo.close()
 
 
-def seed_sample(api_url: str, token: str | SecretStr, repo: str | None = None, *,
+def seed_pipeline(api_url: str, token: str | SecretStr, repo: str | None = None, *,
                 pipeline: Path | None = None) -> str:
     """Fill `repo` (OWNER/NAME; default: the token owner's `sample-pipeline`) with the
     pipeline's branches, labels and issues. Safe to re-run. Returns OWNER/NAME."""

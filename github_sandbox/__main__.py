@@ -1,4 +1,4 @@
-"""`python -m conductor.sandbox serve|seed ...` (same as `conductor sandbox ...`)."""
+"""`python -m github_sandbox serve|seed ...` (same as `conductor sandbox ...`)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,7 @@ from .cli import add_commands
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m conductor.sandbox")
+    parser = argparse.ArgumentParser(prog="python -m github_sandbox")
     add_commands(parser)
     args = parser.parse_args(argv)
     return args.func(args)

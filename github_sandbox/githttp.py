@@ -18,7 +18,7 @@ from .app import BadCredentials, Sandbox, authenticate
 from .permissions import NONE, at_least, role_of
 
 router = APIRouter()
-log = logging.getLogger("conductor.sandbox")
+log = logging.getLogger("github_sandbox")
 _SERVICES = ("git-upload-pack", "git-receive-pack")
 
 

@@ -35,7 +35,7 @@ from .store import Store
 API_PREFIX = "/api/v3"
 _CONVERTER = re.compile(r"\{(\w+):\w+\}")
 CONTROL_PREFIX = "/_sandbox"
-log = logging.getLogger("conductor.sandbox")
+log = logging.getLogger("github_sandbox")
 
 
 class BadCredentials(Exception):
