@@ -20,7 +20,7 @@ import re
 import tomllib
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
@@ -28,6 +28,7 @@ from pydantic_settings.exceptions import SettingsError
 
 from conductor import constants
 from conductor.errors import ConfigError
+from conductor.leaf import DEFAULT_MIGRATION_PATHS, PromptPaths
 
 ENV_PREFIX = "CONDUCTOR_"
 DEFAULT_GATED_PHASES = ("phase-1/db-schema",)  # seed: Alembic migration chains need an audit
@@ -142,6 +143,24 @@ class PipelineConfig(BaseSettings):
     )
     integration_branch: str = Field(
         "dev", min_length=1, description="The branch coordinators branch from and merge into."
+    )
+    dispatch: Literal["leaf", "coordinator-agent"] = Field(
+        "leaf", description="leaf: one agent per issue and per PR, each in its own worktree with "
+        "its own task file (the canonical coordinators' fan-out, done by the conductor); "
+        "coordinator-agent: one agent per (kind, phase, batch) group, for teams that run their "
+        "own coordinator prompt.",
+    )
+    prompts: PromptPaths = Field(
+        default_factory=PromptPaths,
+        description="[prompts] issue_to_pr / pr_review: the repository's own leaf prompts "
+        "(paths in the repository, read from the integration branch's tip at every leaf start). "
+        "Unset: .cursor/PARALLEL_ISSUE_TO_PR.md / .cursor/PARALLEL_PR_REVIEW.md when present, "
+        "else the prompts the conductor ships.",
+    )
+    migration_paths: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MIGRATION_PATHS),
+        description="Globs of database migrations (`*` matches across `/`): a PR changing one "
+        "has HAS_MIGRATION=true in its review leaf's task file.",
     )
 
     @model_validator(mode="before")

@@ -139,7 +139,7 @@ def file_ownership(body: str) -> str:
     match = _OWNERSHIP.search(body or "")
     if not match:
         return "tbd"
-    files = [f.strip(" `'\"") for f in re.split(r"[,\s]+", match.group(1)) if f.strip(" `'\"")]
+    files = [f.strip(" `'\".;") for f in re.split(r"[,\s]+", match.group(1)) if f.strip(" `'\".;")]
     return ",".join(files) or "tbd"
 
 
