@@ -22,22 +22,33 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
 from conductor.errors import ConductorError
 
-PLACEHOLDERS = ("task_file", "report_file", "worktree", "prompt_file", "workflow")
+PLACEHOLDERS = ("task_file", "report_file", "worktree", "prompt_file", "workflow",
+                "git_dir", "git_common_dir")
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
 
-# Credentials of the conductor itself; the caller passes the agent's own via `extra`.
+# Credentials (and the host they belong to) of the conductor itself; the caller passes
+# the agent's own via `extra` (see `agent_github_env`), which is never dropped.
 DEFAULT_DROPPED_ENV = (
     "GITHUB_TOKEN",
     "GH_TOKEN",
     "GH_ENTERPRISE_TOKEN",
     "GITHUB_ENTERPRISE_TOKEN",
+    "GH_HOST",
     "PREFECT_API_KEY",
     "CONDUCTOR_GITHUB_TOKEN",
+    "CONDUCTOR_AGENT_TOKEN",
+)
+PUBLIC_API_URL = "https://api.github.com"
+# git asks this helper for the agent's credential; it reads the token from the agent's
+# environment when git runs it, so the token is never written to a file or a git config.
+GIT_CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=$GH_TOKEN"; }; f'
 )
 REDACTED = "***"
 TAIL_LINES = 50
@@ -52,7 +63,8 @@ class AgentCommandError(ConductorError):
 
 
 class AgentRun(BaseModel):
-    """How a run ended. `returncode` is None on timeout, negative if killed by a signal."""
+    """How a run ended. `returncode` is None when it was stopped (total or idle timeout),
+    negative if killed by a signal."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -60,10 +72,11 @@ class AgentRun(BaseModel):
     timed_out: bool
     duration_s: float
     output_tail: list[str]
+    idle_timed_out: bool = False
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and not self.idle_timed_out
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
@@ -85,8 +98,40 @@ def agent_environment(
     return env
 
 
+def web_url_of(api_url: str) -> str:
+    """The web (and git) base URL of a REST API URL: https://api.github.com ->
+    https://github.com; https://HOST/api/v3 -> https://HOST (GitHub Enterprise, the sandbox)."""
+    api_url = api_url.rstrip("/")
+    if api_url == PUBLIC_API_URL:
+        return "https://github.com"
+    return api_url.removesuffix("/api/v3")
+
+
+def agent_github_env(api_url: str, token: str | None) -> dict[str, str]:
+    """What the agent needs to reach GitHub with its own token, on any host.
+
+    `gh` reads GH_TOKEN/GITHUB_TOKEN only for github.com; for any other host it reads
+    GH_ENTERPRISE_TOKEN and needs GH_HOST (GH_REPO carries no host). `git push` gets the
+    token from a credential helper set through git's environment config (GIT_CONFIG_*),
+    scoped to the host's URL and replacing any helper the clone has, so the agent pushes as
+    itself and nothing is written anywhere. Without a token: nothing (the agent has none)."""
+    if not token:
+        return {}
+    env = {"GH_TOKEN": token, "GITHUB_TOKEN": token, "GIT_TERMINAL_PROMPT": "0"}
+    web = web_url_of(api_url)
+    if api_url.rstrip("/") != PUBLIC_API_URL:
+        env.update({"GH_ENTERPRISE_TOKEN": token, "GITHUB_ENTERPRISE_TOKEN": token,
+                    "GH_HOST": urlsplit(web).netloc})
+    key = f"credential.{web}.helper"
+    env.update({"GIT_CONFIG_COUNT": "2",
+                "GIT_CONFIG_KEY_0": key, "GIT_CONFIG_VALUE_0": "",  # empty: drop the clone's helpers
+                "GIT_CONFIG_KEY_1": key, "GIT_CONFIG_VALUE_1": GIT_CREDENTIAL_HELPER})
+    return env
+
+
 def expand_command(template: Sequence[str], values: Mapping[str, str]) -> list[str]:
-    """Fill `{task_file}`, `{report_file}`, `{worktree}`, `{prompt_file}`, `{workflow}`.
+    """Fill `{task_file}`, `{report_file}`, `{worktree}`, `{prompt_file}`, `{workflow}`,
+    `{git_dir}` (the worktree's own git directory) and `{git_common_dir}` (the clone's).
 
     One pass per argument, so a value is never re-scanned and never split; unknown
     `{x}` stays as it is. A known placeholder without a value is an error.
@@ -108,23 +153,59 @@ def expand_command(template: Sequence[str], values: Mapping[str, str]) -> list[s
     return [_PLACEHOLDER.sub(fill, arg) for arg in template]
 
 
-class _Lines:
-    """Turns byte chunks into redacted text lines, keeps a tail, calls `on_line`."""
+def _secret_bytes(secrets: Iterable[str]) -> list[bytes]:
+    """Secrets as the bytes to look for, longest first. A secret spanning several lines
+    is also looked for line by line, since output is redacted one line at a time."""
+    found: set[bytes] = set()
+    for secret in secrets:
+        if not secret:
+            continue
+        found.add(secret.encode("utf-8"))
+        found.update(part.encode("utf-8") for part in secret.splitlines() if len(part) >= 4)
+    return sorted(found, key=len, reverse=True)
 
-    def __init__(self, on_line: Callable[[str], None], secrets: Sequence[str]) -> None:
+
+def _safe_cut(buffer: bytes, at: int, secrets: Sequence[bytes]) -> int:
+    """The largest cut <= `at` that splits no occurrence of a secret in `buffer` and leaves
+    no secret's beginning at the end of the piece (the rest may still be on its way)."""
+    cut, moved = at, True
+    while moved:  # moving the cut back may split another secret: repeat until none is split
+        moved = False
+        for secret in secrets:
+            # a start s that would be split: s < cut < s + len(secret)
+            for start in range(max(cut - len(secret) + 1, 0), cut):
+                if secret.startswith(buffer[start:start + len(secret)]):
+                    cut, moved = start, True
+                    break
+    return cut if cut > 0 else at  # a secret longer than a whole piece cannot be held back
+
+
+class _Lines:
+    """Turns byte chunks into redacted text lines, keeps a tail, calls `on_line`.
+
+    Redaction happens before any cut: a line is redacted whole, and a line longer than
+    `_MAX_LINE` is cut only where no secret (complete, or begun and still arriving) is
+    split, so no secret survives a chunk boundary, a partial write or a long-line cut."""
+
+    def __init__(self, on_line: Callable[[str], None], secrets: Sequence[str],
+                 on_output: Callable[[], None] | None = None) -> None:
         self._on_line = on_line
-        self._secrets = [s for s in secrets if s]
+        self._on_output = on_output
+        self._secrets = _secret_bytes(secrets)
         self._buffer = b""
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
 
     def feed(self, chunk: bytes) -> None:
+        if chunk and self._on_output is not None:
+            self._on_output()
         self._buffer += chunk
         *complete, self._buffer = self._buffer.split(b"\n")
         for raw in complete:
             self._emit(raw)
         while len(self._buffer) >= _MAX_LINE:
-            self._emit(self._buffer[:_MAX_LINE])
-            self._buffer = self._buffer[_MAX_LINE:]
+            cut = _safe_cut(self._buffer, _MAX_LINE, self._secrets)
+            self._emit(self._buffer[:cut])
+            self._buffer = self._buffer[cut:]
 
     def flush(self) -> None:
         if self._buffer:
@@ -132,7 +213,9 @@ class _Lines:
             self._buffer = b""
 
     def _emit(self, raw: bytes) -> None:
-        line = redact(raw.decode("utf-8", errors="replace").rstrip("\r"), self._secrets)
+        for secret in self._secrets:
+            raw = raw.replace(secret, REDACTED.encode())
+        line = raw.decode("utf-8", errors="replace").rstrip("\r")
         self.tail.append(line)
         self._on_line(line)
 
@@ -261,28 +344,42 @@ def run_agent(
     secrets: Sequence[str] = (),
     kill_grace: float = 3.0,
     on_start: Callable[[int], None] | None = None,
+    idle_timeout: float | None = None,
 ) -> AgentRun:
-    """Run `argv` in `cwd` with exactly `env`, stream redacted lines to `on_line`, enforce `timeout`."""
+    """Run `argv` in `cwd` with exactly `env`, stream redacted lines to `on_line`, enforce
+    `timeout` (total seconds) and `idle_timeout` (seconds without a byte of output, None
+    for none): either stops the whole process group."""
     if not argv:
         raise AgentCommandError(
             "agent command is empty; set agent_command in conductor.toml or choose a preset"
         )
     if timeout <= 0:
         raise AgentCommandError(f"agent timeout must be positive, got {timeout}; set a positive timeout")
-    lines = _Lines(on_line, secrets)
+    if idle_timeout is not None and idle_timeout <= 0:
+        raise AgentCommandError(
+            f"agent idle timeout must be positive, got {idle_timeout}; set a positive agent_idle_timeout")
+    last_output = [time.monotonic()]
+    lines = _Lines(on_line, secrets, on_output=lambda: last_output.__setitem__(0, time.monotonic()))
     started = time.monotonic()
     proc = _start(argv, Path(cwd), env, secrets)
     if on_start is not None:
         on_start(proc.pid)
     deadline = started + timeout
-    timed_out = False
+    timed_out = idle = False
     output = _Output(proc, lines)
     try:
         while not _exited(proc):
-            left = deadline - time.monotonic()
+            now = time.monotonic()
+            left = deadline - now
             if left <= 0:
                 timed_out = True
                 break
+            if idle_timeout is not None:
+                quiet_left = last_output[0] + idle_timeout - now
+                if quiet_left <= 0:
+                    idle = True
+                    break
+                left = min(left, quiet_left)
             if output.closed:
                 time.sleep(min(left, _POLL_S))
             else:
@@ -293,8 +390,9 @@ def run_agent(
         finally:
             output.close()
     return AgentRun(
-        returncode=None if timed_out else proc.returncode,
+        returncode=None if timed_out or idle else proc.returncode,
         timed_out=timed_out,
+        idle_timed_out=idle,
         duration_s=round(time.monotonic() - started, 3),
         output_tail=list(lines.tail),
     )

@@ -18,7 +18,14 @@ from pydantic import BaseModel, Field, ValidationError
 
 from conductor import leaf as leaves
 from conductor import worktrees
-from conductor.agent_process import AgentRun, agent_environment, expand_command, run_agent, stop_orphan
+from conductor.agent_process import (
+    AgentRun,
+    agent_environment,
+    agent_github_env,
+    expand_command,
+    run_agent,
+    stop_orphan,
+)
 from conductor.constants import (
     PROMPT_ISSUE_TO_PR,
     PROMPT_PR_REVIEW,
@@ -55,6 +62,9 @@ class CoordinatorSpec(BaseModel):
     default_branch: str
     agent_command: list[str]
     agent_timeout: float = Field(gt=0)
+    agent_idle_timeout: float | None = Field(
+        None, gt=0, description="Seconds without output before the agent is stopped; None: "
+        "this machine's CONDUCTOR_AGENT_IDLE_TIMEOUT (RunSettings.agent_idle_timeout).")
     status_in_progress: str
     status_pr_open: str
     pass_id: str = Field(description="Short id of the conductor pass, to name worktrees uniquely.")
@@ -158,28 +168,32 @@ def prepare(dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
 def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
         on_line: Callable[[str], None], agent_token: str | None, secrets: list[str]) -> AgentResult:
     """Run the agent (never through a shell) and read its report."""
+    git_dir, git_common_dir = worktrees.git_dirs(workspace.path)
     argv = expand_command(spec.agent_command, {
         "task_file": str(workspace.task_file),
         "report_file": str(workspace.report_file),
         "worktree": str(workspace.path),
         "prompt_file": str(workspace.prompt_file or workspace.path / PROMPTS[dispatch.kind]),
         "workflow": workspace.workflow or dispatch.kind,
+        "git_dir": str(git_dir),
+        "git_common_dir": str(git_common_dir),
     })
     extra = {
         "CONDUCTOR_TASK_FILE": str(workspace.task_file),
         "CONDUCTOR_REPORT_FILE": str(workspace.report_file),
         "GH_REPO": spec.repo,
         "GITHUB_API_URL": spec.api_url,
+        **agent_github_env(spec.api_url, agent_token),
     }
-    if agent_token:
-        extra.update({"GH_TOKEN": agent_token, "GITHUB_TOKEN": agent_token})
-    pid_file = worktrees.private_dir(workspace.path) / AGENT_PID_FILE
+    idle = spec.agent_idle_timeout or RunSettings().agent_idle_timeout
+    pid_file = git_dir / AGENT_PID_FILE
     outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(os.environ, extra),
-                                  timeout=spec.agent_timeout, on_line=on_line, secrets=secrets,
-                                  on_start=lambda pid: pid_file.write_text(str(pid)))
+                                  timeout=spec.agent_timeout, idle_timeout=idle, on_line=on_line,
+                                  secrets=secrets, on_start=lambda pid: pid_file.write_text(str(pid)))
     report, error = read_report(workspace.report_file)
     facts = RunFacts(returncode=outcome.returncode, timed_out=outcome.timed_out,
-                     timeout_s=spec.agent_timeout, report_error=error)
+                     timeout_s=spec.agent_timeout, idle_timed_out=outcome.idle_timed_out,
+                     idle_timeout_s=idle, report_error=error)
     return AgentResult(run=facts, report=report, output_tail=outcome.output_tail)
 
 

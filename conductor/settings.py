@@ -95,6 +95,10 @@ class RunSettings(BaseSettings):
     agent_slots: int = Field(
         12, ge=1, description="Leaf agents running at once on this deployment: the Prefect global "
         "concurrency limit `agent-slots` (set to this value at each pass).")
+    agent_idle_timeout: float = Field(
+        600.0, gt=0, description="Seconds an agent may print nothing before it is stopped "
+        "(\"agent idle: no output for N s\"), whole process group; separate from agent_timeout. "
+        "An agent CLI whose model stops answering often prints nothing until the total timeout.")
     agent_token: SecretStr | None = Field(
         None, description="A token of the agent's own, given to it as GH_TOKEN/GITHUB_TOKEN. "
         "Unset by default: the agent never receives the conductor's token.")

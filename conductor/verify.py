@@ -35,6 +35,8 @@ class RunFacts(_Model):
     returncode: int | None = Field(None, description="None when it never exited (timeout).")
     timed_out: bool = False
     timeout_s: float | None = None
+    idle_timed_out: bool = Field(False, description="Stopped after printing nothing for idle_timeout_s.")
+    idle_timeout_s: float | None = None
     report_error: str | None = Field(
         None, description="Why the report is missing or invalid (None when it parsed)."
     )
@@ -385,6 +387,9 @@ def _check_run_and_report(
     if run.timed_out:
         after = f" after {run.timeout_s:g} s" if run.timeout_s is not None else ""
         outcome.failures.append(f"agent timed out{after}")
+    elif run.idle_timed_out:
+        quiet = f"{run.idle_timeout_s:g} s" if run.idle_timeout_s is not None else "too long"
+        outcome.failures.append(f"agent idle: no output for {quiet}")
     elif run.returncode is None:
         outcome.failures.append("agent did not exit")
     elif run.returncode < 0:

@@ -176,6 +176,16 @@ def private_dir(worktree: Path | str) -> Path:
         return Path(repo.git_dir).resolve()
 
 
+def git_dirs(worktree: Path | str) -> tuple[Path, Path]:
+    """(`git rev-parse --git-dir`, `--git-common-dir`) of a worktree, absolute: where a
+    commit in it writes (its own HEAD and index, and the clone's objects and refs)."""
+    with _open(worktree) as repo:
+        out = str(_git(repo, "rev-parse", "--path-format=absolute", "--git-dir", "--git-common-dir",
+                       what="git rev-parse"))
+    git_dir, common = out.splitlines()[:2]
+    return Path(git_dir).resolve(), Path(common).resolve()
+
+
 def integration_tip(repo_path: Path | str, branch: str, remote: str = "origin") -> str:
     """The sha of `<remote>/<branch>` if it exists, else of the local `<branch>`."""
     with _open(repo_path) as repo:

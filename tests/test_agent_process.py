@@ -18,6 +18,7 @@ from conductor.agent_process import (
     AgentCommandError,
     AgentRun,
     agent_environment,
+    agent_github_env,
     expand_command,
     redact,
     run_agent,
@@ -88,6 +89,8 @@ VALUES = {
     "worktree": "/w",
     "prompt_file": ".cursor/PARALLEL_ISSUE_TO_PR.md",
     "workflow": "issue_to_pr",
+    "git_dir": "/r/.git/worktrees/w",
+    "git_common_dir": "/r/.git",
 }
 
 
@@ -136,6 +139,36 @@ def test_expand_command_errors() -> None:
 )
 def test_redact(text: str, secrets: list[str], expected: str) -> None:
     assert redact(text, secrets) == expected
+
+
+@pytest.mark.parametrize(("api_url", "expected_host", "web"), [
+    ("https://api.github.com", None, "https://github.com"),
+    ("https://api.github.com/", None, "https://github.com"),
+    ("https://ghe.example.com/api/v3", "ghe.example.com", "https://ghe.example.com"),
+    ("http://127.0.0.1:8123/api/v3", "127.0.0.1:8123", "http://127.0.0.1:8123"),
+])
+def test_agent_github_env_on_every_host(api_url: str, expected_host: str | None, web: str) -> None:
+    env = agent_github_env(api_url, "agent-tok")
+    assert env["GH_TOKEN"] == env["GITHUB_TOKEN"] == "agent-tok"
+    if expected_host is None:  # github.com: gh reads GH_TOKEN, no host needed
+        assert "GH_ENTERPRISE_TOKEN" not in env and "GH_HOST" not in env
+    else:
+        assert env["GH_ENTERPRISE_TOKEN"] == env["GITHUB_ENTERPRISE_TOKEN"] == "agent-tok"
+        assert env["GH_HOST"] == expected_host
+    assert env["GIT_CONFIG_COUNT"] == "2"
+    assert env["GIT_CONFIG_KEY_0"] == env["GIT_CONFIG_KEY_1"] == f"credential.{web}.helper"
+    assert env["GIT_CONFIG_VALUE_0"] == ""
+    assert "agent-tok" not in env["GIT_CONFIG_VALUE_1"] and "$GH_TOKEN" in env["GIT_CONFIG_VALUE_1"]
+    assert agent_github_env(api_url, None) == {} == agent_github_env(api_url, "")
+
+
+def test_agents_own_enterprise_token_survives_the_drop_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = {"GH_ENTERPRISE_TOKEN": "conductor", "GH_HOST": "elsewhere", "CONDUCTOR_AGENT_TOKEN": "a",
+            "PATH": "/bin"}
+    env = agent_environment(base, agent_github_env("https://ghe.example.com/api/v3", "agent"))
+    assert env["GH_ENTERPRISE_TOKEN"] == "agent" and env["GH_HOST"] == "ghe.example.com"
+    assert "CONDUCTOR_AGENT_TOKEN" not in env and env["PATH"] == "/bin"
+    assert agent_environment(base)["PATH"] == "/bin" and "GH_HOST" not in agent_environment(base)
 
 
 def test_agent_environment_drops_secrets_and_adds_extra() -> None:
@@ -218,6 +251,73 @@ def test_planted_secret_is_redacted_everywhere(tmp_path: Path) -> None:
     """), tmp_path, secrets=(secret, ""))
     assert lines == ["token is *** ok", "***"]
     assert all(secret not in line for line in result.output_tail)
+
+
+SECRET = "ghp_STRADDLE0123456789abcdef"
+
+
+@pytest.mark.parametrize(("name", "source"), [pytest.param(*case, id=case[0]) for case in [
+    # the secret begins 10 bytes before the 64 KiB line cut (and the first read's end)
+    ("straddles the 64 KiB boundary",
+     f"import sys; sys.stdout.write('x' * 65526 + {SECRET!r} + 'tail' + chr(10))"),
+    # the same, with no newline anywhere: the line is cut in pieces, never through the secret
+    ("straddles the cut of a line with no newline",
+     f"import sys; sys.stdout.write('y' * 65526 + {SECRET!r} + 'z' * 70000)"),
+    # half of it in one write, a pause, the other half in the next
+    ("split across two writes",
+     f"import sys, time; sys.stdout.write('a' * 10 + {SECRET[:9]!r}); sys.stdout.flush(); "
+     f"time.sleep(0.3); sys.stdout.write({SECRET[9:]!r} + ' after' + chr(10))"),
+    ("at the very end, no newline",
+     f"import sys; sys.stdout.write('last words ' + {SECRET!r})"),
+    ("across the cut, split across writes, then the end",
+     f"import sys, time; sys.stdout.write('q' * 65530 + {SECRET[:3]!r}); sys.stdout.flush(); "
+     f"time.sleep(0.3); sys.stdout.write({SECRET[3:]!r})"),
+]])
+def test_a_secret_is_redacted_before_any_cut(tmp_path: Path, name: str, source: str) -> None:
+    result, lines = run([PY, "-c", source], tmp_path, secrets=(SECRET,))
+    assert result.ok
+    everything = "".join(lines) + "".join(result.output_tail)
+    assert "***" in "".join(lines), name
+    for piece in (SECRET, SECRET[:9], SECRET[9:], SECRET[-12:], SECRET[:12]):
+        assert piece not in everything, (name, piece)
+    assert all(len(line.encode()) <= 65536 for line in lines)
+
+
+def test_idle_agent_is_stopped_with_its_group(tmp_path: Path) -> None:
+    started = time.monotonic()
+    result = run_agent(script(f"""
+        import pathlib, subprocess, sys, time
+        d = pathlib.Path({str(tmp_path)!r})
+        subprocess.Popen([sys.executable, "-c", {GRANDCHILD!r}, str(d / "grandchild.pid")])
+        while not (d / "grandchild.pid").exists():
+            time.sleep(0.01)
+        for i in range(3):
+            print("working", i, flush=True)
+            time.sleep(0.4)  # shorter than the idle timeout: not idle yet
+        time.sleep(60)
+    """), cwd=tmp_path, env=dict(os.environ), timeout=30, idle_timeout=1.0,
+        on_line=lambda line: None, kill_grace=0.5)
+    assert result.idle_timed_out and not result.timed_out and result.returncode is None and not result.ok
+    assert result.output_tail == ["working 0", "working 1", "working 2"]
+    assert 2.2 <= result.duration_s < 8 and time.monotonic() - started < 10
+    assert wait_dead(read_pid(tmp_path / "grandchild.pid"))
+
+
+def test_the_total_timeout_still_holds_for_a_chatty_agent(tmp_path: Path) -> None:
+    result = run_agent(script("""
+        import time
+        while True:
+            print("still here", flush=True)
+            time.sleep(0.1)
+    """), cwd=tmp_path, env=dict(os.environ), timeout=1.5, idle_timeout=1.0,
+        on_line=lambda line: None, kill_grace=0.5)
+    assert result.timed_out and not result.idle_timed_out
+
+
+def test_idle_timeout_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(AgentCommandError, match="idle timeout must be positive"):
+        run_agent([PY, "-c", "pass"], cwd=tmp_path, env={}, timeout=5, idle_timeout=0,
+                  on_line=lambda line: None)
 
 
 def test_timeout_kills_child_and_grandchild(tmp_path: Path) -> None:
@@ -400,3 +500,28 @@ def test_unknown_preset_lists_valid_names() -> None:
     assert str(err.value) == (
         "unknown agent preset 'copilot'; choose one of: claude, codex, cursor, gemini, generic"
     )
+
+
+def test_codex_preset_may_write_both_git_directories_of_a_linked_worktree() -> None:
+    argv = expand_command(get_preset("codex"), VALUES)
+    dirs = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--add-dir"]
+    assert dirs == [VALUES["git_dir"], VALUES["git_common_dir"]]
+
+
+def test_gemini_preset_trusts_the_worktree_and_allows_git_by_policy() -> None:
+    argv = get_preset("gemini")
+    assert "--skip-trust" in argv and "--allowed-tools" not in argv
+    policy = Path(argv[argv.index("--policy") + 1])
+    import tomllib
+
+    rules = tomllib.loads(policy.read_text())["rule"]
+    assert rules == [{"toolName": "run_shell_command", "commandPrefix": ["git", "gh"],
+                      "decision": "allow", "priority": 100}]
+
+
+def test_presets_listing_marks_cursor_unverified() -> None:
+    from conductor.presets import describe_presets
+
+    lines = {line.split()[0]: line for line in describe_presets()}
+    assert set(lines) == set(PRESETS)
+    assert " unverified " in lines["cursor"]

@@ -99,6 +99,21 @@ def test_agent_that_hangs_is_killed_with_its_children_at_the_timeout(pipe: Pipel
     assert leftovers.stdout.strip() == ""
 
 
+def test_an_agent_silent_for_the_idle_timeout_is_stopped_long_before_the_total_one(
+        pipe: PipelineRepo, monkeypatch):
+    pipe.issue("Page", UI, "batch-01")
+    monkeypatch.setenv("CONDUCTOR_AGENT_IDLE_TIMEOUT", "2")
+    started = time.monotonic()
+
+    report, _ = pipe.run("hang", agent_timeout=120)
+
+    assert time.monotonic() - started < 60
+    [outcome] = report.outcomes
+    assert "agent idle: no output for 2 s" in outcome.failures, outcome.failures
+    leftovers = subprocess.run(["pgrep", "-f", "time.sleep\\(3600\\)"], capture_output=True, text=True)
+    assert leftovers.stdout.strip() == ""
+
+
 def test_grade_d_leaves_the_pr_open_and_the_reminder_names_it(pipe: PipelineRepo):
     issue = pipe.issue("Page", UI, "batch-01")
     pipe.run()  # opens the PR

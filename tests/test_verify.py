@@ -346,6 +346,8 @@ def test_a_failing_grade_is_not_a_coordinator_failure_but_is_reported():
         (RunFacts(returncode=2), "agent exited with status 2"),
         (RunFacts(timed_out=True, timeout_s=12.5), "agent timed out after 12.5 s"),
         (RunFacts(timed_out=True), "agent timed out"),
+        (RunFacts(idle_timed_out=True, idle_timeout_s=600), "agent idle: no output for 600 s"),
+        (RunFacts(idle_timed_out=True, idle_timeout_s=2.5), "agent idle: no output for 2.5 s"),
         (RunFacts(), "agent did not exit"),
     ],
 )
