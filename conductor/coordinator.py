@@ -43,7 +43,7 @@ AGENT_PID_FILE = "conductor-agent.pid"
 LEAF_PROMPT_FILE = "conductor-prompt.md"
 DEFAULT_AGENT_SLOTS = 12
 # What a leaf records on its item result besides the proof (kept when proved again elsewhere).
-LEAF_RECORD_FIELDS = {"prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "started_at",
+LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "started_at",
                       "ended_at", "agent_started_at", "agent_ended_at"}
 REQUIRED_OUTPUT = {"issue_to_pr": "pr_urls", "pr_review": "merge_status_and_grades"}
 PROMPTS = {"issue_to_pr": PROMPT_ISSUE_TO_PR, "pr_review": PROMPT_PR_REVIEW}
@@ -324,7 +324,7 @@ def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
              "agent_started_at": agent_started, "agent_ended_at": agent_ended}
     if workspace is not None:
         extra.update(prompt_path=workspace.prompt.path, prompt_sha=workspace.prompt.sha,
-                     prompt_source=workspace.prompt.source)
+                     prompt_source=workspace.prompt.source, worktree=workspace.path.name)
     outcome.results = [r.model_copy(update=extra) for r in outcome.results]
     if not outcome.results:
         outcome.results = [ItemResult(number=number, kind="issue" if dispatch.kind == "issue_to_pr" else "pr",

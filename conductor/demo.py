@@ -32,6 +32,9 @@ class DemoResult(BaseModel):
     open_reminders: int
     failures: list[str] = Field(default_factory=list)
     worktrees_left: int = 0
+    leaves: int = Field(0, description="Leaf agents run (one per dispatched issue or PR), all passes.")
+    items: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per-item results of every pass (the summary's Items table).")
 
 
 def _all(client: Any, path: str, **params: Any) -> list[dict[str, Any]]:
@@ -46,6 +49,7 @@ def _all(client: Any, path: str, **params: Any) -> list[dict[str, Any]]:
 
 def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoResult:
     from conductor import worktrees
+    from conductor.passes import ITEM_HEADERS, item_rows
     from conductor.render import plan_table
     from conductor.run_cli import prefect_api, run_pass
     from github_sandbox.seed import seed_pipeline
@@ -70,7 +74,8 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
             "CONDUCTOR_RERUN_HINT": "conductor demo",
         })
         failures: list[str] = []
-        passes, idle = 0, False
+        items: list[dict[str, Any]] = []
+        passes, idle, leaves = 0, False, 0
         with prefect_api(ephemeral_home=True):
             for passes in range(1, max_passes + 1):
                 report, _state = run_pass(
@@ -79,6 +84,9 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
                 echo(plan_table(report.final_plan, title=f"Pass {passes} — {repo}",
                                 dispatches=report.plan.dispatches))
                 failures += report.failures
+                rows = item_rows(report.outcomes)
+                items += [{"pass": passes, **dict(zip(ITEM_HEADERS, row, strict=True))} for row in rows]
+                leaves += sum(1 for o in report.outcomes for r in o.results if r.worktree)
                 idle = report.final_plan.idle
                 if idle:
                     break
@@ -95,7 +103,7 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
         left = [w for w in worktrees.list_worktrees(clone) if Path(w.path) != clone.resolve()]
         return DemoResult(passes=passes, idle=idle, merged_prs=sum(1 for p in pulls if p.get("merged_at")),
                           open_issues=len(issues), open_reminders=len(reminders), failures=failures,
-                          worktrees_left=len(left))
+                          worktrees_left=len(left), leaves=leaves, items=items)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

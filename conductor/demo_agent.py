@@ -196,6 +196,10 @@ def main(argv: list[str] | None = None) -> int:
     if leaf:
         items = [int(task["ISSUE_NUMBER" if workflow == "issue-to-pr" else "PR_NUMBER"])]
         print(f"demo agent: {workflow} #{items[0]} mode {args.mode}", flush=True)
+        prompt = Path(task.get("PROMPT") or "")
+        if prompt.is_file():
+            first = prompt.read_text(encoding="utf-8").splitlines()[:1]
+            print(f"demo agent: prompt: {first[0] if first else ''}", flush=True)
     else:
         items = [int(n) for n in (task.get("ISSUES") or task.get("PRS") or "").split(",") if n]
         print(f"demo agent: {workflow} {task.get('PHASE')} {task.get('BATCH')} items {items} mode {args.mode}",

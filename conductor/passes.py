@@ -96,6 +96,26 @@ def resolve_inputs(*, api_url: str, repo: str | None = None, task_file: str | No
     )
 
 
+ITEM_HEADERS = ["Item", "Result", "PR", "Grade", "Merged", "Attempt", "Merge after", "Prompt", "Seconds"]
+
+
+def item_rows(outcomes: list[CoordinatorOutcome]) -> list[list[str]]:
+    """One row per dispatched issue or PR: its proved (or not) result, the prompt its leaf
+    followed (path @ blob sha) and how long its leaf took."""
+    rows = []
+    for outcome in outcomes:
+        for r in outcome.results:
+            label = f"issue #{r.number}" if r.kind == "issue" else f"PR #{r.number}"
+            result = "proved" if r.ok else ("blocked: " if r.blocked and not r.reason.startswith("blocked")
+                                            else "") + (r.reason or "not proved")
+            prompt = f"{r.prompt_path} @ {r.prompt_sha[:12]}" if r.prompt_path and r.prompt_sha else "-"
+            took = f"{r.ended_at - r.started_at:.1f}" if r.started_at and r.ended_at else "-"
+            rows.append([label, result, f"#{r.pr}" if r.pr else "-", r.grade or "-",
+                         "yes" if r.merged else "no", str(r.attempt),
+                         f"#{r.merge_after}" if r.merge_after else "-", prompt, took])
+    return rows
+
+
 class PassReport(BaseModel):
     """The flow's result: the pipeline state table and everything the pass did."""
 
@@ -136,6 +156,9 @@ class PassReport(BaseModel):
                 ["Kind", "Phase", "Batch", "Items", "Result"],
                 [[o.kind, o.phase, o.batch or "-", ", ".join(f"#{n}" for n in o.items),
                   "ok" if o.ok else "; ".join(o.failures)] for o in self.outcomes]), ""]
+        items = [r for o in self.outcomes for r in o.results]
+        if items:
+            lines += ["## Items", "", markdown.table(ITEM_HEADERS, item_rows(self.outcomes)), ""]
         if self.reminder and self.reminder.number:
             lines.append(f"Reminder: #{self.reminder.number} ({self.reminder.action})")
         if self.reminder and self.reminder.stuck_issue:

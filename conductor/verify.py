@@ -93,6 +93,7 @@ class ItemResult(_Model):
     prompt_sha: str | None = Field(None, description="Leaf: that prompt's git blob sha.")
     prompt_source: Literal["repository", "shipped"] | None = None
     attempt: int = Field(0, description="Leaf: ATTEMPT_N written in its task file.")
+    worktree: str | None = Field(None, description="Leaf: its worktree's directory name.")
     merge_after: int | None = Field(None, description="Leaf: the PR this review waited for.")
     started_at: float | None = Field(None, description="Leaf: when it started (epoch seconds).")
     ended_at: float | None = Field(None, description="Leaf: when it ended (epoch seconds).")

@@ -108,7 +108,9 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
             workspace = core.prepare_leaf(gh, dispatch, spec, number)
             logger.info("worktree %s; prompt %s (%s, blob %s)", workspace.path.name,
                         workspace.prompt.path, workspace.prompt.source, workspace.prompt.sha[:12])
-            with concurrency(AGENT_SLOTS, occupy=1, lease_duration=60, strict=True,
+            # the pass sets the limit up (`ensure_agent_slots`); a coordinator run on its own
+            # without one runs its agents unlimited
+            with concurrency(AGENT_SLOTS, occupy=1, lease_duration=60, strict=False,
                              raise_on_lease_renewal_failure=False):
                 agent_times["agent_started"] = core.now()
                 agent = _agent(one, spec, workspace)
