@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,36 +14,14 @@ from pathlib import Path
 from pydantic import ValidationError
 from rich.console import Console
 
+from conductor.cliargs import (
+    UsageError,
+    add_config_args,
+    add_github_args,
+    first_error,
+    parameters_from_args,
+)
 from conductor.errors import ConductorError
-
-REPO_SLUG = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/[A-Za-z0-9._-]{1,100}$")
-
-
-class UsageError(ConductorError):
-    """Bad command-line input."""
-
-
-def _repo_slug(value: str) -> str:
-    if not REPO_SLUG.match(value) or value.endswith((".git",)) or "/." in value:
-        raise argparse.ArgumentTypeError(f"invalid repository {value!r}: use OWNER/NAME, e.g. octo/widgets")
-    return value
-
-
-def _add_github_args(parser: argparse.ArgumentParser, *, required_repo: bool) -> None:
-    parser.add_argument("--repo", type=_repo_slug, required=required_repo,
-                        help="OWNER/NAME of the repository (default: GH_REPO of the task file)")
-    parser.add_argument("--github-url", default=None,
-                        help="REST API base URL (GitHub Enterprise: https://HOST/api/v3; "
-                             "the sandbox: http://127.0.0.1:PORT/api/v3). Default: $CONDUCTOR_GITHUB_URL "
-                             "or https://api.github.com. The token comes from $GITHUB_TOKEN.")
-
-
-def _add_config_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--task-file", type=Path, default=None,
-                        help="the conductor's .agent-task file (GH_REPO, PHASE_FILTER, caps, ATTEMPT_N)")
-    parser.add_argument("--config", type=Path, default=None,
-                        help="pipeline config (TOML: phases, gates, labels); default: ./conductor.toml if present")
-
 
 def _github_settings(args: argparse.Namespace):
     from conductor.settings import GitHubSettings
@@ -52,19 +29,18 @@ def _github_settings(args: argparse.Namespace):
     return GitHubSettings.from_env(args.github_url)  # a bad value: one line from main()
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "input"
-    return f"{where}: {err.get('msg', 'invalid value')}"
+def _load_inputs(args: argparse.Namespace, repo: str | None = None):
+    """The pipeline config and the planner's view of the parameters (repo, phase filter,
+    caps), decided exactly as a pass decides them (`conductor.passes.resolve_inputs`)."""
+    import os
 
+    from conductor.passes import resolve_inputs
 
-def _load_inputs(args: argparse.Namespace):
-    from conductor.config import load_pipeline_config
-    from conductor.taskfile import TaskFile, read_task_file
-
-    config = load_pipeline_config(args.config)  # None: ./conductor.toml when there is one
-    task = read_task_file(args.task_file) if args.task_file else TaskFile()
-    return config, task
+    params = parameters_from_args(args)
+    if repo and not params.repo:
+        params = params.model_copy(update={"repo": repo})
+    inputs = resolve_inputs(params, api_url="https://unused.invalid", env=os.environ)
+    return inputs.config, inputs.task
 
 
 def _read_state_file(path: Path):
@@ -84,15 +60,8 @@ def _read_state_file(path: Path):
     try:
         return PipelineState.model_validate(data)
     except ValidationError as exc:
-        raise UsageError(f"state file {path} does not match the snapshot format ({_first_error(exc)}); "
+        raise UsageError(f"state file {path} does not match the snapshot format ({first_error(exc)}); "
                          "regenerate it with `conductor snapshot`") from None
-
-
-def _resolve_repo(args: argparse.Namespace, task) -> str:
-    repo = args.repo or task.GH_REPO
-    if not repo:
-        raise UsageError("no repository given: pass --repo OWNER/NAME or set GH_REPO in the task file")
-    return repo
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
@@ -100,14 +69,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from conductor.planner import prs_needing_files
     from conductor.render import plan_table
 
-    config, task = _load_inputs(args)
-    if args.state_file:
-        state = _read_state_file(args.state_file)
-    else:
+    state = _read_state_file(args.state_file) if args.state_file else None
+    config, task = _load_inputs(args, repo=state.repo if state else None)
+    if state is None:
         from conductor.github_gateway import GitHubGateway
 
-        repo = _resolve_repo(args, task)
-        with GitHubGateway(_github_settings(args), repo) as gh:
+        with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
             state = gh.read_state(lambda s: prs_needing_files(s, config, task))
     result = make_plan(state, config, task)
     if args.json:
@@ -121,15 +88,17 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from conductor.github_gateway import GitHubGateway
     from conductor.planner import prs_needing_files
 
+    from conductor.planner import plan as make_plan
+
     config, task = _load_inputs(args)
-    repo = _resolve_repo(args, task)
-    with GitHubGateway(_github_settings(args), repo) as gh:
+    with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
         state = gh.read_state(lambda s: prs_needing_files(s, config, task))
     text = json.dumps(state.model_dump(mode="json"), indent=2) + "\n"
     if args.out:
         args.out.write_text(text, encoding="utf-8")
-        print(f"wrote {args.out} ({len(state.issues)} issues, {len(state.pull_requests)} PRs, "
-              f"{state.api_requests} requests)", file=sys.stderr)
+        counted = make_plan(state, config, task)  # the same counts `conductor plan` shows
+        print(f"wrote {args.out}: {counted.open_issues} open issues, {counted.open_prs} open PRs in the "
+              f"pipeline ({state.api_requests} requests)", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0
@@ -140,15 +109,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("plan", help="what may advance right now? (reads GitHub or a snapshot)")
-    _add_github_args(p, required_repo=False)
-    _add_config_args(p)
+    add_github_args(p)
+    add_config_args(p)
     p.add_argument("--state-file", type=Path, default=None, help="plan offline from a `conductor snapshot` file")
     p.add_argument("--json", action="store_true", help="print the plan as JSON")
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("snapshot", help="write the pipeline state in the format --state-file reads")
-    _add_github_args(p, required_repo=False)
-    _add_config_args(p)
+    add_github_args(p)
+    add_config_args(p)
     p.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
     p.set_defaults(func=cmd_snapshot)
 
@@ -171,14 +140,16 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.argv = argv
     try:
         return int(args.func(args) or 0)
     except ConductorError as exc:
         print(f"conductor: error: {exc}", file=sys.stderr)
         return 2
     except ValidationError as exc:  # a setting from the environment or a flag
-        print(f"conductor: error: invalid setting {_first_error(exc)}; fix that environment variable or flag",
+        print(f"conductor: error: invalid setting {first_error(exc)}; fix that environment variable or flag",
               file=sys.stderr)
         return 2
     except KeyboardInterrupt:

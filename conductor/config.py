@@ -286,8 +286,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; create it or drop --config") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}; check the path and its permissions") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}; check the path and its permissions") from None
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -305,16 +307,31 @@ def _one_line(exc: ValidationError, origin: str) -> str:
     return f"invalid configuration in {origin}: {where + ': ' if where else ''}{msg}{more}"
 
 
+def _config_path(path: Path | None) -> Path | None:
+    if path is None:
+        default = Path(constants.CONFIG_FILE_NAME)
+        return default if default.is_file() else None
+    return path
+
+
+def load_run_table(path: Path | None = None) -> dict[str, Any]:
+    """The `[run]` table of conductor.toml (pass parameters: `conductor.parameters`)."""
+    path = _config_path(path)
+    table = _read_toml(path).get("run", {}) if path is not None else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: run must be a table ([run]); fix the file")
+    return table
+
+
 def load_pipeline_config(path: Path | None = None) -> PipelineConfig:
     """Defaults, overridden by `path` (TOML), overridden by `CONDUCTOR_*` variables.
 
     With `path=None`, `./conductor.toml` is read if it exists. Every user error is a
     `ConfigError` with a one-line message.
     """
-    if path is None:
-        default = Path(constants.CONFIG_FILE_NAME)
-        path = default if default.is_file() else None
+    path = _config_path(path)
     data = _read_toml(path) if path is not None else {}
+    data.pop("run", None)  # the pass parameters' layer: conductor.parameters
     origin = f"{path} or {ENV_PREFIX}* environment" if path else f"{ENV_PREFIX}* environment"
     try:
         env = EnvSettingsSource(PipelineConfig)()

@@ -20,6 +20,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from conductor.errors import ConductorError
+
 REPO_NAME = "sample-pipeline"
 SAMPLE_PIPELINE = Path(__file__).with_name("sample_pipeline.json")
 
@@ -49,12 +51,13 @@ def _all(client: Any, path: str, **params: Any) -> list[dict[str, Any]]:
 
 def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoResult:
     from conductor import worktrees
-    from conductor.passes import ITEM_HEADERS, item_rows
-    from conductor.render import plan_table
-    from conductor.run_cli import prefect_api, run_pass
+    from conductor.passes import ITEM_HEADERS, PassReport, item_rows
+    from conductor.render import pass_table
+    from conductor.run_cli import PrefectAPI, run_pass, scoped_environ
     from github_sandbox.seed import seed_pipeline
     from github_sandbox.testing import running_sandbox
 
+    echo("starting the sandbox GitHub with the sample pipeline…")
     tokens = {login: "sbx_" + secrets.token_hex(16) for login in ("maintainer", "conductor-bot", "demo-agent")}
     with running_sandbox(workdir / "sandbox", users=tokens) as sandbox:
         repo = f"maintainer/{REPO_NAME}"
@@ -64,31 +67,37 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
                 admin.put(f"/repos/{repo}/collaborators/{login}", json={"permission": "write"}).raise_for_status()
         clone = workdir / "clone"
         worktrees.clone(f"{sandbox.base_url}/{repo}.git", clone)
-        os.environ.update({
+        # The process's identity on this machine for the passes (the token is never a flow
+        # parameter), put back as it was when the demo ends.
+        machine = {
             "GITHUB_TOKEN": tokens["conductor-bot"],
             "CONDUCTOR_AGENT_TOKEN": tokens["demo-agent"],
             "CONDUCTOR_WORKTREE_ROOT": str(workdir / "worktrees"),
             "CONDUCTOR_SALVAGE_DIR": str(workdir / "salvage"),
             "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0",
             "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
-            "CONDUCTOR_RERUN_HINT": "conductor demo",
-        })
+        }
         failures: list[str] = []
         items: list[dict[str, Any]] = []
         passes, idle, leaves = 0, False, 0
-        with prefect_api(ephemeral_home=True):
+        echo("starting Prefect (embedded server)…")
+        with scoped_environ(machine), PrefectAPI(ephemeral_home=True) as api:
+            api.url()
             for passes in range(1, max_passes + 1):
+                echo(f"pass {passes}: running…")
                 report, _state = run_pass(
-                    repo=repo, github_url=sandbox.api_url, repo_path=str(clone),
+                    repo=repo, github_url=sandbox.api_url, repo_path=str(clone), rerun_hint="conductor demo",
                     agent_command=[sys.executable, "-m", "conductor.demo_agent"], agent_timeout=120)
-                echo(plan_table(report.final_plan, title=f"Pass {passes} — {repo}",
-                                dispatches=report.plan.dispatches))
+                assert isinstance(report, PassReport)
+                table = pass_table(report)
+                table.title = f"Pass {passes} — {repo}"
+                echo(table)
                 failures += report.failures
                 rows = item_rows(report.outcomes)
                 items += [{"pass": passes, **dict(zip(ITEM_HEADERS, row, strict=True))} for row in rows]
                 leaves += sum(1 for o in report.outcomes for r in o.results if r.worktree)
                 idle = report.final_plan.idle
-                if idle:
+                if idle or passes == max_passes:
                     break
                 with sandbox.api(tokens["maintainer"]) as admin:
                     for gated in report.final_plan.gated:
@@ -109,11 +118,15 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
+    from conductor.run_cli import scoped_environ
+
+    if args.max_passes < 1:
+        raise ConductorError(f"--max-passes {args.max_passes}: give 1 or more")
+    console = Console(stderr=args.json, width=None if sys.stderr.isatty() else 110)
     # The tables are the demo's output: keep Prefect's per-task lines off the terminal (they
     # still reach the server, as every run's logs do).
-    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
-    console = Console(stderr=args.json, width=None if sys.stderr.isatty() else 110)
-    with tempfile.TemporaryDirectory(prefix="conductor-demo-") as tmp:
+    quiet = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": os.environ.get("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")}
+    with tempfile.TemporaryDirectory(prefix="conductor-demo-") as tmp, scoped_environ(quiet):
         result = run_demo(Path(tmp), max_passes=args.max_passes, echo=console.print)
     if args.json:
         print(json.dumps(result.model_dump(mode="json")))
@@ -121,6 +134,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         console.print(f"passes {result.passes}, idle {result.idle}, merged PRs {result.merged_prs}, "
                       f"open issues {result.open_issues}, open reminders {result.open_reminders}, "
                       f"failures {len(result.failures)}")
+    if not result.idle:
+        print(f"conductor demo: stopped after {result.passes} passes: not idle", file=sys.stderr)
     return 0 if result.idle and not result.failures else 1
 
 

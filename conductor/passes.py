@@ -1,23 +1,25 @@
 """What one conductor pass takes in (`PassInputs`) and gives back (`PassReport`).
 
-`resolve_inputs` merges, in order of precedence, the flow's parameters, the seed's
-`.agent-task` file, `conductor.toml` and the CONDUCTOR_* environment. It reads files
-but talks to no service, and holds no secret: tokens stay in `GitHubSettings`.
+`resolve_inputs` reads the files a pass names and decides its parameters with
+`conductor.parameters.resolve_parameters` (flag > task file > environment >
+conductor.toml > default). It talks to no service and holds no secret: tokens stay in
+`GitHubSettings`.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from conductor import constants, markdown
-from conductor.config import PipelineConfig, load_pipeline_config
-from conductor.errors import ConductorError
+from conductor.config import PipelineConfig, load_pipeline_config, load_run_table
 from conductor.housekeeping import ReminderResult
 from conductor.models import Plan
-from conductor.presets import get_preset
-from conductor.render import HEADERS, plan_rows, summary_line
+from conductor.parameters import PassParameters, resolve_parameters
+from conductor.render import HEADERS, plan_rows
 from conductor.settings import RunSettings
 from conductor.taskfile import TaskFile, read_task_file
 from conductor.verify import CoordinatorOutcome
@@ -52,46 +54,32 @@ class PassInputs(BaseModel):
         return [self.config.status_in_progress, self.config.status_pr_open]
 
 
-def resolve_inputs(*, api_url: str, repo: str | None = None, task_file: str | None = None,
-                   config_file: str | None = None, phase_filter: str | None = None,
-                   max_issues_per_dispatch: int | None = None, max_prs_per_dispatch: int | None = None,
-                   attempt: int | None = None, dry_run: bool = False, reminder_mode: str | None = None,
-                   repo_path: str | None = None, agent_command: list[str] | None = None,
-                   agent_timeout: float | None = None, settings: RunSettings | None = None) -> PassInputs:
+def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
+                   env: Mapping[str, str] | None = None, settings: RunSettings | None = None,
+                   **parameters: Any) -> PassInputs:
+    """Read the task file and conductor.toml named by `params` (or the keyword `parameters`),
+    decide every value (`conductor.parameters.resolve_parameters`) and add this machine's
+    run settings. Reads files, talks to no service, holds no secret."""
+    params = params or PassParameters(**parameters)
+    env = os.environ if env is None else env
     settings = settings or RunSettings()
-    if repo_path:
-        settings = settings.model_copy(update={"repo_path": Path(repo_path)})
-    task = read_task_file(Path(task_file)) if task_file else TaskFile()
-    updates: dict[str, object] = {}
-    if phase_filter is not None:
-        updates["PHASE_FILTER"] = phase_filter
-    if max_issues_per_dispatch is not None:
-        updates["MAX_ISSUES_PER_DISPATCH"] = max_issues_per_dispatch
-    if max_prs_per_dispatch is not None:
-        updates["MAX_PRS_PER_DISPATCH"] = max_prs_per_dispatch
-    if repo or (not task.GH_REPO and settings.repo):
-        updates["GH_REPO"] = repo or settings.repo
-    if updates:
-        task = TaskFile.model_validate({**task.model_dump(), **updates})
-    if not task.GH_REPO:
-        raise ConductorError("no repository given: pass --repo OWNER/NAME, set GH_REPO in the task file or CONDUCTOR_REPO")
-    if attempt is None and task_file and task.ATTEMPT_N:
-        attempt = task.ATTEMPT_N
-    config = load_pipeline_config(Path(config_file) if config_file else None)
-    command = list(agent_command or settings.agent_command)
-    if not command and settings.agent_preset:
-        command = get_preset(settings.agent_preset)
+    task = read_task_file(Path(params.task_file)) if params.task_file else None
+    config_path = Path(params.config_file) if params.config_file else None
+    config = load_pipeline_config(config_path)
+    resolved = resolve_parameters(params, task=task, env=env, run_table=load_run_table(config_path),
+                                  config_origin=str(config_path or "conductor.toml"))
+    settings = settings.model_copy(update={"repo_path": resolved.repo_path})
     root = settings.resolved_worktree_root()
     conductor_wt = None
-    if task_file and Path(task_file).resolve().parent == root / "conductor":
+    if params.task_file and Path(params.task_file).resolve().parent == root / "conductor":
         conductor_wt = root / "conductor"
     return PassInputs(
-        repo=task.GH_REPO, api_url=api_url, config=config, task=task, attempt_override=attempt,
-        dry_run=dry_run, reminder_mode=reminder_mode or settings.reminder_mode,
-        rerun_hint=settings.rerun_hint, repo_path=settings.repo_path.resolve(), worktree_root=root,
-        salvage_dir=settings.resolved_salvage_dir(), agent_command=command,
-        agent_timeout=agent_timeout or settings.agent_timeout, conductor_worktree=conductor_wt,
-        guard_wait=settings.guard_wait,
+        repo=resolved.repo, api_url=api_url, config=config, task=resolved.task(),
+        attempt_override=resolved.attempt, dry_run=resolved.dry_run, reminder_mode=resolved.reminder_mode,
+        rerun_hint=resolved.rerun_hint or "conductor run", repo_path=resolved.repo_path.resolve(),
+        worktree_root=root, salvage_dir=settings.resolved_salvage_dir(),
+        agent_command=resolved.agent_command, agent_timeout=resolved.agent_timeout,
+        conductor_worktree=conductor_wt, guard_wait=settings.guard_wait,
         coordinator_deployments=settings.coordinator_deployments if settings.dispatch == "deployment" else None,
     )
 
@@ -142,6 +130,48 @@ class PassReport(BaseModel):
     def final_plan(self) -> Plan:
         return self.plan_after or self.plan
 
+    def item_counts(self) -> tuple[int, int]:
+        """(proved, failed) over every dispatched item."""
+        proved = failed = 0
+        for o in self.outcomes:
+            if o.results:
+                ok = sum(1 for r in o.results if r.ok)
+                proved, failed = proved + ok, failed + len(o.items) - ok
+            elif o.ok:
+                proved += len(o.items)
+            else:
+                failed += len(o.items)
+        return proved, failed
+
+    def summary(self) -> str:
+        """What the pass did, then what remains: "dispatched 4 groups (9 items): 7 proved,
+        2 failed; 2 gated; reminder #13 updated — 5 open issues, 3 open PRs remain"."""
+        plan = self.plan
+        if plan.stuck:
+            done = f"STUCK: attempt {plan.attempt} > {constants.ANTI_LOOP_LIMIT}, nothing dispatched"
+        else:
+            groups, items = len(plan.dispatches), sum(len(d.items) for d in plan.dispatches)
+            what = f"{groups} group{'s' * (groups != 1)} ({items} item{'s' * (items != 1)})"
+            if self.dry_run:
+                done = f"DRY RUN: would dispatch {what}"
+            elif groups:
+                proved, failed = self.item_counts()
+                done = f"dispatched {what}: {proved} proved, {failed} failed"
+            else:
+                done = "dispatched nothing"
+        gated = sum(1 for g in self.final_plan.gated if not g.approved)
+        parts = [done, f"{gated} gated"]
+        if self.reminder and self.reminder.number and self.reminder.action != "none":
+            parts.append(f"reminder #{self.reminder.number} {self.reminder.action}")
+        elif self.reminder and self.reminder.action.startswith("would-"):
+            parts.append(f"reminder {self.reminder.action.replace('-', ' ')}")
+        if self.reminder and self.reminder.stuck_issue:
+            parts.append(f"stuck issue #{self.reminder.stuck_issue}")
+        after = self.final_plan
+        remains = ("pipeline idle" if after.idle else
+                   f"{after.open_issues} open issues, {after.open_prs} open PRs remain")
+        return "; ".join(parts) + " — " + remains
+
     def table_rows(self) -> list[list[str]]:
         """The pipeline state table: the state after the pass, with what it dispatched."""
         return plan_rows(self.final_plan, self.plan.dispatches)
@@ -149,7 +179,7 @@ class PassReport(BaseModel):
     def markdown(self) -> str:
         plan = self.final_plan
         lines = [f"# Conductor pass — {markdown.escape(self.repo)}",
-                 "", markdown.escape(summary_line(plan)), "",
+                 "", markdown.escape(self.summary()), "",
                  markdown.table(HEADERS, self.table_rows()), ""]
         if self.outcomes:
             lines += ["## Coordinators", "", markdown.table(

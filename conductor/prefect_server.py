@@ -8,24 +8,32 @@ they wait milliseconds, never fail. Reads still run concurrently (WAL). On Postg
 none of this is needed: point PREFECT_API_URL at that server and the conductor uses it.
 
 `conductor run` starts this server when PREFECT_API_URL is not set; tests use it as
-their one session-wide server.
+their one session-wide server. It keeps its own database (`conductor-embedded.db` under
+PREFECT_HOME, not the `prefect.db` of a `prefect server start` on the same home), takes
+a lock per PREFECT_HOME around start-up and migrations, and dies with its parent.
 """
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import os
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from conductor.errors import ConductorError
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+EMBEDDED_DB_NAME = "conductor-embedded.db"
+LOCK_NAME = "conductor-embedded.lock"
 
 
 class SerializedWrites:
@@ -93,41 +101,161 @@ def _healthy(api_url: str) -> bool:
         return False
 
 
-@contextmanager
-def embedded_server(prefect_home: str | None = None, port: int | None = None,
-                    ui: bool = False, startup_timeout: float = 120.0) -> Iterator[str]:
-    """Start the server in a subprocess; yield its API URL (…/api); stop it on exit."""
-    port = port or free_port()
-    api_url = f"http://127.0.0.1:{port}/api"
-    env = dict(os.environ)
-    env.pop("PREFECT_API_URL", None)
-    env.update({
-        "PREFECT_UI_ENABLED": "1" if ui else "0",
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    })
-    if prefect_home:
-        env["PREFECT_HOME"] = prefect_home
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "conductor.prefect_server:create_app",
-         "--host", "127.0.0.1", "--port", str(port), "--log-level", "error", "--lifespan", "on"],
-        env=env, stdin=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + startup_timeout
-        while not _healthy(api_url):
-            if process.poll() is not None:
-                raise ConductorError(f"the embedded Prefect server exited with status {process.returncode}; "
+def database_url(prefect_home: str | Path) -> str:
+    """The embedded server's own SQLite database: under PREFECT_HOME, but never the file
+    a `prefect server start` on the same home uses (`prefect.db`)."""
+    return f"sqlite+aiosqlite:///{Path(prefect_home).resolve() / EMBEDDED_DB_NAME}"
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+class EmbeddedServer:
+    """The server as a child process that cannot outlive its parent.
+
+    `start()` returns at once (the process imports Prefect and migrates while the caller
+    does other work, e.g. checks its inputs); `wait_ready()` blocks until it answers.
+    The child runs in its own process group (a Ctrl-C at the terminal reaches only the
+    parent, which stops it in order) and watches a pipe from its parent: when the parent
+    dies, even by `kill -9`, the pipe closes and the server exits within a second.
+    Start-up and migrations take a lock file in PREFECT_HOME, so two servers on one fresh
+    home never migrate the same database at once."""
+
+    def __init__(self, prefect_home: str | Path | None = None, port: int | None = None,
+                 ui: bool = False, startup_timeout: float = 300.0, log_file: Path | None = None) -> None:
+        self.home = Path(prefect_home).expanduser() if prefect_home else default_home()
+        self.port = port or free_port()
+        self.api_url = f"http://127.0.0.1:{self.port}/api"
+        self.ui = ui
+        self.startup_timeout = startup_timeout
+        self.log_file = log_file
+        self.process: subprocess.Popen[bytes] | None = None
+        self._lock_fd: int | None = None
+
+    def start(self) -> EmbeddedServer:
+        self.home.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        env.pop("PREFECT_API_URL", None)
+        env.update({
+            "PREFECT_HOME": str(self.home),
+            "PREFECT_UI_ENABLED": "1" if self.ui else "0",
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        })
+        env.setdefault("PREFECT_API_DATABASE_CONNECTION_URL", database_url(self.home))
+        self._lock_fd = os.open(self.home / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        out = open(self.log_file, "ab") if self.log_file else None  # noqa: SIM115 (handed to the child)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "conductor.prefect_server", "--port", str(self.port),
+                 "--lock-fd", str(self._lock_fd)],
+                env=env, stdin=subprocess.PIPE, stdout=out, stderr=out,
+                pass_fds=(self._lock_fd,), start_new_session=True)
+        finally:
+            if out:
+                out.close()
+            os.close(self._lock_fd)  # the child holds the lock through its own copy
+            self._lock_fd = None
+        return self
+
+    def wait_ready(self) -> str:
+        assert self.process is not None, "start() first"
+        deadline = time.monotonic() + self.startup_timeout
+        while not _healthy(self.api_url):
+            if self.process.poll() is not None:
+                raise ConductorError(f"the embedded Prefect server exited with status {self.process.returncode}; "
                                      "set PREFECT_API_URL to a running Prefect server instead")
             if time.monotonic() > deadline:
-                raise ConductorError(f"the embedded Prefect server did not start within {startup_timeout:.0f} s; "
+                raise ConductorError(f"the embedded Prefect server did not start within {self.startup_timeout:.0f} s; "
                                      "set PREFECT_API_URL to a running Prefect server instead")
-            time.sleep(0.2)
-        yield api_url
-        drain_prefect_workers()
-    finally:
-        process.terminate()
+            time.sleep(0.1)
+        return self.api_url
+
+    def stop(self) -> None:
+        process, self.process = self.process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process.stdin:
+            process.stdin.close()
+
+    def __enter__(self) -> str:
+        self.start()
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            return self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            if exc[0] is None:
+                drain_prefect_workers()
+        finally:
+            self.stop()
+
+
+@contextmanager
+def embedded_server(prefect_home: str | None = None, port: int | None = None,
+                    ui: bool = False, startup_timeout: float = 300.0) -> Iterator[str]:
+    """Start the server in a subprocess; yield its API URL (…/api); stop it on exit."""
+    with EmbeddedServer(prefect_home, port, ui, startup_timeout) as url:
+        yield url
+
+
+# ---------------------------------------------------------------- the child process
+def _watch_parent(stream: Any) -> None:
+    """Block until the parent's end of our stdin closes (the parent died), then exit."""
+    try:
+        while stream.read(1024):
+            pass
+    except (OSError, ValueError):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)  # a graceful shutdown gets 5 s, then the process ends regardless
+    os._exit(0)
+
+
+def _serve(port: int, lock_fd: int | None) -> None:
+    import uvicorn
+
+    threading.Thread(target=_watch_parent, args=(sys.stdin.buffer,), daemon=True,
+                     name="parent-watch").start()
+    if lock_fd is not None:
+        fcntl.flock(lock_fd, fcntl.LOCK_EX)  # one start-up (and migration) per PREFECT_HOME at a time
+
+    config = uvicorn.Config("conductor.prefect_server:create_app", factory=True, host="127.0.0.1",
+                            port=port, log_level="error", lifespan="on")
+    server = uvicorn.Server(config)
+
+    if lock_fd is not None:
+        async def release_when_started() -> None:
+            while not server.started and not server.should_exit:
+                await asyncio.sleep(0.05)
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            os.close(lock_fd)
+
+        async def main() -> None:
+            task = asyncio.ensure_future(release_when_started())
+            await server.serve()
+            task.cancel()
+
+        asyncio.run(main())
+    else:
+        server.run()
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="conductor's embedded Prefect server (a child process)")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--lock-fd", type=int, default=None)
+    args = parser.parse_args()
+    _serve(args.port, args.lock_fd)

@@ -50,10 +50,24 @@ def summary_line(plan: Plan) -> str:
             f"{sum(1 for g in plan.gated if not g.approved)} gated; attempt {plan.attempt}")
 
 
-def plan_table(plan: Plan, title: str | None = None, dispatches: list[Dispatch] | None = None) -> Table:
-    table = Table(title=title or f"Pipeline state — {plan.repo}", caption=summary_line(plan))
-    for header in HEADERS:
-        table.add_column(header, overflow="fold")
-    for row in plan_rows(plan, dispatches):
+def rows_table(rows: list[list[str]], title: str, caption: str, dry_run: bool = False) -> Table:
+    """A table whose cells fold (wrap at any character when they must), never cut."""
+    headers = [("Would dispatch" if dry_run and h == "Dispatched" else h) for h in HEADERS]
+    table = Table(title=title, caption=caption, caption_justify="left")
+    for header in headers:
+        table.add_column(header, overflow="fold", no_wrap=False, min_width=min(len(header), 8))
+    for row in rows:
         table.add_row(*row)
     return table
+
+
+def plan_table(plan: Plan, title: str | None = None, dispatches: list[Dispatch] | None = None,
+               caption: str | None = None, dry_run: bool = False) -> Table:
+    return rows_table(plan_rows(plan, dispatches), title or f"Pipeline state — {plan.repo}",
+                      caption or summary_line(plan), dry_run=dry_run)
+
+
+def pass_table(report) -> Table:  # a conductor.passes.PassReport (imported there, not here)
+    """The table after a pass, captioned with what the pass did."""
+    title = ("DRY RUN, nothing written — " if report.dry_run else "") + f"Pipeline state — {report.repo}"
+    return rows_table(report.table_rows(), title, report.summary(), dry_run=report.dry_run)

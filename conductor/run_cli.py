@@ -1,7 +1,12 @@
 """`conductor run` and `conductor setup`: one pass through Prefect, and the seed's setup step.
 
-Prefect is imported only here, after PREFECT_API_URL is settled: when it is not set,
-the embedded server (`conductor.prefect_server`) is started for the pass and stopped after.
+`conductor run` checks every input before anything is written and before the pass
+starts (`conductor.preflight`), while the embedded Prefect server starts beside it.
+Prefect is imported only after PREFECT_API_URL is settled. Its own log lines and
+tracebacks go to a log file; the terminal gets progress lines and one line per error.
+
+Exit status: 0 every claim proved (or the pipeline is idle), 1 a coordinator failed or
+the pipeline is stuck, 2 bad input or GitHub unreachable.
 """
 from __future__ import annotations
 
@@ -11,115 +16,212 @@ import os
 import shlex
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from conductor.cliargs import add_parameter_flags, parameters_from_args
 from conductor.errors import ConductorError
+
+EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@contextmanager
+def scoped_environ(updates: Mapping[str, str | None]) -> Iterator[None]:
+    """Set (or, with None, unset) environment variables, and put every one back after."""
+    saved = {key: os.environ.get(key) for key in updates}
+    try:
+        for key, value in updates.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class PrefectAPI:
+    """PREFECT_API_URL when set; else the embedded server, started at once and waited for
+    only when needed (`url()`), so inputs are checked while it starts."""
+
+    def __init__(self, ephemeral_home: bool = False, log_file: Path | None = None) -> None:
+        self._given = os.environ.get("PREFECT_API_URL") or None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._server = None
+        self._url: str | None = self._given
+        self._env: Any = None
+        if self._given is None:
+            from conductor.prefect_server import EmbeddedServer
+
+            if ephemeral_home:
+                self._tmp = tempfile.TemporaryDirectory(prefix="conductor-prefect-")
+            home = self._tmp.name if self._tmp else os.environ.get("PREFECT_HOME")
+            self._server = EmbeddedServer(prefect_home=home, log_file=log_file).start()
+
+    @property
+    def embedded(self) -> bool:
+        return self._server is not None
+
+    def url(self) -> str:
+        """Wait for the server; from here on PREFECT_API_URL (and PREFECT_HOME) point at it."""
+        if self._url is None or self._env is None:
+            if self._server is not None:
+                self._url = self._server.wait_ready()
+                self._env = scoped_environ({"PREFECT_API_URL": self._url,
+                                            "PREFECT_HOME": str(self._server.home)})
+            else:
+                self._env = scoped_environ({})
+            self._env.__enter__()
+        assert self._url is not None
+        return self._url
+
+    def close(self, drain: bool = True) -> None:
+        from conductor.prefect_server import drain_prefect_workers
+
+        try:
+            if drain and self._server is not None and self._env is not None:
+                drain_prefect_workers()
+        finally:
+            if self._server is not None:
+                self._server.stop()
+            if self._env is not None:
+                self._env.__exit__(None, None, None)
+                self._env = None
+            if self._tmp is not None:
+                self._tmp.cleanup()
+
+    def __enter__(self) -> PrefectAPI:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close(drain=exc[0] is None)
 
 
 @contextmanager
 def prefect_api(ephemeral_home: bool = False) -> Iterator[str]:
     """Use PREFECT_API_URL when set; else run the embedded server for the duration."""
-    if os.environ.get("PREFECT_API_URL"):
-        yield os.environ["PREFECT_API_URL"]
-        return
-    from conductor.prefect_server import drain_prefect_workers, embedded_server
-
-    with tempfile.TemporaryDirectory(prefix="conductor-prefect-") as tmp:
-        home = tmp if ephemeral_home else os.environ.get("PREFECT_HOME")
-        if home:
-            os.environ["PREFECT_HOME"] = home
-        with embedded_server(prefect_home=home) as url:
-            os.environ["PREFECT_API_URL"] = url
-            try:
-                yield url
-            finally:
-                drain_prefect_workers()
-                os.environ.pop("PREFECT_API_URL", None)
+    with PrefectAPI(ephemeral_home=ephemeral_home) as api:
+        yield api.url()
 
 
-def run_pass(**parameters: Any):
+def run_pass(params: Any = None, **parameters: Any):
     """Run the conductor flow once; returns (report, state). The report is None when the
     pass was skipped because another pass over the repository held its slot."""
     from flows.conductor import conductor
 
-    state = conductor(**parameters, return_state=True)
+    from conductor.parameters import PassParameters
+
+    params = params or PassParameters(**parameters)
+    values = params.model_dump(exclude_none=True)
+    import inspect
+
+    accepted = set(inspect.signature(conductor.fn).parameters)
+    if "agent_preset" in values and "agent_preset" not in accepted and "agent_command" not in values:
+        from conductor.presets import get_preset
+
+        values["agent_command"] = get_preset(values["agent_preset"])
+    state = conductor(**{k: v for k, v in values.items() if k in accepted}, return_state=True)
     if state.is_cancelled():
         return None, state
     report = state.result(raise_on_failure=False)
     if isinstance(report, BaseException):
+        if isinstance(report, ConductorError):
+            raise report
         raise ConductorError(f"the conductor pass failed: {report}") from None
     return report, state
 
 
-def _agent_command(value: str) -> list[str]:
-    """A JSON list, or a command line split like a shell would (but never run by one)."""
-    value = value.strip()
-    if value.startswith("["):
-        try:
-            argv = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise argparse.ArgumentTypeError(f"--agent-command is not a JSON list: {exc.msg}") from None
-        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
-            raise argparse.ArgumentTypeError("--agent-command JSON must be a list of strings")
-        return argv
-    try:
-        return shlex.split(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--agent-command cannot be split: {exc}") from None
+def exit_code(report: Any) -> int:
+    """0 every claim proved or idle; 1 a coordinator failed or the pipeline is stuck."""
+    if report is None:
+        return EXIT_OK
+    plan = report.plan
+    if plan.stuck or report.failures:
+        return EXIT_FAILURES
+    return EXIT_OK
 
 
-def _check_inputs(parameters: dict[str, Any]) -> None:
-    from conductor.passes import resolve_inputs
-    from conductor.settings import GitHubSettings
-
-    settings = GitHubSettings.from_env(parameters["github_url"])
-    inputs = resolve_inputs(api_url=settings.api_url, **{k: v for k, v in parameters.items() if k != "github_url"})
-    if not inputs.dry_run and not inputs.agent_command:
-        raise ConductorError("no agent command: pass --agent-command or --agent-preset, "
-                             "or set CONDUCTOR_AGENT_COMMAND / CONDUCTOR_AGENT_PRESET")
+def rerun_command(argv: list[str]) -> str:
+    """The exact command that started this pass, for the reminder's "what to do next"."""
+    return shlex.join(["conductor", *argv])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from conductor.render import plan_table
+    from conductor.passes import resolve_inputs
+    from conductor.preflight import check_inputs
+    from conductor.progress import default_log_file, route_logs
+    from conductor.render import pass_table
+    from conductor.settings import GitHubSettings
 
-    parameters = {
-        "repo": args.repo, "phase_filter": args.phase_filter,
-        "max_issues_per_dispatch": args.max_issues, "max_prs_per_dispatch": args.max_prs,
-        "attempt": args.attempt, "dry_run": args.dry_run, "reminder_mode": args.reminder_mode,
-        "task_file": str(args.task_file) if args.task_file else None,
-        "config_file": str(args.config) if args.config else None,
-        "repo_path": str(args.repo_path) if args.repo_path else None,
-        "github_url": args.github_url, "agent_command": args.agent_command,
-        "agent_timeout": args.agent_timeout,
-    }
-    if args.agent_preset and not args.agent_command:
-        from conductor.presets import get_preset
+    err = Console(stderr=True, highlight=False)
+    params = parameters_from_args(args)
+    if params.rerun_hint is None and getattr(args, "argv", None) is not None:
+        params = params.model_copy(update={"rerun_hint": rerun_command(args.argv)})
+    log_file = args.log_file or default_log_file()
+    status = err.status("checking inputs, starting Prefect…") if err.is_terminal else None
+    if status:
+        status.start()
+    api = PrefectAPI(ephemeral_home=params.dry_run, log_file=log_file)
+    try:
+        settings = GitHubSettings.from_env(params.github_url)
+        inputs = resolve_inputs(params, api_url=settings.api_url)
+        if settings.token is None:  # only a Prefect block can hold it: ask the server
+            api.url()
+            from tasks.secrets import github_settings
 
-        parameters["agent_command"] = get_preset(args.agent_preset)
-    _check_inputs(parameters)  # bad input fails here, in a second, not after Prefect starts
-    with prefect_api(ephemeral_home=args.dry_run):
-        report, state = run_pass(**parameters)
+            settings = github_settings(params.github_url)
+        checked = check_inputs(inputs, settings)
+        if status:
+            status.update(f"inputs checked (token of {checked.login}); starting Prefect…")
+        api.url()
+    except BaseException:
+        if status:
+            status.stop()
+        api.close(drain=False)
+        raise
+    if status:
+        status.stop()
+    err.print(f"[bold]DRY RUN, nothing written[/bold] — {inputs.repo}" if inputs.dry_run
+              else f"conductor pass over {inputs.repo} as {checked.login}")
+    err.print(f"[dim]Prefect log: {log_file}[/dim]")
+    try:
+        import flows.conductor  # noqa: F401  (Prefect configures its logging; route_logs redirects it)
+
+        route_logs(log_file, None if args.json else err)
+        report, state = run_pass(params)
+    except ConductorError as exc:
+        api.close(drain=False)
+        raise ConductorError(f"{exc} (details: {log_file})") from None
+    except Exception as exc:  # a bug, not the user's input: the traceback is in the log file
+        import logging
+
+        logging.getLogger("conductor").exception("the pass failed")
+        api.close(drain=False)
+        print(f"conductor: error: the pass failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+              f"(traceback: {log_file})", file=sys.stderr)
+        return EXIT_FAILURES
+    api.close()
     if report is None:
         print(f"conductor: {state.message}", file=sys.stderr)
-        return 0
+        return EXIT_OK
     if args.json:
         print(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
-        console = Console()
-        console.print(plan_table(report.final_plan, dispatches=report.plan.dispatches))
+        Console(soft_wrap=False).print(pass_table(report))
         for failure in report.failures:
-            console.print(f"[red]failure[/red] {failure}", markup=True, highlight=False)
-        if report.reminder and report.reminder.number:
-            console.print(f"reminder #{report.reminder.number}: {report.reminder.action}")
-    if state.is_failed():
-        print(f"conductor: {state.message}", file=sys.stderr)
-        return 1
-    return 0
+            err.print(f"[red]failed[/red] {failure}", markup=True, highlight=False)
+    code = exit_code(report)
+    if code and not args.json:
+        err.print(f"conductor: {state.message}")
+    return code
 
 
 def cmd_setup(args: argparse.Namespace) -> int:
@@ -141,33 +243,31 @@ def cmd_setup(args: argparse.Namespace) -> int:
     task = TaskFile(GH_REPO=args.repo or "")
     (created / ".agent-task").write_text(task.render(), encoding="utf-8")
     print(f"conductor worktree ready: {created}")
-    print(f"run a pass with: conductor run --task-file {created / '.agent-task'}")
+    command = ["conductor", "run", "--task-file", str(created / ".agent-task"),
+               "--repo-path", str(settings.repo_path.resolve())]
+    if not os.environ.get("CONDUCTOR_AGENT_COMMAND") and not os.environ.get("CONDUCTOR_AGENT_PRESET"):
+        command += ["--agent-preset", "claude"]
+    if args.github_url:
+        command += ["--github-url", args.github_url]
+    print("run a pass with (GITHUB_TOKEN set; another --agent-preset or --agent-command if not claude):")
+    print("  " + shlex.join(command))
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from conductor.cli import _add_config_args, _add_github_args
-
-    p = sub.add_parser("run", help="one conductor pass (a Prefect flow run)")
-    _add_github_args(p, required_repo=False)
-    _add_config_args(p)
-    p.add_argument("--phase-filter", default=None, help="dispatch only this phase")
-    p.add_argument("--max-issues", type=int, default=None, help="cap on issues dispatched (default 12)")
-    p.add_argument("--max-prs", type=int, default=None, help="cap on PRs dispatched (default 12)")
-    p.add_argument("--attempt", type=int, default=None, help="override ATTEMPT_N (read back from GitHub otherwise)")
-    p.add_argument("--dry-run", action="store_true", help="write nothing anywhere; print what would be done")
-    p.add_argument("--reminder-mode", choices=["recreate", "update"], default=None)
-    p.add_argument("--repo-path", type=Path, default=None, help="local clone of the repository (default: .)")
-    p.add_argument("--agent-command", type=_agent_command, default=None,
-                   help="agent argv: a JSON list or a command line, with {task_file} {report_file} "
-                        "{worktree} {prompt_file} {workflow} placeholders")
-    p.add_argument("--agent-preset", default=None, help="claude, codex, cursor, gemini or generic")
-    p.add_argument("--agent-timeout", type=float, default=None, help="seconds before an agent is killed")
-    p.add_argument("--json", action="store_true", help="print the pass report as JSON")
+    p = sub.add_parser("run", help="one conductor pass (a Prefect flow run)",
+                       description="One conductor pass. Exit status: 0 every claim proved (or idle), "
+                                   "1 a coordinator failed or the pipeline is stuck, 2 bad input or "
+                                   "GitHub unreachable.")
+    add_parameter_flags(p)
+    p.add_argument("--json", action="store_true", help="print the pass report as JSON (nothing else on stdout)")
+    p.add_argument("--log-file", type=Path, default=None,
+                   help="where Prefect's log lines and tracebacks go (default ~/.conductor/logs/run-TIME.log)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("setup", help="create the conductor worktree and its .agent-task (seed: Setup)")
     p.add_argument("--repo", default=None, help="OWNER/NAME written as GH_REPO")
     p.add_argument("--repo-path", type=Path, default=None, help="local clone (default: .)")
     p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--github-url", default=None, help="REST API base URL, repeated in the suggested command")
     p.set_defaults(func=cmd_setup)

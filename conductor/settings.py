@@ -70,28 +70,20 @@ class GitHubSettings(BaseSettings):
 
 
 class RunSettings(BaseSettings):
-    """Where a pass works on this machine and how it runs agents (env prefix CONDUCTOR_)."""
+    """Where a pass works on this machine (env prefix CONDUCTOR_). What a pass is asked to
+    do (repository, caps, agent command, reminder mode) is `conductor.parameters`."""
 
     model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore")
 
-    repo: str | None = Field(
-        None, description="OWNER/NAME when neither the flow's `repo` parameter nor a task file "
-        "names one (a worker serving one repository).")
     repo_path: Path = Field(
-        Path("."), description="Local clone of the target repository (fetched before each worktree).")
+        Path("."), description="Local clone of the target repository (fetched before each worktree); "
+        "a coordinator deployment on another machine uses its own.")
     worktree_root: Path | None = Field(
         None, description="Where coordinator worktrees are made. Default: "
         "~/.conductor/worktrees/<name of repo_path>.")
     salvage_dir: Path | None = Field(
         None, description="Where uncommitted or unpushed work of orphaned worktrees is saved. "
         "Default: ~/.conductor/salvage/<name of repo_path>.")
-    agent_command: list[str] = Field(
-        default_factory=list, description="The agent's argv template (JSON list in the environment), "
-        "with {task_file} {report_file} {worktree} {prompt_file} {workflow} placeholders.")
-    agent_preset: str | None = Field(
-        None, description="Name of a shipped preset (claude, codex, cursor, gemini, generic), used "
-        "when agent_command is empty.")
-    agent_timeout: float = Field(3600.0, gt=0, description="Seconds before an agent is killed.")
     agent_slots: int = Field(
         12, ge=1, description="Leaf agents running at once on this deployment: the Prefect global "
         "concurrency limit `agent-slots` (set to this value at each pass).")
@@ -102,9 +94,6 @@ class RunSettings(BaseSettings):
     agent_token: SecretStr | None = Field(
         None, description="A token of the agent's own, given to it as GH_TOKEN/GITHUB_TOKEN. "
         "Unset by default: the agent never receives the conductor's token.")
-    reminder_mode: Literal["recreate", "update"] = Field(
-        "recreate", description="recreate: close stale reminders and open a new one (the seed); "
-        "update: edit one reminder in place (fewer notifications on a schedule).")
     dispatch: Literal["subflow", "deployment"] = Field(
         "subflow", description="subflow: coordinators run in this process, as concurrent subflows. "
         "deployment: each runs as a flow run of its deployment (run_deployment) on the workers of "
@@ -115,8 +104,6 @@ class RunSettings(BaseSettings):
     guard_wait: float = Field(
         120.0, ge=0, description="Seconds a pass waits for another pass over the same repository "
         "to finish before it gives up without dispatching (a killed pass frees its slot within 60 s).")
-    rerun_hint: str = Field(
-        "conductor run", description="The command the reminder tells a human to run next.")
 
     def resolved_worktree_root(self) -> Path:
         return (self.worktree_root or Path.home() / ".conductor" / "worktrees" / self._repo_name()).resolve()

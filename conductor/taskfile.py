@@ -178,6 +178,8 @@ def read_task_file(path: Path) -> TaskFile:
         raise TaskFileError(
             f"task file {path} does not exist; create it (see the README) or pass its path"
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise TaskFileError(f"cannot read task file {path}: {exc}; check the path and permissions") from None
+    except UnicodeDecodeError as exc:
+        raise TaskFileError(f"task file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise TaskFileError(f"cannot read task file {path}: {exc.strerror}; check the path and permissions") from None
     return parse_task_file(text)

@@ -160,6 +160,12 @@ def fetch(repo_path: Path | str, remote: str = "origin") -> None:
             _git(repo, "fetch", "--prune", remote, what=f"git fetch {remote}")
 
 
+def remote_urls(repo_path: Path | str) -> dict[str, list[str]]:
+    """Remote name -> its URLs (credentials scrubbed); WorktreeError if not a git repository."""
+    with _open(repo_path) as repo:
+        return {r.name: [_scrub(u) for u in r.urls] for r in repo.remotes}
+
+
 def clone(url: str, dest: Path | str) -> Path:
     """`git clone <url> <dest>` (used by the demo; a user brings their own clone)."""
     try:

@@ -102,7 +102,7 @@ def test_setup_creates_the_conductor_worktree_once(tmp_path, sandbox, sample):
 
 @pytest.mark.parametrize(("env", "args", "message"), [
     ({}, ["--repo", "a/b"], "no agent command"),
-    ({"CONDUCTOR_AGENT_TIMEOUT": "soon"}, ["--repo", "a/b", "--agent-preset", "claude"], "agent_timeout"),
+    ({"CONDUCTOR_AGENT_TIMEOUT": "soon"}, ["--repo", "a/b", "--agent-preset", "claude"], "CONDUCTOR_AGENT_TIMEOUT"),
     ({"CONDUCTOR_GITHUB_URL": "ftp://x"}, ["--repo", "a/b", "--agent-preset", "claude"], "http:// or https://"),
     ({}, ["--agent-preset", "claude"], "no repository given"),
     ({}, ["--repo", "a/b", "--agent-preset", "nope"], "unknown agent preset"),

@@ -80,7 +80,7 @@ def test_read_task_file(tmp_path: Path) -> None:
     with pytest.raises(TaskFileError, match="does not exist"):
         read_task_file(path)
     path.write_bytes(b"GH_REPO=o/r\nPHASE_FILTER=\xff\n")
-    with pytest.raises(TaskFileError, match="cannot read task file"):
+    with pytest.raises(TaskFileError, match="is not UTF-8 text .byte 25.; save it as UTF-8"):
         read_task_file(path)
     path.write_text(SEED)
     assert read_task_file(path).GH_REPO == "cgcardona/maestro"

@@ -1,0 +1,80 @@
+"""What a person sees while a pass runs: progress lines on stderr, Prefect's own output in a file.
+
+`route_logs` takes Prefect's console handler off the terminal and writes every log line
+and traceback (Prefect's, the flow's, the GitHub gateway's) to a log file instead. The
+terminal gets `ProgressHandler`'s short lines: what the pass and its coordinators log
+as decisions (the same lines the Prefect UI shows), and GitHub retries, one line each.
+"""
+from __future__ import annotations
+
+import logging
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+
+# The engine's own bookkeeping lines: in the log file, not on the terminal.
+_ENGINE_NOISE = re.compile(
+    r"^(Beginning (flow|subflow) run|View at |Finished in state|Created (task|subflow|flow) run|"
+    r"Executing |Running |Submitting |Encountered exception|Received non-final state|"
+    r"Process for flow run|Opening process|Downloading flow code)")
+_WATCHED = ("prefect.flow_runs", "prefect.task_runs", "conductor")
+
+
+def default_log_file(log_dir: Path | None = None) -> Path:
+    folder = log_dir or Path.home() / ".conductor" / "logs"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"run-{datetime.now(UTC):%Y%m%d-%H%M%S-%f}.log"
+
+
+class ProgressHandler(logging.Handler):
+    """One short line per decision or warning; never a traceback."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(logging.INFO)
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad log call must not break the pass
+            return
+        if record.name.startswith("conductor") and record.levelno < logging.WARNING:
+            return
+        if _ENGINE_NOISE.match(message):
+            return
+        first = message.strip().splitlines()[0] if message.strip() else ""
+        if not first:
+            return
+        where = getattr(record, "task_run_name", None) or getattr(record, "flow_run_name", None) or ""
+        where = re.sub(r"-[0-9a-f]{3}$", "", str(where))
+        style = {logging.WARNING: "yellow", logging.ERROR: "red", logging.CRITICAL: "red"}.get(record.levelno, "")
+        prefix = f"[dim]{escape(str(where))}[/dim] " if where else ""
+        text = escape(first[:300])
+        self.console.print(f"{prefix}[{style}]{text}[/{style}]" if style else f"{prefix}{text}",
+                           highlight=False, soft_wrap=True)
+
+
+def route_logs(log_file: Path, console: Console | None) -> None:
+    """Send Prefect's console output to `log_file`, and short progress lines to `console`."""
+    file_handler = logging.FileHandler(log_file, encoding="utf-8")
+    file_handler.setLevel(logging.DEBUG)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            root.removeHandler(handler)
+    root.addHandler(file_handler)
+    for name in ("uvicorn", "fastapi", "prefect._internal"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                logger.removeHandler(handler)
+        logger.addHandler(file_handler)
+    logging.getLogger("conductor").setLevel(logging.INFO)
+    if console is not None:
+        progress = ProgressHandler(console)
+        for name in _WATCHED:
+            logging.getLogger(name).addHandler(progress)
