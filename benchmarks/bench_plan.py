@@ -22,7 +22,7 @@ from typing import Any
 from conductor.config import PipelineConfig
 from conductor.models import Issue, PipelineState, PullRequest
 from conductor.planner import plan, prs_needing_files
-from conductor.taskfile import TaskFile
+from conductor.models import PlanRules
 
 GOAL_ITEMS = 10_000
 GOAL_SECONDS = 1.0
@@ -84,18 +84,19 @@ def _fmt(seconds: list[float]) -> str:
 
 
 def run(items: int, repeat: int, profile: bool) -> None:
-    config, task = PipelineConfig(), TaskFile()
+    config = PipelineConfig()
+    rules = PlanRules(config=config)
     state = synthetic_state(items, config.phase_names)
     text = state.model_dump_json()
-    result = plan(state, config, task)
+    result = plan(state, rules)
     print(f"state: {len(state.issues)} issues + {len(state.pull_requests)} PRs = {items} items, "
           f"snapshot JSON {len(text) / 1e6:.2f} MB")
     print(f"plan: {len(result.dispatches)} dispatches, {len(result.gated)} gated, "
           f"{len(result.problems)} problems, {len(result.deferred)} deferred, "
           f"active {', '.join(result.active_phases)}")
 
-    plan_s = timings(lambda: plan(state, config, task), repeat)
-    files_s = timings(lambda: prs_needing_files(state, config, task), repeat)
+    plan_s = timings(lambda: plan(state, rules), repeat)
+    files_s = timings(lambda: prs_needing_files(state, rules), repeat)
     load_s = timings(lambda: PipelineState.model_validate_json(text), repeat)
     print(f"\n{repeat} runs each:")
     print(f"  planner.plan                      {_fmt(plan_s)}")
@@ -109,7 +110,7 @@ def run(items: int, repeat: int, profile: bool) -> None:
           f"{'PASS' if ok else 'FAIL'}")
     if profile or not ok:
         print("\ncProfile of one plan() call, by cumulative time:")
-        print(profile_text(lambda: plan(state, config, task)))
+        print(profile_text(lambda: plan(state, rules)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -28,7 +28,7 @@ from conductor.models import PipelineState
 from conductor.planner import plan, prs_needing_files
 from github_sandbox.testing import RunningSandbox, running_sandbox
 from conductor.settings import GitHubSettings
-from conductor.taskfile import TaskFile
+from conductor.models import PlanRules
 
 PROTECTED_FILE = "maestro/protocol/events.py"
 MAX_LISTING_REQUESTS = 5
@@ -260,7 +260,8 @@ def classify_server_counts(counts: dict[str, int]) -> dict[str, int]:
 
 
 def run(issue_count: int, pr_count: int) -> None:
-    config, task = PipelineConfig(), TaskFile()
+    config = PipelineConfig()
+    rules = PlanRules(config=config)
     issues = issue_specs(issue_count, config.phase_names)
     prs = pr_specs(pr_count, issues)
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as data_dir, running_sandbox(data_dir) as sb:
@@ -277,7 +278,7 @@ def run(issue_count: int, pr_count: int) -> None:
         dispatchable: list[int] = []
 
         def files_for(state: PipelineState) -> list[int]:
-            dispatchable[:] = prs_needing_files(state, config, task)
+            dispatchable[:] = prs_needing_files(state, rules)
             return dispatchable
 
         with GitHubGateway(settings, full_name) as gateway:
@@ -287,13 +288,13 @@ def run(issue_count: int, pr_count: int) -> None:
             client_requests = gateway.requests_made
         server = sb.control.counts()
 
-    report(state, config, task, seconds, client_requests, server, dispatchable)
+    report(state, rules, seconds, client_requests, server, dispatchable)
 
 
-def report(state: PipelineState, config: PipelineConfig, task: TaskFile, seconds: float,
+def report(state: PipelineState, rules: PlanRules, seconds: float,
            client_requests: int, server: dict[str, int], dispatchable: list[int]) -> None:
     groups = classify_server_counts(server)
-    decided = plan(state, config, task)
+    decided = plan(state, rules)
     print(f"\nread_state: {len(state.issues)} open issues, {len(state.pull_requests)} open PRs "
           f"in {seconds:.2f} s wall")
     print(f"  client-side requests: {client_requests} (state.api_requests = {state.api_requests})")
@@ -314,7 +315,7 @@ def report(state: PipelineState, config: PipelineConfig, task: TaskFile, seconds
     if groups["other"]:
         print(f"  over budget: the {groups['other']} 'other' requests in the table above")
 
-    seed = seed_query_cost(state, config)
+    seed = seed_query_cost(state, rules.config)
     print(f"\nthe seed's gh queries for the same state (steps 2-4 and 7): {seed['requests']} requests "
           f"= {seed['search']} search + {seed['listing']} listing + {seed['item']} per-issue")
     for step, kinds in seed["by_step"].items():

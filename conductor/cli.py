@@ -65,18 +65,20 @@ def _read_state_file(path: Path):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
+    from conductor.passes import plan_rules
     from conductor.planner import plan as make_plan
-    from conductor.planner import prs_needing_files
     from conductor.render import plan_table
 
     state = _read_state_file(args.state_file) if args.state_file else None
     config, task = _load_inputs(args, repo=state.repo if state else None)
+    rules = plan_rules(config, task, task.ATTEMPT_N)
     if state is None:
         from conductor.github_gateway import GitHubGateway
+        from conductor.snapshot import read_snapshot
 
         with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
-            state = gh.read_state(lambda s: prs_needing_files(s, config, task))
-    result = make_plan(state, config, task)
+            state = read_snapshot(gh, rules).state
+    result = make_plan(state, rules)
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
@@ -86,17 +88,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from conductor.github_gateway import GitHubGateway
-    from conductor.planner import prs_needing_files
-
+    from conductor.passes import plan_rules
     from conductor.planner import plan as make_plan
+    from conductor.snapshot import read_snapshot
 
     config, task = _load_inputs(args)
+    rules = plan_rules(config, task, task.ATTEMPT_N)
     with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
-        state = gh.read_state(lambda s: prs_needing_files(s, config, task))
+        state = read_snapshot(gh, rules).state
     text = json.dumps(state.model_dump(mode="json"), indent=2) + "\n"
     if args.out:
         args.out.write_text(text, encoding="utf-8")
-        counted = make_plan(state, config, task)  # the same counts `conductor plan` shows
+        counted = make_plan(state, rules)  # the same counts `conductor plan` shows
         print(f"wrote {args.out}: {counted.open_issues} open issues, {counted.open_prs} open PRs in the "
               f"pipeline ({state.api_requests} requests)", file=sys.stderr)
     else:
@@ -132,10 +135,11 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     from conductor.demo import SAMPLE_PIPELINE
     from conductor.demo import register as demo_register
     from conductor.run_cli import register as run_register
+    from deployments.webhooks import register as webhooks_register
     from github_sandbox.cli import register as register_sandbox
 
     sandbox_register = partial(register_sandbox, default_pipeline=SAMPLE_PIPELINE)
-    return [sandbox_register, run_register, demo_register]
+    return [sandbox_register, run_register, demo_register, webhooks_register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -162,6 +162,18 @@ class PipelineConfig(BaseSettings):
         description="Globs of database migrations (`*` matches across `/`): a PR changing one "
         "has HAS_MIGRATION=true in its review leaf's task file.",
     )
+    unphased_batch_issues: Literal["report", "lowest-active-phase"] = Field(
+        "report",
+        description="Open issues with a batch label and no phase label (the regression issues "
+        "a reviewer files after a failed post-merge check): `report` lists them under "
+        "\"outside the pipeline\" and dispatches nothing; `lowest-active-phase` also dispatches "
+        "them in the first active phase (in dependency order), if any.",
+    )
+    item_attempt_limit: int = Field(
+        constants.ITEM_ATTEMPT_LIMIT, ge=1,
+        description="An item dispatched this many times without a proved result is held back "
+        "and listed as needing a human.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -261,11 +273,6 @@ class PipelineConfig(BaseSettings):
         """The `batch-NN` labels among `labels`, lowest number first."""
         found = {lb for lb in labels if self.batch_number(lb) is not None}
         return sorted(found, key=lambda lb: (self.batch_number(lb), lb))
-
-    def batch_of(self, labels: Iterable[str]) -> str | None:
-        """The item's batch label; with several, the lowest (the planner reports the rest)."""
-        found = self.batch_labels(labels)
-        return found[0] if found else None
 
     def protected_matches(self, files: Iterable[str]) -> list[str]:
         """The changed paths that match a protected path, sorted."""

@@ -20,8 +20,6 @@ PHASE_PREFIX = "phase-"
 
 # Workflows (seed: canonical coordinator prompts).
 WORKFLOW_CONDUCTOR = "conductor"
-WORKFLOW_ISSUE_TO_PR = "issue_to_pr"
-WORKFLOW_PR_REVIEW = "pr_review"
 PROMPT_ISSUE_TO_PR = ".cursor/PARALLEL_ISSUE_TO_PR.md"
 PROMPT_PR_REVIEW = ".cursor/PARALLEL_PR_REVIEW.md"
 
@@ -33,6 +31,8 @@ CONFIG_FILE_NAME = "conductor.toml"
 # Hidden markers in issue bodies the conductor writes.
 REMINDER_MARKER = "conductor:reminder"
 STUCK_MARKER = "conductor:stuck"
+# Hidden marker in the comment a pass leaves on an item it dispatched without a proved result.
+ATTEMPT_MARKER = "conductor:attempt"
 
 # Seed texts.
 STALE_REMINDER_COMMENT = (
@@ -44,6 +44,7 @@ IDLE_MESSAGE = (
     "   Push new GitHub issues with phase/batch labels to start the next development cycle."
 )
 ANTI_LOOP_LIMIT = 3  # ATTEMPT_N > 3 -> stuck
+ITEM_ATTEMPT_LIMIT = 3  # an item that failed 3 times is held back for a human
 # Possible causes listed in the stuck issue (seed STEP 0 anti-loop guard).
 STUCK_CAUSES = (
     "All remaining batches have unresolved DEPENDS_ON dependencies",

@@ -99,6 +99,8 @@ class LeafResult(BaseModel):
     number: int
     outcome: CoordinatorOutcome
     agent: AgentResult | None = None
+    problems: list[str] = Field(default_factory=list, description="Failures besides the claim "
+                                "(its clean-up), kept when the claim is proved again.")
 
 
 class CoordinatorResult(BaseModel):
@@ -224,6 +226,42 @@ def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
     prs: dict[int, PullFacts] = {n: gh.pull_facts(n) for n in numbers}
     return verify(dispatch, result.report, result.run, prs, repo=spec.repo,
                   default_branch=spec.default_branch, html_base=html_base)
+
+
+def prove_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, result: CoordinatorResult,
+                html_base: str | None = None) -> CoordinatorOutcome:
+    """The pass's own proof of a coordinator's result: its agent's claims checked again against
+    GitHub; a coordinator that broke before its agent could be judged keeps its failure."""
+    if result.leaves:
+        return prove_leaves_again(gh, dispatch, spec, result.leaves, html_base=html_base)
+    if result.agent is None:
+        return result.outcome
+    return prove(gh, dispatch, spec, result.agent, html_base=html_base)
+
+
+def prove_leaves_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
+                       leaf_results: list[LeafResult], html_base: str | None = None) -> CoordinatorOutcome:
+    """Every leaf's claim proved again, item by item, keeping what the leaf recorded (prompt,
+    attempt, times) and any failure it met besides its claim (its clean-up, say)."""
+    proved: list[LeafResult] = []
+    for leaf in leaf_results:
+        if leaf.number not in dispatch.items:
+            continue  # a result for an item this coordinator was not given
+        if leaf.agent is None:  # broke before its agent could be judged: keeps its failure
+            proved.append(leaf)
+            continue
+        one = leaf_dispatch(dispatch, leaf.number)
+        outcome = prove(gh, one, spec, leaf.agent, html_base=html_base)
+        recorded = leaf.outcome.results[0] if leaf.outcome.results else None
+        keep = recorded.model_dump(include=LEAF_RECORD_FIELDS) if recorded else {}
+        outcome = annotate_leaf(outcome, one, leaf.number, None, started=keep.get("started_at") or 0.0,
+                                ended=keep.get("ended_at") or 0.0)
+        outcome.results = [r.model_copy(update=keep) for r in outcome.results]
+        label = "issue" if dispatch.kind == "issue_to_pr" else "PR"
+        outcome.failures += [f"{label} #{leaf.number}: {p}" for p in leaf.problems]
+        outcome.ok = outcome.ok and not leaf.problems
+        proved.append(LeafResult(number=leaf.number, outcome=outcome, agent=leaf.agent, problems=leaf.problems))
+    return combine(dispatch, proved)
 
 
 def release(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:

@@ -1,6 +1,6 @@
 """User errors: each carries a one-line message naming the problem and the fix.
 
-The CLI prints the message of any `ConductorError` and exits with `exit_code` (2);
+The CLI prints the message of any `ConductorError` and exits with status 2;
 nothing else in the program should turn a user's mistake into a traceback.
 """
 from __future__ import annotations
@@ -8,8 +8,6 @@ from __future__ import annotations
 
 class ConductorError(Exception):
     """A mistake in the user's input (config, task file, arguments): exit 2, no traceback."""
-
-    exit_code = 2
 
 
 class ConfigError(ConductorError):

@@ -25,10 +25,14 @@ from github.Requester import (
     RequestsResponse,
 )
 
+from conductor.attempts import attempt_pass, read_attempts, render_attempt_comment
 from conductor.errors import ConductorError
 from conductor.leaf import IssueItem, PullItem
+from conductor.http_cache import CURRENT as _CURRENT_CONDITIONAL
+from conductor.http_cache import Conditional, EtagCache, conditional, default_cache_dir
 from conductor.linking import linked_issues
-from conductor.models import Issue, PipelineState, PullRequest
+from conductor.models import Issue, ItemAttempts, PipelineState, PullRequest
+from conductor.ports import IssueRef
 from conductor.settings import GitHubSettings
 from conductor.verify import PullFacts
 
@@ -72,19 +76,9 @@ def _counting(base: type) -> type:
     return Counting
 
 
-Requester.injectConnectionClasses(_counting(HTTPRequestsConnectionClass),
-                                  _counting(HTTPSRequestsConnectionClass))
+Requester.injectConnectionClasses(_counting(conditional(HTTPRequestsConnectionClass)),
+                                  _counting(conditional(HTTPSRequestsConnectionClass)))
 Requester._Requester__persist = True  # type: ignore[attr-defined]  # keep connections alive
-
-
-@dataclass(frozen=True)
-class IssueRef:
-    """An issue the conductor itself wrote (reminder, stuck issue)."""
-
-    number: int
-    title: str
-    body: str
-    labels: tuple[str, ...]
 
 
 class GitHubGateway:
@@ -95,6 +89,8 @@ class GitHubGateway:
             raise GitHubError("no GitHub token: set GITHUB_TOKEN (or GH_TOKEN) in the environment")
         self.repo_name = repo
         self._counter = _RequestCounter()
+        self._conditional = Conditional(  # ETags across passes (conductor/http_cache.py)
+            EtagCache(settings.etag_cache_dir or default_cache_dir()) if settings.conditional_reads else None)
         retry = GithubRetry(
             total=settings.retries,
             backoff_factor=settings.backoff_factor,
@@ -120,6 +116,16 @@ class GitHubGateway:
     def requests_made(self) -> int:
         return self._counter.count
 
+    @property
+    def rate_points(self) -> int:
+        """Rate-limit points this gateway spent, from GitHub's X-RateLimit-* headers."""
+        return self._conditional.meter.points
+
+    @property
+    def not_modified(self) -> int:
+        """GETs answered 304 (served from the ETag cache, free of rate limit)."""
+        return self._conditional.not_modified
+
     def close(self) -> None:
         self._gh.close()
 
@@ -133,6 +139,7 @@ class GitHubGateway:
         """Run one PyGithub call, counting its requests and turning its failures into
         one-line GitHubErrors."""
         token = _CURRENT_COUNTER.set(self._counter)
+        conditional_token = _CURRENT_CONDITIONAL.set(self._conditional)
         try:
             return fn()
         except GithubException as exc:
@@ -143,14 +150,19 @@ class GitHubGateway:
                 f"({type(exc).__name__}); check --github-url and the network"
             ) from None
         finally:
+            _CURRENT_CONDITIONAL.reset(conditional_token)
             _CURRENT_COUNTER.reset(token)
 
     def default_branch(self) -> str:
         return self._call("read the repository", lambda: self._gh.get_repo(self.repo_name).default_branch)
 
     # ------------------------------------------------------------------ reading
-    def read_state(self, files_for: Callable[[PipelineState], Iterable[int]] | None = None) -> PipelineState:
-        """All open issues and PRs in two listings, then changed files for `files_for(state)`."""
+    def read_state(self, files_for: Callable[[PipelineState], Iterable[int]] | None = None,
+                   attempts_for: Callable[[PipelineState], Iterable[int]] | None = None) -> PipelineState:
+        """All open issues and PRs in two listings (GitHub's native issue dependencies come
+        with them: `issue_dependencies_summary`), then changed files for `files_for(state)`,
+        then the attempts (`read_attempts`) of `attempts_for(state)`, asked again after each
+        round until it names no item whose attempts are unread (one request per item)."""
         start = self.requests_made
 
         def listings() -> PipelineState:
@@ -162,7 +174,7 @@ class GitHubGateway:
                 labels = [label.name for label in item.labels]
                 if not _is_pull(item):
                     issues.append(Issue(number=item.number, title=item.title or "", labels=labels,
-                                        body=item.body or ""))
+                                        body=item.body or "", native_blockers=_open_blockers(item)))
                     continue
                 pr = raw_pulls.get(item.number)
                 if pr is None:  # closed between the two listings: not open any more
@@ -183,8 +195,41 @@ class GitHubGateway:
                 files = self._call(f"list the files of PR #{number}",
                                    lambda n=number: [f.filename for f in self._repo.get_pull(n).get_files()])
                 by_number[number].files = files
+        if attempts_for is not None:
+            while wanted := sorted(set(attempts_for(state)) - state.attempts.keys()):
+                for number in wanted:
+                    state.attempts[number] = self.read_attempts(number)
         state.api_requests = self.requests_made - start
         return state
+
+    def read_attempts(self, number: int) -> ItemAttempts:
+        """The passes that dispatched item `number` without a proved result: the attempt
+        markers in the conductor's own comments on it (`conductor/attempts.py`)."""
+        login = self.login()
+
+        def fetch() -> ItemAttempts:
+            comments = self._repo.get_issue(number).get_comments()
+            return read_attempts(((c.user.login if c.user else "", c.body) for c in comments), login)
+
+        return self._call(f"read the comments of #{number}", fetch)
+
+    def record_attempt(self, number: int, pass_id: str, reason: str, *, limit: int) -> bool:
+        """Leave the attempt comment of pass `pass_id` on item `number`, once: a pass that
+        is re-run finds its own marker and writes nothing. True when it wrote one."""
+        login = self.login()
+
+        def run() -> bool:
+            issue = self._repo.get_issue(number)
+            mine = [c for c in issue.get_comments()
+                    if c.user is not None and c.user.login.lower() == login.lower()]
+            passes = {attempt_pass(c.body) for c in mine} - {None}
+            if pass_id in passes:
+                return False
+            issue.create_comment(render_attempt_comment(pass_id, reason, attempt=len(passes) + 1,
+                                                        limit=limit))
+            return True
+
+        return self._call(f"comment on #{number}", run)
 
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]:
         def fetch() -> list[IssueRef]:
@@ -347,6 +392,14 @@ class GitHubGateway:
             issue.edit(state="closed", state_reason=state_reason)
 
         self._call(f"close issue #{number}", run)
+
+
+def _open_blockers(item: GhIssue) -> int:
+    """`issue_dependencies_summary.blocked_by` from the listing's own data (reading
+    PyGithub's attribute when GitHub omitted it would refetch the issue)."""
+    summary = item._rawData.get("issue_dependencies_summary")
+    value = summary.get("blocked_by") if isinstance(summary, dict) else None
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def _is_pull(item: GhIssue) -> bool:

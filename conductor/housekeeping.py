@@ -10,8 +10,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
 
+from conductor.facts import PreviousRun, ReminderResult  # noqa: F401 (re-exported)
 from conductor import constants, reminder
 from conductor.config import PipelineConfig
 from conductor.github_gateway import GitHubGateway
@@ -39,15 +39,6 @@ def label_preflight(gh: GitHubGateway, config: PipelineConfig, dry_run: bool) ->
     return gh.ensure_labels(wanted_labels(config))
 
 
-class PreviousRun(BaseModel):
-    """What the last pass left behind: its open reminders and anti-loop state."""
-
-    reminders: list[int] = Field(default_factory=list)
-    newest: int | None = None
-    newest_body: str | None = None
-    state: reminder.ReminderState | None = None
-
-
 def read_previous_run(gh: GitHubGateway, config: PipelineConfig) -> PreviousRun:
     refs = sorted(gh.list_issues_labelled(config.reminder_label), key=lambda r: r.number)
     if not refs:
@@ -68,45 +59,37 @@ def close_stale_reminders(gh: GitHubGateway, previous: PreviousRun, *, keep: int
 
 
 def release_stale_claims(gh: GitHubGateway, state: PipelineState, config: PipelineConfig,
-                         dry_run: bool) -> list[int]:
+                         dry_run: bool) -> dict[int, list[str]]:
     """Status labels the conductor's own user added are left by a pass that died:
     no coordinator of ours runs between passes, so take them off (the items become
-    ready again). Labels added by anyone else (a person running an agent) are kept."""
+    ready again). Labels added by anyone else (a person running an agent) are kept.
+
+    Returns number -> the labels taken off; `Snapshot.without_claims` folds them in.
+    The state given is not changed."""
     login = gh.login()
-    released = []
-    items = [*state.issues, *state.pull_requests]
-    for item in items:
+    released: dict[int, list[str]] = {}
+    for item in [*state.issues, *state.pull_requests]:
         for label in (config.status_in_progress, config.status_pr_open):
             if label in item.labels and gh.last_labeler(item.number, label) == login:
                 if not dry_run:
                     gh.set_labels(item.number, remove=[label], current=item.labels)
-                item.labels = [name for name in item.labels if name != label]
-                released.append(item.number)
+                released.setdefault(item.number, []).append(label)
     return released
 
 
-def verified_approvals(gh: GitHubGateway, plan: Plan, state: PipelineState,
-                       config: PipelineConfig) -> dict[int, str]:
-    """Gated items whose approval label was added by a user with write access or more.
+def verified_approvals(gh: GitHubGateway, state: PipelineState, config: PipelineConfig) -> dict[int, str]:
+    """Items carrying the approval label that a user with write access or more added.
 
-    Returns number -> approver. A label added by anyone else approves nothing.
-    """
-    labels = {item.number: item.labels for item in [*state.issues, *state.pull_requests]}
+    Returns number -> approver. A label added by anyone else approves nothing. Read for
+    every open item carrying the label (whether the planner will gate it is decided after)."""
     approved: dict[int, str] = {}
-    for gated in plan.gated:
-        if gated.approved or config.approval_label not in labels.get(gated.number, []):
+    for item in [*state.issues, *state.pull_requests]:
+        if config.approval_label not in item.labels:
             continue
-        login = gh.last_labeler(gated.number, config.approval_label)
+        login = gh.last_labeler(item.number, config.approval_label)
         if login and gh.has_write_access(login):
-            approved[gated.number] = login
+            approved[item.number] = login
     return approved
-
-
-class ReminderResult(BaseModel):
-    action: Literal["created", "updated", "unchanged", "closed", "none", "would-create", "would-update"]
-    number: int | None = None
-    stuck_issue: int | None = None
-    body: str | None = None
 
 
 def failures_of(outcomes: Iterable[CoordinatorOutcome]) -> tuple[list[CoordinatorFailure], list[FailedPR]]:

@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from conductor.config import PipelineConfig
+
 DispatchKind = Literal["issue_to_pr", "pr_review"]
 ItemKind = Literal["issue", "pr"]
 
@@ -25,6 +27,11 @@ class Issue(_Model):
     title: str = ""
     labels: list[str] = Field(default_factory=list)
     body: str = ""
+    native_blockers: int = Field(
+        0, ge=0,
+        description="GitHub's native issue dependencies: open issues blocking this one "
+        "(`issue_dependencies_summary.blocked_by` of the issues listing).",
+    )
 
 
 class PullRequest(_Model):
@@ -44,6 +51,14 @@ class PullRequest(_Model):
     )
 
 
+class ItemAttempts(_Model):
+    """The passes that dispatched one item without a proved result."""
+
+    count: int = Field(0, ge=0)
+    last_reason: str = ""
+    passes: list[str] = Field(default_factory=list, description="Their pass ids, oldest first.")
+
+
 class PipelineState(_Model):
     """A snapshot of every *open* issue and PR of one repository."""
 
@@ -55,7 +70,36 @@ class PipelineState(_Model):
         description="Gated items whose approval label was verified (added by a user with "
         "write, maintain or admin permission). Filled by the approval check.",
     )
+    attempts: dict[int, ItemAttempts] = Field(
+        default_factory=dict,
+        description="Failed attempts per item, read back from the conductor's own attempt "
+        "markers on GitHub; only for items the plan would dispatch.",
+    )
     api_requests: int = Field(0, description="GitHub requests made to read this snapshot.")
+
+    def without_labels(self, removed: dict[int, list[str]]) -> PipelineState:
+        """A copy with `removed[number]` labels taken off those items; this state is unchanged."""
+        def strip(item):
+            gone = removed.get(item.number)
+            if not gone:
+                return item
+            return item.model_copy(update={"labels": [lb for lb in item.labels if lb not in gone]})
+
+        return self.model_copy(update={"issues": [strip(i) for i in self.issues],
+                                       "pull_requests": [strip(p) for p in self.pull_requests]})
+
+
+class PlanRules(BaseModel):
+    """What the planner decides by, besides the snapshot: the pipeline's rules and this pass's limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: PipelineConfig = Field(default_factory=PipelineConfig,
+                                   description="Phases, gates and labels (conductor.toml, CONDUCTOR_*).")
+    phase_filter: str = Field("", description="Dispatch only this phase (the seed's PHASE_FILTER); empty for all.")
+    max_issues_per_dispatch: int = Field(12, ge=1, description="Cap on issues dispatched per pass.")
+    max_prs_per_dispatch: int = Field(12, ge=1, description="Cap on PRs dispatched per pass.")
+    attempt: int = Field(0, ge=0, description="ATTEMPT_N: passes without progress; above 3 is stuck.")
 
 
 class Dispatch(_Model):
@@ -67,12 +111,18 @@ class Dispatch(_Model):
     items: list[int]
     merge_after: dict[int, int] = Field(
         default_factory=dict,
-        description="PR number -> the PR whose review must end before this one starts (MERGE_AFTER).")
+        description="PR -> the PR of this dispatch it waits for (its review starts when that "
+        "one's ended; MERGE_AFTER).",
+    )
     depends_on: dict[int, list[int]] = Field(
-        default_factory=dict, description="Issue number -> the issues it depends on (DEPENDS_ON).")
+        default_factory=dict,
+        description="Issue -> the issue/PR numbers its body says it depends on, all closed "
+        "now (DEPENDS_ON); only issues that name some.",
+    )
     attempts: dict[int, int] = Field(
-        default_factory=dict, description="Item number -> passes that dispatched it without a "
-        "proved result (ATTEMPT_N; 0 when absent).")
+        default_factory=dict,
+        description="Item -> earlier passes that dispatched it without a proved result (ATTEMPT_N).",
+    )
 
 
 class GatedItem(_Model):
@@ -81,6 +131,38 @@ class GatedItem(_Model):
     title: str = ""
     reason: str
     approved: bool = False
+
+
+class WaitingItem(_Model):
+    """An item that would be ready but waits for others (its dependencies, a merge order)."""
+
+    number: int
+    kind: ItemKind
+    title: str = ""
+    blockers: list[int] = Field(default_factory=list, description="Open items it waits for.")
+    native_blockers: int = Field(0, description="Open blockers in GitHub's native dependencies.")
+    reason: str
+
+
+class HeldItem(_Model):
+    """An item held back after failing too often: needs a human."""
+
+    number: int
+    kind: ItemKind
+    title: str = ""
+    attempts: int
+    last_reason: str = ""
+
+
+class OutsideItem(_Model):
+    """An open issue with a batch label and no phase label (e.g. a regression issue)."""
+
+    number: int
+    title: str = ""
+    batch: str
+    placed_in: str | None = Field(
+        None, description="The phase it was dispatched in (unphased_batch_issues = "
+        "'lowest-active-phase'), else None: only reported.")
 
 
 class Problem(_Model):
@@ -115,4 +197,11 @@ class Plan(_Model):
     deferred: list[int] = Field(
         default_factory=list, description="Ready items left for a later pass by the caps."
     )
+    waiting: list[WaitingItem] = Field(
+        default_factory=list,
+        description="Items not dispatched while others they depend on or merge after are open.")
+    held_back: list[HeldItem] = Field(
+        default_factory=list, description="Items that failed too often; they need a human.")
+    outside_pipeline: list[OutsideItem] = Field(
+        default_factory=list, description="Issues with a batch label and no phase label.")
     api_requests: int = 0

@@ -16,14 +16,13 @@ from pydantic import BaseModel, Field
 
 from conductor import constants, markdown
 from conductor.config import PipelineConfig, load_pipeline_config, load_run_table
-from conductor.housekeeping import ReminderResult
-from conductor.models import Plan
+from conductor.facts import OrphanCleanup, ReminderResult, Snapshot
+from conductor.models import Plan, PlanRules
 from conductor.parameters import PassParameters, resolve_parameters
 from conductor.render import HEADERS, plan_rows
 from conductor.settings import RunSettings
 from conductor.taskfile import TaskFile, read_task_file
 from conductor.verify import CoordinatorOutcome
-from conductor.worktrees import OrphanCleanup
 
 
 class PassInputs(BaseModel):
@@ -45,6 +44,10 @@ class PassInputs(BaseModel):
     coordinator_deployments: dict[str, str] | None = Field(
         None, description="Set when coordinators run as deployments on a work pool.")
 
+    def rules(self, attempt: int = 0) -> PlanRules:
+        """The planner's input for this pass (the task file's limits, plain names)."""
+        return plan_rules(self.config, self.task, attempt)
+
     @property
     def ignore_labels(self) -> list[str]:
         return [self.config.reminder_label, constants.STUCK_LABEL]
@@ -52,6 +55,13 @@ class PassInputs(BaseModel):
     @property
     def status_labels(self) -> list[str]:
         return [self.config.status_in_progress, self.config.status_pr_open]
+
+
+def plan_rules(config: PipelineConfig, task: TaskFile, attempt: int = 0) -> PlanRules:
+    """The seed's task-file fields, parsed at the edge into the planner's own model."""
+    return PlanRules(config=config, phase_filter=task.PHASE_FILTER, attempt=attempt,
+                     max_issues_per_dispatch=task.MAX_ISSUES_PER_DISPATCH,
+                     max_prs_per_dispatch=task.MAX_PRS_PER_DISPATCH)
 
 
 def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
@@ -104,6 +114,12 @@ def item_rows(outcomes: list[CoordinatorOutcome]) -> list[list[str]]:
     return rows
 
 
+def approved_gates(plan: Plan, snapshot: Snapshot) -> dict[int, str]:
+    """Gated items this pass let through, and who approved each."""
+    return {g.number: snapshot.approvals[g.number] for g in plan.gated
+            if g.approved and g.number in snapshot.approvals}
+
+
 class PassReport(BaseModel):
     """The flow's result: the pipeline state table and everything the pass did."""
 
@@ -114,7 +130,7 @@ class PassReport(BaseModel):
     plan_after: Plan | None = Field(None, description="The pipeline after the coordinators ran.")
     approvals: dict[int, str] = Field(default_factory=dict)
     closed_reminders: list[int] = Field(default_factory=list)
-    released_claims: list[int] = Field(default_factory=list)
+    released_claims: list[int] = Field(default_factory=list, description="Items whose stale status labels were taken off.")
     orphans: list[OrphanCleanup] = Field(default_factory=list)
     outcomes: list[CoordinatorOutcome] = Field(default_factory=list)
     reminder: ReminderResult | None = None
@@ -181,6 +197,19 @@ class PassReport(BaseModel):
         lines = [f"# Conductor pass — {markdown.escape(self.repo)}",
                  "", markdown.escape(self.summary()), "",
                  markdown.table(HEADERS, self.table_rows()), ""]
+        if plan.waiting:
+            lines += ["## Waiting for other items", "", markdown.table(
+                ["Item", "Title", "Waits for", "Why"],
+                [[f"#{w.number}", w.title, ", ".join(f"#{n}" for n in w.blockers) or "-", w.reason]
+                 for w in plan.waiting]), ""]
+        if plan.held_back:
+            lines += ["## Needs a human (failed too often)", "", markdown.table(
+                ["Item", "Title", "Failed attempts", "Last reason"],
+                [[f"#{h.number}", h.title, str(h.attempts), h.last_reason] for h in plan.held_back]), ""]
+        if plan.outside_pipeline:
+            lines += ["## Outside the pipeline (batch label, no phase label)", "", markdown.table(
+                ["Issue", "Title", "Batch", "Dispatched in"],
+                [[f"#{o.number}", o.title, o.batch, o.placed_in or "-"] for o in plan.outside_pipeline]), ""]
         if self.outcomes:
             lines += ["## Coordinators", "", markdown.table(
                 ["Kind", "Phase", "Batch", "Items", "Result"],

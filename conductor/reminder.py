@@ -98,6 +98,13 @@ def fingerprint(
     return hashlib.sha256(encoded.encode()).hexdigest()[:16]
 
 
+def progress(state: PipelineState, previous: ReminderState | None, *, ignore_labels: Iterable[str],
+             status_labels: Iterable[str], override: int | None = None) -> Progress:
+    """This pass's fingerprint and ATTEMPT_N (+1 when the pipeline is where the last pass left it)."""
+    fp = fingerprint(state, ignore_labels=ignore_labels, status_labels=status_labels)
+    return Progress(fingerprint=fp, attempt=next_attempt(previous, fp, override))
+
+
 def next_attempt(
     previous: ReminderState | None, current_fingerprint: str, override: int | None = None
 ) -> int:
@@ -154,6 +161,7 @@ def render_reminder(
         f"### What to do next\nRe-run the conductor: {markdown.code(rerun_hint)}",
         _section("### Open issues by phase", _phase_lines(plan)),
         _gated_section(plan, approval_label),
+        *_held_sections(plan),
         _section(
             "### Failed PRs (D/F grade — not merged, needs human review)",
             [_failed_pr_line(pr) for pr in failed_prs],
@@ -203,6 +211,7 @@ def render_stuck(
         f"Open reminders: {markdown.code(command)}",
         _section("### Open issues by phase", _phase_lines(plan)),
         _gated_section(plan, approval_label),
+        *_held_sections(plan),
         _problems_section(plan),
         "### What to do next\nFix the cause, then close this issue. The attempt counter "
         "restarts as soon as the pipeline state changes (an issue or PR opened, closed, "
@@ -242,6 +251,29 @@ def _gated_section(plan: Plan, approval_label: str) -> str:
         "### Gated items (require human sign-off before conductor can proceed)",
         [hint, ""] + lines,
     )
+
+
+def _held_sections(plan: Plan) -> list[str]:
+    """Items the pass left alone for a reason other than a gate: waiting for other items,
+    failed too often, or outside the pipeline."""
+    def item(kind: str, number: int, title: str) -> str:
+        return f"- {'Issue' if kind == 'issue' else 'PR'} #{number}: {markdown.escape(title) or '(no title)'}"
+
+    waiting = [f"{item(w.kind, w.number, w.title)} — {markdown.escape(w.reason, max_length=REASON_LIMIT)}"
+               for w in plan.waiting]
+    held = [f"{item(h.kind, h.number, h.title)} — needs a human: failed {h.attempts} times "
+            f"(last reason: {markdown.escape(h.last_reason or 'none recorded', max_length=REASON_LIMIT)})"
+            for h in plan.held_back]
+    outside = [f"{item('issue', o.number, o.title)} — {markdown.escape(o.batch)}"
+               + (f", dispatched in {markdown.escape(o.placed_in)}" if o.placed_in else "")
+               for o in plan.outside_pipeline]
+    hint = ("The conductor's comments on these items say why each attempt failed; delete them "
+            "to let the conductor try again.")
+    return [
+        _section("### Waiting for other items (dependencies, merge order)", waiting),
+        _section("### Needs a human (failed too often)", [hint, ""] + held if held else []),
+        _section("### Outside the pipeline (batch label, no phase label)", outside),
+    ]
 
 
 def _problems_section(plan: Plan) -> str:

@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 from rich.table import Table
+from rich.text import Text
 
+from conductor.constants import ANTI_LOOP_LIMIT
 from conductor.models import Dispatch, Plan
 
 HEADERS = ["Phase", "State", "Issues", "PRs", "Dispatched", "Gated"]
@@ -17,7 +19,8 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None) -> list[list
     dispatched: dict[str, list[str]] = {}
     for d in plan.dispatches if dispatches is None else dispatches:
         label = "issue→PR" if d.kind == "issue_to_pr" else "review"
-        items = ", ".join(f"#{n}" for n in d.items)
+        items = ", ".join(f"#{n}" + (f" after #{d.merge_after[n]}" if n in d.merge_after else "")
+                          for n in d.items)
         dispatched.setdefault(d.phase, []).append(f"{label} {d.batch or '(no batch)'}: {items}")
     gated_numbers = {g.number for g in plan.gated if not g.approved}
     rows = []
@@ -36,18 +39,39 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None) -> list[list
     if gated_numbers:
         rows.append(["(gated items)", "needs approval", "", "", "",
                      ", ".join(f"#{n}" for n in sorted(gated_numbers))])
+    if plan.waiting:
+        rows.append(["(waiting items)", "wait for open items", "", "", "",
+                     ", ".join(f"#{w.number} on " + _blockers(w.blockers, w.native_blockers)
+                               for w in plan.waiting)])
+    if plan.held_back:
+        rows.append(["(failed items)", "needs a human", "", "", "",
+                     ", ".join(f"#{h.number} ({h.attempts} failures)" for h in plan.held_back)])
+    if plan.outside_pipeline:
+        rows.append(["(outside the pipeline)", "batch label, no phase label", "", "", "",
+                     ", ".join(f"#{o.number} ({o.batch}" + (f", dispatched in {o.placed_in})" if o.placed_in
+                                                            else ")") for o in plan.outside_pipeline)])
     return rows
+
+
+def _blockers(numbers: list[int], native: int) -> str:
+    parts = [f"#{n}" for n in numbers]
+    if native:
+        parts.append(f"{native} native blocker{'s' if native > 1 else ''}")
+    return " and ".join(parts)
 
 
 def summary_line(plan: Plan) -> str:
     if plan.stuck:
-        return f"STUCK: ATTEMPT_N={plan.attempt} > 3, nothing dispatched"
+        return f"STUCK: ATTEMPT_N={plan.attempt} > {ANTI_LOOP_LIMIT}, nothing dispatched"
     if plan.idle:
         return "idle: no open issue or PR belongs to any phase"
     n_items = sum(len(d.items) for d in plan.dispatches)
+    extra = "".join(f"; {n} {what}" for n, what in (
+        (len(plan.waiting), "waiting"), (len(plan.held_back), "need a human"),
+        (len(plan.outside_pipeline), "outside the pipeline")) if n)
     return (f"{plan.open_issues} open issues, {plan.open_prs} open PRs; "
             f"{len(plan.dispatches)} coordinators for {n_items} items; "
-            f"{sum(1 for g in plan.gated if not g.approved)} gated; attempt {plan.attempt}")
+            f"{sum(1 for g in plan.gated if not g.approved)} gated{extra}; attempt {plan.attempt}")
 
 
 def rows_table(rows: list[list[str]], title: str, caption: str, dry_run: bool = False) -> Table:
@@ -57,7 +81,7 @@ def rows_table(rows: list[list[str]], title: str, caption: str, dry_run: bool = 
     for header in headers:
         table.add_column(header, overflow="fold", no_wrap=False, min_width=min(len(header), 8))
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(Text(cell) for cell in row))  # cells are data, never console markup
     return table
 
 

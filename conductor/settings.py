@@ -55,6 +55,15 @@ class GitHubSettings(BaseSettings):
         description="Minimum pause between writes, to stay clear of secondary rate limits.",
     )
 
+    conditional_reads: bool = Field(
+        True, validation_alias=AliasChoices("CONDUCTOR_CONDITIONAL_READS", "conditional_reads"),
+        description="Send If-None-Match with ETags kept across passes; GitHub's 304 costs no rate limit.",
+    )
+    etag_cache_dir: Path | None = Field(
+        None, validation_alias=AliasChoices("CONDUCTOR_ETAG_CACHE_DIR", "etag_cache_dir"),
+        description="Where ETags and bodies are kept (default: $PREFECT_HOME/conductor-http-cache).",
+    )
+
     @classmethod
     def from_env(cls, api_url: str | None = None) -> GitHubSettings:
         """The environment's settings, with `api_url` (a flag or flow parameter) winning when given."""

@@ -1,13 +1,14 @@
 """Git worktrees for the conductor and its coordinators (seed: "Setup", STEP 1b, STEP 8).
 
-The only module in the package (besides `github_sandbox/`) that imports GitPython.
+The only module of the conductor that imports GitPython (the demo agent, a stand-in for a
+real agent CLI, runs git itself).
 Every worktree lives directly under one worktree root, named by `worktree_dir_name`.
 
 Orphans: `find_orphans` returns worktrees *git knows* under the root that are neither
 the conductor's own worktree (`conductor`), nor the worktree `repo_path` is, nor in the
 keep set. Directories under the root that git does not know for this repository are
-returned by `find_stale_dirs` and never deleted automatically: they may belong to
-another repository or hold work git has lost track of, so a human decides.
+never deleted: they may belong to another repository or hold work git has lost track
+of, so a human decides.
 
 `clean_orphans` never removes a worktree before its work is safe: uncommitted changes
 (untracked files included, ignored files excluded) become a patch, commits no
@@ -28,6 +29,7 @@ from git import Repo
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from pydantic import BaseModel, ConfigDict
 
+from conductor.facts import OrphanCleanup  # noqa: F401 (re-exported)
 from conductor.errors import ConductorError
 
 CONDUCTOR_WORKTREE = "conductor"
@@ -60,15 +62,6 @@ class SalvageResult(BaseModel):
     patch: Path | None = None   # `git apply <patch>` on a checkout of `head` restores it
     bundle: Path | None = None  # `git fetch <bundle> HEAD` brings the commits back
     commits: int = 0
-
-
-class OrphanCleanup(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    path: Path
-    salvaged_to: Path | None = None
-    removed: bool = False
-    error: str | None = None  # set when the orphan was left in place
 
 
 # ── pure helpers ────────────────────────────────────────────────────────────
@@ -275,7 +268,7 @@ def _is_under(path: Path, root: Path) -> bool:
     return path.parent == root
 
 
-def find_orphans(repo_path: Path | str, root: Path | str, keep: Iterable[Path | str]) -> list[Path]:
+def find_orphans(repo_path: Path | str, root: Path | str, keep: Iterable[Path | str] = ()) -> list[Path]:
     """Worktrees under `root` that are not the conductor's, not `repo_path`'s, and not kept."""
     root = Path(root).resolve()
     kept = {Path(p).resolve() for p in keep}
@@ -294,18 +287,6 @@ def find_orphans(repo_path: Path | str, root: Path | str, keep: Iterable[Path | 
         ):
             orphans.append(path)
     return orphans
-
-
-def find_stale_dirs(repo_path: Path | str, root: Path | str) -> list[Path]:
-    """Directories under `root` that are not worktrees of this repository (never deleted)."""
-    root = Path(root).resolve()
-    if not root.is_dir():
-        return []
-    known = {w.path.resolve() for w in list_worktrees(repo_path)}
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.resolve() not in known)
-
-
-# ── salvage ─────────────────────────────────────────────────────────────────
 
 
 def _salvage_target(salvage_dir: Path, name: str, now: datetime) -> Path:
@@ -389,7 +370,8 @@ def _restore_notes(repo: Path | str, worktree: Path, head: str, patch: Path | No
 def clean_orphans(
     repo_path: Path | str,
     root: Path | str,
-    keep: Iterable[Path | str],
+    keep: Iterable[Path | str] = (),
+    *,
     salvage_dir: Path | str,
 ) -> list[OrphanCleanup]:
     """Salvage then remove every orphan, then prune. An orphan whose salvage fails stays."""

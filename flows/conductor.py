@@ -8,8 +8,10 @@ from prefect.states import Cancelled, Completed, Failed, State
 
 from conductor.coordinator import CoordinatorSpec
 from conductor.github_gateway import GitHubGateway
-from conductor.passes import PassReport, resolve_inputs
-from flows.coordinators import dispatch_all
+from conductor.passes import PassInputs, PassReport, approved_gates, resolve_inputs
+from conductor.settings import GitHubSettings
+from conductor.verify import CoordinatorOutcome
+from flows.coordinators import dispatch_all, html_base_of
 from tasks import steps
 from tasks.guard import one_pass_per_repo
 from tasks.secrets import github_settings
@@ -49,20 +51,19 @@ def conductor(
         return _one_pass(settings, inputs)
 
 
-def _one_pass(settings, inputs) -> State:
+def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
+    """Snapshot → decide → act → record, in the seed's order of steps."""
     logger = get_run_logger()
     with GitHubGateway(settings, inputs.repo) as gh:
         steps.label_preflight(gh, inputs.config, inputs.dry_run)
-        previous = steps.anti_loop_guard(gh, inputs.config)
-        closed = steps.close_stale_reminders(gh, previous, inputs.reminder_mode, inputs.dry_run)
+        snapshot = steps.read_state(gh, inputs)
+        closed = steps.close_stale_reminders(gh, snapshot.previous, inputs.reminder_mode, inputs.dry_run)
         orphans = steps.clean_orphaned_worktrees(inputs)
-        state = steps.read_state(gh, inputs)
-        released = steps.release_stale_claims(gh, state, inputs.config, inputs.dry_run)
-        progress = steps.count_attempts(state, inputs, previous)
-        plan = steps.make_plan(state, inputs, progress.attempt)
-        plan, approvals = steps.gates_and_approvals(gh, plan, state, inputs)
+        snapshot, released = steps.release_stale_claims(gh, snapshot, inputs.config, inputs.dry_run)
+        progress = steps.count_attempts(snapshot, inputs)
+        plan = steps.make_plan(snapshot, inputs, progress.attempt)
 
-        outcomes = []
+        outcomes: list[CoordinatorOutcome] = []
         if plan.dispatches and not inputs.dry_run:
             steps.fetch_clone(inputs)
             spec = CoordinatorSpec(
@@ -71,16 +72,19 @@ def _one_pass(settings, inputs) -> State:
                 default_branch=gh.default_branch(), agent_command=inputs.agent_command,
                 agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
                 status_pr_open=inputs.config.status_pr_open, pass_id=uuid.uuid4().hex[:8])
-            outcomes = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
+            results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
+            outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
+                                                   html_base=html_base_of(inputs.api_url))
         for d in plan.dispatches if inputs.dry_run else []:
             logger.info("dry run: would dispatch %s %s %s: %s", d.kind, d.phase, d.batch, d.items)
 
+        # The pipeline after the coordinators: a new snapshot, planned the same way.
         after = steps.make_plan(steps.read_state(gh, inputs), inputs, progress.attempt) if outcomes else plan
-        result = steps.reminder_gate(gh, inputs, after, progress, outcomes, previous)
+        result = steps.reminder_gate(gh, inputs, after, progress, outcomes)
         destroyed = steps.self_destruct(inputs)
         report = steps.report(PassReport(
             repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,
-            plan_after=after if outcomes else None, approvals=approvals, closed_reminders=closed,
+            plan_after=after if outcomes else None, approvals=approved_gates(plan, snapshot), closed_reminders=closed,
             released_claims=released, orphans=orphans, outcomes=outcomes, reminder=result,
             api_requests=gh.requests_made, self_destructed=str(destroyed) if destroyed else None))
 

@@ -132,7 +132,7 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
     outcome.ok = outcome.ok and not problems
     outcome = core.annotate_leaf(outcome, one, number, workspace, started=started, ended=core.now(),
                                  **agent_times)
-    return LeafResult(number=number, outcome=outcome, agent=agent)
+    return LeafResult(number=number, outcome=outcome, agent=agent, problems=problems)
 
 
 def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
@@ -210,7 +210,7 @@ remote_pr_review = pr_review.with_options(persist_result=True, result_serializer
 COORDINATORS = {"issue_to_pr": issue_to_pr, "pr_review": pr_review}
 
 
-def _run_here(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
+def _run_here(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     # Subflow heartbeats only detect crashed runs, which the parent's heartbeat already does;
     # in a thread their shutdown costs up to 1 s per subflow, so they are off here.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
@@ -218,15 +218,19 @@ def _run_here(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorOutcome:
             state = COORDINATORS[dispatch.kind](dispatch, spec, return_state=True)
             result = state.result(raise_on_failure=False)
         except Exception as exc:  # the subflow itself crashed
-            return core.failed_outcome(dispatch, f"coordinator subflow crashed: {exc}")
+            return _broken(dispatch, f"coordinator subflow crashed: {exc}")
     if isinstance(result, CoordinatorResult):
-        return result.outcome
-    return core.failed_outcome(dispatch, f"coordinator subflow crashed: {state.message or result}")
+        return result
+    return _broken(dispatch, f"coordinator subflow crashed: {state.message or result}")
 
 
-def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> CoordinatorOutcome:
-    """Run the coordinator as a deployment on a work pool, wait, and prove its agent's
-    claims here again: the pass trusts no report it did not check itself."""
+def _broken(dispatch: Dispatch, reason: str) -> CoordinatorResult:
+    return CoordinatorResult(outcome=core.failed_outcome(dispatch, reason))
+
+
+def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> CoordinatorResult:
+    """Run the coordinator as a deployment on a work pool and wait: its agent's claims come
+    back with it, and the pass proves them itself (flows.conductor, "verify artifact proof")."""
     remote_spec = spec.model_copy(update={"repo_path": None, "worktree_root": None})
     try:
         run = run_deployment(deployment, parameters={"dispatch": dispatch, "spec": remote_spec},
@@ -234,43 +238,14 @@ def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> C
         result = run.state.result(raise_on_failure=False) if run.state else None
         if not isinstance(result, CoordinatorResult):
             message = run.state.message if run.state else "no state"
-            return core.failed_outcome(dispatch, f"coordinator run {run.name} ended {run.state_name}: {message}")
+            return _broken(dispatch, f"coordinator run {run.name} ended {run.state_name}: {message}")
     except Exception as exc:
-        return core.failed_outcome(dispatch, f"coordinator deployment {deployment} failed: {exc}")
-    html_base = html_base_of(spec.api_url)
-    if result.leaves:
-        return reprove_leaves(dispatch, spec, result.leaves, html_base)
-    if result.agent is None:
-        return result.outcome
-    with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
-        return core.prove(gh, dispatch, spec, result.agent, html_base=html_base)
-
-
-def reprove_leaves(dispatch: Dispatch, spec: CoordinatorSpec, results: list[LeafResult],
-                   html_base: str) -> CoordinatorOutcome:
-    """Prove every remote leaf's claim here again, keeping what the leaf recorded (prompt,
-    times) and any failure it met besides its claim (its clean-up, say)."""
-    proved: list[LeafResult] = []
-    with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
-        for remote in results:
-            if remote.number not in dispatch.items:
-                continue
-            if remote.agent is None:
-                proved.append(remote)
-                continue
-            one = core.leaf_dispatch(dispatch, remote.number)
-            outcome = core.prove(gh, one, spec, remote.agent, html_base=html_base)
-            recorded = remote.outcome.results[0] if remote.outcome.results else None
-            keep = recorded.model_dump(include=core.LEAF_RECORD_FIELDS) if recorded else {}
-            outcome = core.annotate_leaf(outcome, one, remote.number, None, started=keep.get("started_at") or 0,
-                                         ended=keep.get("ended_at") or 0)
-            outcome.results = [r.model_copy(update=keep) for r in outcome.results]
-            proved.append(LeafResult(number=remote.number, outcome=outcome, agent=remote.agent))
-    return core.combine(dispatch, proved)
+        return _broken(dispatch, f"coordinator deployment {deployment} failed: {exc}")
+    return result
 
 
 def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
-                 deployments: dict[str, str] | None = None) -> list[CoordinatorOutcome]:
+                 deployments: dict[str, str] | None = None) -> list[CoordinatorResult]:
     """Start every coordinator at once and wait for all: in-process subflows (threads sharing
     the parent's run context), or, given `deployments` (kind -> "flow/deployment"), flow runs
     of those deployments on their work pool's workers."""
@@ -279,7 +254,7 @@ def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
     if spec.mode == "leaf":
         ensure_agent_slots(spec.agent_slots or RunSettings().agent_slots)
 
-    def one(d: Dispatch) -> CoordinatorOutcome:
+    def one(d: Dispatch) -> CoordinatorResult:
         return _run_remote(d, spec, deployments[d.kind]) if deployments else _run_here(d, spec)
 
     with ThreadPoolExecutor(max_workers=len(dispatches), thread_name_prefix="coordinator") as pool:

@@ -8,10 +8,7 @@ authenticate, enforce the rate limit, run the route, then add GitHub's headers
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import hashlib
-import json
 import logging
 import re
 import secrets
@@ -27,8 +24,8 @@ from starlette.routing import compile_path
 
 from .errors import (DOC_URLS, PRIMARY_DOCS, SECONDARY_DOCS, SECONDARY_RATE_LIMIT, ApiError,
                      error_body)
-from .faults import Fault, FaultBook, RateBook, RequestCounts
-from .service import Service
+from .context import BadCredentials, Sandbox, authenticate, credentials, json_response  # noqa: F401 (re-exported)
+from .faults import Fault
 from .state import UserRec
 from .store import Store
 
@@ -36,46 +33,6 @@ API_PREFIX = "/api/v3"
 _CONVERTER = re.compile(r"\{(\w+):\w+\}")
 CONTROL_PREFIX = "/_sandbox"
 log = logging.getLogger("github_sandbox")
-
-
-class BadCredentials(Exception):
-    """An Authorization header whose token belongs to nobody."""
-
-
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    body = b"" if status in (204, 304) else json.dumps(data, ensure_ascii=False).encode()
-    return Response(body, status_code=status, headers=headers,
-                    media_type=None if status in (204, 304) else "application/json; charset=utf-8")
-
-
-def credentials(header: str | None) -> str | None:
-    """The token in `token X`, `Bearer X` or HTTP basic (`LOGIN:TOKEN`, `x-access-token:TOKEN`,
-    `TOKEN:` or `TOKEN:x-oauth-basic`). None when there is no header."""
-    if not header:
-        return None
-    scheme, _, value = header.strip().partition(" ")
-    scheme = scheme.lower()
-    if scheme in ("token", "bearer") and value.strip():
-        return value.strip()
-    if scheme == "basic":
-        try:
-            user, _, password = base64.b64decode(value.strip()).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            raise BadCredentials("unreadable basic auth") from None
-        if password and password != "x-oauth-basic":
-            return password
-        return user
-    raise BadCredentials(f"unsupported auth scheme {scheme!r}")
-
-
-def authenticate(store: Store, header: str | None) -> UserRec | None:
-    token = credentials(header)
-    if token is None:
-        return None
-    user = store.user_by_token(token)
-    if user is None:
-        raise BadCredentials("unknown token")
-    return user
 
 
 class RouteTable:
@@ -103,17 +60,6 @@ def api_template(template: str | None) -> str | None:
     if template.startswith(API_PREFIX):
         return template[len(API_PREFIX):] or "/"
     return template
-
-
-class Sandbox:
-    """Shared per-process objects the routes reach through `request.app.state.sandbox`."""
-
-    def __init__(self, store: Store, *, rate_limit: int = 5000) -> None:
-        self.store = store
-        self.service = Service(store)
-        self.counts = RequestCounts()
-        self.faults = FaultBook()
-        self.rates = RateBook(limit=rate_limit)
 
 
 def create_app(store: Store, *, rate_limit: int = 5000) -> FastAPI:

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, ValidationError
 from starlette.responses import Response
 
-from .app import BadCredentials, Sandbox, authenticate, json_response
+from .context import BadCredentials, Sandbox, authenticate, json_response
 from .bodies import parse_json
 from .errors import ApiError
 from .faults import FaultSpec

@@ -57,6 +57,14 @@ DOC_URLS: dict[str, str] = {
     "DELETE /repos/{owner}/{repo}/issues/comments/{comment_id}":
         _D + "issues/comments#delete-an-issue-comment",
     "GET /repos/{owner}/{repo}/issues/{issue_number}/events": _D + "issues/events#list-issue-events",
+    "GET /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocked_by":
+        _D + "issues/issue-dependencies#list-dependencies-an-issue-is-blocked-by",
+    "POST /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocked_by":
+        _D + "issues/issue-dependencies#add-a-dependency-an-issue-is-blocked-by",
+    "DELETE /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocked_by/{issue_id}":
+        _D + "issues/issue-dependencies#remove-dependency-an-issue-is-blocked-by",
+    "GET /repos/{owner}/{repo}/issues/{issue_number}/dependencies/blocking":
+        _D + "issues/issue-dependencies#list-dependencies-an-issue-is-blocking",
     "GET /repos/{owner}/{repo}/pulls": _D + "pulls/pulls#list-pull-requests",
     "POST /repos/{owner}/{repo}/pulls": _D + "pulls/pulls#create-a-pull-request",
     "GET /repos/{owner}/{repo}/pulls/{pull_number}": _D + "pulls/pulls#get-a-pull-request",

@@ -14,7 +14,7 @@ import os
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
-from .app import BadCredentials, Sandbox, authenticate
+from .context import BadCredentials, Sandbox, authenticate
 from .permissions import NONE, at_least, role_of
 
 router = APIRouter()

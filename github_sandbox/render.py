@@ -242,7 +242,13 @@ def issue_labels(urls: Urls, rec: RepoRec, issue: IssueRec) -> list[dict[str, An
     return [label(urls, rec, by_id[i]) for i in issue.labels if i in by_id]
 
 
-def issue(urls: Urls, rec: RepoRec, it: IssueRec, users: UserLookup) -> dict[str, Any]:
+NO_DEPENDENCIES = {"blocked_by": 0, "blocking": 0, "total_blocked_by": 0, "total_blocking": 0}
+
+
+def issue(urls: Urls, rec: RepoRec, it: IssueRec, users: UserLookup,
+          dependencies: dict[str, int] | None = None) -> dict[str, Any]:
+    """An issue (or a PR as the issues API shows it). `dependencies`: its
+    `issue_dependencies_summary` (open and total blockers and blocked issues)."""
     u = f"{urls.repo_api(rec)}/issues/{it.number}"
     kind = "pull" if it.pull else "issues"
     html = f"{urls.repo_html(rec)}/{kind}/{it.number}"
@@ -273,6 +279,7 @@ def issue(urls: Urls, rec: RepoRec, it: IssueRec, users: UserLookup) -> dict[str
         "type": None,
         "active_lock_reason": None,
         "sub_issues_summary": {"total": 0, "completed": 0, "percent_completed": 0},
+        "issue_dependencies_summary": dict(dependencies or NO_DEPENDENCIES),
         "body": it.body,
         "closed_by": user(urls, users(it.closed_by)) if it.closed_by else None,
         "reactions": _reactions(u),

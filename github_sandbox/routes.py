@@ -11,7 +11,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from . import render
-from .app import Sandbox, json_response
+from .context import Sandbox, json_response
 from .bodies import MISSING, field, one_of, parse_json, require_object
 from .errors import ApiError, not_found, requires_auth
 from .paging import link_header, page_params, page_slice
@@ -63,6 +63,14 @@ def _paged(request: Request, items: Sequence[Any], render_one: Callable[[Any], A
     link = link_header(f"{request.url.scheme}://{request.url.netloc}{request.url.path}",
                        list(request.query_params.multi_items()), page, per_page, len(items))
     return json_response([render_one(x) for x in chunk], headers={"link": link} if link else None)
+
+
+def _issue_json(request: Request, rec: Any, it: Any,
+                summaries: dict[int, dict[str, int]] | None = None) -> dict[str, Any]:
+    """An issue with its `issue_dependencies_summary` (`summaries`: computed once per listing)."""
+    svc = _svc(request)
+    found = (svc.dependency_summaries() if summaries is None else summaries).get(it.id)
+    return render.issue(_urls(request), rec, it, svc.users, found)
 
 
 def _label_names(value: Any) -> list[str]:
@@ -298,7 +306,8 @@ async def list_issues(request: Request, owner: str, repo: str) -> Response:
     svc = _svc(request)
     rec, _ = svc.repo_for(owner, repo, _viewer(request))
     items = svc.list_issues(rec, _query(request))
-    return _paged(request, items, lambda it: render.issue(_urls(request), rec, it, svc.users))
+    summaries = svc.dependency_summaries()
+    return _paged(request, items, lambda it: _issue_json(request, rec, it, summaries))
 
 
 @router.post(REPO + "/issues")
@@ -318,7 +327,7 @@ async def create_issue(request: Request, owner: str, repo: str) -> Response:
     it = svc.create_issue(rec, viewer, role, title=_str_or_int(title),
                           body=None if text is MISSING else text,
                           labels=[] if labels is MISSING else _label_names(labels), assignees=who)
-    data = render.issue(_urls(request), rec, it, svc.users)
+    data = _issue_json(request, rec, it)
     return json_response(data, 201, {"location": data["url"]})
 
 
@@ -355,7 +364,7 @@ async def get_issue(request: Request, owner: str, repo: str, issue_number: int) 
     svc = _svc(request)
     rec, _ = svc.repo_for(owner, repo, _viewer(request))
     it = svc.issue_for(rec, issue_number)
-    return json_response(render.issue(_urls(request), rec, it, svc.users))
+    return json_response(_issue_json(request, rec, it))
 
 
 @router.patch(REPO + "/issues/{issue_number:int}")
@@ -389,7 +398,7 @@ async def update_issue(request: Request, owner: str, repo: str, issue_number: in
     if assignee is not MISSING and "assignees" not in changes:
         changes["assignees"] = [assignee] if assignee else []
     svc.update_issue(rec, it, viewer, role, changes)
-    return json_response(render.issue(_urls(request), rec, it, svc.users))
+    return json_response(_issue_json(request, rec, it))
 
 
 @router.get(REPO + "/issues/{issue_number:int}/labels")
@@ -488,6 +497,58 @@ async def list_events(request: Request, owner: str, repo: str, issue_number: int
     rec, _ = svc.repo_for(owner, repo, _viewer(request))
     it = svc.issue_for(rec, issue_number)
     return _paged(request, it.events, lambda ev: render.event(_urls(request), rec, ev, svc.users))
+
+
+# -- issue dependencies ----------------------------------------------------------------------------
+# GitHub's "blocked by" relations. Blockers are named by database id (`issue_id`), not number,
+# and may live in another repository. A pull request can be neither side (422). POST and DELETE
+# answer with the blocked issue (the one in the path), its summary already updated.
+def _visible(request: Request, found: list[tuple[Any, Any]]) -> list[tuple[Any, Any]]:
+    viewer = _viewer(request)
+    return [(r, i) for r, i in found if role_of(r, viewer.login if viewer else None) != "none"]
+
+
+@router.get(REPO + "/issues/{issue_number:int}/dependencies/blocked_by")
+async def list_blocked_by(request: Request, owner: str, repo: str, issue_number: int) -> Response:
+    svc = _svc(request)
+    rec, _ = svc.repo_for(owner, repo, _viewer(request))
+    it = svc.issue_for(rec, issue_number)
+    summaries = svc.dependency_summaries()
+    found = _visible(request, svc.blockers(it))
+    return _paged(request, found, lambda pair: _issue_json(request, pair[0], pair[1], summaries))
+
+
+@router.get(REPO + "/issues/{issue_number:int}/dependencies/blocking")
+async def list_blocking(request: Request, owner: str, repo: str, issue_number: int) -> Response:
+    svc = _svc(request)
+    rec, _ = svc.repo_for(owner, repo, _viewer(request))
+    it = svc.issue_for(rec, issue_number)
+    summaries = svc.dependency_summaries()
+    found = _visible(request, svc.blocking(it))
+    return _paged(request, found, lambda pair: _issue_json(request, pair[0], pair[1], summaries))
+
+
+@router.post(REPO + "/issues/{issue_number:int}/dependencies/blocked_by")
+async def add_blocked_by(request: Request, owner: str, repo: str, issue_number: int) -> Response:
+    viewer = _need_viewer(request)
+    svc = _svc(request)
+    rec, _ = svc.repo_for(owner, repo, viewer, "triage")
+    it = svc.issue_for(rec, issue_number)
+    body = await _body(request)
+    issue_id = field(body, "issue_id", "integer", required=True)
+    svc.add_blocked_by(rec, it, issue_id)
+    return json_response(_issue_json(request, rec, it), 201)
+
+
+@router.delete(REPO + "/issues/{issue_number:int}/dependencies/blocked_by/{issue_id:int}")
+async def remove_blocked_by(request: Request, owner: str, repo: str, issue_number: int,
+                            issue_id: int) -> Response:
+    viewer = _need_viewer(request)
+    svc = _svc(request)
+    rec, _ = svc.repo_for(owner, repo, viewer, "triage")
+    it = svc.issue_for(rec, issue_number)
+    svc.remove_blocked_by(rec, it, issue_id)
+    return json_response(_issue_json(request, rec, it))
 
 
 # -- pull requests -----------------------------------------------------------------------------------

@@ -406,6 +406,77 @@ class Service:
         self.store.save(rec)
         return it, c
 
+    # -- issue dependencies -----------------------------------------------------------
+    def issue_by_id(self, issue_id: int) -> tuple[RepoRec, IssueRec] | None:
+        """An issue or PR of any repository, by its database id."""
+        for rec in self.store.repos.values():
+            for it in rec.issues.values():
+                if it.id == issue_id:
+                    return rec, it
+        return None
+
+    def blocking(self, it: IssueRec) -> list[tuple[RepoRec, IssueRec]]:
+        """The issues `it` blocks (those naming it in their `blocked_by`), by number."""
+        return [(rec, other) for rec in self.store.repos.values() for other in rec.issues.values()
+                if it.id in other.blocked_by]
+
+    def blockers(self, it: IssueRec) -> list[tuple[RepoRec, IssueRec]]:
+        """The issues blocking `it`, in the order they were added."""
+        found = [self.issue_by_id(i) for i in it.blocked_by]
+        return [f for f in found if f is not None]
+
+    def dependency_summaries(self) -> dict[int, dict[str, int]]:
+        """`issue_dependencies_summary` of every issue that has dependencies, by issue id:
+        `blocked_by`/`blocking` count open issues, the totals count all."""
+        by_id = {it.id: it for rec in self.store.repos.values() for it in rec.issues.values()}
+        out: dict[int, dict[str, int]] = {}
+
+        def entry(issue_id: int) -> dict[str, int]:
+            return out.setdefault(issue_id, dict(render.NO_DEPENDENCIES))
+
+        for it in by_id.values():
+            for blocker_id in it.blocked_by:
+                blocker = by_id.get(blocker_id)
+                if blocker is None:
+                    continue
+                mine, theirs = entry(it.id), entry(blocker_id)
+                mine["total_blocked_by"] += 1
+                mine["blocked_by"] += blocker.state == "open"
+                theirs["total_blocking"] += 1
+                theirs["blocking"] += it.state == "open"
+        return out
+
+    def add_blocked_by(self, rec: RepoRec, it: IssueRec, issue_id: int) -> None:
+        """`it` is now blocked by the issue with database id `issue_id` (any repository)."""
+        found = self.issue_by_id(issue_id)
+        if found is None:
+            raise not_found(f"no issue with id {issue_id}")
+        _, blocker = found
+        if it.pull is not None or blocker.pull is not None:
+            raise validation_failed(
+                [{"resource": "IssueDependency", "code": "custom", "field": "issue_id",
+                  "message": "Pull requests cannot be used as issue dependencies"}],
+                reason=f"#{it.number} or id {issue_id} is a pull request")
+        if blocker.id == it.id:
+            raise validation_failed(
+                [{"resource": "IssueDependency", "code": "custom", "field": "issue_id",
+                  "message": "An issue cannot be blocked by itself"}],
+                reason=f"#{it.number} blocked by itself")
+        if issue_id in it.blocked_by:
+            raise validation_failed(
+                [{"resource": "IssueDependency", "code": "already_exists", "field": "issue_id"}],
+                reason=f"#{it.number} is already blocked by id {issue_id}")
+        it.blocked_by.append(issue_id)
+        self._touch(rec, it)
+        self.store.save(rec)
+
+    def remove_blocked_by(self, rec: RepoRec, it: IssueRec, issue_id: int) -> None:
+        if issue_id not in it.blocked_by:
+            raise not_found(f"#{it.number} of {rec.full_name} is not blocked by id {issue_id}")
+        it.blocked_by.remove(issue_id)
+        self._touch(rec, it)
+        self.store.save(rec)
+
     # -- issue listing (pure over records) --------------------------------------------
     def list_issues(self, rec: RepoRec, q: dict[str, str]) -> list[IssueRec]:
         state = q.get("state", "open")

@@ -92,6 +92,9 @@ class IssueRec(_Rec):
     comments: list[CommentRec] = Field(default_factory=list)
     events: list[EventRec] = Field(default_factory=list)
     pull: PullRec | None = None
+    blocked_by: list[int] = Field(
+        default_factory=list,
+        description="Issue dependencies: ids (GitHub's database ids) of the issues blocking this one.")
 
 
 class RepoRec(_Rec):

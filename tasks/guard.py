@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import httpx
 from prefect.client.orchestration import get_client
@@ -41,10 +41,14 @@ def one_pass_per_repo(repo: str, wait_seconds: float, lease_seconds: float = 60.
     """Yield True holding the repository's slot, or False if another pass kept it `wait_seconds`."""
     name = limit_name(repo)
     _ensure_limit(name)
-    try:
-        # A zero timeout fails even when the slot is free (acquiring takes a round trip).
-        with concurrency(name, occupy=1, timeout_seconds=max(wait_seconds, 2.0), lease_duration=lease_seconds,
-                         strict=True):
-            yield True
-    except TimeoutError:
-        yield False
+    with ExitStack() as held:
+        try:
+            # A zero timeout fails even when the slot is free (acquiring takes a round trip).
+            held.enter_context(concurrency(name, occupy=1, timeout_seconds=max(wait_seconds, 2.0),
+                                           lease_duration=lease_seconds, strict=True))
+        except TimeoutError:
+            yield False
+            return
+        # Only acquiring may time out into False: a TimeoutError raised by the pass itself
+        # (a socket, a future) goes through here unchanged.
+        yield True

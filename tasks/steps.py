@@ -12,12 +12,15 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from conductor import coordinator, housekeeping, markdown, planner, reminder, worktrees
+from conductor import coordinator, housekeeping, markdown, orphans, planner, reminder, worktrees
 from conductor.config import PipelineConfig
+from conductor.coordinator import CoordinatorResult, CoordinatorSpec
+from conductor.facts import OrphanCleanup, PreviousRun, ReminderResult, Snapshot
 from conductor.github_gateway import GitHubGateway
-from conductor.models import PipelineState, Plan
+from conductor.models import Dispatch, Plan
 from conductor.passes import PassInputs, PassReport
 from conductor.render import HEADERS, summary_line
+from conductor.snapshot import read_snapshot
 from conductor.verify import CoordinatorOutcome
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
@@ -31,84 +34,56 @@ def label_preflight(gh: GitHubGateway, config: PipelineConfig, dry_run: bool) ->
     return created
 
 
-@step(name="anti-loop guard")
-def anti_loop_guard(gh: GitHubGateway, config: PipelineConfig) -> housekeeping.PreviousRun:
-    """Read what the last pass left: its reminders and the attempt counter in their marker."""
-    previous = housekeeping.read_previous_run(gh, config)
-    if previous.state:
-        get_run_logger().info("previous pass: attempt %d, fingerprint %s",
-                              previous.state.attempt, previous.state.fingerprint)
-    return previous
+@step(name="read state")
+def read_state(gh: GitHubGateway, inputs: PassInputs) -> Snapshot:
+    """One snapshot: open issues and PRs, the last pass's reminders and marker, verified approvals."""
+    snap = read_snapshot(gh, inputs.rules())
+    logger = get_run_logger()
+    logger.info("%d open issues, %d open PRs, %d requests", len(snap.state.issues),
+                len(snap.state.pull_requests), snap.state.api_requests)
+    if snap.previous.state:
+        logger.info("previous pass: attempt %d, fingerprint %s", snap.previous.state.attempt,
+                    snap.previous.state.fingerprint)
+    if snap.approvals:
+        logger.info("approved by a maintainer: %s",
+                    ", ".join(f"#{n} ({who})" for n, who in sorted(snap.approvals.items())))
+    return snap
 
 
 @step(name="close stale reminders")
-def close_stale_reminders(gh: GitHubGateway, previous: housekeeping.PreviousRun, mode: str,
-                          dry_run: bool) -> list[int]:
+def close_stale_reminders(gh: GitHubGateway, previous: PreviousRun, mode: str, dry_run: bool) -> list[int]:
     keep = previous.newest if mode == "update" else None
     return housekeeping.close_stale_reminders(gh, previous, keep=keep, dry_run=dry_run)
 
 
 @step(name="clean orphaned worktrees")
-def clean_orphaned_worktrees(inputs: PassInputs) -> list[worktrees.OrphanCleanup]:
-    logger = get_run_logger()
-    root = inputs.worktree_root
-    if not root.exists():
-        return []
-    if inputs.dry_run:
-        orphans = worktrees.find_orphans(inputs.repo_path, root, keep=set())
-        return [worktrees.OrphanCleanup(path=p) for p in orphans]
-    for orphan in worktrees.find_orphans(inputs.repo_path, root, keep=set()):
-        if coordinator.stop_orphaned_agent(orphan):
-            logger.warning("stopped the agent a dead pass left running in %s", orphan)
-    results = worktrees.clean_orphans(inputs.repo_path, root, keep=set(), salvage_dir=inputs.salvage_dir)
-    for r in results:
-        if r.salvaged_to:
-            logger.warning("orphaned worktree %s had unsaved work: saved to %s", r.path, r.salvaged_to)
-        if r.error:
-            logger.error("orphaned worktree %s: %s", r.path, r.error)
-    return results
-
-
-@step(name="read state")
-def read_state(gh: GitHubGateway, inputs: PassInputs) -> PipelineState:
-    state = gh.read_state(lambda s: planner.prs_needing_files(s, inputs.config, inputs.task))
-    get_run_logger().info("%d open issues, %d open PRs, %d requests",
-                          len(state.issues), len(state.pull_requests), state.api_requests)
-    return state
+def clean_orphaned_worktrees(inputs: PassInputs) -> list[OrphanCleanup]:
+    return orphans.clean(inputs.repo_path, inputs.worktree_root, salvage_dir=inputs.salvage_dir,
+                         dry_run=inputs.dry_run, log=get_run_logger())
 
 
 @step(name="release stale claims")
-def release_stale_claims(gh: GitHubGateway, state: PipelineState, config: PipelineConfig,
-                         dry_run: bool) -> list[int]:
-    return housekeeping.release_stale_claims(gh, state, config, dry_run)
+def release_stale_claims(gh: GitHubGateway, snap: Snapshot, config: PipelineConfig,
+                         dry_run: bool) -> tuple[Snapshot, list[int]]:
+    """Take off the status labels a killed pass left; the snapshot returned has them off."""
+    released = housekeeping.release_stale_claims(gh, snap.state, config, dry_run)
+    return snap.without_claims(released), sorted(released)
 
 
-@step(name="count attempts")
-def count_attempts(state: PipelineState, inputs: PassInputs,
-                   previous: housekeeping.PreviousRun) -> reminder.Progress:
+@step(name="anti-loop guard")
+def count_attempts(snap: Snapshot, inputs: PassInputs) -> reminder.Progress:
     """ATTEMPT_N, read back from GitHub: +1 when the pipeline is where the last pass found it."""
-    fp = reminder.fingerprint(state, ignore_labels=inputs.ignore_labels, status_labels=inputs.status_labels)
-    attempt = reminder.next_attempt(previous.state, fp, inputs.attempt_override)
-    if attempt:
-        get_run_logger().warning("no progress since the last pass: ATTEMPT_N=%d", attempt)
-    return reminder.Progress(fingerprint=fp, attempt=attempt)
+    progress = reminder.progress(snap.state, snap.previous.state, ignore_labels=inputs.ignore_labels,
+                                 status_labels=inputs.status_labels, override=inputs.attempt_override)
+    if progress.attempt:
+        get_run_logger().warning("no progress since the last pass: ATTEMPT_N=%d", progress.attempt)
+    return progress
 
 
 @step(name="plan")
-def make_plan(state: PipelineState, inputs: PassInputs, attempt: int) -> Plan:
-    return planner.plan(state, inputs.config, inputs.task.model_copy(update={"ATTEMPT_N": attempt}))
-
-
-@step(name="gates and approvals")
-def gates_and_approvals(gh: GitHubGateway, plan: Plan, state: PipelineState,
-                        inputs: PassInputs) -> tuple[Plan, dict[int, str]]:
-    approved = housekeeping.verified_approvals(gh, plan, state, inputs.config)
-    if not approved:
-        return plan, {}
-    get_run_logger().info("approved by a maintainer: %s",
-                          ", ".join(f"#{n} ({who})" for n, who in sorted(approved.items())))
-    state = state.model_copy(update={"approved": sorted(set(state.approved) | approved.keys())})
-    return planner.plan(state, inputs.config, inputs.task.model_copy(update={"ATTEMPT_N": plan.attempt})), approved
+def make_plan(snap: Snapshot, inputs: PassInputs, attempt: int) -> Plan:
+    """The one planner entry, for the first plan and the re-plan after dispatch alike."""
+    return planner.plan(snap.state, inputs.rules(attempt))
 
 
 @step(name="fetch the local clone")
@@ -116,10 +91,30 @@ def fetch_clone(inputs: PassInputs) -> None:
     worktrees.fetch(inputs.repo_path)
 
 
+@step(name="verify artifact proof")
+def verify_artifact_proof(gh: GitHubGateway, dispatches: list[Dispatch], results: list[CoordinatorResult],
+                          spec: CoordinatorSpec, html_base: str) -> list[CoordinatorOutcome]:
+    """Seed step 6, by the pass itself: every claim of every coordinator checked against GitHub,
+    whether the coordinator ran here or on another machine (its own verdict is not trusted)."""
+    outcomes = [coordinator.prove_again(gh, d, spec, r, html_base=html_base)
+                for d, r in zip(dispatches, results, strict=True)]
+    logger = get_run_logger()
+    for o in outcomes:
+        if o.ok:
+            logger.info("proved: %s %s %s: %s", o.kind, o.phase, o.batch or "(no batch)",
+                        ", ".join(f"#{n}" for n in o.items))
+        else:
+            logger.warning("not proved: %s %s %s: %s", o.kind, o.phase, o.batch or "(no batch)",
+                           "; ".join(o.failures))
+    return outcomes
+
+
 @step(name="reminder gate")
 def reminder_gate(gh: GitHubGateway, inputs: PassInputs, plan_end: Plan, progress: reminder.Progress,
-                  outcomes: list[CoordinatorOutcome],
-                  previous: housekeeping.PreviousRun) -> housekeeping.ReminderResult:
+                  outcomes: list[CoordinatorOutcome]) -> ReminderResult:
+    """Seed step 7. The reminders are read again just before writing (Renovate's rule): a
+    person's edit or close during a long pass is seen, not overwritten from a stale copy."""
+    previous = housekeeping.read_previous_run(gh, inputs.config)
     result = housekeeping.publish_reminder(
         gh, plan_end, attempt=progress.attempt, fingerprint=progress.fingerprint,
         outcomes=outcomes, previous=previous, mode=inputs.reminder_mode, config=inputs.config,

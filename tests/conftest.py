@@ -38,6 +38,18 @@ SANDBOX_USERS = {
 _serial = itertools.count(1)
 
 
+# Tiers: `python3 dev.py test -m "not e2e and not slow"` is the fast loop (under a minute).
+# A test that needs the Prefect server is slow by definition (the server takes seconds to start
+# and every pass is a real flow run); whole-product tests mark themselves `e2e`.
+_PREFECT_FIXTURES = {"prefect_server", "prefect_client"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _PREFECT_FIXTURES & set(getattr(item, "fixturenames", ())) and "e2e" not in item.keywords:
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> RunningSandbox:
     with running_sandbox(tmp_path_factory.mktemp("sandbox"), users=SANDBOX_USERS) as sb:

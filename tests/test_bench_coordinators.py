@@ -90,6 +90,7 @@ NUMBER = r"\s+(-?[\d.]+)"
 ROW = re.compile(r"^embedded" + NUMBER * 11 + r"$", re.MULTILINE)
 
 
+@pytest.mark.slow
 def test_tiny_run_on_the_embedded_server_prints_consistent_figures():
     sleep = 0.2
     done = subprocess.run(

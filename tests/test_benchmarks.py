@@ -131,6 +131,7 @@ def run_script(name: str, *args: str) -> str:
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_bench_state_read_smoke() -> None:
     out = run_script("bench_state_read.py", "--issues", "5", "--prs", "2")
     client = int(re.search(r"client-side requests: (\d+)", out)[1])
@@ -142,6 +143,7 @@ def test_bench_state_read_smoke() -> None:
     assert re.search(r"the seed's gh queries .*: \d+ requests = \d+ search", out), out
 
 
+@pytest.mark.slow
 def test_bench_plan_smoke() -> None:
     out = run_script("bench_plan.py", "--items", "200", "--repeat", "2")
     assert "= 200 items" in out, out

@@ -6,6 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.e2e
+
 
 def test_demo_reaches_idle_with_every_sample_issue_merged(prefect_server):
     result = subprocess.run([sys.executable, "-m", "conductor.cli", "demo", "--json"],

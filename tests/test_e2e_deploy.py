@@ -21,6 +21,8 @@ from deploy_support import (PREFECT, Background, Launcher, PrefectServer, Worker
                             files_containing, scanned_file_count, slug, token_forms, unescape_markdown)
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, make_pipeline_repo
 
+pytestmark = pytest.mark.e2e
+
 UI = "phase-4/new-ui-pages"
 ISSUE_TO_PR = ["issue-to-pr phase-4/new-ui-pages batch-01", "issue-to-pr phase-4/new-ui-pages batch-02"]
 
@@ -188,10 +190,13 @@ def test_coordinators_run_on_other_workers(deployed: PrefectServer, start_worker
     assert sorted(c["name"] for c in children) == ISSUE_TO_PR
     remote = deployed.deployment("issue-to-pr/agents")
     assert {(c["deployment_id"], c["work_pool_name"]) for c in children} == {(remote["id"], "conductor-agents")}
-    # each agents worker (limit 1) ran one coordinator: both were needed
+    # every coordinator ran on an agents worker, and no flow run on two (which worker takes
+    # which is the workers' race: on a loaded machine one may take both, one after the other)
     taken = {name: {c["id"] for c in children if f"submitting flow run '{c['id']}'" in worker.output()}
              for name, worker in agents.items()}
-    assert sorted(len(ids) for ids in taken.values()) == [1, 1], {n: w.tail(20) for n, w in agents.items()}
+    assert sorted(set().union(*taken.values())) == sorted(c["id"] for c in children), \
+        {n: w.tail(20) for n, w in agents.items()}
+    assert not (taken["agents-a"] & taken["agents-b"])
     # the result came back through the shared storage and the pass proved it again: a result it
     # could not read, or a claim it could not verify, would be a failure in the summary
     rows = coordinator_rows(assert_pass_artifacts(deployed, run, pipe.full_name), pipe.full_name)

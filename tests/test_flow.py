@@ -154,6 +154,23 @@ def test_gated_item_needs_a_maintainers_approval(pipe: PipelineRepo):
     assert report.approvals == {by_writer: "admin"}
 
 
+def test_an_approved_item_whose_coordinator_failed_is_still_approved_after_the_pass(pipe: PipelineRepo):
+    """The re-plan after dispatch goes through the same snapshot and approvals as the first
+    plan: the reminder and the table must not ask for a sign-off the item already has."""
+    gated = pipe.issue("Token fix", UI, "batch-01", constants.SECURITY_LABEL)
+    pipe.add_label(gated, constants.APPROVAL_LABEL)  # admin: a maintainer
+
+    report, _ = pipe.run("crash")
+
+    assert [n for d in report.plan.dispatches for n in d.items] == [gated]
+    assert report.failures, "the crashing agent must fail its coordinator"
+    after = {g.number: g for g in report.final_plan.gated}
+    assert after[gated].approved is True
+    body = report.reminder.body or ""
+    assert "require human sign-off" not in body, body
+    assert all(f"#{gated}" not in row[-1] for row in report.table_rows()), report.table_rows()
+
+
 def test_stale_reminders_are_closed_with_the_seed_comment(pipe: PipelineRepo):
     pipe.issue("Page", UI, "batch-01")
     old = [pipe.issue(f"old reminder {i}", constants.REMINDER_LABEL) for i in range(2)]

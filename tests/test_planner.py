@@ -9,8 +9,7 @@ import pytest
 
 from conductor.config import PipelineConfig, load_pipeline_config
 from conductor.models import Issue, PipelineState, Plan, PullRequest
-from conductor.planner import plan, prs_needing_files
-from conductor.taskfile import TaskFile
+from conductor.planner import PlanRules, plan, prs_needing_files
 
 REPO = "octo/maestro"
 P1, P2, P3 = "phase-1/db-schema", "phase-2/core-api", "phase-3/api-extensions"
@@ -31,10 +30,12 @@ def issue(number: int, *labels: str, title: str = "") -> Issue:
 
 
 def pr(number: int, *labels: str, closes: tuple[int, ...] = (), body: str = "", draft: bool = False,
-       fork: bool = False, files: tuple[str, ...] = ("src/x.py",)) -> PullRequest:
+       fork: bool = False, files: tuple[str, ...] | None = None) -> PullRequest:
+    """A PR; by default it changes a file of its own (no overlap with other PRs)."""
     text = body + "".join(f"\nCloses #{n}" for n in closes)
     return PullRequest(number=number, labels=list(labels), body=text, draft=draft, fork=fork,
-                       files=list(files), title=f"pr {number}")
+                       files=list(files) if files is not None else [f"src/pr{number}.py"],
+                       title=f"pr {number}")
 
 
 def state(*items: Issue | PullRequest, approved: tuple[int, ...] = (), api_requests: int = 0) -> PipelineState:
@@ -47,12 +48,18 @@ def state(*items: Issue | PullRequest, approved: tuple[int, ...] = (), api_reque
     )
 
 
-def task(**values: Any) -> TaskFile:
-    return TaskFile(GH_REPO=REPO, **values)
+# The task file's names, as the cases write them, and the planner's own.
+_RULE_NAMES = {"PHASE_FILTER": "phase_filter", "MAX_ISSUES_PER_DISPATCH": "max_issues_per_dispatch",
+               "MAX_PRS_PER_DISPATCH": "max_prs_per_dispatch", "ATTEMPT_N": "attempt"}
+
+
+def rules(config: PipelineConfig | None = None, **task_values: Any) -> PlanRules:
+    return PlanRules(config=config or PipelineConfig(),
+                     **{_RULE_NAMES.get(k, k): v for k, v in task_values.items()})
 
 
 def run(st: PipelineState, config: PipelineConfig | None = None, **task_values: Any) -> Plan:
-    return plan(st, config or PipelineConfig(), task(**task_values))
+    return plan(st, rules(config, **task_values))
 
 
 def dispatched(p: Plan) -> dict[str, list[int]]:
@@ -292,9 +299,12 @@ def test_approved_items_count_against_the_caps() -> None:
 def test_prs_needing_files() -> None:
     st = state(issue(1, P4), pr(2, P4), pr(3, P4, draft=True), pr(4, P4, PR_OPEN), pr(5, P5),
                pr(6), pr(7, closes=(1,)), pr(8, P4, fork=True), pr(9, P4, P6))
-    assert prs_needing_files(st, PipelineConfig(), task()) == [2, 7, 8]
-    assert prs_needing_files(st, PipelineConfig(), task(PHASE_FILTER=P6)) == []
-    assert prs_needing_files(st, PipelineConfig(protected_paths=[]), task()) == []
+    assert prs_needing_files(st, rules()) == [2, 7, 8]
+    assert prs_needing_files(st, rules(PHASE_FILTER=P6)) == []
+    # without protected paths, files still decide the merge order once two PRs could overlap
+    assert prs_needing_files(st, rules(PipelineConfig(protected_paths=[]))) == [2, 7, 8]
+    assert prs_needing_files(state(issue(1, P4), pr(2, P4), pr(3, P4, draft=True)),
+                             rules(PipelineConfig(protected_paths=[]))) == []
 
 
 # -- idle, stuck, problems ---------------------------------------------------------------

@@ -12,12 +12,15 @@ from pydantic import ValidationError
 from conductor.errors import ConductorError
 from conductor.models import (
     GatedItem,
+    HeldItem,
     Issue,
+    OutsideItem,
     PhaseStatus,
     PipelineState,
     Plan,
     Problem,
     PullRequest,
+    WaitingItem,
 )
 from conductor.reminder import (
     ReminderState,
@@ -56,6 +59,13 @@ GATED = [GatedItem(number=5, kind="issue", title="Add users table", reason="phas
 FAILURE = CoordinatorFailure(kind="issue_to_pr", phase="phase-1/db-schema", batch="batch-01",
                              reason="agent exited with status 1")
 FAILED_PR = FailedPR(number=40, grade="D", title="Broken PR", reason="graded D")
+WAITING = [WaitingItem(number=8, kind="issue", title="Needs the API", blockers=[5],
+                       reason="depends on #5 (open)"),
+           WaitingItem(number=41, kind="pr", title="Second change", blockers=[40],
+                       reason="merges after PR #40 (open), not reviewed in this pass")]
+HELD = [HeldItem(number=9, kind="issue", title="Flaky one", attempts=3, last_reason="agent timed out")]
+OUTSIDE = [OutsideItem(number=12, title="Regression in login", batch="batch-02"),
+           OutsideItem(number=13, title="Another", batch="batch-01", placed_in="phase-2/core-api")]
 
 
 def plan(**changes) -> Plan:
@@ -256,6 +266,9 @@ GATED_H = "Gated items (require human sign-off before conductor can proceed)"
 FAILED_H = "Failed PRs (D/F grade — not merged, needs human review)"
 COORD_H = "Failed coordinators"
 PROBLEMS_H = "Problems found while planning"
+WAITING_H = "Waiting for other items (dependencies, merge order)"
+HELD_H = "Needs a human (failed too often)"
+OUTSIDE_H = "Outside the pipeline (batch label, no phase label)"
 STATUS_H = "Pipeline Status — 2025-01-02 03:04 UTC"
 
 SECTION_CASES = {
@@ -268,11 +281,27 @@ SECTION_CASES = {
     "failed PR": (plan(), {"failed_prs": [FAILED_PR]}, [STATUS_H, WHAT, BY_PHASE, FAILED_H]),
     "failed coordinator": (plan(), {"failures": [FAILURE]}, [STATUS_H, WHAT, BY_PHASE, COORD_H]),
     "problems": (plan(problems=[Problem(message="x")]), {}, [STATUS_H, WHAT, BY_PHASE, PROBLEMS_H]),
+    "waiting": (plan(waiting=WAITING), {}, [STATUS_H, WHAT, BY_PHASE, WAITING_H]),
+    "held back": (plan(held_back=HELD), {}, [STATUS_H, WHAT, BY_PHASE, HELD_H]),
+    "outside": (plan(outside_pipeline=OUTSIDE), {}, [STATUS_H, WHAT, BY_PHASE, OUTSIDE_H]),
     "everything": (
-        plan(gated=GATED, problems=[Problem(message="x")]),
+        plan(gated=GATED, problems=[Problem(message="x")], waiting=WAITING, held_back=HELD,
+             outside_pipeline=OUTSIDE),
         {"failures": [FAILURE], "failed_prs": [FAILED_PR]},
-        [STATUS_H, WHAT, BY_PHASE, GATED_H, FAILED_H, COORD_H, PROBLEMS_H]),
+        [STATUS_H, WHAT, BY_PHASE, GATED_H, WAITING_H, HELD_H, OUTSIDE_H, FAILED_H, COORD_H, PROBLEMS_H]),
 }
+
+
+def test_waiting_held_and_outside_lines():
+    lines = render(plan(waiting=WAITING, held_back=HELD, outside_pipeline=OUTSIDE)).splitlines()
+    for expected in [
+        "- Issue #8: Needs the API — depends on \\#\u200b5 \\(open\\)",
+        "- PR #41: Second change — merges after PR \\#\u200b40 \\(open\\), not reviewed in this pass",
+        "- Issue #9: Flaky one — needs a human: failed 3 times (last reason: agent timed out)",
+        "- Issue #12: Regression in login — batch\\-02",
+        "- Issue #13: Another — batch\\-01, dispatched in phase\\-2/core\\-api",
+    ]:
+        assert expected in lines, (expected, lines)
 
 
 @pytest.mark.parametrize(
@@ -288,6 +317,9 @@ def hostile_everywhere() -> str:
         phases=[PhaseStatus(name=HOSTILE, open_issues=1, open_prs=1, state="active")],
         gated=[GatedItem(number=5, kind="pr", title=HOSTILE, reason=HOSTILE)],
         problems=[Problem(number=3, message=HOSTILE)],
+        waiting=[WaitingItem(number=6, kind="issue", title=HOSTILE, reason=HOSTILE)],
+        held_back=[HeldItem(number=7, kind="pr", title=HOSTILE, attempts=3, last_reason=HOSTILE)],
+        outside_pipeline=[OutsideItem(number=8, title=HOSTILE, batch=HOSTILE, placed_in=HOSTILE)],
     )
     return render(
         p, attempt=4, rerun_hint=HOSTILE,
@@ -302,7 +334,8 @@ def test_hostile_text_cannot_forge_markers_headings_or_links():
     state = parse_reminder(body)
     assert state is not None and (state.attempt, state.fingerprint) == (4, FP)
     assert not is_stuck_issue(body)
-    assert headings(body) == [STATUS_H, WHAT, BY_PHASE, GATED_H, FAILED_H, COORD_H, PROBLEMS_H]
+    assert headings(body) == [STATUS_H, WHAT, BY_PHASE, GATED_H, WAITING_H, HELD_H, OUTSIDE_H,
+                              FAILED_H, COORD_H, PROBLEMS_H]
     tokens = MD.parse(body)
     inline = [c for t in tokens if t.type == "inline" for c in t.children]
     assert not {"link_open", "image", "html_inline"} & {c.type for c in inline}

@@ -22,6 +22,8 @@ from conductor.prefect_server import embedded_server, free_port
 from conftest import unique_repo_name
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, make_pipeline_repo
 
+pytestmark = pytest.mark.e2e
+
 UI = "phase-4/new-ui-pages"
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 # Without the background-networking flags Chromium's own outbound connections are refused

@@ -15,7 +15,6 @@ from conductor.worktrees import (
     create_worktree,
     fetch,
     find_orphans,
-    find_stale_dirs,
     integration_tip,
     list_worktrees,
     parse_worktree_porcelain,
@@ -227,7 +226,6 @@ def test_find_orphans_keeps_conductor_keep_set_and_outside_root(repo: Path, root
     # Run from inside the conductor's worktree: same answer.
     assert find_orphans(conductor, root, keep={running}) == [orphan]
     assert elsewhere.exists()
-    assert find_stale_dirs(repo, root) == [stray]
 
 
 def test_find_orphans_never_returns_the_worktree_it_runs_from(repo: Path, root: Path) -> None:

@@ -1,0 +1,143 @@
+"""The layers the code enforces: import-linter contracts (in pyproject.toml) and no import cycles.
+
+shell (CLI, demo, embedded server, demo agent) > Prefect layer (deployments > flows > tasks)
+> edges (GitHub, git, agent processes, and the actions built on them) > core (models, rules).
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import grimp
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("conductor", "flows", "tasks", "deployments", "github_sandbox")
+LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
+
+
+def _contracts() -> dict[str, dict]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return {c["id"]: c for c in config["tool"]["importlinter"]["contracts"]}
+
+
+def _lint(root: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(LINT_IMPORTS), "--config", str(root / "pyproject.toml"), "--no-cache"],
+                          cwd=root, capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(root)})
+
+
+def _graph() -> grimp.ImportGraph:
+    return grimp.build_graph(*PACKAGES, cache_dir=None)
+
+
+def test_the_import_contracts_hold():
+    result = _lint(ROOT)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "Contracts: 3 kept, 0 broken." in result.stdout
+
+
+def test_every_conductor_module_has_a_layer():
+    """A new module must be placed in a layer (pyproject.toml), so no contract misses it."""
+    contracts = _contracts()
+    named = set(contracts["core"]["source_modules"])
+    for layer in contracts["layers"]["layers"]:
+        named |= {m.strip() for m in layer.replace("|", ":").split(":")}
+    modules = {m for m in _graph().modules if m.startswith("conductor.")}
+    top_level = {m for m in modules if m.count(".") == 1}
+    assert top_level - named == set(), "place these modules in a layer in pyproject.toml"
+
+
+def test_the_project_has_no_import_cycles():
+    graph = _graph()
+    ours = {m for m in graph.modules if m.split(".")[0] in PACKAGES}
+    edges = {m: {i for i in graph.find_modules_directly_imported_by(m) if i in ours} for m in ours}
+    cycles = [c for c in _strongly_connected(edges) if len(c) > 1]
+    assert cycles == [], f"import cycles: {cycles}"
+
+
+def _strongly_connected(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm, iterative (the graph is small, recursion would do too)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    counter = 0
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work = [(start, iter(sorted(edges[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges[child]))))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[node])
+                if low[node] == index[node]:
+                    component = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    out.append(sorted(component))
+    return out
+
+
+@pytest.mark.parametrize("a,b", [("a", "b")])
+def test_the_cycle_finder_finds_a_cycle(a, b):
+    assert [sorted(c) for c in _strongly_connected({a: {b}, b: {a}, "c": {a}}) if len(c) > 1] == [[a, b]]
+
+
+@pytest.mark.parametrize("module,line", [
+    ("conductor/models.py", "import prefect\n"),
+    ("conductor/planner.py", "from github_sandbox import seed\n"),
+    ("conductor/verify.py", "from conductor import github_gateway\n"),
+    ("github_sandbox/store.py", "import conductor.models\n"),
+    ("tasks/guard.py", "import flows.conductor\n"),
+])
+def test_a_forbidden_import_breaks_a_contract(tmp_path, module, line):
+    """The contracts can fail: the same tree with one forbidden import added is refused."""
+    for name in (*PACKAGES, "pyproject.toml"):
+        source = ROOT / name
+        if source.is_dir():
+            shutil.copytree(source, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy(source, tmp_path / name)
+    target = tmp_path / module
+    target.write_text(target.read_text(encoding="utf-8") + line, encoding="utf-8")
+    result = _lint(tmp_path)
+    assert result.returncode != 0 and "BROKEN" in result.stdout, result.stdout[-2000:]
+
+
+def test_the_gateway_implements_the_github_port():
+    import inspect
+
+    from conductor.github_gateway import GitHubGateway
+    from conductor.ports import GitHub
+
+    wanted = {n for n, v in vars(GitHub).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
+    missing = {n for n in wanted if not hasattr(GitHubGateway, n)}
+    assert wanted and missing == set()
+    for name in wanted - {"requests_made"}:
+        port, real = inspect.signature(getattr(GitHub, name)), inspect.signature(getattr(GitHubGateway, name))
+        assert list(port.parameters) == list(real.parameters), name

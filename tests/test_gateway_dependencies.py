@@ -1,0 +1,130 @@
+"""Dependencies and per-item attempts read through the gateway from the sandbox over real HTTP,
+and the plans made from them."""
+from __future__ import annotations
+
+import pytest
+
+from conductor import planner
+from conductor.config import PipelineConfig
+from conductor.github_gateway import GitHubGateway
+from conductor.settings import GitHubSettings
+from conductor.passes import plan_rules
+from conductor.taskfile import TaskFile
+
+P4 = "phase-4/new-ui-pages"
+
+
+def settings(sandbox, token: str) -> GitHubSettings:
+    return GitHubSettings(api_url=sandbox.api_url, token=token, backoff_factor=0.05,
+                          seconds_between_requests=0, seconds_between_writes=0)
+
+
+@pytest.fixture
+def gh(sandbox, sandbox_repo):
+    with GitHubGateway(settings(sandbox, sandbox.admin_token), sandbox_repo) as gateway:
+        yield gateway
+
+
+def read_and_plan(gh: GitHubGateway, config: PipelineConfig | None = None, **task):
+    config = config or PipelineConfig(protected_paths=[])
+    rules = plan_rules(config, TaskFile(GH_REPO=gh.repo_name, **task))
+    state = gh.read_state(lambda s: planner.prs_needing_files(s, rules),
+                          lambda s: planner.items_needing_attempts(s, rules))
+    return state, planner.plan(state, rules)
+
+
+def dispatched(plan) -> list[int]:
+    return sorted(n for d in plan.dispatches for n in d.items)
+
+
+def close(sandbox, full: str, number: int) -> None:
+    with sandbox.api() as api:
+        assert api.patch(f"/repos/{full}/issues/{number}", json={"state": "closed"}).status_code == 200
+
+
+def test_native_blockers_come_with_the_listing_at_no_extra_request(sandbox, gh):
+    blocker = gh.create_issue("blocker", "", ["bug"])
+    blocked = gh.create_issue("blocked", "", [P4])
+    with sandbox.api() as api:
+        blocker_id = api.get(f"/repos/{gh.repo_name}/issues/{blocker}").json()["id"]
+        resp = api.post(f"/repos/{gh.repo_name}/issues/{blocked}/dependencies/blocked_by",
+                        json={"issue_id": blocker_id})
+        assert resp.status_code == 201, resp.text
+    state = gh.read_state()
+    assert {i.number: i.native_blockers for i in state.issues} == {blocker: 0, blocked: 1}
+    assert state.api_requests == 2
+    close(sandbox, gh.repo_name, blocker)
+    assert [i.native_blockers for i in gh.read_state().issues] == [0]
+
+
+@pytest.mark.parametrize("how", ["text", "native"])
+def test_a_blocked_issue_is_dispatched_only_once_its_blocker_is_closed(sandbox, gh, how):
+    blocker = gh.create_issue("blocker", "", [P4])
+    blocked = gh.create_issue("blocked", f"Depends on #{blocker}" if how == "text" else "", [P4])
+    if how == "native":
+        with sandbox.api() as api:
+            blocker_id = api.get(f"/repos/{gh.repo_name}/issues/{blocker}").json()["id"]
+            api.post(f"/repos/{gh.repo_name}/issues/{blocked}/dependencies/blocked_by",
+                     json={"issue_id": blocker_id})
+    _, before = read_and_plan(gh)
+    assert dispatched(before) == [blocker]
+    assert [(w.number, w.blockers, w.native_blockers) for w in before.waiting] == [
+        (blocked, [blocker] if how == "text" else [], 1 if how == "native" else 0)]
+    close(sandbox, gh.repo_name, blocker)
+    _, after = read_and_plan(gh)
+    assert dispatched(after) == [blocked] and after.waiting == []
+    assert after.dispatches[0].depends_on == {blocked: [blocker] if how == "text" else []}
+
+
+def test_attempts_are_read_back_from_the_conductors_own_comments(sandbox, gh):
+    number = gh.create_issue("flaky", "", [P4])
+    assert gh.record_attempt(number, "pass-a", "agent exited with status 1", limit=3)
+    assert not gh.record_attempt(number, "pass-a", "agent exited with status 1", limit=3)  # re-run
+    assert gh.record_attempt(number, "pass-b", "the agent wrote no report", limit=3)
+    before = gh.read_attempts(number)
+    # another user copying the marker is not the conductor
+    sandbox.api().put(f"/repos/{gh.repo_name}/collaborators/alice", json={"permission": "write"})
+    with GitHubGateway(settings(sandbox, sandbox.token_of("alice")), gh.repo_name) as alice:
+        alice._repo.get_issue(number).create_comment(
+            '<!-- conductor:attempt {"pass": "forged", "reason": "x"} -->')
+    attempts = gh.read_attempts(number)
+    assert attempts == before
+    assert (attempts.count, attempts.passes, attempts.last_reason) == (
+        2, ["pass-a", "pass-b"], "the agent wrote no report")
+    with sandbox.api() as api:
+        bodies = [c["body"] for c in api.get(f"/repos/{gh.repo_name}/issues/{number}/comments").json()]
+    assert len(bodies) == 3 and "(attempt 2 of 3)" in bodies[1]
+
+
+def test_reading_attempts_costs_one_request_per_item_the_plan_would_dispatch(sandbox, gh):
+    numbers = [gh.create_issue(f"issue {n}", "", [P4]) for n in range(3)]
+    other = gh.create_issue("waiting phase", "", ["phase-5/ui-enhancements"])
+    gh.login()  # cached: the count below is the reads themselves
+    state, plan = read_and_plan(gh, MAX_ISSUES_PER_DISPATCH=2)
+    assert sorted(state.attempts) == numbers[:2]
+    assert state.api_requests == 2 + 2
+    assert dispatched(plan) == numbers[:2] and other not in state.attempts
+
+
+def test_an_item_that_failed_three_times_is_held_back_and_the_next_one_takes_its_place(sandbox, gh):
+    flaky, steady, spare = (gh.create_issue(t, "", [P4]) for t in ("flaky", "steady", "spare"))
+    for k in range(3):
+        gh.record_attempt(flaky, f"pass-{k}", f"timeout after {k + 1}0 s", limit=3)
+    gh.login()
+    state, plan = read_and_plan(gh, MAX_ISSUES_PER_DISPATCH=2)
+    assert [(h.number, h.attempts, h.last_reason) for h in plan.held_back] == [(flaky, 3, "timeout after 30 s")]
+    assert dispatched(plan) == [steady, spare]
+    assert sorted(state.attempts) == [flaky, steady, spare]
+    assert state.api_requests == 2 + 3  # one more read for the item that took the freed place
+    assert plan.dispatches[0].attempts == {steady: 0, spare: 0}
+
+
+def test_a_failed_attempt_is_no_pipeline_progress(sandbox, gh):
+    from conductor.reminder import fingerprint
+
+    number = gh.create_issue("flaky", "", [P4])
+    before = fingerprint(gh.read_state())
+    gh.record_attempt(number, "pass-x", "agent exited with status 1", limit=3)
+    state, plan = read_and_plan(gh, PipelineConfig(protected_paths=[], item_attempt_limit=1))
+    assert [h.number for h in plan.held_back] == [number]
+    assert fingerprint(state) == before  # held back by a comment: the anti-loop counter goes on

@@ -1,0 +1,44 @@
+"""The one-pass-per-repository slot (tasks/guard.py), on the session's real Prefect server."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from tasks.guard import limit_name, one_pass_per_repo
+
+
+def test_a_timeout_error_inside_the_pass_surfaces_as_itself(prefect_server):
+    repo = "guard/timeout-inside"
+    with pytest.raises(TimeoutError, match="socket read timed out"):
+        with one_pass_per_repo(repo, wait_seconds=5) as mine:
+            assert mine
+            raise TimeoutError("socket read timed out")
+    with one_pass_per_repo(repo, wait_seconds=5) as again:  # and the slot was given back
+        assert again
+
+
+def test_a_second_pass_gets_false_while_the_first_holds_the_slot(prefect_server):
+    repo = "guard/held"
+    holding, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with one_pass_per_repo(repo, wait_seconds=5) as mine:
+            assert mine
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        with one_pass_per_repo(repo, wait_seconds=0) as second:
+            assert second is False
+    finally:
+        release.set()
+        thread.join(30)
+
+
+@pytest.mark.parametrize("repo,name", [("Acme/Maestro", "conductor-acme-maestro"), ("o/a.b_c", "conductor-o-a-b-c")])
+def test_limit_names_are_slugs(repo, name):
+    assert limit_name(repo) == name
