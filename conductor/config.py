@@ -28,10 +28,27 @@ from pydantic_settings.exceptions import SettingsError
 
 from conductor import constants
 from conductor.errors import ConfigError
-from conductor.leaf import DEFAULT_MIGRATION_PATHS, PromptPaths
 
 ENV_PREFIX = "CONDUCTOR_"
 DEFAULT_GATED_PHASES = ("phase-1/db-schema",)  # seed: Alembic migration chains need an audit
+
+
+DEFAULT_MIGRATION_PATHS = ("alembic/versions/**", "migrations/**", "**/migrations/*.py", "*.sql")
+
+
+class PromptPaths(BaseModel):
+    """`[prompts]` in conductor.toml: a repository's own leaf prompts, relative to its root.
+
+    Unset, the seed's `.cursor/PARALLEL_ISSUE_TO_PR.md` / `.cursor/PARALLEL_PR_REVIEW.md`
+    are used when the integration branch has them, else the prompts the package ships."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issue_to_pr: str | None = Field(None, description="Prompt of issue-to-pr leaves.")
+    pr_review: str | None = Field(None, description="Prompt of pr-review leaves.")
+
+    def configured(self, kind: str) -> str | None:
+        return self.issue_to_pr if kind == "issue_to_pr" else self.pr_review
 
 
 class PhaseSpec(BaseModel):

@@ -28,8 +28,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from conductor.config import DEFAULT_MIGRATION_PATHS, PromptPaths
 from conductor.constants import PROMPT_ISSUE_TO_PR, PROMPT_PR_REVIEW
 from conductor.models import DispatchKind
 
@@ -37,26 +38,10 @@ LEAF_WORKFLOW: dict[DispatchKind, str] = {"issue_to_pr": "issue-to-pr", "pr_revi
 SHIPPED_PROMPTS: dict[DispatchKind, str] = {"issue_to_pr": "issue_to_pr.md", "pr_review": "pr_review.md"}
 DEFAULT_REPO_PROMPTS: dict[DispatchKind, str] = {"issue_to_pr": PROMPT_ISSUE_TO_PR,
                                                  "pr_review": PROMPT_PR_REVIEW}
-DEFAULT_MIGRATION_PATHS = ("alembic/versions/**", "migrations/**", "**/migrations/*.py", "*.sql")
 
 # "File ownership: a.py, b/c.py" (or "Files: ...") in an issue body.
 _OWNERSHIP = re.compile(r"^\s*(?:[-*]\s*)?\**(?:file[ _-]?ownership|files)\**\s*:\s*(.+)$",
                         re.IGNORECASE | re.MULTILINE)
-
-
-class PromptPaths(BaseModel):
-    """`[prompts]` in conductor.toml: a repository's own leaf prompts, relative to its root.
-
-    Unset, the seed's `.cursor/PARALLEL_ISSUE_TO_PR.md` / `.cursor/PARALLEL_PR_REVIEW.md`
-    are used when the integration branch has them, else the prompts the package ships."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    issue_to_pr: str | None = Field(None, description="Prompt of issue-to-pr leaves.")
-    pr_review: str | None = Field(None, description="Prompt of pr-review leaves.")
-
-    def configured(self, kind: DispatchKind) -> str | None:
-        return self.issue_to_pr if kind == "issue_to_pr" else self.pr_review
 
 
 class IssueItem(BaseModel):

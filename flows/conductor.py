@@ -71,7 +71,9 @@ def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
                 worktree_root=inputs.worktree_root, integration_branch=inputs.config.integration_branch,
                 default_branch=gh.default_branch(), agent_command=inputs.agent_command,
                 agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
-                status_pr_open=inputs.config.status_pr_open, pass_id=uuid.uuid4().hex[:8])
+                status_pr_open=inputs.config.status_pr_open, pass_id=uuid.uuid4().hex[:8],
+                mode=inputs.config.dispatch, prompts=inputs.config.prompts,
+                migration_paths=inputs.config.migration_paths)
             results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
             outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
                                                    html_base=html_base_of(inputs.api_url))

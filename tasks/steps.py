@@ -106,6 +106,11 @@ def verify_artifact_proof(gh: GitHubGateway, dispatches: list[Dispatch], results
         else:
             logger.warning("not proved: %s %s %s: %s", o.kind, o.phase, o.batch or "(no batch)",
                            "; ".join(o.failures))
+        for r in o.results:  # per item (one line per leaf)
+            if r.blocked:
+                logger.warning("  #%d blocked: %s", r.number, r.reason)
+            elif not r.ok:
+                logger.warning("  #%d not proved: %s", r.number, r.reason)
     return outcomes
 
 
