@@ -248,6 +248,12 @@ def remove_worktree(repo_path: Path | str, path: Path | str) -> None:
     """Force-remove a worktree and prune; a worktree that is already gone is fine."""
     target = Path(path).resolve()
     with _MUTATING, _open(repo_path) as repo:
+        if (target / ".git").is_file():  # the usual case, one git command (leaves end together)
+            try:
+                _git(repo, "worktree", "remove", "--force", str(target), what="git worktree remove")
+                return
+            except WorktreeError:
+                pass  # not one of ours, or a stale registration: the careful way below
         _git(repo, "worktree", "prune", what="git worktree prune")
         known = {w.path.resolve() for w in _listed(repo)}
         if target in known:
