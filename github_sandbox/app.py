@@ -24,6 +24,7 @@ from starlette.routing import compile_path
 
 from .errors import (DOC_URLS, PRIMARY_DOCS, SECONDARY_DOCS, SECONDARY_RATE_LIMIT, ApiError,
                      error_body)
+from . import hooks
 from .context import BadCredentials, Sandbox, authenticate, credentials, json_response  # noqa: F401 (re-exported)
 from .faults import Fault
 from .state import UserRec
@@ -185,7 +186,16 @@ async def pipeline(app: FastAPI, request: Request, call_next) -> Response:
         _log_refusal(403, method, path, f"rate limit exhausted for {rate_key}")
         return json_response(error_body(403, message, PRIMARY_DOCS), 403, base_headers)
 
+    hooked = _hooked_repo(sb, method, path)
+    before = hooks.snapshot(hooked) if hooked is not None else None
     response = await _guarded(request, call_next)
+    if hooked is not None and before is not None and response.status_code < 300:
+        from .render import Urls
+
+        urls = Urls(f"{request.url.scheme}://{request.url.netloc}")
+        for event, payload in hooks.payloads(sb.service, urls, hooked, before,
+                                             viewer.login if viewer else None):
+            sb.hooks.send(hooked.key, event, payload)
     body = await _read_body(response)
     headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
     status = response.status_code
@@ -204,6 +214,17 @@ async def pipeline(app: FastAPI, request: Request, call_next) -> Response:
     if status >= 400:
         _log_refusal(status, method, path, getattr(request.state, "reason", "") or "refused")
     return Response(body, status_code=status, headers=headers)
+
+
+def _hooked_repo(sb: Sandbox, method: str, path: str):
+    """The repository a write goes to, when it has webhooks (else None)."""
+    if method not in ("POST", "PATCH", "PUT", "DELETE"):
+        return None
+    where = hooks.repo_of(path)
+    if where is None:
+        return None
+    rec = sb.store.repo(*where)
+    return rec if rec is not None and sb.hooks.hooks.get(rec.key) else None
 
 
 async def _read_body(response: Response) -> bytes:

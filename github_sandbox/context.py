@@ -12,6 +12,7 @@ from typing import Any
 from starlette.responses import Response
 
 from .faults import FaultBook, RateBook, RequestCounts
+from .hooks import HookBook
 from .service import Service
 from .state import UserRec
 from .store import Store
@@ -66,3 +67,4 @@ class Sandbox:
         self.counts = RequestCounts()
         self.faults = FaultBook()
         self.rates = RateBook(limit=rate_limit)
+        self.hooks = HookBook()

@@ -58,6 +58,11 @@ async def _model(request: Request, model: type[BaseModel]) -> Any:
         raise ApiError(422, f"Invalid request.\n\n{where}: {first['msg']}", reason=f"control: {where}") from None
 
 
+@router.get("/hooks/deliveries")
+async def hook_deliveries(request: Request) -> Response:
+    return json_response(_admin(request).hooks.deliveries)
+
+
 @router.get("/health")
 async def health() -> Response:
     return json_response({"ok": True})

@@ -647,3 +647,48 @@ async def merge_pull(request: Request, owner: str, repo: str, pull_number: int) 
                             sha=None if sha is MISSING else sha)
     return json_response(render.merge_result(merged))
 
+
+
+# -- webhooks (github_sandbox/hooks.py delivers them) ------------------------------------------
+def _hook_json(request: Request, rec: Any, hook: dict[str, Any]) -> dict[str, Any]:
+    base = f"{_urls(request).repo_api(rec)}/hooks/{hook['id']}"
+    shown = {k: v for k, v in hook.items() if k != "secret"}
+    config = dict(shown["config"])
+    if hook["secret"]:
+        config["secret"] = "********"
+    return {**shown, "type": "Repository", "config": config, "url": base, "test_url": f"{base}/test",
+            "ping_url": f"{base}/pings", "deliveries_url": f"{base}/deliveries",
+            "last_response": {"code": None, "status": "unused", "message": None}}
+
+
+@router.post(REPO + "/hooks")
+async def create_hook(request: Request, owner: str, repo: str) -> Response:
+    rec, _ = _svc(request).repo_for(owner, repo, _need_viewer(request), "admin")
+    data = await _body(request)
+    config = data.get("config")
+    if not isinstance(config, dict) or not isinstance(config.get("url"), str) or not config["url"]:
+        raise ApiError(422, "Validation Failed", reason="hook without config.url",
+                       errors=[{"resource": "Hook", "code": "custom", "message": "Config must contain url"}])
+    if config.get("content_type", "json") not in ("json", "form"):
+        raise ApiError(422, "Validation Failed", reason="bad content_type",
+                       errors=[{"resource": "Hook", "code": "invalid", "field": "content_type"}])
+    events = data.get("events", ["push"])
+    if not isinstance(events, list) or not all(isinstance(e, str) for e in events):
+        raise ApiError(422, "Validation Failed", reason="events is not a list of strings",
+                       errors=[{"resource": "Hook", "code": "invalid", "field": "events"}])
+    hook = _sb(request).hooks.create(rec.key, config, events, bool(data.get("active", True)))
+    return json_response(_hook_json(request, rec, hook), 201)
+
+
+@router.get(REPO + "/hooks")
+async def list_hooks(request: Request, owner: str, repo: str) -> Response:
+    rec, _ = _svc(request).repo_for(owner, repo, _need_viewer(request), "admin")
+    return json_response([_hook_json(request, rec, h) for h in _sb(request).hooks.hooks.get(rec.key, [])])
+
+
+@router.delete(REPO + "/hooks/{hook_id:int}")
+async def delete_hook(request: Request, owner: str, repo: str, hook_id: int) -> Response:
+    rec, _ = _svc(request).repo_for(owner, repo, _need_viewer(request), "admin")
+    if not _sb(request).hooks.delete(rec.key, hook_id):
+        raise not_found(f"{rec.full_name} has no hook {hook_id}")
+    return json_response(None, 204)

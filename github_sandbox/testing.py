@@ -73,6 +73,10 @@ class Control:
         """Change the hourly core limit and/or how much of it a login has used."""
         self._call("POST", "/rate-limit", {"limit": limit, "used": used})
 
+    def hook_deliveries(self) -> list[dict[str, Any]]:
+        """Webhook deliveries sent so far (guid, hook_id, event, action, url, status_code, error)."""
+        return self._call("GET", "/hooks/deliveries")
+
     def add_user(self, login: str, token: str) -> None:
         self._call("POST", "/users", {"login": login, "token": token})
 
