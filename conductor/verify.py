@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conductor.models import Dispatch, DispatchKind, ItemKind
 from conductor.reports import FAILING_GRADES, MERGING_GRADES, AgentReport, Grade
+from conductor.usage import Usage
 
 MESSAGE_LIMIT = 300  # characters of agent text quoted in a reason
 _THIS = "this coordinator"
@@ -94,6 +95,7 @@ class ItemResult(_Model):
     prompt_source: Literal["repository", "shipped"] | None = None
     attempt: int = Field(0, description="Leaf: ATTEMPT_N written in its task file.")
     worktree: str | None = Field(None, description="Leaf: its worktree's directory name.")
+    usage: Usage | None = Field(None, description="Leaf: tokens, cost and effort its agent reported.")
     merge_after: int | None = Field(None, description="Leaf: the PR this review waited for.")
     started_at: float | None = Field(None, description="Leaf: when it started (epoch seconds).")
     ended_at: float | None = Field(None, description="Leaf: when it ended (epoch seconds).")
@@ -115,6 +117,7 @@ class CoordinatorOutcome(_Model):
     merged_prs: list[int] = Field(default_factory=list)
     failed_prs: list[FailedPR] = Field(default_factory=list)
     results: list[ItemResult] = Field(default_factory=list)
+    usage: Usage | None = Field(None, description="Tokens, cost and effort the agent's CLI reported.")
 
     @property
     def blocked(self) -> list[ItemResult]:
