@@ -75,6 +75,7 @@ def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
             results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
             outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
                                                    html_base=html_base_of(inputs.api_url))
+            steps.record_failed_attempts(gh, outcomes, spec.pass_id, inputs.config)
         for d in plan.dispatches if inputs.dry_run else []:
             logger.info("dry run: would dispatch %s %s %s: %s", d.kind, d.phase, d.batch, d.items)
 
