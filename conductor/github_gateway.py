@@ -244,20 +244,22 @@ class GitHubGateway:
         """What GitHub says about PR `number` (exists=False when there is none)."""
 
         def fetch() -> PullFacts:
+            # the repository is lazy, so the PR may be fetched on the first attribute read:
+            # a 404 anywhere here means there is no such PR (a claim to be refused, not a crash)
             try:
                 pr = self._repo.get_pull(number)
+                body = pr.body or ""
+                return PullFacts(
+                    number=number, exists=True, repo_full_name=pr.base.repo.full_name,
+                    html_url=pr.html_url, title=pr.title or "", state=pr.state, merged=bool(pr.merged),
+                    head_ref=pr.head.ref,
+                    head_repo_full_name=pr.head.repo.full_name if pr.head.repo is not None else "",
+                    base_ref=pr.base.ref, body=body, linked_issues=linked_issues(body, self.repo_name),
+                )
             except GithubException as exc:
                 if exc.status == 404:
                     return PullFacts(number=number, exists=False)
                 raise
-            body = pr.body or ""
-            return PullFacts(
-                number=number, exists=True, repo_full_name=pr.base.repo.full_name,
-                html_url=pr.html_url, title=pr.title or "", state=pr.state, merged=bool(pr.merged),
-                head_ref=pr.head.ref,
-                head_repo_full_name=pr.head.repo.full_name if pr.head.repo is not None else "",
-                base_ref=pr.base.ref, body=body, linked_issues=linked_issues(body, self.repo_name),
-            )
 
         return self._call(f"read PR #{number}", fetch)
 

@@ -20,6 +20,8 @@ from conductor.facts import OrphanCleanup, ReminderResult, Snapshot
 from conductor.models import Plan, PlanRules
 from conductor.parameters import PassParameters, resolve_parameters
 from conductor.render import HEADERS, plan_rows
+from conductor.usage import Usage, describe
+from conductor.usage import total as usage_total
 from conductor.settings import RunSettings
 from conductor.taskfile import TaskFile, read_task_file
 from conductor.verify import CoordinatorOutcome
@@ -170,7 +172,18 @@ class PassReport(BaseModel):
 
     def table_rows(self) -> list[list[str]]:
         """The pipeline state table: the state after the pass, with what it dispatched."""
-        return plan_rows(self.final_plan, self.plan.dispatches)
+        return plan_rows(self.final_plan, self.plan.dispatches, costs=self.costs())
+
+    def costs(self) -> dict[str, str]:
+        """Agent cost per phase, and the pass's total under "(pass)" (none when no agent
+        reported any)."""
+        by_phase: dict[str, list[Usage | None]] = {}
+        for o in self.outcomes:
+            by_phase.setdefault(o.phase, []).append(o.usage)
+        costs = {phase: describe(usage_total(u)) for phase, u in by_phase.items() if usage_total(u)}
+        if costs:
+            costs["(pass)"] = describe(usage_total(o.usage for o in self.outcomes))
+        return costs
 
     def markdown(self) -> str:
         plan = self.final_plan
@@ -192,9 +205,12 @@ class PassReport(BaseModel):
                 [[f"#{o.number}", o.title, o.batch, o.placed_in or "-"] for o in plan.outside_pipeline]), ""]
         if self.outcomes:
             lines += ["## Coordinators", "", markdown.table(
-                ["Kind", "Phase", "Batch", "Items", "Result"],
+                ["Kind", "Phase", "Batch", "Items", "Result", "Agent cost"],
                 [[o.kind, o.phase, o.batch or "-", ", ".join(f"#{n}" for n in o.items),
-                  "ok" if o.ok else "; ".join(o.failures)] for o in self.outcomes]), ""]
+                  "ok" if o.ok else "; ".join(o.failures), describe(o.usage)] for o in self.outcomes]), ""]
+            spent = usage_total(o.usage for o in self.outcomes)
+            if spent is not None:
+                lines += [f"Agents this pass: {markdown.escape(describe(spent))}", ""]
         if self.reminder and self.reminder.number:
             lines.append(f"Reminder: #{self.reminder.number} ({self.reminder.action})")
         if self.reminder and self.reminder.stuck_issue:
