@@ -103,6 +103,7 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
         results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
                                                html_base=html_base_of(inputs.api_url))
+        steps.record_failed_attempts(gh, outcomes, spec.pass_id, inputs.config)
     finished = steps.close_finished(gh, snapshot, inputs.dry_run) if snapshot.finished else []
     for d in plan.dispatches if inputs.dry_run else []:
         logger.info("dry run: would dispatch %s %s %s: %s", d.kind, d.phase, d.batch, d.items)
