@@ -1,7 +1,7 @@
 """The line under the pass table says what the pass did, then what remains."""
 from __future__ import annotations
 
-from conductor.housekeeping import ReminderResult
+from conductor.facts import ReminderResult
 from conductor.models import Dispatch, GatedItem, Plan
 from conductor.passes import PassReport
 from conductor.verify import CoordinatorOutcome, ItemResult

@@ -108,7 +108,9 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
            "PREFECT_API_URL": prefect_server, "CONDUCTOR_WORKTREE_ROOT": str(tmp_path / "wt"),
            "CONDUCTOR_SALVAGE_DIR": str(tmp_path / "salvage"),
            "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0"}
+    (tmp_path / "coordinators.toml").write_text('dispatch = "coordinator-agent"\n')  # a "run agent" task per group
     result = conductor("run", "--repo", pipe.full_name, "--github-url", pipe.sandbox.api_url,
+                       "--config", str(tmp_path / "coordinators.toml"),
                        "--repo-path", str(pipe.clone), "--json", "--log-file", str(tmp_path / "run.log"),
                        "--agent-command", f"{sys.executable} -m conductor.demo_agent --mode crash",
                        env=env, cwd=tmp_path, timeout=300)
@@ -138,7 +140,7 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
     assert the_pass.state.message.startswith("dispatched 1 group (1 item): 0 proved, 1 failed; 0 gated; reminder #")
     # the reminder asks for exactly the command that ran this pass
     [reminder] = pipe.issues(labels="conductor-reminder")
-    assert f"conductor run --repo {pipe.full_name} --github-url {pipe.sandbox.api_url}" in reminder["body"]
+    assert f"conductor run --repo {pipe.full_name} --github-url {pipe.sandbox.api_url} --config" in reminder["body"]
 
 
 def test_a_github_credentials_block_is_a_token_source(prefect_server, monkeypatch):
