@@ -5,7 +5,7 @@ Starts the sandbox GitHub with a small pipeline (two ready issues), then runs
 `conductor run` in a pseudo-terminal (so it draws what a terminal gets) with the embedded
 Prefect server, on a fresh PREFECT_HOME and again on the same (warm) one. Measures, from
 the start of the process: the first byte on the terminal, the line saying the inputs are
-checked ("conductor pass over ..."), the first agent line (first dispatch), and the end.
+checked ("conductor pass over ..."), the logged dispatch decision (first dispatch), and the end.
 
     .venv/bin/python benchmarks/bench_first_output.py [--runs N]
 
@@ -54,7 +54,7 @@ def timed_run(argv: list[str], env: dict[str, str], timeout: float = 600) -> dic
             text += ANSI.sub("", chunk)
             if marks["inputs_checked"] is None and "conductor pass over" in text:
                 marks["inputs_checked"] = now
-            if marks["first_dispatch"] is None and "run agent" in text:
+            if marks["first_dispatch"] is None and re.search(r"\bdispatch (issue_to_pr|pr_review) ", text):
                 marks["first_dispatch"] = now
         elif proc.poll() is not None:
             break
