@@ -86,7 +86,7 @@ def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
             repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,
             plan_after=after if outcomes else None, approvals=approved_gates(plan, snapshot), closed_reminders=closed,
             released_claims=released, orphans=orphans, outcomes=outcomes, reminder=result,
-            api_requests=gh.requests_made, self_destructed=str(destroyed) if destroyed else None))
+            api_requests=gh.requests_made, rate_points=gh.rate_points, self_destructed=str(destroyed) if destroyed else None))
 
     if plan.stuck:
         return Failed(message=f"Conductor stuck: ATTEMPT_N={plan.attempt} — needs human intervention "
