@@ -13,10 +13,12 @@ Anything after the command name is passed on (to `conductor demo` or to pytest).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 import venv
 from pathlib import Path
 
@@ -64,6 +66,70 @@ def _ensure_chromium() -> None:
     os.environ[CHROMIUM_SKIP_ENV] = message
 
 
+AGENT_CLIS = ROOT / "tests" / "agent_clis.json"
+
+
+def agent_clis_dir() -> Path:
+    return Path(os.environ.get("CONDUCTOR_AGENT_CLIS_DIR") or Path.home() / ".cache" / "conductor" / "agent-clis")
+
+
+def _apt_install(packages: list[str]) -> bool:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    return subprocess.call(["apt-get", "update", "-qq"], env=env) == 0 and subprocess.call(
+        ["apt-get", "install", "-y", "-qq", *packages], env=env) == 0
+
+
+def _ensure_agent_clis() -> None:
+    """tests/test_agent_clis.py runs the real agent CLIs pinned in tests/agent_clis.json: install
+    each with npm into its own folder of the cache (outside the clone, reused), once; and
+    Debian's gh (the scripted agents open PRs with `gh api`) and nodejs/npm when absent and
+    root. A CLI that cannot be installed leaves `<folder>.failed` with the reason, which the
+    test reports as its skip reason. CONDUCTOR_SKIP_AGENT_CLIS=1 skips all of this."""
+    if os.environ.get("CONDUCTOR_SKIP_AGENT_CLIS") == "1":
+        return
+    pins = {k: v for k, v in json.loads(AGENT_CLIS.read_text()).items() if not k.startswith("_")}
+    cache = agent_clis_dir()
+    folders = {name: cache / f"{pin['package'].split('/')[-1]}-{pin['version']}" for name, pin in pins.items()}
+    missing = {name: f for name, f in folders.items() if not (f / "node_modules" / ".bin" / pins[name]["bin"]).exists()}
+    wanted = [pkg for command, pkg in (("gh", "gh"), ("node", "nodejs"), ("npm", "npm")) if not shutil.which(command)]
+    if not missing and "gh" not in wanted:
+        return
+    if wanted:
+        if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+            print(f"dev.py: installing Debian's {' '.join(wanted)} for the agent CLI tests", file=sys.stderr)
+            _apt_install(wanted)
+        else:
+            print(f"dev.py: {', '.join(wanted)} not installed and dev.py is not root; "
+                  f"`sudo apt-get install {' '.join(wanted)}` to run tests/test_agent_clis.py", file=sys.stderr)
+    if not missing:
+        return
+    npm = shutil.which("npm")
+    cache.mkdir(parents=True, exist_ok=True)
+    started, procs = time.monotonic(), {}
+    for name, folder in missing.items():
+        marker = folder.with_name(folder.name + ".failed")
+        if npm is None:
+            marker.write_text("npm is not installed (Debian: apt-get install nodejs npm)\n")
+            continue
+        folder.mkdir(parents=True, exist_ok=True)
+        spec = f"{pins[name]['package']}@{pins[name]['version']}"
+        print(f"dev.py: installing {spec} into {folder} (npm, in the background of the others)", file=sys.stderr)
+        log = open(folder / "npm-install.log", "wb")  # noqa: SIM115 (closed below)
+        procs[name] = (subprocess.Popen([npm, "install", "--no-audit", "--no-fund", "--prefix", str(folder), spec],
+                                        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL), log, marker)
+    for name, (proc, log, marker) in procs.items():
+        code = proc.wait()
+        log.close()
+        if code == 0 and (folders[name] / "node_modules" / ".bin" / pins[name]["bin"]).exists():
+            marker.unlink(missing_ok=True)
+        else:
+            tail = (folders[name] / "npm-install.log").read_text(errors="replace").strip().splitlines()[-1:] or [""]
+            marker.write_text(f"npm install failed (exit {code}): {tail[0][:200]}\n")
+            print(f"dev.py: {pins[name]['package']} could not be installed; its tests will be skipped", file=sys.stderr)
+    if procs:
+        print(f"dev.py: agent CLIs installed in {time.monotonic() - started:.0f} s", file=sys.stderr)
+
+
 def main(argv: list[str]) -> int:
     if not argv or argv[0] not in {"demo", "test"}:
         print("usage: python3 dev.py demo|test [args...]", file=sys.stderr)
@@ -74,6 +140,7 @@ def main(argv: list[str]) -> int:
         return subprocess.call([str(BIN / "conductor"), "demo", *rest], cwd=ROOT)
     _ensure_env("dev")
     _ensure_chromium()
+    _ensure_agent_clis()
     return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
 
 

@@ -107,14 +107,34 @@ def web_url_of(api_url: str) -> str:
     return api_url.removesuffix("/api/v3")
 
 
-def agent_github_env(api_url: str, token: str | None) -> dict[str, str]:
+# git runs this when no credential helper answered (an agent CLI may reset the helpers, as
+# Gemini CLI's shell does): it prints the agent's token from its environment.
+GIT_ASKPASS_SCRIPT = """#!/bin/sh
+# Written by the conductor: answers git's prompts with the agent's token from its environment.
+case "$1" in
+  Username*) echo x-access-token ;;
+  *) printf '%s\\n' "$GH_TOKEN" ;;
+esac
+"""
+
+
+def write_askpass(folder: Path) -> Path:
+    """The askpass script (no secret in it) in `folder`, executable by its owner only."""
+    path = Path(folder) / "conductor-git-askpass"
+    path.write_text(GIT_ASKPASS_SCRIPT, encoding="utf-8")
+    path.chmod(0o700)
+    return path
+
+
+def agent_github_env(api_url: str, token: str | None, askpass: Path | None = None) -> dict[str, str]:
     """What the agent needs to reach GitHub with its own token, on any host.
 
     `gh` reads GH_TOKEN/GITHUB_TOKEN only for github.com; for any other host it reads
     GH_ENTERPRISE_TOKEN and needs GH_HOST (GH_REPO carries no host). `git push` gets the
     token from a credential helper set through git's environment config (GIT_CONFIG_*),
     scoped to the host's URL and replacing any helper the clone has, so the agent pushes as
-    itself and nothing is written anywhere. Without a token: nothing (the agent has none)."""
+    itself and nothing is written anywhere; `askpass` (see `write_askpass`) answers when an
+    agent CLI resets the helpers. Without a token: nothing (the agent has none)."""
     if not token:
         return {}
     env = {"GH_TOKEN": token, "GITHUB_TOKEN": token, "GIT_TERMINAL_PROMPT": "0"}
@@ -126,6 +146,8 @@ def agent_github_env(api_url: str, token: str | None) -> dict[str, str]:
     env.update({"GIT_CONFIG_COUNT": "2",
                 "GIT_CONFIG_KEY_0": key, "GIT_CONFIG_VALUE_0": "",  # empty: drop the clone's helpers
                 "GIT_CONFIG_KEY_1": key, "GIT_CONFIG_VALUE_1": GIT_CREDENTIAL_HELPER})
+    if askpass is not None:
+        env["GIT_ASKPASS"] = str(askpass)
     return env
 
 

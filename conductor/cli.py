@@ -134,12 +134,13 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
 
     from conductor.demo import SAMPLE_PIPELINE
     from conductor.demo import register as demo_register
+    from conductor.presets import register as presets_register
     from conductor.run_cli import register as run_register
     from deployments.webhooks import register as webhooks_register
     from github_sandbox.cli import register as register_sandbox
 
     sandbox_register = partial(register_sandbox, default_pipeline=SAMPLE_PIPELINE)
-    return [sandbox_register, run_register, demo_register, webhooks_register]
+    return [sandbox_register, run_register, demo_register, webhooks_register, presets_register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

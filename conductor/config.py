@@ -122,6 +122,18 @@ class PipelineConfig(BaseSettings):
         constants.APPROVAL_LABEL,
         description="Label a maintainer adds to a gated item to let it be dispatched.",
     )
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="When set, only these logins may approve gated items (besides needing write, "
+        "maintain or admin permission). Empty: any such user. The conductor's and the agent's "
+        "own logins never approve.",
+    )
+    close_merged_issues: bool = Field(
+        True,
+        description="Close open pipeline issues whose PR was merged into the integration branch "
+        "(\"Fixed by PR #N.\"), and never dispatch them again. Off for teams that close issues "
+        "otherwise.",
+    )
     gate_labels: list[str] = Field(
         default_factory=lambda: [constants.SECURITY_LABEL],
         description="Items with any of these labels need approval (a PR also inherits them "

@@ -22,6 +22,7 @@ from conductor.agent_process import (
     expand_command,
     run_agent,
     stop_orphan,
+    write_askpass,
 )
 from conductor.constants import (
     PROMPT_ISSUE_TO_PR,
@@ -34,6 +35,7 @@ from conductor.models import Dispatch
 from conductor.reports import AgentReport
 from conductor.settings import RunSettings
 from conductor.taskfile import render_task_file
+from conductor.usage import Usage, UsageMeter
 from conductor.verify import CoordinatorOutcome, PullFacts, RunFacts, pr_numbers_to_check, verify
 
 AGENT_PID_FILE = "conductor-agent.pid"
@@ -72,6 +74,7 @@ class AgentResult(BaseModel):
     run: RunFacts
     report: AgentReport | None = None
     output_tail: list[str] = Field(default_factory=list)
+    usage: Usage | None = Field(None, description="What the agent's CLI reported (conductor.usage).")
 
 
 class CoordinatorResult(BaseModel):
@@ -154,18 +157,28 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
         "CONDUCTOR_REPORT_FILE": str(workspace.report_file),
         "GH_REPO": spec.repo,
         "GITHUB_API_URL": spec.api_url,
-        **agent_github_env(spec.api_url, agent_token),
+        **agent_github_env(spec.api_url, agent_token,
+                           askpass=write_askpass(git_dir) if agent_token else None),
     }
     idle = spec.agent_idle_timeout or RunSettings().agent_idle_timeout
     pid_file = git_dir / AGENT_PID_FILE
+    meter = UsageMeter()
+
+    def each_line(line: str) -> None:
+        meter.feed(line)
+        on_line(line)
+
     outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(os.environ, extra),
-                                  timeout=spec.agent_timeout, idle_timeout=idle, on_line=on_line,
+                                  timeout=spec.agent_timeout, idle_timeout=idle, on_line=each_line,
                                   secrets=secrets, on_start=lambda pid: pid_file.write_text(str(pid)))
     report, error = read_report(workspace.report_file)
     facts = RunFacts(returncode=outcome.returncode, timed_out=outcome.timed_out,
                      timeout_s=spec.agent_timeout, idle_timed_out=outcome.idle_timed_out,
                      idle_timeout_s=idle, report_error=error)
-    return AgentResult(run=facts, report=report, output_tail=outcome.output_tail)
+    usage = meter.usage
+    if usage is not None and usage.duration_ms is None:  # Codex reports no duration: ours
+        usage = usage.model_copy(update={"duration_ms": int(outcome.duration_s * 1000)})
+    return AgentResult(run=facts, report=report, output_tail=outcome.output_tail, usage=usage)
 
 
 def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
@@ -193,8 +206,10 @@ def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
     if dispatch.kind == "pr_review":
         numbers = sorted(set(numbers) | set(dispatch.items))
     prs: dict[int, PullFacts] = {n: gh.pull_facts(n) for n in numbers}
-    return verify(dispatch, result.report, result.run, prs, repo=spec.repo,
-                  default_branch=spec.default_branch, html_base=html_base)
+    outcome = verify(dispatch, result.report, result.run, prs, repo=spec.repo,
+                     default_branch=spec.default_branch, html_base=html_base)
+    outcome.usage = result.usage
+    return outcome
 
 
 def prove_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, result: CoordinatorResult,

@@ -16,10 +16,12 @@ from pydantic import BaseModel, Field
 
 from conductor import constants, markdown
 from conductor.config import PipelineConfig, load_pipeline_config, load_run_table
-from conductor.facts import OrphanCleanup, ReminderResult, Snapshot
+from conductor.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
 from conductor.models import Plan, PlanRules
 from conductor.parameters import PassParameters, resolve_parameters
 from conductor.render import HEADERS, plan_rows
+from conductor.usage import Usage, describe
+from conductor.usage import total as usage_total
 from conductor.settings import RunSettings
 from conductor.taskfile import TaskFile, read_task_file
 from conductor.verify import CoordinatorOutcome
@@ -41,6 +43,8 @@ class PassInputs(BaseModel):
     agent_timeout: float = 3600.0
     conductor_worktree: Path | None = None
     guard_wait: float = 120.0
+    lock: bool = Field(True, description="Take the pass lock on GitHub (refs/conductor/lock).")
+    lock_lease: float = Field(3900.0, gt=0, description="Seconds the GitHub pass lock is leased for.")
     coordinator_deployments: dict[str, str] | None = Field(
         None, description="Set when coordinators run as deployments on a work pool.")
 
@@ -89,7 +93,8 @@ def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
         rerun_hint=resolved.rerun_hint or "conductor run", repo_path=resolved.repo_path.resolve(),
         worktree_root=root, salvage_dir=settings.resolved_salvage_dir(),
         agent_command=resolved.agent_command, agent_timeout=resolved.agent_timeout,
-        conductor_worktree=conductor_wt, guard_wait=settings.guard_wait,
+        conductor_worktree=conductor_wt, guard_wait=settings.guard_wait, lock=settings.lock,
+        lock_lease=settings.resolved_lock_lease(resolved.agent_timeout),
         coordinator_deployments=settings.coordinator_deployments if settings.dispatch == "deployment" else None,
     )
 
@@ -111,6 +116,11 @@ class PassReport(BaseModel):
     approvals: dict[int, str] = Field(default_factory=dict)
     closed_reminders: list[int] = Field(default_factory=list)
     released_claims: list[int] = Field(default_factory=list, description="Items whose stale status labels were taken off.")
+    not_ours: list[str] = Field(default_factory=list, description="Issues with the conductor's labels "
+                                "that it did not write (never closed, never read).")
+    refused_approvals: list[str] = Field(default_factory=list, description="Approvals that count for nothing, and why.")
+    finished: list[FinishedIssue] = Field(default_factory=list, description="Issues closed as fixed by a merged PR.")
+    skipped_claimed: list[int] = Field(default_factory=list, description="Items another pass claimed since the snapshot.")
     orphans: list[OrphanCleanup] = Field(default_factory=list)
     outcomes: list[CoordinatorOutcome] = Field(default_factory=list)
     reminder: ReminderResult | None = None
@@ -172,7 +182,18 @@ class PassReport(BaseModel):
 
     def table_rows(self) -> list[list[str]]:
         """The pipeline state table: the state after the pass, with what it dispatched."""
-        return plan_rows(self.final_plan, self.plan.dispatches)
+        return plan_rows(self.final_plan, self.plan.dispatches, costs=self.costs())
+
+    def costs(self) -> dict[str, str]:
+        """Agent cost per phase, and the pass's total under "(pass)" (none when no agent
+        reported any)."""
+        by_phase: dict[str, list[Usage | None]] = {}
+        for o in self.outcomes:
+            by_phase.setdefault(o.phase, []).append(o.usage)
+        costs = {phase: describe(usage_total(u)) for phase, u in by_phase.items() if usage_total(u)}
+        if costs:
+            costs["(pass)"] = describe(usage_total(o.usage for o in self.outcomes))
+        return costs
 
     def markdown(self) -> str:
         plan = self.final_plan
@@ -195,9 +216,24 @@ class PassReport(BaseModel):
                 [[f"#{o.number}", o.title, o.batch, o.placed_in or "-"] for o in plan.outside_pipeline]), ""]
         if self.outcomes:
             lines += ["## Coordinators", "", markdown.table(
-                ["Kind", "Phase", "Batch", "Items", "Result"],
+                ["Kind", "Phase", "Batch", "Items", "Result", "Agent cost"],
                 [[o.kind, o.phase, o.batch or "-", ", ".join(f"#{n}" for n in o.items),
-                  "ok" if o.ok else "; ".join(o.failures)] for o in self.outcomes]), ""]
+                  "ok" if o.ok else "; ".join(o.failures), describe(o.usage)] for o in self.outcomes]), ""]
+            spent = usage_total(o.usage for o in self.outcomes)
+            if spent is not None:
+                lines += [f"Agents this pass: {markdown.escape(describe(spent))}", ""]
+        if self.approvals:
+            lines += ["## Approved gated items", "",
+                      *[f"- #{n}: approved by {markdown.code(who)}" for n, who in sorted(self.approvals.items())], ""]
+        if self.finished:
+            lines += ["## Closed: fixed by a merged PR", "",
+                      *[f"- #{f.issue}: Fixed by PR #{f.pr}." for f in self.finished], ""]
+        notes = [*self.not_ours, *self.refused_approvals,
+                 *[f"#{n} was claimed by another pass since the snapshot: skipped" for n in self.skipped_claimed]]
+        if notes:
+            lines += ["## Not trusted", "", *[f"- {markdown.escape(line)}" for line in notes], ""]
+        if self.reminder and self.reminder.error:
+            lines.append(f"Reminder not written: {markdown.escape(self.reminder.error)}")
         if self.reminder and self.reminder.number:
             lines.append(f"Reminder: #{self.reminder.number} ({self.reminder.action})")
         if self.reminder and self.reminder.stuck_issue:

@@ -81,7 +81,7 @@ PRESETS: dict[str, Preset] = {
                 "one JSON event per line, ending with cost and tokens."
             ),
             docs="https://code.claude.com/docs/en/headless",
-            verified=None,  # VERIFY claude
+            verified="@anthropic-ai/claude-code 2.1.332",
             environment=(
                 "ANTHROPIC_BASE_URL=http://HOST:PORT (a gateway, a proxy or a local model speaking "
                 "the Messages API) with ANTHROPIC_API_KEY (sent as x-api-key) or ANTHROPIC_AUTH_TOKEN "
@@ -104,7 +104,7 @@ PRESETS: dict[str, Preset] = {
                 "clone's .git), network on for git push and gh; JSONL events with token counts."
             ),
             docs="https://developers.openai.com/codex/noninteractive",
-            verified=None,  # VERIFY codex
+            verified="@openai/codex 0.171.0",
             environment=(
                 "a provider in $CODEX_HOME/config.toml: [model_providers.NAME] base_url = "
                 "\"http://HOST:PORT/v1\", wire_api = \"responses\", env_key = \"VAR\" (the variable "
@@ -167,3 +167,19 @@ def get_preset(name: str) -> list[str]:
 def describe_presets() -> list[str]:
     """One line per preset for `conductor presets`: name, status, what it does."""
     return [f"{p.name:8} {p.status:40} {p.description}" for p in PRESETS.values()]
+
+
+def register(sub) -> None:  # noqa: ANN001 (argparse's private subparsers type)
+    """`conductor presets`: the shipped presets, whether this project's tests ran them,
+    and (with --env) how to point each at a gateway, a proxy or a local model."""
+    p = sub.add_parser("presets", help="the shipped agent presets and which are verified")
+    p.add_argument("--env", action="store_true", help="also show how to point each CLI at a model endpoint")
+    p.set_defaults(func=_cmd_presets)
+
+
+def _cmd_presets(args) -> int:  # noqa: ANN001
+    for preset, line in zip(PRESETS.values(), describe_presets(), strict=True):
+        print(line)
+        if args.env and preset.environment:
+            print(f"{'':8} {preset.environment}")
+    return 0

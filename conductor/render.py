@@ -10,12 +10,15 @@ from rich.text import Text
 from conductor.constants import ANTI_LOOP_LIMIT
 from conductor.models import Dispatch, Plan
 
-HEADERS = ["Phase", "State", "Issues", "PRs", "Dispatched", "Gated"]
+HEADERS = ["Phase", "State", "Issues", "PRs", "Dispatched", "Gated", "Agent cost"]
 
 
-def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None) -> list[list[str]]:
+def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
+              costs: dict[str, str] | None = None) -> list[list[str]]:
     """One row per phase. `dispatches` (default: the plan's own) fills "Dispatched", so a
-    report can show the state after a pass beside what the pass dispatched."""
+    report can show the state after a pass beside what the pass dispatched; `costs`
+    (phase -> text) fills "Agent cost" (what this pass's agents in that phase reported)."""
+    costs = costs or {}
     dispatched: dict[str, list[str]] = {}
     for d in plan.dispatches if dispatches is None else dispatches:
         label = "issue→PR" if d.kind == "issue_to_pr" else "review"
@@ -35,21 +38,24 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None) -> list[list
             str(phase.open_prs),
             "; ".join(dispatched.get(phase.name, [])) or "-",
             "-",
+            costs.get(phase.name, "-"),
         ])
     if gated_numbers:
         rows.append(["(gated items)", "needs approval", "", "", "",
-                     ", ".join(f"#{n}" for n in sorted(gated_numbers))])
+                     ", ".join(f"#{n}" for n in sorted(gated_numbers)), ""])
     if plan.waiting:
         rows.append(["(waiting items)", "wait for open items", "", "", "",
                      ", ".join(f"#{w.number} on " + _blockers(w.blockers, w.native_blockers)
-                               for w in plan.waiting)])
+                               for w in plan.waiting), ""])
     if plan.held_back:
         rows.append(["(failed items)", "needs a human", "", "", "",
-                     ", ".join(f"#{h.number} ({h.attempts} failures)" for h in plan.held_back)])
+                     ", ".join(f"#{h.number} ({h.attempts} failures)" for h in plan.held_back), ""])
     if plan.outside_pipeline:
         rows.append(["(outside the pipeline)", "batch label, no phase label", "", "", "",
                      ", ".join(f"#{o.number} ({o.batch}" + (f", dispatched in {o.placed_in})" if o.placed_in
-                                                            else ")") for o in plan.outside_pipeline)])
+                                                            else ")") for o in plan.outside_pipeline), ""])
+    if "(pass)" in costs:
+        rows.append(["(this pass, all agents)", "", "", "", "", "", costs["(pass)"]])
     return rows
 
 

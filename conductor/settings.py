@@ -110,6 +110,16 @@ class RunSettings(BaseSettings):
     guard_wait: float = Field(
         120.0, ge=0, description="Seconds a pass waits for another pass over the same repository "
         "to finish before it gives up without dispatching (a killed pass frees its slot within 60 s).")
+    lock_lease: float | None = Field(
+        None, gt=0, description="Seconds the pass lock on GitHub (refs/conductor/lock) is leased "
+        "for; a live pass renews it every third of that, a killed pass's lock is taken over once "
+        "it expires. Default: agent_timeout + 300 (a few minutes beyond the agent timeout).")
+    lock: bool = Field(
+        True, description="Take the pass lock on GitHub, so passes exclude each other whatever "
+        "Prefect server or machine runs them (off: only the Prefect concurrency slot).")
+
+    def resolved_lock_lease(self, agent_timeout: float) -> float:
+        return self.lock_lease or agent_timeout + 300.0
 
     def resolved_worktree_root(self) -> Path:
         return (self.worktree_root or Path.home() / ".conductor" / "worktrees" / self._repo_name()).resolve()

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conductor.models import Dispatch, DispatchKind, ItemKind
 from conductor.reports import FAILING_GRADES, AgentReport, Grade
+from conductor.usage import Usage
 
 MESSAGE_LIMIT = 300  # characters of agent text quoted in a reason
 _THIS = "this coordinator"
@@ -103,6 +104,7 @@ class CoordinatorOutcome(_Model):
     merged_prs: list[int] = Field(default_factory=list)
     failed_prs: list[FailedPR] = Field(default_factory=list)
     results: list[ItemResult] = Field(default_factory=list)
+    usage: Usage | None = Field(None, description="Tokens, cost and effort the agent's CLI reported.")
 
     def failure_records(self) -> list[CoordinatorFailure]:
         """One record per failure reason, for the reminder's "Failed coordinators"."""

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from conductor import worktrees
-from conductor.agent_process import agent_environment, agent_github_env, run_agent
+from conductor.agent_process import agent_environment, agent_github_env, run_agent, write_askpass
 from pipeline_support import AGENT_LOGIN, READER_LOGIN, make_pipeline_repo
 from conftest import unique_repo_name
 
@@ -52,6 +52,19 @@ def test_agent_push_uses_its_own_token_and_writes_it_nowhere(pipe, sandbox, tmp_
     assert code == 0, lines
     branch = pipe.call("GET", "/branches/agent/leaf")
     assert branch["name"] == "agent/leaf"
+
+    # an agent CLI that resets git's credential helpers for its commands (Gemini CLI appends
+    # `credential.helper=`): the askpass script answers instead
+    askpass = write_askpass(tmp_path)
+    env = agent_environment(os.environ, agent_github_env(sandbox.api_url, agent_token, askpass=askpass))
+    env.update({"GIT_CONFIG_COUNT": "3", "GIT_CONFIG_KEY_2": "credential.helper", "GIT_CONFIG_VALUE_2": ""})
+    code, lines = _run(["git", "push", "origin", "HEAD:refs/heads/agent/leaf-2"], wt,
+                       {k: v for k, v in env.items() if k != "GIT_ASKPASS"})
+    assert code != 0, lines  # the helper alone no longer answers
+    code, lines = _run(["git", "push", "origin", "HEAD:refs/heads/agent/leaf-2"], wt, env)
+    assert code == 0, lines
+    assert pipe.call("GET", "/branches/agent/leaf-2")["name"] == "agent/leaf-2"
+    assert agent_token not in askpass.read_text()
     # the token is in no file: not the clone's config, not the worktree's, not anywhere in the clone
     for path in [*pipe.clone.rglob("*"), *wt.rglob("*")]:
         if path.is_file():

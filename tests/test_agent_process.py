@@ -525,3 +525,14 @@ def test_presets_listing_marks_cursor_unverified() -> None:
     lines = {line.split()[0]: line for line in describe_presets()}
     assert set(lines) == set(PRESETS)
     assert " unverified " in lines["cursor"]
+
+
+def test_conductor_presets_command_lists_status_and_environment() -> None:
+    import subprocess
+
+    out = subprocess.run([PY, "-m", "conductor.cli", "presets", "--env"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "cursor   unverified" in out.stdout
+    assert "claude   verified with @anthropic-ai/claude-code 2.1.332" in out.stdout
+    assert "ANTHROPIC_BASE_URL" in out.stdout and "GOOGLE_GEMINI_BASE_URL" in out.stdout
