@@ -29,6 +29,7 @@ from github.Requester import (
 
 from conductor.attempts import attempt_pass, read_attempts, render_attempt_comment
 from conductor.errors import ConductorError
+from conductor.leaf import IssueItem, PullItem
 from conductor.http_cache import CURRENT as _CURRENT_CONDITIONAL
 from conductor.http_cache import Conditional, EtagCache, conditional, default_cache_dir
 from conductor.linking import linked_issues
@@ -266,6 +267,28 @@ class GitHubGateway:
                 if exc.status == 404:
                     return PullFacts(number=number, exists=False)
                 raise
+
+        return self._call(f"read PR #{number}", fetch)
+
+    def issue_item(self, number: int) -> IssueItem:
+        """What an issue leaf needs: title, URL, labels, body (one request)."""
+
+        def fetch() -> IssueItem:
+            issue = self._repo.get_issue(number)
+            return IssueItem(number=number, title=issue.title or "", url=issue.html_url or "",
+                             labels=[label.name for label in issue.labels], body=issue.body or "")
+
+        return self._call(f"read issue #{number}", fetch)
+
+    def pull_item(self, number: int, files: list[str] | None = None) -> PullItem:
+        """What a review leaf needs: title, URL, branch, the issues it closes, its files."""
+
+        def fetch() -> PullItem:
+            pr = self._repo.get_pull(number)
+            changed = files if files is not None else [f.filename for f in pr.get_files()]
+            return PullItem(number=number, title=pr.title or "", url=pr.html_url or "",
+                            head_ref=pr.head.ref, closes=linked_issues(pr.body or "", self.repo_name),
+                            files=changed)
 
         return self._call(f"read PR #{number}", fetch)
 

@@ -60,6 +60,9 @@ class GitHub(Protocol):
     def read_attempts(self, number: int) -> ItemAttempts:
         """The conductor's own attempt markers on item `number`."""
 
+    def record_attempt(self, number: int, pass_id: str, reason: str, *, limit: int) -> bool:
+        """Leave pass `pass_id`'s attempt comment on item `number` once; True when written."""
+
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]: ...
 
     def pull_facts(self, number: int) -> PullFacts: ...

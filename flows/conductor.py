@@ -97,10 +97,13 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
             worktree_root=inputs.worktree_root, integration_branch=inputs.config.integration_branch,
             default_branch=gh.default_branch(), agent_command=inputs.agent_command,
             agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
-            status_pr_open=inputs.config.status_pr_open, pass_id=pass_id)
+            status_pr_open=inputs.config.status_pr_open, pass_id=pass_id,
+            mode=inputs.config.dispatch, prompts=inputs.config.prompts,
+            migration_paths=inputs.config.migration_paths)
         results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
                                                html_base=html_base_of(inputs.api_url))
+        steps.record_failed_attempts(gh, outcomes, spec.pass_id, inputs.config)
     finished = steps.close_finished(gh, snapshot, inputs.dry_run) if snapshot.finished else []
     for d in plan.dispatches if inputs.dry_run else []:
         logger.info("dry run: would dispatch %s %s %s: %s", d.kind, d.phase, d.batch, d.items)
