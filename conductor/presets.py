@@ -142,7 +142,7 @@ PRESETS: dict[str, Preset] = {
                 "(conductor/agent_policies/gemini.toml); JSONL events ending with token stats."
             ),
             docs="https://geminicli.com/docs/cli/headless",
-            verified=None,  # VERIFY gemini
+            verified="@google/gemini-cli 0.61.0",
             environment=(
                 "GOOGLE_GEMINI_BASE_URL=http://HOST:PORT with GEMINI_API_KEY, and "
                 "security.auth.selectedType = \"gemini-api-key\" in its settings.json "
