@@ -31,7 +31,13 @@ from conductor.settings import GitHubSettings
 from conductor.models import PlanRules
 
 PROTECTED_FILE = "maestro/protocol/events.py"
-MAX_LISTING_REQUESTS = 5
+PAGE = 100  # per_page of every listing
+
+
+def listing_budget(issues: int, prs: int) -> int:
+    """Pages of the two listings: issues (PRs included, as GitHub lists them) and PRs.
+    5 at 300 issues + 60 PRs; 26 at 2,000 + 300."""
+    return max(1, -(-(issues + prs) // PAGE)) + max(1, -(-prs // PAGE))
 
 # -- the seed's query pattern, priced ----------------------------------------------------------
 #
@@ -307,10 +313,11 @@ def report(state: PipelineState, rules: PlanRules, seconds: float,
     print(f"  dispatchable PRs (files read): {len(dispatchable)}; plan: {len(decided.dispatches)} dispatches, "
           f"{len(decided.gated)} gated, active {', '.join(decided.active_phases)}")
 
-    budget = MAX_LISTING_REQUESTS + len(dispatchable)
-    ok = (groups["listing"] <= MAX_LISTING_REQUESTS and groups["files"] <= len(dispatchable)
+    listings = listing_budget(len(state.issues), len(state.pull_requests))
+    budget = listings + len(dispatchable)
+    ok = (groups["listing"] <= listings and groups["files"] <= len(dispatchable)
           and groups["search"] == 0 and groups["other"] == 0)
-    print(f"\ngoal: at most {MAX_LISTING_REQUESTS} listing requests plus one file listing per dispatchable PR "
+    print(f"\ngoal: at most {listings} listing requests (pages of 100) plus one file listing per dispatchable PR "
           f"(<= {budget} in all, nothing else), zero search requests: {'PASS' if ok else 'FAIL'}")
     if groups["other"]:
         print(f"  over budget: the {groups['other']} 'other' requests in the table above")

@@ -27,6 +27,12 @@ PROMPT_PR_REVIEW = ".cursor/PARALLEL_PR_REVIEW.md"
 TASK_FILE_NAME = ".agent-task"
 REPORT_FILE_NAME = ".agent-report.json"
 CONFIG_FILE_NAME = "conductor.toml"
+# Files the conductor itself writes into a worktree: never the agent's work, never committed
+# (each worktree's git excludes list them; salvage skips them).
+CONDUCTOR_FILES = (TASK_FILE_NAME, REPORT_FILE_NAME)
+
+# The pass lock: a git ref in the repository (see conductor/passlock.py).
+LOCK_REF = "refs/conductor/lock"
 
 # Hidden markers in issue bodies the conductor writes.
 REMINDER_MARKER = "conductor:reminder"

@@ -13,9 +13,11 @@ import time
 from urllib.parse import quote
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import requests
+from pydantic import SecretStr
 from github import Auth, Github, GithubException, GithubRetry
 from github.Issue import Issue as GhIssue
 from github.Requester import (
@@ -27,11 +29,12 @@ from github.Requester import (
 
 from conductor.attempts import attempt_pass, read_attempts, render_attempt_comment
 from conductor.errors import ConductorError
+from conductor.leaf import IssueItem, PullItem
 from conductor.http_cache import CURRENT as _CURRENT_CONDITIONAL
 from conductor.http_cache import Conditional, EtagCache, conditional, default_cache_dir
 from conductor.linking import linked_issues
 from conductor.models import Issue, ItemAttempts, PipelineState, PullRequest
-from conductor.ports import IssueRef
+from conductor.ports import IssueRef, MergedPull
 from conductor.settings import GitHubSettings
 from conductor.verify import PullFacts
 
@@ -108,6 +111,8 @@ class GitHubGateway:
         )
         self._repo = self._gh.get_repo(repo, lazy=True)
         self._api_url = settings.api_url
+        self._timeout = int(max(1, settings.timeout))
+        self._retry = retry
         self._login: str | None = None
 
     # ------------------------------------------------------------------ basics
@@ -173,7 +178,8 @@ class GitHubGateway:
                 labels = [label.name for label in item.labels]
                 if not _is_pull(item):
                     issues.append(Issue(number=item.number, title=item.title or "", labels=labels,
-                                        body=item.body or "", native_blockers=_open_blockers(item)))
+                                        body=item.body or "", native_blockers=_open_blockers(item),
+                                        created_at=_aware(item.created_at) if item.created_at else None))
                     continue
                 pr = raw_pulls.get(item.number)
                 if pr is None:  # closed between the two listings: not open any more
@@ -233,7 +239,8 @@ class GitHubGateway:
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]:
         def fetch() -> list[IssueRef]:
             return [
-                IssueRef(i.number, i.title or "", i.body or "", tuple(lbl.name for lbl in i.labels))
+                IssueRef(i.number, i.title or "", i.body or "", tuple(lbl.name for lbl in i.labels),
+                         author=_author(i))
                 for i in self._repo.get_issues(state=state, labels=[label])
                 if not _is_pull(i)
             ]
@@ -263,11 +270,73 @@ class GitHubGateway:
 
         return self._call(f"read PR #{number}", fetch)
 
+    def issue_item(self, number: int) -> IssueItem:
+        """What an issue leaf needs: title, URL, labels, body (one request)."""
+
+        def fetch() -> IssueItem:
+            issue = self._repo.get_issue(number)
+            return IssueItem(number=number, title=issue.title or "", url=issue.html_url or "",
+                             labels=[label.name for label in issue.labels], body=issue.body or "")
+
+        return self._call(f"read issue #{number}", fetch)
+
+    def pull_item(self, number: int, files: list[str] | None = None) -> PullItem:
+        """What a review leaf needs: title, URL, branch, the issues it closes, its files."""
+
+        def fetch() -> PullItem:
+            pr = self._repo.get_pull(number)
+            changed = files if files is not None else [f.filename for f in pr.get_files()]
+            return PullItem(number=number, title=pr.title or "", url=pr.html_url or "",
+                            head_ref=pr.head.ref, closes=linked_issues(pr.body or "", self.repo_name),
+                            files=changed)
+
+        return self._call(f"read PR #{number}", fetch)
+
     def login(self) -> str:
         """The login of the token's user."""
         if self._login is None:
             self._login = self._call("read the authenticated user", lambda: self._gh.get_user().login)
         return self._login
+
+    def token_login(self, token: SecretStr | None) -> str | None:
+        """The login of another token's user (the agent's), one `GET /user`; None without one."""
+        if token is None:
+            return None
+
+        def fetch() -> str:
+            other = Github(base_url=self._api_url, auth=Auth.Token(token.get_secret_value()),
+                           timeout=self._timeout, retry=self._retry)
+            try:
+                return other.get_user().login
+            finally:
+                other.close()
+
+        return self._call("read the agent token's user", fetch)
+
+    def labels_of(self, number: int) -> list[str]:
+        """The labels issue/PR `number` carries now (one request; a re-read before a claim)."""
+        return self._call(f"read the labels of #{number}",
+                          lambda: [label.name for label in self._repo.get_issue(number).get_labels()])
+
+    def clone_url(self) -> str:
+        """The repository's git URL (for the pass lock ref)."""
+        return self._call("read the repository", lambda: self._gh.get_repo(self.repo_name).clone_url)
+
+    def closed_pulls_since(self, since: datetime) -> list[MergedPull]:
+        """Closed PRs, most recently updated first, until one last updated before `since`
+        (one bounded listing: pages stop as soon as they are older)."""
+
+        def fetch() -> list[MergedPull]:
+            found = []
+            for pr in self._repo.get_pulls(state="closed", sort="updated", direction="desc"):
+                updated = _aware(pr.updated_at)
+                if updated < since:
+                    break
+                found.append(MergedPull(number=pr.number, merged=pr.merged_at is not None,
+                                        base_ref=pr.base.ref, body=pr.body or "", updated_at=updated))
+            return found
+
+        return self._call("list recently closed pull requests", fetch)
 
     def last_labeler(self, number: int, label: str) -> str | None:
         """The login that most recently added `label` to issue/PR `number`, if any."""
@@ -371,6 +440,16 @@ class GitHubGateway:
             issue.edit(state="closed", state_reason=state_reason)
 
         self._call(f"close issue #{number}", run)
+
+
+def _author(item: GhIssue) -> str:
+    """The login that opened an issue, from the listing's own data (no extra request)."""
+    user = item._rawData.get("user") or {}
+    return str(user.get("login") or "")
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _open_blockers(item: GhIssue) -> int:

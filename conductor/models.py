@@ -6,6 +6,7 @@ reads it), so every plan can be reproduced offline.
 """
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,6 +28,8 @@ class Issue(_Model):
     title: str = ""
     labels: list[str] = Field(default_factory=list)
     body: str = ""
+    created_at: datetime | None = Field(
+        None, description="When it was opened; bounds the listing of merged PRs that finish issues.")
     native_blockers: int = Field(
         0, ge=0,
         description="GitHub's native issue dependencies: open issues blocking this one "

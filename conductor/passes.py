@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 
 from conductor import constants, markdown
 from conductor.config import PipelineConfig, load_pipeline_config, load_run_table
-from conductor.facts import OrphanCleanup, ReminderResult, Snapshot
+from conductor.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
 from conductor.models import Plan, PlanRules
 from conductor.parameters import PassParameters, resolve_parameters
 from conductor.render import HEADERS, plan_rows
@@ -43,6 +43,8 @@ class PassInputs(BaseModel):
     agent_timeout: float = 3600.0
     conductor_worktree: Path | None = None
     guard_wait: float = 120.0
+    lock: bool = Field(True, description="Take the pass lock on GitHub (refs/conductor/lock).")
+    lock_lease: float = Field(3900.0, gt=0, description="Seconds the GitHub pass lock is leased for.")
     coordinator_deployments: dict[str, str] | None = Field(
         None, description="Set when coordinators run as deployments on a work pool.")
 
@@ -91,9 +93,31 @@ def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
         rerun_hint=resolved.rerun_hint or "conductor run", repo_path=resolved.repo_path.resolve(),
         worktree_root=root, salvage_dir=settings.resolved_salvage_dir(),
         agent_command=resolved.agent_command, agent_timeout=resolved.agent_timeout,
-        conductor_worktree=conductor_wt, guard_wait=settings.guard_wait,
+        conductor_worktree=conductor_wt, guard_wait=settings.guard_wait, lock=settings.lock,
+        lock_lease=settings.resolved_lock_lease(resolved.agent_timeout),
         coordinator_deployments=settings.coordinator_deployments if settings.dispatch == "deployment" else None,
     )
+
+
+ITEM_HEADERS = ["Item", "Result", "PR", "Grade", "Merged", "Attempt", "Merge after", "Prompt", "Seconds",
+                "Agent cost"]
+
+
+def item_rows(outcomes: list[CoordinatorOutcome]) -> list[list[str]]:
+    """One row per dispatched issue or PR: its proved (or not) result, the prompt its leaf
+    followed (path @ blob sha) and how long its leaf took."""
+    rows = []
+    for outcome in outcomes:
+        for r in outcome.results:
+            label = f"issue #{r.number}" if r.kind == "issue" else f"PR #{r.number}"
+            result = "proved" if r.ok else ("blocked: " if r.blocked and not r.reason.startswith("blocked")
+                                            else "") + (r.reason or "not proved")
+            prompt = f"{r.prompt_path} @ {r.prompt_sha[:12]}" if r.prompt_path and r.prompt_sha else "-"
+            took = f"{r.ended_at - r.started_at:.1f}" if r.started_at and r.ended_at else "-"
+            rows.append([label, result, f"#{r.pr}" if r.pr else "-", r.grade or "-",
+                         "yes" if r.merged else "no", str(r.attempt),
+                         f"#{r.merge_after}" if r.merge_after else "-", prompt, took, describe(r.usage)])
+    return rows
 
 
 def approved_gates(plan: Plan, snapshot: Snapshot) -> dict[int, str]:
@@ -113,6 +137,11 @@ class PassReport(BaseModel):
     approvals: dict[int, str] = Field(default_factory=dict)
     closed_reminders: list[int] = Field(default_factory=list)
     released_claims: list[int] = Field(default_factory=list, description="Items whose stale status labels were taken off.")
+    not_ours: list[str] = Field(default_factory=list, description="Issues with the conductor's labels "
+                                "that it did not write (never closed, never read).")
+    refused_approvals: list[str] = Field(default_factory=list, description="Approvals that count for nothing, and why.")
+    finished: list[FinishedIssue] = Field(default_factory=list, description="Issues closed as fixed by a merged PR.")
+    skipped_claimed: list[int] = Field(default_factory=list, description="Items another pass claimed since the snapshot.")
     orphans: list[OrphanCleanup] = Field(default_factory=list)
     outcomes: list[CoordinatorOutcome] = Field(default_factory=list)
     reminder: ReminderResult | None = None
@@ -211,6 +240,21 @@ class PassReport(BaseModel):
             spent = usage_total(o.usage for o in self.outcomes)
             if spent is not None:
                 lines += [f"Agents this pass: {markdown.escape(describe(spent))}", ""]
+        items = [r for o in self.outcomes for r in o.results]
+        if items:
+            lines += ["## Items", "", markdown.table(ITEM_HEADERS, item_rows(self.outcomes)), ""]
+        if self.approvals:
+            lines += ["## Approved gated items", "",
+                      *[f"- #{n}: approved by {markdown.code(who)}" for n, who in sorted(self.approvals.items())], ""]
+        if self.finished:
+            lines += ["## Closed: fixed by a merged PR", "",
+                      *[f"- #{f.issue}: Fixed by PR #{f.pr}." for f in self.finished], ""]
+        notes = [*self.not_ours, *self.refused_approvals,
+                 *[f"#{n} was claimed by another pass since the snapshot: skipped" for n in self.skipped_claimed]]
+        if notes:
+            lines += ["## Not trusted", "", *[f"- {markdown.escape(line)}" for line in notes], ""]
+        if self.reminder and self.reminder.error:
+            lines.append(f"Reminder not written: {markdown.escape(self.reminder.error)}")
         if self.reminder and self.reminder.number:
             lines.append(f"Reminder: #{self.reminder.number} ({self.reminder.action})")
         if self.reminder and self.reminder.stuck_issue:

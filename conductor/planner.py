@@ -246,7 +246,7 @@ def _candidate(it: _Item, a: _Analysis, config: PipelineConfig) -> bool:
     return config.status_in_progress not in it.src.labels and it.number not in a.linked
 
 
-def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig) -> list[str]:
+def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig, files: bool = True) -> list[str]:
     reasons = [f"label {lb}" for lb in config.gate_labels if lb in it.src.labels]
     if it.kind == "pr":
         for n in it.links:
@@ -255,7 +255,7 @@ def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig) -> list[str]:
     if it.phases[0] in config.gated_phases:
         reasons.append(f"phase {it.phases[0]} is gated")
     if isinstance(it.src, PullRequest):
-        protected = config.protected_matches(it.src.files)
+        protected = config.protected_matches(it.src.files) if files else []
         if protected:
             s = "s" if len(protected) > 1 else ""
             reasons.append(f"changes protected path{s} {', '.join(protected)}")
@@ -266,14 +266,19 @@ def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig) -> list[str]:
 
 def prs_needing_files(state: PipelineState, rules: PlanRules) -> list[int]:
     """PRs that could be dispatched, whose changed files decide the protected-path gate and
-    the merge order (file overlap). The one place that decides which PRs' files are read.
+    the merge order (file overlap). The one place that decides which PRs' files are read:
+    in an active (or the filtered) phase, not drafts, not claimed, and not already gated by
+    a label, a gated phase or a fork, unless they carry the approval label (an approved one
+    is dispatched, and its files decide its merge order).
 
     Empty when the files would not change the plan: no protected paths configured and at
     most one such PR (nothing to overlap with).
     """
     config = rules.config
     a = _analyse(state, config, rules)
-    numbers = sorted(it.number for it in a.items if it.kind == "pr" and _candidate(it, a, config))
+    numbers = sorted(it.number for it in a.items
+                     if it.kind == "pr" and _candidate(it, a, config)
+                     and (config.approval_label in it.src.labels or not _gate_reasons(it, a, config, files=False)))
     return numbers if config.protected_paths or len(numbers) > 1 else []
 
 

@@ -7,20 +7,36 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from conductor.models import ItemAttempts, PipelineState
+from pydantic import SecretStr
+
 from conductor.verify import PullFacts
 
 
 @dataclass(frozen=True)
 class IssueRef:
-    """An issue as a listing shows it (reminders, stuck issues)."""
+    """An issue as a listing shows it (reminders, stuck issues), with its author: only
+    those the conductor's own login wrote are the conductor's."""
 
     number: int
     title: str
     body: str
     labels: tuple[str, ...]
+    author: str = ""
+
+
+@dataclass(frozen=True)
+class MergedPull:
+    """A closed PR from the bounded listing of recently updated ones."""
+
+    number: int
+    merged: bool
+    base_ref: str
+    body: str
+    updated_at: datetime
 
 
 @runtime_checkable
@@ -40,12 +56,25 @@ class GitHub(Protocol):
     def read_attempts(self, number: int) -> ItemAttempts:
         """The conductor's own attempt markers on item `number`."""
 
+    def record_attempt(self, number: int, pass_id: str, reason: str, *, limit: int) -> bool:
+        """Leave pass `pass_id`'s attempt comment on item `number` once; True when written."""
+
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]: ...
 
     def pull_facts(self, number: int) -> PullFacts: ...
 
     def login(self) -> str:
         """The login of the token's user."""
+
+    def token_login(self, token: SecretStr | None) -> str | None:
+        """The login of another token's user (the agent's); None without one."""
+
+    def labels_of(self, number: int) -> list[str]: ...
+
+    def clone_url(self) -> str: ...
+
+    def closed_pulls_since(self, since: datetime) -> list[MergedPull]:
+        """Closed PRs, most recently updated first, until one last updated before `since`."""
 
     def last_labeler(self, number: int, label: str) -> str | None: ...
 

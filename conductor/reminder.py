@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 import shlex
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -138,8 +138,12 @@ def render_reminder(
     failed_prs: Iterable[FailedPR] = (),
     rerun_hint: str,
     approval_label: str = APPROVAL_LABEL,
+    approvals: Mapping[int, str] | None = None,
 ) -> str:
     """The reminder issue body (seed step 7) ending with the state marker.
+
+    `approvals` (item number -> login) are the verified approvals of gated items: the
+    reminder says who approved what.
 
     `rerun_hint` is the command that re-runs the conductor (for example
     `prefect deployment run 'conductor/default'`); it is shown verbatim in a code span.
@@ -161,6 +165,7 @@ def render_reminder(
         f"### What to do next\nRe-run the conductor: {markdown.code(rerun_hint)}",
         _section("### Open issues by phase", _phase_lines(plan)),
         _gated_section(plan, approval_label),
+        _approved_section(plan, approvals or {}),
         *_held_sections(plan),
         _section(
             "### Failed PRs (D/F grade — not merged, needs human review)",
@@ -251,6 +256,16 @@ def _gated_section(plan: Plan, approval_label: str) -> str:
         "### Gated items (require human sign-off before conductor can proceed)",
         [hint, ""] + lines,
     )
+
+
+def _approved_section(plan: Plan, approvals: Mapping[int, str]) -> str:
+    kinds = {g.number: g.kind for g in plan.gated}
+    lines = [
+        f"- {'PR' if kinds.get(number) == 'pr' else 'Issue'} #{number}: approved by "
+        f"{markdown.code(login)}"
+        for number, login in sorted(approvals.items())
+    ]
+    return _section("### Approved gated items", lines)
 
 
 def _held_sections(plan: Plan) -> list[str]:

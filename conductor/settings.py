@@ -93,6 +93,9 @@ class RunSettings(BaseSettings):
     salvage_dir: Path | None = Field(
         None, description="Where uncommitted or unpushed work of orphaned worktrees is saved. "
         "Default: ~/.conductor/salvage/<name of repo_path>.")
+    agent_slots: int = Field(
+        12, ge=1, description="Leaf agents running at once on this deployment: the Prefect global "
+        "concurrency limit `agent-slots` (set to this value at each pass).")
     agent_idle_timeout: float = Field(
         600.0, gt=0, description="Seconds an agent may print nothing before it is stopped "
         "(\"agent idle: no output for N s\"), whole process group; separate from agent_timeout. "
@@ -110,6 +113,16 @@ class RunSettings(BaseSettings):
     guard_wait: float = Field(
         120.0, ge=0, description="Seconds a pass waits for another pass over the same repository "
         "to finish before it gives up without dispatching (a killed pass frees its slot within 60 s).")
+    lock_lease: float | None = Field(
+        None, gt=0, description="Seconds the pass lock on GitHub (refs/conductor/lock) is leased "
+        "for; a live pass renews it every third of that, a killed pass's lock is taken over once "
+        "it expires. Default: agent_timeout + 300 (a few minutes beyond the agent timeout).")
+    lock: bool = Field(
+        True, description="Take the pass lock on GitHub, so passes exclude each other whatever "
+        "Prefect server or machine runs them (off: only the Prefect concurrency slot).")
+
+    def resolved_lock_lease(self, agent_timeout: float) -> float:
+        return self.lock_lease or agent_timeout + 300.0
 
     def resolved_worktree_root(self) -> Path:
         return (self.worktree_root or Path.home() / ".conductor" / "worktrees" / self._repo_name()).resolve()

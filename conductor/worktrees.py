@@ -13,6 +13,11 @@ of, so a human decides.
 `clean_orphans` never removes a worktree before its work is safe: uncommitted changes
 (untracked files included, ignored files excluded) become a patch, commits no
 remote-tracking branch contains become a bundle, both under the salvage directory.
+
+The conductor's own files in a worktree (`constants.CONDUCTOR_FILES`: the `.agent-task`
+and the report) are not the agent's work: `create_worktree` lists them in the git
+excludes (`info/exclude`, which git reads from the repository's common directory for every
+worktree), so an agent's `git add -A` never commits them, and salvage never counts them.
 """
 from __future__ import annotations
 
@@ -29,6 +34,7 @@ from git import Repo
 from git.exc import GitCommandError, InvalidGitRepositoryError, NoSuchPathError
 from pydantic import BaseModel, ConfigDict
 
+from conductor.constants import CONDUCTOR_FILES
 from conductor.facts import OrphanCleanup  # noqa: F401 (re-exported)
 from conductor.errors import ConductorError
 
@@ -36,6 +42,9 @@ CONDUCTOR_WORKTREE = "conductor"
 _MAX_NAME = 100
 _USERINFO = re.compile(r"(://)[^/@\s]+@")
 _MUTATING = threading.Lock()  # coordinators start in threads: one add/remove/prune at a time
+_EXCLUDE_HEADER = "# conductor: files it writes into its worktrees (never the agent's work)"
+# Pathspecs that leave the conductor's own files (at the worktree's top) out of a git command.
+_NOT_OURS = [".", *(f":(top,exclude,literal){name}" for name in CONDUCTOR_FILES)]
 
 
 class WorktreeError(ConductorError):
@@ -198,8 +207,48 @@ def integration_tip(repo_path: Path | str, branch: str, remote: str = "origin") 
     )
 
 
+def read_blob(repo_path: Path | str, sha: str, path: str) -> bytes | None:
+    """The bytes of `path` in commit `sha` (as `git show sha:path`), or None if it has no such file."""
+    if not sha or sha.startswith("-") or not path or path.startswith(("-", "/")):
+        return None
+    with _open(repo_path) as repo:
+        try:
+            kind = repo.git.cat_file("-t", f"{sha}:{path}")
+        except GitCommandError:
+            return None
+        if kind.strip() != "blob":
+            return None
+        out = repo.git.execute(["git", "cat-file", "blob", f"{sha}:{path}"], stdout_as_string=False,
+                               strip_newline_in_stdout=False)
+    return bytes(out)
+
+
+def exclude_conductor_files(repo: Repo) -> Path:
+    """Add `/.agent-task` and the other `CONDUCTOR_FILES` to the repository's git excludes
+    (`info/exclude` of its common directory, read for every worktree) unless listed."""
+    common = Path(str(_git(repo, "rev-parse", "--git-common-dir", what="git rev-parse")).strip())
+    if not common.is_absolute():
+        common = Path(str(repo.working_tree_dir or repo.git_dir)) / common
+    exclude = common / "info" / "exclude"
+    try:
+        text = exclude.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    have = {line.strip() for line in text.splitlines()}
+    missing = [f"/{name}" for name in CONDUCTOR_FILES if f"/{name}" not in have]
+    if missing:
+        lines = ([] if _EXCLUDE_HEADER in have else [_EXCLUDE_HEADER]) + missing
+        prefix = "" if not text or text.endswith("\n") else "\n"
+        exclude.parent.mkdir(parents=True, exist_ok=True)
+        with exclude.open("a", encoding="utf-8") as out:
+            out.write(prefix + "\n".join(lines) + "\n")
+    return exclude
+
+
 def create_worktree(repo_path: Path | str, root: Path | str, name: str, sha: str) -> Path:
-    """`git worktree add --detach <root>/<safe name> <sha>`; refuses an existing path."""
+    """`git worktree add --detach <root>/<safe name> <sha>`; refuses an existing path.
+
+    The conductor's own files are excluded from git in it first (`exclude_conductor_files`)."""
     root = Path(root).resolve()
     path = root / worktree_dir_name(name)
     if path.exists() or path.is_symlink():
@@ -211,6 +260,7 @@ def create_worktree(repo_path: Path | str, root: Path | str, name: str, sha: str
         raise WorktreeError(f"invalid commit {sha!r} for worktree {path}; pass a commit sha")
     root.mkdir(parents=True, exist_ok=True)
     with _MUTATING, _open(repo_path) as repo:
+        exclude_conductor_files(repo)
         try:
             _git(repo, "worktree", "add", "--detach", str(path), sha, what="git worktree add")
         except WorktreeError:
@@ -232,6 +282,12 @@ def remove_worktree(repo_path: Path | str, path: Path | str) -> None:
     """Force-remove a worktree and prune; a worktree that is already gone is fine."""
     target = Path(path).resolve()
     with _MUTATING, _open(repo_path) as repo:
+        if (target / ".git").is_file():  # the usual case, one git command (leaves end together)
+            try:
+                _git(repo, "worktree", "remove", "--force", str(target), what="git worktree remove")
+                return
+            except WorktreeError:
+                pass  # not one of ours, or a stale registration: the careful way below
         _git(repo, "worktree", "prune", what="git worktree prune")
         known = {w.path.resolve() for w in _listed(repo)}
         if target in known:
@@ -288,7 +344,7 @@ def _uncommitted_patch(wt: Repo) -> bytes:
     with tempfile.TemporaryDirectory(prefix="conductor-salvage-") as tmp:
         env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
         _git(wt, "read-tree", "HEAD", what="git read-tree", env=env)
-        _git(wt, "add", "-A", what="git add -A (temporary index)", env=env)
+        _git(wt, "add", "-A", "--", *_NOT_OURS, what="git add -A (temporary index)", env=env)
         patch = _git(
             wt, "diff", "--cached", "--binary", "HEAD", what="git diff --binary", env=env,
             stdout_as_string=False, strip_newline_in_stdout=False,
@@ -304,8 +360,8 @@ def salvage(
 ) -> SalvageResult | None:
     """Save a worktree's uncommitted changes (patch) and unpushed commits (bundle).
 
-    Returns None when there is nothing to save (clean, every commit on a remote branch,
-    or the directory is already gone). `repo_path` is the repository the worktree belongs to.
+    Returns None when there is nothing to save (clean but for the conductor's own files,
+    every commit on a remote branch, or the directory is already gone). `repo_path` is the repository the worktree belongs to.
     """
     worktree = Path(worktree).resolve()
     if not worktree.is_dir():
@@ -314,7 +370,8 @@ def salvage(
         head = _ref_sha(wt, "HEAD")
         if head is None:
             return None
-        status = str(_git(wt, "status", "--porcelain", "--untracked-files=all", what="git status"))
+        status = str(_git(wt, "status", "--porcelain", "--untracked-files=all", "--", *_NOT_OURS,
+                          what="git status"))
         patch = _uncommitted_patch(wt) if status.strip() else b""
         heads = ["HEAD"] + ([wt.git.symbolic_ref("-q", "HEAD")] if not wt.head.is_detached else [])
         count = int(str(_git(wt, "rev-list", "--count", *heads, "--not", "--remotes",

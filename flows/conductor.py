@@ -7,13 +7,14 @@ from prefect import flow, get_run_logger
 from prefect.states import Cancelled, Completed, Failed, State
 
 from conductor.coordinator import CoordinatorSpec
+from conductor.git_lock import LockError, holder_name
 from conductor.github_gateway import GitHubGateway
 from conductor.passes import PassInputs, PassReport, approved_gates, resolve_inputs
 from conductor.settings import GitHubSettings
 from conductor.verify import CoordinatorOutcome
 from flows.coordinators import dispatch_all, html_base_of
 from tasks import steps
-from tasks.guard import one_pass_per_repo
+from tasks.guard import one_pass_on_github, one_pass_per_repo
 from tasks.secrets import github_settings
 
 
@@ -52,45 +53,79 @@ def conductor(
 
 
 def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
+    """The pass lock on GitHub first (no dry run writes it), then the pass itself."""
+    pass_id = uuid.uuid4().hex[:8]
+    with GitHubGateway(settings, inputs.repo) as gh:
+        if inputs.dry_run or not inputs.lock:
+            return _steps(gh, inputs, pass_id)
+        url, login = gh.clone_url(), gh.login()
+        try:
+            with one_pass_on_github(url, settings.token, pass_id=pass_id, holder=holder_name(login),
+                                    lease_seconds=inputs.lock_lease) as lock:
+                if not lock.held:
+                    other = lock.other
+                    who = (f"{other.holder}, pass {other.pass_id}, until {other.expires_at:%H:%M:%S} UTC"
+                           if other else "unknown")
+                    message = (f"another conductor pass over {inputs.repo} holds the lock on GitHub "
+                               f"({who}); this one dispatched nothing")
+                    get_run_logger().warning(message)
+                    return Cancelled(message=message)
+                return _steps(gh, inputs, pass_id)
+        except LockError as exc:  # raised only while acquiring: nothing was dispatched
+            return Failed(message=f"cannot take the conductor lock on GitHub ({exc}); nothing dispatched")
+
+
+def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
     """Snapshot → decide → act → record, in the seed's order of steps."""
     logger = get_run_logger()
-    with GitHubGateway(settings, inputs.repo) as gh:
-        steps.label_preflight(gh, inputs.config, inputs.dry_run)
-        snapshot = steps.read_state(gh, inputs)
-        closed = steps.close_stale_reminders(gh, snapshot.previous, inputs.reminder_mode, inputs.dry_run)
-        orphans = steps.clean_orphaned_worktrees(inputs)
-        snapshot, released = steps.release_stale_claims(gh, snapshot, inputs.config, inputs.dry_run)
-        progress = steps.count_attempts(snapshot, inputs)
-        plan = steps.make_plan(snapshot, inputs, progress.attempt)
+    steps.label_preflight(gh, inputs.config, inputs.dry_run)
+    not_people = steps.not_people(gh)
+    snapshot = steps.read_state(gh, inputs, not_people)
+    orphans = steps.clean_orphaned_worktrees(inputs)
+    snapshot, released = steps.release_stale_claims(gh, snapshot, inputs.config, inputs.dry_run)
+    progress = steps.count_attempts(snapshot, inputs)
+    plan = steps.make_plan(snapshot, inputs, progress.attempt)
 
-        outcomes: list[CoordinatorOutcome] = []
-        if plan.dispatches and not inputs.dry_run:
-            steps.fetch_clone(inputs)
-            spec = CoordinatorSpec(
-                repo=inputs.repo, api_url=inputs.api_url, repo_path=inputs.repo_path,
-                worktree_root=inputs.worktree_root, integration_branch=inputs.config.integration_branch,
-                default_branch=gh.default_branch(), agent_command=inputs.agent_command,
-                agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
-                status_pr_open=inputs.config.status_pr_open, pass_id=uuid.uuid4().hex[:8])
-            results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
-            outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
-                                                   html_base=html_base_of(inputs.api_url))
-        for d in plan.dispatches if inputs.dry_run else []:
-            logger.info("dry run: would dispatch %s %s %s: %s", d.kind, d.phase, d.batch, d.items)
+    outcomes: list[CoordinatorOutcome] = []
+    skipped: list[int] = []
+    if plan.dispatches and not inputs.dry_run:
+        plan, skipped = steps.skip_claimed(gh, plan, inputs.config)
+    if plan.dispatches and not inputs.dry_run:
+        steps.fetch_clone(inputs)
+        spec = CoordinatorSpec(
+            repo=inputs.repo, api_url=inputs.api_url, repo_path=inputs.repo_path,
+            worktree_root=inputs.worktree_root, integration_branch=inputs.config.integration_branch,
+            default_branch=gh.default_branch(), agent_command=inputs.agent_command,
+            agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
+            status_pr_open=inputs.config.status_pr_open, pass_id=pass_id,
+            mode=inputs.config.dispatch, prompts=inputs.config.prompts,
+            migration_paths=inputs.config.migration_paths)
+        results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
+        outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
+                                               html_base=html_base_of(inputs.api_url))
+        steps.record_failed_attempts(gh, outcomes, spec.pass_id, inputs.config)
+    finished = steps.close_finished(gh, snapshot, inputs.dry_run) if snapshot.finished else []
+    for d in plan.dispatches if inputs.dry_run else []:
+        logger.info("dry run: would dispatch %s %s %s: %s", d.kind, d.phase, d.batch, d.items)
 
-        # The pipeline after the coordinators: a new snapshot, planned the same way.
-        after = steps.make_plan(steps.read_state(gh, inputs), inputs, progress.attempt) if outcomes else plan
-        result = steps.reminder_gate(gh, inputs, after, progress, outcomes)
-        destroyed = steps.self_destruct(inputs)
-        report = steps.report(PassReport(
-            repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,
-            plan_after=after if outcomes else None, approvals=approved_gates(plan, snapshot), closed_reminders=closed,
-            released_claims=released, orphans=orphans, outcomes=outcomes, reminder=result,
-            api_requests=gh.requests_made, self_destructed=str(destroyed) if destroyed else None))
+    # The pipeline after the coordinators: a new snapshot, planned the same way.
+    after_snapshot = steps.read_state(gh, inputs, not_people) if outcomes else snapshot
+    after = steps.make_plan(after_snapshot, inputs, progress.attempt) if outcomes else plan
+    result = steps.reminder_gate(gh, inputs, after, progress, outcomes, approved_gates(after, after_snapshot))
+    destroyed = steps.self_destruct(inputs)
+    report = steps.report(PassReport(
+        repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,
+        plan_after=after if outcomes else None, approvals=approved_gates(plan, snapshot),
+        closed_reminders=result.closed, released_claims=released, orphans=orphans, outcomes=outcomes,
+        reminder=result, api_requests=gh.requests_made, self_destructed=str(destroyed) if destroyed else None,
+        not_ours=[n.line() for n in snapshot.previous.not_ours],
+        refused_approvals=[r.line() for r in snapshot.refused_approvals],
+        finished=finished, skipped_claimed=skipped))
 
     if plan.stuck:
         return Failed(message=f"Conductor stuck: ATTEMPT_N={plan.attempt} — needs human intervention "
                               f"(issue #{result.stuck_issue})", data=report)
     if plan.idle:
         logger.info("Pipeline is fully idle. No open issues or PRs with phase labels.")
-    return Completed(message=f"{len(outcomes)} coordinators, {len(report.failures)} failures", data=report)
+    note = f"; reminder not written: {result.error}" if result.error else ""
+    return Completed(message=f"{len(outcomes)} coordinators, {len(report.failures)} failures{note}", data=report)

@@ -1,5 +1,7 @@
 """One pass per repository at a time, whatever started it (schedule, `prefect deployment run`,
-`conductor run`): a Prefect global concurrency limit of 1 named after the repository.
+`conductor run`): a Prefect global concurrency limit of 1 named after the repository (the fast
+path on one server), then the pass lock on GitHub itself (`one_pass_on_github`), which holds
+across Prefect servers and machines.
 
 Deployment limits (`concurrency_limit: 1` in prefect.yaml) do not see manual `conductor run`
 passes or runs of another deployment, so the flow takes this slot itself. The slot is a lease:
@@ -12,10 +14,14 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 
 import httpx
+from pydantic import SecretStr
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.concurrency.sync import concurrency
+
+from conductor.git_lock import pass_lock
+from conductor.passlock import PassLock
 
 
 def _ensure_limit(name: str) -> None:
@@ -52,3 +58,13 @@ def one_pass_per_repo(repo: str, wait_seconds: float, lease_seconds: float = 60.
         # Only acquiring may time out into False: a TimeoutError raised by the pass itself
         # (a socket, a future) goes through here unchanged.
         yield True
+
+
+@contextmanager
+def one_pass_on_github(url: str, token: SecretStr | None, *, pass_id: str, holder: str,
+                       lease_seconds: float) -> Iterator[PassLock]:
+    """The repository's pass lock on GitHub (`refs/conductor/lock`, a compare-and-swap on the
+    git server): `lock.held` says whether this pass got it, else `lock.other` holds it.
+    Renewed every third of the lease while the block runs, released after it."""
+    with pass_lock(url, token, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds) as lock:
+        yield lock

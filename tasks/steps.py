@@ -11,33 +11,37 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from pydantic import SecretStr
 
-from conductor import coordinator, housekeeping, markdown, orphans, planner, reminder, worktrees
+from conductor import (attempts, claims, coordinator, finished_issues, label_preflight as preflight_labels, markdown, orphans,
+                       planner, previous_run, reminder, reminder_publish, worktrees)
 from conductor.config import PipelineConfig
 from conductor.coordinator import CoordinatorResult, CoordinatorSpec
-from conductor.facts import OrphanCleanup, PreviousRun, ReminderResult, Snapshot
-from conductor.github_gateway import GitHubGateway
+from conductor.errors import ConductorError
+from conductor.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
+from conductor.github_gateway import GitHubError, GitHubGateway
 from conductor.models import Dispatch, Plan
 from conductor.passes import PassInputs, PassReport
 from conductor.render import HEADERS, summary_line
 from conductor.snapshot import read_snapshot
 from conductor.verify import CoordinatorOutcome
+from tasks.secrets import agent_token
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
 
 
 @step(name="label pre-flight")
 def label_preflight(gh: GitHubGateway, config: PipelineConfig, dry_run: bool) -> list[str]:
-    created = housekeeping.label_preflight(gh, config, dry_run)
+    created = preflight_labels.label_preflight(gh, config, dry_run)
     if created:
         get_run_logger().info("created labels: %s", ", ".join(created))
     return created
 
 
 @step(name="read state")
-def read_state(gh: GitHubGateway, inputs: PassInputs) -> Snapshot:
+def read_state(gh: GitHubGateway, inputs: PassInputs, not_people: list[str]) -> Snapshot:
     """One snapshot: open issues and PRs, the last pass's reminders and marker, verified approvals."""
-    snap = read_snapshot(gh, inputs.rules())
+    snap = read_snapshot(gh, inputs.rules(), not_people=not_people)
     logger = get_run_logger()
     logger.info("%d open issues, %d open PRs, %d requests", len(snap.state.issues),
                 len(snap.state.pull_requests), snap.state.api_requests)
@@ -47,13 +51,39 @@ def read_state(gh: GitHubGateway, inputs: PassInputs) -> Snapshot:
     if snap.approvals:
         logger.info("approved by a maintainer: %s",
                     ", ".join(f"#{n} ({who})" for n, who in sorted(snap.approvals.items())))
+    for refused in snap.refused_approvals:
+        logger.warning("%s", refused.line())
+    for foreign in snap.previous.not_ours:
+        logger.warning("%s", foreign.line())
+    for done in snap.finished:
+        logger.info("issue #%d is done: PR #%d merged into %s", done.issue, done.pr,
+                    inputs.config.integration_branch)
     return snap
 
 
-@step(name="close stale reminders")
-def close_stale_reminders(gh: GitHubGateway, previous: PreviousRun, mode: str, dry_run: bool) -> list[int]:
-    keep = previous.newest if mode == "update" else None
-    return housekeeping.close_stale_reminders(gh, previous, keep=keep, dry_run=dry_run)
+@step(name="who is not a person")
+def not_people(gh: GitHubGateway) -> list[str]:
+    """The conductor's own login and the agent token's: their approvals never count."""
+    token = agent_token()
+    agent = gh.token_login(SecretStr(token)) if token else None
+    return sorted({gh.login(), *([agent] if agent else [])})
+
+
+@step(name="skip items claimed since the snapshot")
+def skip_claimed(gh: GitHubGateway, plan: Plan, config: PipelineConfig) -> tuple[Plan, list[int]]:
+    """Re-read, then claim: an item another pass claimed after the snapshot is left out."""
+    skipped = claims.claimed_since(gh, plan, config)
+    if skipped:
+        get_run_logger().warning("claimed by another pass since the snapshot, skipped: %s",
+                                 ", ".join(f"#{n}" for n in skipped))
+    return claims.without_items(plan, skipped), skipped
+
+
+@step(name="close finished issues")
+def close_finished(gh: GitHubGateway, snap: Snapshot, dry_run: bool) -> list[FinishedIssue]:
+    """Part of proof: issues a PR merged into the integration branch closes, closed with
+    the canonical reviewer's comment "Fixed by PR #N."."""
+    return finished_issues.close_finished(gh, snap.finished, dry_run)
 
 
 @step(name="clean orphaned worktrees")
@@ -66,7 +96,7 @@ def clean_orphaned_worktrees(inputs: PassInputs) -> list[OrphanCleanup]:
 def release_stale_claims(gh: GitHubGateway, snap: Snapshot, config: PipelineConfig,
                          dry_run: bool) -> tuple[Snapshot, list[int]]:
     """Take off the status labels a killed pass left; the snapshot returned has them off."""
-    released = housekeeping.release_stale_claims(gh, snap.state, config, dry_run)
+    released = claims.release_stale_claims(gh, snap.state, config, dry_run)
     return snap.without_claims(released), sorted(released)
 
 
@@ -106,23 +136,59 @@ def verify_artifact_proof(gh: GitHubGateway, dispatches: list[Dispatch], results
         else:
             logger.warning("not proved: %s %s %s: %s", o.kind, o.phase, o.batch or "(no batch)",
                            "; ".join(o.failures))
+        for r in o.results:  # per item (one line per leaf)
+            if r.blocked:
+                logger.warning("  #%d blocked: %s", r.number, r.reason)
+            elif not r.ok:
+                logger.warning("  #%d not proved: %s", r.number, r.reason)
     return outcomes
+
+
+@step(name="record failed attempts")
+def record_failed_attempts(gh: GitHubGateway, outcomes: list[CoordinatorOutcome], pass_id: str,
+                           config: PipelineConfig) -> list[int]:
+    """Per-item attempts, kept on GitHub: one comment from this pass on every dispatched item
+    without a proved result (`conductor/attempts.py`). A comment that cannot be written is
+    logged and skipped: the pass goes on to its reminder."""
+    logger = get_run_logger()
+    recorded = []
+    for number, reason in attempts.failed_items(outcomes):
+        try:
+            if gh.record_attempt(number, pass_id, reason, limit=config.item_attempt_limit):
+                recorded.append(number)
+        except GitHubError as exc:
+            logger.warning("could not record the failed attempt on #%d: %s", number, exc)
+    if recorded:
+        logger.warning("failed attempts recorded on %s", ", ".join(f"#{n}" for n in recorded))
+    return recorded
 
 
 @step(name="reminder gate")
 def reminder_gate(gh: GitHubGateway, inputs: PassInputs, plan_end: Plan, progress: reminder.Progress,
-                  outcomes: list[CoordinatorOutcome]) -> ReminderResult:
+                  outcomes: list[CoordinatorOutcome], approvals: dict[int, str]) -> ReminderResult:
     """Seed step 7. The reminders are read again just before writing (Renovate's rule): a
-    person's edit or close during a long pass is seen, not overwritten from a stale copy."""
-    previous = housekeeping.read_previous_run(gh, inputs.config)
-    result = housekeeping.publish_reminder(
+    person's edit or close during a long pass is seen, not overwritten from a stale copy.
+    The new reminder is written first, then the older ones closed; a failed write is
+    retried, then reported in the result: this step never fails the pass."""
+    logger = get_run_logger()
+    try:
+        previous = previous_run.read_previous_run(gh, inputs.config)
+    except ConductorError as exc:
+        logger.error("could not read the reminders before writing (%s); none written", exc)
+        return ReminderResult(action="failed", error=str(exc))
+    result = reminder_publish.publish_reminder(
         gh, plan_end, attempt=progress.attempt, fingerprint=progress.fingerprint,
         outcomes=outcomes, previous=previous, mode=inputs.reminder_mode, config=inputs.config,
-        rerun_hint=inputs.rerun_hint, now=datetime.now(UTC), dry_run=inputs.dry_run)
+        rerun_hint=inputs.rerun_hint, now=datetime.now(UTC), dry_run=inputs.dry_run, approvals=approvals)
+    if result.error:
+        logger.error("the reminder could not be written: %s", result.error)
     if plan_end.stuck:
-        result.stuck_issue = housekeeping.open_stuck_issue(
-            gh, plan_end, attempt=progress.attempt, repo=inputs.repo, config=inputs.config,
-            dry_run=inputs.dry_run)
+        try:
+            result.stuck_issue = reminder_publish.open_stuck_issue(
+                gh, plan_end, attempt=progress.attempt, repo=inputs.repo, config=inputs.config,
+                dry_run=inputs.dry_run, previous=previous)
+        except ConductorError as exc:
+            logger.error("could not open the stuck issue: %s", exc)
     return result
 
 

@@ -102,6 +102,38 @@ def test_classify_server_counts(counts: dict[str, int], expected: dict[str, int]
     assert state_read.classify_server_counts(counts) == expected
 
 
+@pytest.mark.parametrize(("issues", "prs", "pages"), [(0, 0, 2), (300, 60, 5), (2000, 300, 26), (100, 0, 2)])
+def test_listing_budget_is_the_pages_of_the_two_listings(issues: int, prs: int, pages: int) -> None:
+    assert state_read.listing_budget(issues, prs) == pages
+
+
+def test_files_are_read_only_for_dispatchable_prs_at_2000_issues_and_300_prs() -> None:
+    """The state of `bench_state_read.py --issues 2000 --prs 300`, planned offline: file
+    listings go only to PRs that could be dispatched (no draft, claimed, waiting or gated)."""
+    from conductor.planner import plan, prs_needing_files
+    from conductor.models import PlanRules
+
+    config = PipelineConfig()
+    specs = state_read.issue_specs(2000, config.phase_names)
+    prs = state_read.pr_specs(300, specs)
+    state = PipelineState(
+        repo="o/r",
+        issues=[Issue(number=i + 1, labels=s["labels"], body=s["body"]) for i, s in enumerate(specs)],
+        pull_requests=[PullRequest(number=2001 + j, labels=p["labels"], body=p["body"], draft=p["draft"],
+                                   files=list(p["files"])) for j, p in enumerate(prs)])
+    wanted = set(prs_needing_files(state, PlanRules(config=config)))
+    decided = plan(state, PlanRules(config=config))
+    pr_numbers = {p.number for p in state.pull_requests}
+    dispatchable = {n for d in decided.dispatches for n in d.items} & pr_numbers
+    gated_prs = {g.number for g in decided.gated if g.kind == "pr"}
+    assert dispatchable <= wanted | gated_prs  # every PR dispatched either had its files read or is gated anyway
+    assert wanted <= dispatchable | gated_prs | set(decided.deferred)  # none for a PR no rule could dispatch
+    reasons = {g.number: g.reason for g in decided.gated}
+    assert all(reasons[n].startswith("changes protected path") for n in wanted & gated_prs), \
+        "files were read for a PR already gated by a label, a gated phase or a fork"
+    assert len(wanted) == 75  # of 300 (117 before: every PR in an active phase, gated or not)
+
+
 # -- builders -------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("items, n_issues, n_prs", [(1, 1, 0), (10, 8, 2), (1000, 800, 200)])

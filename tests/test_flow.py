@@ -109,7 +109,7 @@ def test_an_agent_silent_for_the_idle_timeout_is_stopped_long_before_the_total_o
 
     assert time.monotonic() - started < 60
     [outcome] = report.outcomes
-    assert "agent idle: no output for 2 s" in outcome.failures, outcome.failures
+    assert any(r.endswith("agent idle: no output for 2 s") for r in outcome.failures), outcome.failures
     leftovers = subprocess.run(["pgrep", "-f", "time.sleep\\(3600\\)"], capture_output=True, text=True)
     assert leftovers.stdout.strip() == ""
 
@@ -173,7 +173,11 @@ def test_an_approved_item_whose_coordinator_failed_is_still_approved_after_the_p
 
 def test_stale_reminders_are_closed_with_the_seed_comment(pipe: PipelineRepo):
     pipe.issue("Page", UI, "batch-01")
-    old = [pipe.issue(f"old reminder {i}", constants.REMINDER_LABEL) for i in range(2)]
+    pipe.issue("seed the label", constants.REMINDER_LABEL)
+    marker = '<!-- conductor:reminder {"attempt": 0, "fingerprint": "ab", "generated_at": "2026-01-01T00:00:00Z"} -->'
+    old = [pipe.call("POST", "/issues", login=CONDUCTOR_LOGIN, json={
+        "title": f"old reminder {i}", "body": marker, "labels": [constants.REMINDER_LABEL]})["number"]
+        for i in range(2)]
 
     report, _ = pipe.run()
 
@@ -182,7 +186,7 @@ def test_stale_reminders_are_closed_with_the_seed_comment(pipe: PipelineRepo):
         assert pipe.call("GET", f"/issues/{number}")["state"] == "closed"
         comments = pipe.call("GET", f"/issues/{number}/comments")
         assert [c["body"] for c in comments] == [constants.STALE_REMINDER_COMMENT]
-    assert len(pipe.issues(labels=constants.REMINDER_LABEL)) == 1
+    assert len(pipe.issues(labels=constants.REMINDER_LABEL)) == 2  # ours, and the one admin wrote
 
 
 def test_attempts_count_up_to_the_stuck_issue_which_is_opened_once(pipe: PipelineRepo):
@@ -371,3 +375,64 @@ def test_serve_entry_point_runs_a_triggered_pass(pipe: PipelineRepo, prefect_ser
         os.killpg(served.pid, signal.SIGTERM)
         served.wait(timeout=30)
     assert len(pipe.pulls()) == 1
+
+
+# ── hardening (issue #11) through whole passes ──────────────────────────────
+
+
+def test_a_forged_reminder_by_a_triage_user_changes_nothing_in_a_pass(pipe: PipelineRepo):
+    pipe.issue("Page", UI, "batch-01")
+    pipe.issue("seed the label", constants.REMINDER_LABEL)
+    pipe.call("PUT", f"/collaborators/{READER_LOGIN}", json={"permission": "triage"})
+    forged_body = ('<!-- conductor:reminder {"attempt": 3, "fingerprint": "0123456789abcdef", '
+                   '"generated_at": "2026-01-01T00:00:00Z"} -->')
+    forged = pipe.call("POST", "/issues", login=READER_LOGIN, json={
+        "title": "reminder", "body": forged_body, "labels": [constants.REMINDER_LABEL]})["number"]
+
+    report, state = pipe.run()
+
+    assert state.is_completed() and report.attempt == 0
+    assert [d.items for d in report.plan.dispatches]  # it dispatched as if nothing were there
+    assert any(f"issue #{forged} carries {constants.REMINDER_LABEL} but was not written by the conductor" in line
+               for line in report.not_ours)
+    assert pipe.call("GET", f"/issues/{forged}")["state"] == "open"
+    assert pipe.call("GET", f"/issues/{forged}/comments") == []
+    assert forged not in report.closed_reminders
+
+
+def test_an_issue_whose_pr_merged_into_dev_is_closed_fixed_by_and_not_dispatched(pipe: PipelineRepo):
+    done = pipe.issue("Page A", UI, "batch-01")
+    todo = pipe.issue("Page B", UI, "batch-02")
+    pipe.sandbox.commit_files(pipe.full_name, "agent/page-a", {"a.txt": "done\n"}, base="dev")
+    pr = pipe.call("POST", "/pulls", json={"title": "Page A", "head": "agent/page-a", "base": "dev",
+                                           "body": f"Closes #{done}"})["number"]
+    pipe.call("PUT", f"/pulls/{pr}/merge", json={})
+    assert pipe.call("GET", f"/issues/{done}")["state"] == "open"  # closing keywords act on main only
+
+    report, state = pipe.run()
+
+    assert state.is_completed()
+    assert [n for d in report.plan.dispatches for n in d.items] == [todo]
+    assert [(f.issue, f.pr) for f in report.finished] == [(done, pr)]
+    assert pipe.call("GET", f"/issues/{done}")["state"] == "closed"
+    assert [c["body"] for c in pipe.call("GET", f"/issues/{done}/comments")] == [f"Fixed by PR #{pr}."]
+    again, _ = pipe.run()
+    assert done not in [n for d in again.plan.dispatches for n in d.items]
+
+
+def test_a_fault_on_the_final_reminder_write_leaves_a_reminder_open_and_the_result_intact(pipe: PipelineRepo):
+    pipe.issue("Page A", UI, "batch-01")
+    first, _ = pipe.run()
+    old = first.reminder.number
+    assert old is not None
+    pipe.issue("Page B", UI, "batch-02")
+    pipe.sandbox.control.add_fault(502, method="POST", path=f"/repos/{pipe.full_name}/issues", times=None)
+    try:
+        report, state = pipe.run()
+    finally:
+        pipe.sandbox.control.clear_faults()
+
+    assert state.is_completed(), state.message
+    assert report.outcomes and all(o.ok for o in report.outcomes), [o.failures for o in report.outcomes]
+    assert report.reminder.action == "failed" and report.reminder.error
+    assert [i["number"] for i in pipe.issues(labels=constants.REMINDER_LABEL)] == [old]  # never none open

@@ -299,12 +299,33 @@ def test_approved_items_count_against_the_caps() -> None:
 def test_prs_needing_files() -> None:
     st = state(issue(1, P4), pr(2, P4), pr(3, P4, draft=True), pr(4, P4, PR_OPEN), pr(5, P5),
                pr(6), pr(7, closes=(1,)), pr(8, P4, fork=True), pr(9, P4, P6))
-    assert prs_needing_files(st, rules()) == [2, 7, 8]
+    assert prs_needing_files(st, rules()) == [2, 7]  # 8 is gated as a fork already
+    assert prs_needing_files(st, rules(PipelineConfig(gate_forks=False))) == [2, 7, 8]
     assert prs_needing_files(st, rules(PHASE_FILTER=P6)) == []
     # without protected paths, files still decide the merge order once two PRs could overlap
-    assert prs_needing_files(st, rules(PipelineConfig(protected_paths=[]))) == [2, 7, 8]
+    assert prs_needing_files(st, rules(PipelineConfig(protected_paths=[]))) == [2, 7]  # 8: a gated fork
     assert prs_needing_files(state(issue(1, P4), pr(2, P4), pr(3, P4, draft=True)),
                              rules(PipelineConfig(protected_paths=[]))) == []
+
+
+def test_no_files_for_prs_already_gated_by_a_label_a_phase_or_a_fork() -> None:
+    st = state(issue(1, P4, SECURITY), pr(2, P4, SECURITY), pr(3, closes=(1,)), pr(4, P4, fork=True),
+               pr(5, P4), issue(6, P1), pr(7, P1))
+    config = PipelineConfig(phases=[{"name": P1}, {"name": P4}], gated_phases=[P1])
+    assert prs_needing_files(st, rules(config)) == [5]
+    # one that carries the approval label may be approved and dispatched: its files are read
+    approved = state(issue(1, P4, SECURITY), pr(2, P4, SECURITY, "conductor/approved"), pr(5, P4))
+    assert prs_needing_files(approved, rules(config)) == [2, 5]
+    # the plan without their files gates them all the same
+    gated = {g.number for g in plan(st, rules(config)).gated}
+    assert {2, 3, 4, 7} <= gated
+
+
+def test_no_files_for_prs_in_a_waiting_phase_at_scale() -> None:
+    issues = [issue(n, P2) for n in range(1, 2001)]
+    prs = [pr(n, P2, closes=(n - 2000,)) for n in range(2001, 2301)]
+    st = state(issue(3000, P1), *issues, *prs)  # phase-2 waits on phase-1
+    assert prs_needing_files(st, rules()) == []
 
 
 # -- idle, stuck, problems ---------------------------------------------------------------

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conductor import constants, housekeeping, planner
+from conductor import claims, constants, planner
 from conductor.config import PipelineConfig
 from conductor.github_gateway import GitHubGateway
 from conductor.models import PlanRules
@@ -37,9 +37,13 @@ def test_the_snapshot_holds_approvals_with_their_approver_and_the_plan_lets_them
     with _gateway(sandbox, gh.repo_name, "carol") as as_carol:
         as_carol.set_labels(pending, add=[config.approval_label])
 
-    snap = read_snapshot(gh, PlanRules(config=config))
+    with sandbox.api(sandbox.users["admin"]) as c:  # the conductor is alice: admin's approval is a person's
+        c.put(f"/repos/{gh.repo_name}/collaborators/alice", json={"permission": "write"}).raise_for_status()
+    with _gateway(sandbox, gh.repo_name, "alice") as conductor:
+        snap = read_snapshot(conductor, PlanRules(config=config))
 
     assert snap.approvals == {approved: "admin"}
+    assert [(r.number, r.login) for r in snap.refused_approvals] == [(pending, "carol")]
     assert snap.state.approved == [approved]
     plan = planner.plan(snap.state, PlanRules(config=config))
     assert [n for d in plan.dispatches for n in d.items] == [approved]
@@ -65,7 +69,7 @@ def test_releasing_stale_claims_returns_facts_and_leaves_the_snapshot_as_it_was(
     gh.set_labels(claimed, add=[config.status_in_progress])  # the conductor's own login left it
     snap = read_snapshot(gh, PlanRules(config=config))
 
-    released = housekeeping.release_stale_claims(gh, snap.state, config, dry_run=False)
+    released = claims.release_stale_claims(gh, snap.state, config, dry_run=False)
     after = snap.without_claims(released)
 
     assert released == {claimed: [config.status_in_progress]}
@@ -84,5 +88,5 @@ def test_a_dry_run_release_writes_nothing_but_reports_the_same_facts(gh):
     gh.set_labels(claimed, add=[config.status_in_progress])
     state = gh.read_state()
 
-    assert housekeeping.release_stale_claims(gh, state, config, dry_run=True) == {claimed: [config.status_in_progress]}
+    assert claims.release_stale_claims(gh, state, config, dry_run=True) == {claimed: [config.status_in_progress]}
     assert config.status_in_progress in next(i for i in gh.read_state().issues if i.number == claimed).labels

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conductor.constants import CONDUCTOR_FILES, REPORT_FILE_NAME, TASK_FILE_NAME
 from conductor.errors import ConductorError
 from conductor.worktrees import (
     WorktreeError,
@@ -353,3 +354,55 @@ def test_create_recovers_from_a_worktree_deleted_by_hand(repo: Path, root: Path)
     shutil.rmtree(first)  # git still has it registered until pruned
     again = create_worktree(repo, root, "issue_to_pr-x", sha)
     assert again == first and (again / ".git").exists()
+
+
+# ── the conductor's own files (issue #11, items 9 and 10) ───────────────────
+
+
+def _write_conductor_files(worktree: Path) -> None:
+    (worktree / TASK_FILE_NAME).write_text("WORKFLOW=issue_to_pr\n")
+    (worktree / REPORT_FILE_NAME).write_text('{"issues": []}\n')
+
+
+def test_agents_git_add_all_never_commits_the_conductors_files(repo: Path, root: Path) -> None:
+    wt = create_worktree(repo, root, "batch-10", integration_tip(repo, "dev"))
+    _write_conductor_files(wt)
+    (wt / "feature.py").write_text("x = 1\n")
+
+    git(wt, "add", "-A")
+    git(wt, "commit", "-q", "-m", "agent work")
+
+    assert git(wt, "show", "--name-only", "--format=", "HEAD").splitlines() == ["feature.py"]
+    assert git(wt, "status", "--porcelain") == ""
+    # listed once, however many worktrees are made
+    create_worktree(repo, root, "batch-11", integration_tip(repo, "dev"))
+    exclude = (repo / ".git" / "info" / "exclude").read_text().splitlines()
+    assert [exclude.count(f"/{name}") for name in CONDUCTOR_FILES] == [1] * len(CONDUCTOR_FILES)
+
+
+@pytest.mark.parametrize("excludes_lost", [False, True])
+def test_an_orphan_holding_only_the_conductors_files_is_not_salvaged(
+        repo: Path, root: Path, tmp_path: Path, excludes_lost: bool) -> None:
+    orphan = create_worktree(repo, root, "batch-12", integration_tip(repo, "dev"))
+    _write_conductor_files(orphan)
+    if excludes_lost:  # a worktree made before the excludes existed, or edited by hand
+        (repo / ".git" / "info" / "exclude").write_text("")
+
+    assert salvage(repo, orphan, tmp_path / "salvage") is None
+    results = clean_orphans(repo, root, keep=set(), salvage_dir=tmp_path / "salvage")
+    assert [(r.path, r.salvaged_to, r.removed) for r in results] == [(orphan, None, True)]
+    assert not (tmp_path / "salvage").exists()
+
+
+def test_salvaged_work_leaves_the_conductors_files_out(repo: Path, root: Path, tmp_path: Path) -> None:
+    orphan = create_worktree(repo, root, "batch-13", integration_tip(repo, "dev"))
+    (repo / ".git" / "info" / "exclude").write_text("")
+    _write_conductor_files(orphan)
+    (orphan / "work.py").write_text("y = 2\n")
+
+    saved = salvage(repo, orphan, tmp_path / "salvage")
+
+    assert saved is not None and saved.patch is not None
+    patch = saved.patch.read_text()
+    assert "work.py" in patch
+    assert all(name not in patch for name in CONDUCTOR_FILES)
