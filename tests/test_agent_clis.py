@@ -115,7 +115,7 @@ class Scenario:
         from conductor.taskfile import parse_key_values
 
         task = parse_key_values(Path(task_path(prompt)).read_text(encoding="utf-8"))
-        item = first_item(task, "ISSUE", "ISSUES", "PR", "PRS")
+        item = first_item(task, "ISSUE_NUMBER", "PR_NUMBER", "ISSUE", "ISSUES", "PR", "PRS")
         return self.by_item[item]
 
 
@@ -151,7 +151,8 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
     # only the total timeout would end that leaf: its silent leaf is left out
     silent = pipe.issue("Page C", UI, "batch-03") if name != "gemini" else None
     scenario = Scenario()
-    scenario.by_item.update({honest: issue_to_pr_script(), liar: issue_to_pr_script(lie=True)})
+    api = sandbox.api_url
+    scenario.by_item.update({honest: issue_to_pr_script(api=api), liar: issue_to_pr_script(lie=True, api=api)})
     if silent:
         scenario.by_item[silent] = hang_script()
     model = ScriptedModel(script_for=scenario.script_for)
@@ -207,7 +208,7 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
             # withdrawn by a person, so they are not dispatched again)
             for number in (n for n in (liar, silent) if n):
                 pipe.call("PATCH", f"/issues/{number}", json={"state": "closed"})
-            scenario.by_item[pr["number"]] = pr_review_script("A")
+            scenario.by_item[pr["number"]] = pr_review_script("A", api=api)
             started = time.monotonic()
             second = conductor_run(pipe, agent, env, log)
             pass2_s = time.monotonic() - started

@@ -492,7 +492,8 @@ def test_agent_cli_presets_pass_the_prompt_as_one_argument(name: str, executable
     assert argv[0] == executable
     prompts = [arg for arg in argv if "coordinator" in arg]
     assert prompts == [expand_command([AGENT_PROMPT], VALUES)[0]]
-    assert "issue_to_pr coordinator" in prompts[0] and '"pr_url"' in prompts[0]
+    assert "issue_to_pr agent for one item" in prompts[0] and '"pr_url"' in prompts[0]
+    assert '"workflow": "issue-to-pr"' in prompts[0] and '"workflow": "pr-review"' in prompts[0]
 
 
 def test_get_preset_returns_a_copy() -> None:
