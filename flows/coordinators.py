@@ -71,8 +71,14 @@ def _agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> A
 
 
 @step(name="run agent")
-def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> AgentResult:
-    return _agent(dispatch, spec, workspace)
+def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> State:
+    """The task run fails when the agent exits non-zero or times out (its result rides along)."""
+    result = _agent(dispatch, spec, workspace)
+    run = result.run
+    if run.timed_out or run.idle_timed_out or run.returncode != 0:
+        why = "timed out" if run.timed_out or run.idle_timed_out else f"exited with status {run.returncode}"
+        return Failed(message=f"the agent {why}", data=result)
+    return Completed(message="the agent exited 0", data=result)
 
 
 @step(name="verify artifact proof")
@@ -169,7 +175,9 @@ def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
         try:
             workspace = prepare(gh, dispatch, spec)
-            agent = run_agent(dispatch, spec, workspace)
+            agent = run_agent(dispatch, spec, workspace, return_state=True).result(raise_on_failure=False)
+            if isinstance(agent, BaseException):
+                raise agent
             outcome = prove(gh, dispatch, spec, agent, html_base=html_base_of(spec.api_url))
         except Exception as exc:  # a broken coordinator is a failure, never a crashed pass
             get_run_logger().error("coordinator failed: %s", exc)

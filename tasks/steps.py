@@ -22,7 +22,7 @@ from conductor.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapsh
 from conductor.github_gateway import GitHubError, GitHubGateway
 from conductor.models import Dispatch, Plan
 from conductor.passes import PassInputs, PassReport
-from conductor.render import HEADERS, summary_line
+from conductor.render import HEADERS
 from conductor.snapshot import read_snapshot
 from conductor.verify import CoordinatorOutcome
 from tasks.secrets import agent_token
@@ -208,7 +208,7 @@ def report(pass_report: PassReport) -> PassReport:
     slug = _artifact_slug(plan.repo)
     rows = [dict(zip(HEADERS, row, strict=True)) for row in pass_report.table_rows()]
     create_table_artifact(key=f"pipeline-state-{slug}", table=rows,
-                          description=markdown.escape(f"Pipeline state of {plan.repo}: {summary_line(plan)}"))
+                          description=markdown.escape(f"Pipeline state of {plan.repo}: {pass_report.summary()}"))
     create_markdown_artifact(key=f"conductor-summary-{slug}", markdown=pass_report.markdown(),
                              description=markdown.escape(f"Conductor pass over {plan.repo}"))
     return pass_report

@@ -312,7 +312,8 @@ def test_update_mode_edits_one_reminder_in_place(pipe: PipelineRepo):
     assert len(reminders) == 1
     assert first.reminder.action == "created" and second.reminder.action == "updated"
     assert second.reminder.number == first.reminder.number
-    assert "attempt 2" in reminders[0]["body"]  # attempt 1 -> 2: the counter lives in the marker
+    # attempt 0 -> 1: the counter lives in the marker; the body shows the marker's number
+    assert second.plan.attempt == 1 and "attempt 1" in reminders[0]["body"]
 
 
 def test_idle_pipeline_leaves_no_reminder(pipe: PipelineRepo):
