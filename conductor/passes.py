@@ -146,6 +146,8 @@ class PassReport(BaseModel):
     outcomes: list[CoordinatorOutcome] = Field(default_factory=list)
     reminder: ReminderResult | None = None
     api_requests: int = 0
+    rate_points: int = Field(0, description="GitHub rate-limit points the pass spent (X-RateLimit-* headers; "
+                                            "a 304 to a conditional read costs none).")
     self_destructed: str | None = None
 
     @property
@@ -218,6 +220,7 @@ class PassReport(BaseModel):
         plan = self.final_plan
         lines = [f"# Conductor pass — {markdown.escape(self.repo)}",
                  "", markdown.escape(self.summary()), "",
+                 f"GitHub: {self.api_requests} requests, {self.rate_points} rate-limit points spent.", "",
                  markdown.table(HEADERS, self.table_rows()), ""]
         if plan.waiting:
             lines += ["## Waiting for other items", "", markdown.table(

@@ -46,6 +46,10 @@ class GitHub(Protocol):
     @property
     def requests_made(self) -> int: ...
 
+    @property
+    def rate_points(self) -> int:
+        """Rate-limit points spent so far (from X-RateLimit-* headers)."""
+
     def default_branch(self) -> str: ...
 
     def read_state(self, files_for: Callable[[PipelineState], Iterable[int]] | None = None,

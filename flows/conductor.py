@@ -185,7 +185,7 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
         repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,
         plan_after=after if outcomes else None, approvals=approved_gates(plan, snapshot),
         closed_reminders=result.closed, released_claims=released, orphans=orphans, outcomes=outcomes,
-        reminder=result, api_requests=gh.requests_made, self_destructed=str(destroyed) if destroyed else None,
+        reminder=result, api_requests=gh.requests_made, rate_points=gh.rate_points, self_destructed=str(destroyed) if destroyed else None,
         not_ours=[n.line() for n in snapshot.previous.not_ours],
         refused_approvals=[r.line() for r in snapshot.refused_approvals],
         finished=finished, skipped_claimed=skipped))

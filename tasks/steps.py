@@ -208,7 +208,8 @@ def report(pass_report: PassReport) -> PassReport:
     slug = _artifact_slug(plan.repo)
     rows = [dict(zip(HEADERS, row, strict=True)) for row in pass_report.table_rows()]
     create_table_artifact(key=f"pipeline-state-{slug}", table=rows,
-                          description=markdown.escape(f"Pipeline state of {plan.repo}: {pass_report.summary()}"))
+                          description=markdown.escape(f"Pipeline state of {plan.repo}: {pass_report.summary()}; "
+                                                      f"{pass_report.rate_points} rate-limit points spent"))
     create_markdown_artifact(key=f"conductor-summary-{slug}", markdown=pass_report.markdown(),
                              description=markdown.escape(f"Conductor pass over {plan.repo}"))
     return pass_report
