@@ -13,6 +13,7 @@ reached; after SIGKILL the output is drained for at most one more second.
 """
 from __future__ import annotations
 
+import base64
 import os
 import re
 import selectors
@@ -118,6 +119,11 @@ esac
 """
 
 
+def basic_credential(token: str) -> str:
+    """`x-access-token:TOKEN` in base64, as git sends it (redacted like the token itself)."""
+    return base64.b64encode(f"x-access-token:{token}".encode()).decode()
+
+
 def write_askpass(folder: Path) -> Path:
     """The askpass script (no secret in it) in `folder`, executable by its owner only."""
     path = Path(folder) / "conductor-git-askpass"
@@ -143,9 +149,13 @@ def agent_github_env(api_url: str, token: str | None, askpass: Path | None = Non
         env.update({"GH_ENTERPRISE_TOKEN": token, "GITHUB_ENTERPRISE_TOKEN": token,
                     "GH_HOST": urlsplit(web).netloc})
     key = f"credential.{web}.helper"
-    env.update({"GIT_CONFIG_COUNT": "2",
+    env.update({"GIT_CONFIG_COUNT": "3",
                 "GIT_CONFIG_KEY_0": key, "GIT_CONFIG_VALUE_0": "",  # empty: drop the clone's helpers
-                "GIT_CONFIG_KEY_1": key, "GIT_CONFIG_VALUE_1": GIT_CREDENTIAL_HELPER})
+                "GIT_CONFIG_KEY_1": key, "GIT_CONFIG_VALUE_1": GIT_CREDENTIAL_HELPER,
+                # an agent CLI may drop every helper and askpass for its commands (Gemini CLI
+                # does): the header, in the environment only, still carries the token
+                "GIT_CONFIG_KEY_2": f"http.{web}/.extraHeader",
+                "GIT_CONFIG_VALUE_2": f"Authorization: Basic {basic_credential(token)}"})
     if askpass is not None:
         env["GIT_ASKPASS"] = str(askpass)
     return env
@@ -183,6 +193,7 @@ def _secret_bytes(secrets: Iterable[str]) -> list[bytes]:
         if not secret:
             continue
         found.add(secret.encode("utf-8"))
+        found.add(basic_credential(secret).encode())  # the form the agent's git header carries
         found.update(part.encode("utf-8") for part in secret.splitlines() if len(part) >= 4)
     return sorted(found, key=len, reverse=True)
 

@@ -38,7 +38,8 @@ def render_attempt_comment(pass_id: str, reason: str, *, attempt: int, limit: in
 
 def failed_items(outcomes: Iterable[CoordinatorOutcome]) -> list[tuple[int, str]]:
     """(item, reason) for every dispatched item whose result was not proved, in order: the
-    items a pass leaves an attempt comment on. A proved D/F grade is a result, not a failure."""
+    items a pass leaves an attempt comment on. The reason is the item's own, then the
+    coordinator's failures. A proved D/F grade is a result, not a failure."""
     failed: list[tuple[int, str]] = []
     for outcome in outcomes:
         results = {r.number: r for r in outcome.results}
@@ -46,8 +47,9 @@ def failed_items(outcomes: Iterable[CoordinatorOutcome]) -> list[tuple[int, str]
             result = results.get(number)
             if result is not None and result.ok:
                 continue
-            reason = (result.reason if result is not None else "") or "; ".join(outcome.failures)
-            failed.append((number, reason or "no proved result"))
+            parts = [result.reason] if result is not None and result.reason else []
+            parts += [f for f in outcome.failures if f not in parts]  # why the whole run failed
+            failed.append((number, "; ".join(parts) or "no proved result"))
     return failed
 
 

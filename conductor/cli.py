@@ -139,8 +139,11 @@ def _extra_commands() -> list[Callable[[argparse._SubParsersAction], None]]:
     from deployments.webhooks import register as webhooks_register
     from github_sandbox.cli import register as register_sandbox
 
+    from conductor.status_cli import register as status_register
+
     sandbox_register = partial(register_sandbox, default_pipeline=SAMPLE_PIPELINE)
-    return [sandbox_register, run_register, demo_register, webhooks_register, presets_register]
+    return [sandbox_register, run_register, status_register, demo_register, webhooks_register,
+            presets_register]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

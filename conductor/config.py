@@ -33,6 +33,24 @@ ENV_PREFIX = "CONDUCTOR_"
 DEFAULT_GATED_PHASES = ("phase-1/db-schema",)  # seed: Alembic migration chains need an audit
 
 
+DEFAULT_MIGRATION_PATHS = ("alembic/versions/**", "migrations/**", "**/migrations/*.py", "*.sql")
+
+
+class PromptPaths(BaseModel):
+    """`[prompts]` in conductor.toml: a repository's own leaf prompts, relative to its root.
+
+    Unset, the seed's `.cursor/PARALLEL_ISSUE_TO_PR.md` / `.cursor/PARALLEL_PR_REVIEW.md`
+    are used when the integration branch has them, else the prompts the package ships."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issue_to_pr: str | None = Field(None, description="Prompt of issue-to-pr leaves.")
+    pr_review: str | None = Field(None, description="Prompt of pr-review leaves.")
+
+    def configured(self, kind: str) -> str | None:
+        return self.issue_to_pr if kind == "issue_to_pr" else self.pr_review
+
+
 class PhaseSpec(BaseModel):
     """One node of the phase graph: its label and the phases that must complete first."""
 
@@ -154,6 +172,24 @@ class PipelineConfig(BaseSettings):
     )
     integration_branch: str = Field(
         "dev", min_length=1, description="The branch coordinators branch from and merge into."
+    )
+    dispatch: Literal["leaf", "coordinator-agent"] = Field(
+        "leaf", description="leaf: one agent per issue and per PR, each in its own worktree with "
+        "its own task file (the canonical coordinators' fan-out, done by the conductor); "
+        "coordinator-agent: one agent per (kind, phase, batch) group, for teams that run their "
+        "own coordinator prompt.",
+    )
+    prompts: PromptPaths = Field(
+        default_factory=PromptPaths,
+        description="[prompts] issue_to_pr / pr_review: the repository's own leaf prompts "
+        "(paths in the repository, read from the integration branch's tip at every leaf start). "
+        "Unset: .cursor/PARALLEL_ISSUE_TO_PR.md / .cursor/PARALLEL_PR_REVIEW.md when present, "
+        "else the prompts the conductor ships.",
+    )
+    migration_paths: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MIGRATION_PATHS),
+        description="Globs of database migrations (`*` matches across `/`): a PR changing one "
+        "has HAS_MIGRATION=true in its review leaf's task file.",
     )
     unphased_batch_issues: Literal["report", "lowest-active-phase"] = Field(
         "report",

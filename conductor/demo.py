@@ -34,6 +34,9 @@ class DemoResult(BaseModel):
     open_reminders: int
     failures: list[str] = Field(default_factory=list)
     worktrees_left: int = 0
+    leaves: int = Field(0, description="Leaf agents run (one per dispatched issue or PR), all passes.")
+    items: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per-item results of every pass (the summary's Items table).")
 
 
 def _all(client: Any, path: str, **params: Any) -> list[dict[str, Any]]:
@@ -48,7 +51,7 @@ def _all(client: Any, path: str, **params: Any) -> list[dict[str, Any]]:
 
 def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoResult:
     from conductor import worktrees
-    from conductor.passes import PassReport
+    from conductor.passes import ITEM_HEADERS, PassReport, item_rows
     from conductor.render import pass_table
     from conductor.run_cli import PrefectAPI, run_pass, scoped_environ
     from github_sandbox.seed import seed_pipeline
@@ -75,7 +78,8 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
             "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
         }
         failures: list[str] = []
-        passes, idle = 0, False
+        items: list[dict[str, Any]] = []
+        passes, idle, leaves = 0, False, 0
         echo("starting Prefect (embedded server)…")
         with scoped_environ(machine), PrefectAPI(ephemeral_home=True) as api:
             api.url()
@@ -89,6 +93,9 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
                 table.title = f"Pass {passes} — {repo}"
                 echo(table)
                 failures += report.failures
+                rows = item_rows(report.outcomes)
+                items += [{"pass": passes, **dict(zip(ITEM_HEADERS, row, strict=True))} for row in rows]
+                leaves += sum(1 for o in report.outcomes for r in o.results if r.worktree)
                 idle = report.final_plan.idle
                 if idle or passes == max_passes:
                     break
@@ -105,7 +112,7 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
         left = [w for w in worktrees.list_worktrees(clone) if Path(w.path) != clone.resolve()]
         return DemoResult(passes=passes, idle=idle, merged_prs=sum(1 for p in pulls if p.get("merged_at")),
                           open_issues=len(issues), open_reminders=len(reminders), failures=failures,
-                          worktrees_left=len(left))
+                          worktrees_left=len(left), leaves=leaves, items=items)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from github.Requester import (
 
 from conductor.attempts import attempt_pass, read_attempts, render_attempt_comment
 from conductor.errors import ConductorError
+from conductor.leaf import IssueItem, PullItem
 from conductor.http_cache import CURRENT as _CURRENT_CONDITIONAL
 from conductor.http_cache import Conditional, EtagCache, conditional, default_cache_dir
 from conductor.linking import linked_issues
@@ -82,17 +83,34 @@ Requester.injectConnectionClasses(_counting(conditional(HTTPRequestsConnectionCl
 Requester._Requester__persist = True  # type: ignore[attr-defined]  # keep connections alive
 
 
+class _TellingRetry(GithubRetry):
+    """GithubRetry that says each retry in one line ("GitHub unreachable, retry 2/6 in 4 s"):
+    a person watching a pass sees why it waits instead of silence."""
+
+    def increment(self, method=None, url=None, response=None, error=None, _pool=None, _stacktrace=None):  # type: ignore[override]
+        new = super().increment(method=method, url=url, response=response, error=error,
+                                _pool=_pool, _stacktrace=_stacktrace)
+        attempt = len(new.history)
+        limit = attempt + (new.total if isinstance(new.total, int) else 0)
+        wait = new.get_retry_after(response) if response is not None else None
+        wait = new.get_backoff_time() if wait is None else wait
+        why = "GitHub unreachable" if response is None else f"GitHub answered {response.status}"
+        log.warning("%s, retry %d/%d in %.1f s", why, attempt, limit, wait)
+        return new
+
+
 class GitHubGateway:
     """PyGithub bound to one repository, with request counting and idempotent writes."""
 
     def __init__(self, settings: GitHubSettings, repo: str) -> None:
         if settings.token is None:
-            raise GitHubError("no GitHub token: set GITHUB_TOKEN (or GH_TOKEN) in the environment")
+            raise GitHubError("no GitHub token: set GITHUB_TOKEN (or GH_TOKEN), or save a Prefect Secret block "
+                              "`github-token` or a GitHubCredentials block `github-credentials`")
         self.repo_name = repo
         self._counter = _RequestCounter()
         self._conditional = Conditional(  # ETags across passes (conductor/http_cache.py)
             EtagCache(settings.etag_cache_dir or default_cache_dir()) if settings.conditional_reads else None)
-        retry = GithubRetry(
+        retry = _TellingRetry(
             total=settings.retries,
             backoff_factor=settings.backoff_factor,
             status_forcelist=[429, *range(500, 600)],
@@ -266,6 +284,28 @@ class GitHubGateway:
                 if exc.status == 404:
                     return PullFacts(number=number, exists=False)
                 raise
+
+        return self._call(f"read PR #{number}", fetch)
+
+    def issue_item(self, number: int) -> IssueItem:
+        """What an issue leaf needs: title, URL, labels, body (one request)."""
+
+        def fetch() -> IssueItem:
+            issue = self._repo.get_issue(number)
+            return IssueItem(number=number, title=issue.title or "", url=issue.html_url or "",
+                             labels=[label.name for label in issue.labels], body=issue.body or "")
+
+        return self._call(f"read issue #{number}", fetch)
+
+    def pull_item(self, number: int, files: list[str] | None = None) -> PullItem:
+        """What a review leaf needs: title, URL, branch, the issues it closes, its files."""
+
+        def fetch() -> PullItem:
+            pr = self._repo.get_pull(number)
+            changed = files if files is not None else [f.filename for f in pr.get_files()]
+            return PullItem(number=number, title=pr.title or "", url=pr.html_url or "",
+                            head_ref=pr.head.ref, closes=linked_issues(pr.body or "", self.repo_name),
+                            files=changed)
 
         return self._call(f"read PR #{number}", fetch)
 

@@ -99,6 +99,27 @@ def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
     )
 
 
+ITEM_HEADERS = ["Item", "Result", "PR", "Grade", "Merged", "Attempt", "Merge after", "Prompt", "Seconds",
+                "Agent cost"]
+
+
+def item_rows(outcomes: list[CoordinatorOutcome]) -> list[list[str]]:
+    """One row per dispatched issue or PR: its proved (or not) result, the prompt its leaf
+    followed (path @ blob sha) and how long its leaf took."""
+    rows = []
+    for outcome in outcomes:
+        for r in outcome.results:
+            label = f"issue #{r.number}" if r.kind == "issue" else f"PR #{r.number}"
+            result = "proved" if r.ok else ("blocked: " if r.blocked and not r.reason.startswith("blocked")
+                                            else "") + (r.reason or "not proved")
+            prompt = f"{r.prompt_path} @ {r.prompt_sha[:12]}" if r.prompt_path and r.prompt_sha else "-"
+            took = f"{r.ended_at - r.started_at:.1f}" if r.started_at and r.ended_at else "-"
+            rows.append([label, result, f"#{r.pr}" if r.pr else "-", r.grade or "-",
+                         "yes" if r.merged else "no", str(r.attempt),
+                         f"#{r.merge_after}" if r.merge_after else "-", prompt, took, describe(r.usage)])
+    return rows
+
+
 def approved_gates(plan: Plan, snapshot: Snapshot) -> dict[int, str]:
     """Gated items this pass let through, and who approved each."""
     return {g.number: snapshot.approvals[g.number] for g in plan.gated
@@ -125,6 +146,8 @@ class PassReport(BaseModel):
     outcomes: list[CoordinatorOutcome] = Field(default_factory=list)
     reminder: ReminderResult | None = None
     api_requests: int = 0
+    rate_points: int = Field(0, description="GitHub rate-limit points the pass spent (X-RateLimit-* headers; "
+                                            "a 304 to a conditional read costs none).")
     self_destructed: str | None = None
 
     @property
@@ -197,6 +220,7 @@ class PassReport(BaseModel):
         plan = self.final_plan
         lines = [f"# Conductor pass — {markdown.escape(self.repo)}",
                  "", markdown.escape(self.summary()), "",
+                 f"GitHub: {self.api_requests} requests, {self.rate_points} rate-limit points spent.", "",
                  markdown.table(HEADERS, self.table_rows()), ""]
         if plan.waiting:
             lines += ["## Waiting for other items", "", markdown.table(
@@ -219,6 +243,9 @@ class PassReport(BaseModel):
             spent = usage_total(o.usage for o in self.outcomes)
             if spent is not None:
                 lines += [f"Agents this pass: {markdown.escape(describe(spent))}", ""]
+        items = [r for o in self.outcomes for r in o.results]
+        if items:
+            lines += ["## Items", "", markdown.table(ITEM_HEADERS, item_rows(self.outcomes)), ""]
         if self.approvals:
             lines += ["## Approved gated items", "",
                       *[f"- #{n}: approved by {markdown.code(who)}" for n, who in sorted(self.approvals.items())], ""]

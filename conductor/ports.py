@@ -46,6 +46,10 @@ class GitHub(Protocol):
     @property
     def requests_made(self) -> int: ...
 
+    @property
+    def rate_points(self) -> int:
+        """Rate-limit points spent so far (from X-RateLimit-* headers)."""
+
     def default_branch(self) -> str: ...
 
     def read_state(self, files_for: Callable[[PipelineState], Iterable[int]] | None = None,
@@ -55,6 +59,9 @@ class GitHub(Protocol):
 
     def read_attempts(self, number: int) -> ItemAttempts:
         """The conductor's own attempt markers on item `number`."""
+
+    def record_attempt(self, number: int, pass_id: str, reason: str, *, limit: int) -> bool:
+        """Leave pass `pass_id`'s attempt comment on item `number` once; True when written."""
 
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]: ...
 

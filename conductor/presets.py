@@ -26,13 +26,15 @@ from conductor.errors import ConductorError
 
 # What every preset tells the agent; the report shape is conductor.reports.AgentReport.
 AGENT_PROMPT = (
-    "You are the {workflow} coordinator. Read the task file at {task_file} (KEY=value lines) "
-    "and follow the canonical prompt at {prompt_file} exactly. When you finish, or if you "
-    "cannot proceed, write a JSON report to {report_file} of the form "
-    '{"workflow": "issue_to_pr" or "pr_review", "status": "done" or "blocked" or "failed", '
-    '"message": "why, if not done", '
-    '"issues": [{"issue": <number>, "pr_url": "<pull request URL>"}], '
-    '"reviews": [{"pr": <number>, "grade": "A" to "F", "merged": true or false}]}. '
+    "You are the {workflow} agent for one item (a leaf coordinator). Read the task file at "
+    "{task_file} (KEY=value lines) and follow the prompt it names in PROMPT ({prompt_file} if "
+    "it names none) exactly. When you finish, or if you cannot proceed, write a JSON report to "
+    "{report_file}: for issue-to-pr "
+    '{"workflow": "issue-to-pr", "status": "done" or "blocked" or "failed", '
+    '"issue": <ISSUE_NUMBER>, "pr_url": "<pull request URL>", "message": "why, if not done"}; '
+    "for pr-review "
+    '{"workflow": "pr-review", "status": "done" or "blocked" or "failed", "pr": <PR_NUMBER>, '
+    '"grade": "A" to "F", "merged": true or false, "message": "why, if not done"}. '
     "List only work you actually did: every claim is checked against GitHub."
 )
 
@@ -142,7 +144,7 @@ PRESETS: dict[str, Preset] = {
                 "(conductor/agent_policies/gemini.toml); JSONL events ending with token stats."
             ),
             docs="https://geminicli.com/docs/cli/headless",
-            verified=None,  # VERIFY gemini
+            verified="@google/gemini-cli 0.61.0",
             environment=(
                 "GOOGLE_GEMINI_BASE_URL=http://HOST:PORT with GEMINI_API_KEY, and "
                 "security.auth.selectedType = \"gemini-api-key\" in its settings.json "

@@ -20,7 +20,7 @@ _ENGINE_NOISE = re.compile(
     r"^(Beginning (flow|subflow) run|View at |Finished in state|Created (task|subflow|flow) run|"
     r"Executing |Running |Submitting |Encountered exception|Received non-final state|"
     r"Process for flow run|Opening process|Downloading flow code)")
-_WATCHED = ("prefect.flow_runs", "prefect.task_runs", "conductor")
+_PREFECT_WATCHED = ("prefect.flow_runs", "prefect.task_runs")
 
 
 def default_log_file(log_dir: Path | None = None) -> Path:
@@ -57,24 +57,44 @@ class ProgressHandler(logging.Handler):
                            highlight=False, soft_wrap=True)
 
 
-def route_logs(log_file: Path, console: Console | None) -> None:
-    """Send Prefect's console output to `log_file`, and short progress lines to `console`."""
-    file_handler = logging.FileHandler(log_file, encoding="utf-8")
-    file_handler.setLevel(logging.DEBUG)
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+def _file_handler(log_file: Path) -> logging.FileHandler:
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-            root.removeHandler(handler)
-    root.addHandler(file_handler)
-    for name in ("uvicorn", "fastapi", "prefect._internal"):
+    for handler in root.handlers:
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == Path(log_file).resolve():
+            return handler
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setLevel(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    return handler
+
+
+def start_logging(log_file: Path, console: Console | None) -> None:
+    """From the first line on: every log record to `log_file`; the conductor's own warnings
+    (GitHub retries) also as short lines on `console`."""
+    _file_handler(log_file)
+    logger = logging.getLogger("conductor")
+    logger.setLevel(logging.INFO)
+    if console is not None and not any(isinstance(h, ProgressHandler) for h in logger.handlers):
+        logger.addHandler(ProgressHandler(console))
+
+
+def route_logs(log_file: Path, console: Console | None) -> None:
+    """Once Prefect has configured its logging: its console output to `log_file` instead,
+    and its flow and task runs' lines as short progress lines on `console`."""
+    file_handler = _file_handler(log_file)
+    root = logging.getLogger()
+    for name in ("", "uvicorn", "fastapi", "prefect._internal"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
                 logger.removeHandler(handler)
-        logger.addHandler(file_handler)
-    logging.getLogger("conductor").setLevel(logging.INFO)
+        if name and file_handler not in logger.handlers:
+            logger.addHandler(file_handler)
+    if file_handler not in root.handlers:
+        root.addHandler(file_handler)
     if console is not None:
-        progress = ProgressHandler(console)
-        for name in _WATCHED:
-            logging.getLogger(name).addHandler(progress)
+        for name in _PREFECT_WATCHED:
+            logger = logging.getLogger(name)
+            if not any(isinstance(h, ProgressHandler) for h in logger.handlers):
+                logger.addHandler(ProgressHandler(console))

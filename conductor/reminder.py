@@ -161,7 +161,7 @@ def render_reminder(
         f"{HEADING}{now:%Y-%m-%d %H:%M} UTC\n\n"
         f"**Open issues:** {plan.open_issues}\n"
         f"**Open PRs:** {plan.open_prs}\n"
-        f"**Conductor run:** attempt {attempt + 1}",
+        f"**Conductor run:** attempt {attempt}",
         f"### What to do next\nRe-run the conductor: {markdown.code(rerun_hint)}",
         _section("### Open issues by phase", _phase_lines(plan)),
         _gated_section(plan, approval_label),

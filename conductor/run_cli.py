@@ -118,15 +118,7 @@ def run_pass(params: Any = None, **parameters: Any):
     from conductor.parameters import PassParameters
 
     params = params or PassParameters(**parameters)
-    values = params.model_dump(exclude_none=True)
-    import inspect
-
-    accepted = set(inspect.signature(conductor.fn).parameters)
-    if "agent_preset" in values and "agent_preset" not in accepted and "agent_command" not in values:
-        from conductor.presets import get_preset
-
-        values["agent_command"] = get_preset(values["agent_preset"])
-    state = conductor(**{k: v for k, v in values.items() if k in accepted}, return_state=True)
+    state = conductor(**params.model_dump(exclude_none=True), return_state=True)
     if state.is_cancelled():
         return None, state
     report = state.result(raise_on_failure=False)
@@ -155,22 +147,25 @@ def rerun_command(argv: list[str]) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from conductor.passes import resolve_inputs
-    from conductor.preflight import check_inputs
-    from conductor.progress import default_log_file, route_logs
-    from conductor.render import pass_table
-    from conductor.settings import GitHubSettings
+    from conductor.progress import default_log_file, route_logs, start_logging
 
     err = Console(stderr=True, highlight=False)
+    # On a terminal the first line comes at once; the server starts while inputs are checked.
+    status = err.status("checking inputs, starting Prefect…") if err.is_terminal else None
+    if status:
+        status.start()
     params = parameters_from_args(args)
     if params.rerun_hint is None and getattr(args, "argv", None) is not None:
         params = params.model_copy(update={"rerun_hint": rerun_command(args.argv)})
     log_file = args.log_file or default_log_file()
-    status = err.status("checking inputs, starting Prefect…") if err.is_terminal else None
-    if status:
-        status.start()
+    start_logging(log_file, err)
     api = PrefectAPI(ephemeral_home=params.dry_run, log_file=log_file)
     try:
+        from conductor.passes import resolve_inputs
+        from conductor.preflight import check_inputs
+        from conductor.render import pass_table
+        from conductor.settings import GitHubSettings
+
         settings = GitHubSettings.from_env(params.github_url)
         inputs = resolve_inputs(params, api_url=settings.api_url)
         if settings.token is None:  # only a Prefect block can hold it: ask the server

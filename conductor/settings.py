@@ -93,6 +93,9 @@ class RunSettings(BaseSettings):
     salvage_dir: Path | None = Field(
         None, description="Where uncommitted or unpushed work of orphaned worktrees is saved. "
         "Default: ~/.conductor/salvage/<name of repo_path>.")
+    agent_slots: int = Field(
+        12, ge=1, description="Leaf agents running at once on this deployment: the Prefect global "
+        "concurrency limit `agent-slots` (set to this value at each pass).")
     agent_idle_timeout: float = Field(
         600.0, gt=0, description="Seconds an agent may print nothing before it is stopped "
         "(\"agent idle: no output for N s\"), whole process group; separate from agent_timeout. "

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field
 
 from conductor.models import Dispatch, DispatchKind, ItemKind
-from conductor.reports import FAILING_GRADES, AgentReport, Grade
+from conductor.reports import FAILING_GRADES, MERGING_GRADES, AgentReport, Grade
 from conductor.usage import Usage
 
 MESSAGE_LIMIT = 300  # characters of agent text quoted in a reason
@@ -88,6 +88,19 @@ class ItemResult(_Model):
     grade: Grade | None = None
     merged: bool = False
     reason: str = ""
+    blocked: bool = Field(False, description="The agent reported blocked with a reason (not proved, "
+                          "not a failure: listed as blocked).")
+    prompt_path: str | None = Field(None, description="Leaf: the prompt the agent was given.")
+    prompt_sha: str | None = Field(None, description="Leaf: that prompt's git blob sha.")
+    prompt_source: Literal["repository", "shipped"] | None = None
+    attempt: int = Field(0, description="Leaf: ATTEMPT_N written in its task file.")
+    worktree: str | None = Field(None, description="Leaf: its worktree's directory name.")
+    usage: Usage | None = Field(None, description="Leaf: tokens, cost and effort its agent reported.")
+    merge_after: int | None = Field(None, description="Leaf: the PR this review waited for.")
+    started_at: float | None = Field(None, description="Leaf: when it started (epoch seconds).")
+    ended_at: float | None = Field(None, description="Leaf: when it ended (epoch seconds).")
+    agent_started_at: float | None = Field(None, description="Leaf: when its agent process started.")
+    agent_ended_at: float | None = Field(None, description="Leaf: when its agent process ended.")
 
 
 class CoordinatorOutcome(_Model):
@@ -105,6 +118,11 @@ class CoordinatorOutcome(_Model):
     failed_prs: list[FailedPR] = Field(default_factory=list)
     results: list[ItemResult] = Field(default_factory=list)
     usage: Usage | None = Field(None, description="Tokens, cost and effort the agent's CLI reported.")
+
+    @property
+    def blocked(self) -> list[ItemResult]:
+        """Items whose agent reported blocked with a reason."""
+        return [r for r in self.results if r.blocked]
 
     def failure_records(self) -> list[CoordinatorFailure]:
         """One record per failure reason, for the reminder's "Failed coordinators"."""
@@ -210,6 +228,7 @@ def verify_issue_to_pr(
     outcome = _outcome(dispatch)
     report = _check_run_and_report(outcome, dispatch, report, run)
     explained = bool(outcome.failures)  # a run/report failure explains missing items
+    blocked = _blocked_reason(report)
     proved: dict[int, int] = {}
     claimed: set[int] = set()
     invalid: dict[int, str] = {}
@@ -234,6 +253,10 @@ def verify_issue_to_pr(
                 ItemResult(number=issue, kind="issue", ok=True, pr=proved[issue])
             )
             continue
+        if issue not in invalid and blocked:
+            outcome.results.append(ItemResult(number=issue, kind="issue", ok=False, blocked=True,
+                                              reason=blocked))
+            continue
         reason = invalid.get(issue) or "no PR claimed"
         outcome.results.append(ItemResult(number=issue, kind="issue", ok=False, reason=reason))
         if issue not in invalid and not explained:
@@ -255,6 +278,7 @@ def verify_pr_review(
     outcome = _outcome(dispatch)
     report = _check_run_and_report(outcome, dispatch, report, run)
     explained = bool(outcome.failures)  # a run/report failure explains missing items
+    blocked = _blocked_reason(report)
     results: dict[int, ItemResult] = {}
     for claim in report.reviews if report else []:
         number = claim.pr
@@ -273,6 +297,12 @@ def verify_pr_review(
             )
             continue
         problem = _check_review(claim.grade, claim.merged, facts)
+        if problem is None and blocked and not facts.merged and claim.grade in MERGING_GRADES:
+            results[number] = ItemResult(number=number, kind="pr", ok=False, blocked=True,
+                                         grade=claim.grade, reason=blocked)
+            continue
+        if problem is None and not facts.merged and claim.grade in MERGING_GRADES:
+            problem = f"graded {claim.grade} but not merged"
         result = ItemResult(
             number=number, kind="pr", ok=problem is None, grade=claim.grade,
             merged=facts.merged, reason=problem or "",
@@ -297,6 +327,10 @@ def verify_pr_review(
     for number in dispatch.items:
         if number in results:
             outcome.results.append(results[number])
+            continue
+        if blocked:
+            outcome.results.append(ItemResult(number=number, kind="pr", ok=False, blocked=True,
+                                              reason=blocked))
             continue
         outcome.results.append(
             ItemResult(number=number, kind="pr", ok=False, reason="no review reported")
@@ -375,12 +409,21 @@ def _check_run_and_report(
     if report.workflow != dispatch.kind:
         outcome.failures.append(f"agent report is for {report.workflow}, expected {dispatch.kind}")
         return None
-    if report.status != "done":
+    if report.status == "blocked" and report.message.strip():
+        pass  # listed as blocked, item by item (`_blocked_reason`)
+    elif report.status != "done":
         message = _quote(report.message) if report.message.strip() else "no message"
         outcome.failures.append(f"agent reported {report.status}: {message}")
     elif not (report.issues if dispatch.kind == "issue_to_pr" else report.reviews):
         outcome.failures.append("reported done with no artifacts")
     return report
+
+
+def _blocked_reason(report: AgentReport | None) -> str:
+    """"blocked: <why>" when the agent reported blocked with a reason, else ""."""
+    if report is None or report.status != "blocked" or not report.message.strip():
+        return ""
+    return f"blocked: {_quote(report.message)}"
 
 
 def _outcome(dispatch: Dispatch) -> CoordinatorOutcome:
@@ -390,7 +433,7 @@ def _outcome(dispatch: Dispatch) -> CoordinatorOutcome:
 
 
 def _finish(outcome: CoordinatorOutcome) -> CoordinatorOutcome:
-    outcome.ok = not outcome.failures
+    outcome.ok = not outcome.failures and not outcome.blocked
     return outcome
 
 

@@ -207,6 +207,22 @@ def integration_tip(repo_path: Path | str, branch: str, remote: str = "origin") 
     )
 
 
+def read_blob(repo_path: Path | str, sha: str, path: str) -> bytes | None:
+    """The bytes of `path` in commit `sha` (as `git show sha:path`), or None if it has no such file."""
+    if not sha or sha.startswith("-") or not path or path.startswith(("-", "/")):
+        return None
+    with _open(repo_path) as repo:
+        try:
+            kind = repo.git.cat_file("-t", f"{sha}:{path}")
+        except GitCommandError:
+            return None
+        if kind.strip() != "blob":
+            return None
+        out = repo.git.execute(["git", "cat-file", "blob", f"{sha}:{path}"], stdout_as_string=False,
+                               strip_newline_in_stdout=False)
+    return bytes(out)
+
+
 def exclude_conductor_files(repo: Repo) -> Path:
     """Add `/.agent-task` and the other `CONDUCTOR_FILES` to the repository's git excludes
     (`info/exclude` of its common directory, read for every worktree) unless listed."""
@@ -266,6 +282,12 @@ def remove_worktree(repo_path: Path | str, path: Path | str) -> None:
     """Force-remove a worktree and prune; a worktree that is already gone is fine."""
     target = Path(path).resolve()
     with _MUTATING, _open(repo_path) as repo:
+        if (target / ".git").is_file():  # the usual case, one git command (leaves end together)
+            try:
+                _git(repo, "worktree", "remove", "--force", str(target), what="git worktree remove")
+                return
+            except WorktreeError:
+                pass  # not one of ours, or a stale registration: the careful way below
         _git(repo, "worktree", "prune", what="git worktree prune")
         known = {w.path.resolve() for w in _listed(repo)}
         if target in known:

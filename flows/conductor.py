@@ -1,7 +1,11 @@
 """The conductor: one full pass over the pipeline, as the seed's steps in order."""
 from __future__ import annotations
 
+import os
 import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.states import Cancelled, Completed, Failed, State
@@ -9,8 +13,11 @@ from prefect.states import Cancelled, Completed, Failed, State
 from conductor.coordinator import CoordinatorSpec
 from conductor.git_lock import LockError, holder_name
 from conductor.github_gateway import GitHubGateway
+from conductor.models import Plan
+from conductor.parameters import PassParameters, resolve_parameters
 from conductor.passes import PassInputs, PassReport, approved_gates, resolve_inputs
 from conductor.settings import GitHubSettings
+from conductor.taskfile import read_task_file
 from conductor.verify import CoordinatorOutcome
 from flows.coordinators import dispatch_all, html_base_of
 from tasks import steps
@@ -18,7 +25,37 @@ from tasks.guard import one_pass_on_github, one_pass_per_repo
 from tasks.secrets import github_settings
 
 
-@flow(name="conductor", log_prints=True, persist_result=False)
+def _pass_run_name() -> str:
+    """`OWNER/NAME 2026-12-02 16:00Z`: the pass's repository and start, in the UI's run lists."""
+    from prefect.runtime import flow_run
+
+    return f"{_repo_of(dict(flow_run.parameters or {})) or 'conductor'} {datetime.now(UTC):%Y-%m-%d %H:%MZ}"
+
+
+def _repo_of(parameters: dict[str, Any]) -> str | None:
+    """The repository a pass will run on, decided as the pass decides it (None if unknown yet)."""
+    try:
+        params = PassParameters(**{k: v for k, v in parameters.items() if k in PassParameters.model_fields})
+        if params.repo:
+            return params.repo
+        task = read_task_file(Path(params.task_file)) if params.task_file else None
+        return resolve_parameters(params, task=task, env=os.environ).repo
+    except Exception:  # noqa: BLE001 - a bad input fails the pass itself, with its own message
+        return None
+
+
+def _rerun_hint(params: PassParameters, repo: str) -> str:
+    """What the reminder asks a person to run next: how this pass was started."""
+    if params.rerun_hint:
+        return params.rerun_hint
+    from prefect.runtime import deployment, flow_run
+
+    if deployment.name:
+        return f"prefect deployment run '{flow_run.flow_name}/{deployment.name}' --param repo={repo}"
+    return f"conductor run --repo {repo}"
+
+
+@flow(name="conductor", flow_run_name=_pass_run_name, log_prints=True, persist_result=False)
 def conductor(
     repo: str | None = None,
     phase_filter: str | None = None,
@@ -32,17 +69,22 @@ def conductor(
     repo_path: str | None = None,
     github_url: str | None = None,
     agent_command: list[str] | None = None,
+    agent_preset: str | None = None,
     agent_timeout: float | None = None,
+    rerun_hint: str | None = None,
 ) -> State:
-    """One pass. Parameters mirror the seed's `.agent-task` (which `task_file` may name);
-    the GitHub token is never a parameter: it comes from the environment or a Secret block."""
-    settings = github_settings(github_url)
-    inputs = resolve_inputs(
-        api_url=settings.api_url, repo=repo, task_file=task_file, config_file=config_file,
-        phase_filter=phase_filter, max_issues_per_dispatch=max_issues_per_dispatch,
+    """One pass. The parameters are `conductor.parameters.PassParameters`, field for field
+    (a test holds them equal); the GitHub token is never one: it comes from the environment
+    or a Prefect block."""
+    params = PassParameters(
+        repo=repo, phase_filter=phase_filter, max_issues_per_dispatch=max_issues_per_dispatch,
         max_prs_per_dispatch=max_prs_per_dispatch, attempt=attempt, dry_run=dry_run,
-        reminder_mode=reminder_mode, repo_path=repo_path, agent_command=agent_command,
-        agent_timeout=agent_timeout)
+        reminder_mode=reminder_mode, task_file=task_file, config_file=config_file, repo_path=repo_path,
+        github_url=github_url, agent_command=agent_command, agent_preset=agent_preset,
+        agent_timeout=agent_timeout, rerun_hint=rerun_hint)
+    settings = github_settings(params.github_url)
+    inputs = resolve_inputs(params, api_url=settings.api_url)
+    inputs = inputs.model_copy(update={"rerun_hint": _rerun_hint(params, inputs.repo)})
     logger = get_run_logger()
     with one_pass_per_repo(inputs.repo, wait_seconds=inputs.guard_wait) as mine:
         if not mine:
@@ -50,6 +92,32 @@ def conductor(
             logger.warning(message)
             return Cancelled(message=message)
         return _one_pass(settings, inputs)
+
+
+def _log_plan(logger: Any, plan: Plan, dry_run: bool) -> None:
+    """Each decision of the plan, one log line each (the pass's logs in the Prefect UI)."""
+    verb = "would dispatch" if dry_run else "dispatch"
+    for d in plan.dispatches:
+        logger.info("%s %s %s %s: %s", verb, d.kind, d.phase, d.batch or "(no batch)",
+                    ", ".join(f"#{n}" for n in d.items))
+    for g in plan.gated:
+        logger.info("gated #%d: %s%s", g.number, g.reason, " (approved)" if g.approved else "")
+    for p in plan.problems:
+        logger.warning("problem #%d: %s", p.number, p.message)
+    if plan.stuck:
+        logger.error("stuck: attempt %d, nothing dispatched", plan.attempt)
+    elif not plan.dispatches:
+        logger.info("nothing to dispatch")
+
+
+def _log_outcomes(logger: Any, outcomes: list[CoordinatorOutcome]) -> None:
+    for o in outcomes:
+        items = ", ".join(f"#{n}" for n in o.items)
+        if o.ok:
+            logger.info("proved %s %s %s: %s", o.kind, o.phase, o.batch or "(no batch)", items)
+        else:
+            logger.warning("failed %s %s %s: %s — %s", o.kind, o.phase, o.batch or "(no batch)", items,
+                           "; ".join(o.failures))
 
 
 def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
@@ -85,6 +153,7 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
     snapshot, released = steps.release_stale_claims(gh, snapshot, inputs.config, inputs.dry_run)
     progress = steps.count_attempts(snapshot, inputs)
     plan = steps.make_plan(snapshot, inputs, progress.attempt)
+    _log_plan(logger, plan, inputs.dry_run)
 
     outcomes: list[CoordinatorOutcome] = []
     skipped: list[int] = []
@@ -97,13 +166,15 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
             worktree_root=inputs.worktree_root, integration_branch=inputs.config.integration_branch,
             default_branch=gh.default_branch(), agent_command=inputs.agent_command,
             agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
-            status_pr_open=inputs.config.status_pr_open, pass_id=pass_id)
+            status_pr_open=inputs.config.status_pr_open, pass_id=pass_id,
+            mode=inputs.config.dispatch, prompts=inputs.config.prompts,
+            migration_paths=inputs.config.migration_paths)
         results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
                                                html_base=html_base_of(inputs.api_url))
+        _log_outcomes(logger, outcomes)
+        steps.record_failed_attempts(gh, outcomes, spec.pass_id, inputs.config)
     finished = steps.close_finished(gh, snapshot, inputs.dry_run) if snapshot.finished else []
-    for d in plan.dispatches if inputs.dry_run else []:
-        logger.info("dry run: would dispatch %s %s %s: %s", d.kind, d.phase, d.batch, d.items)
 
     # The pipeline after the coordinators: a new snapshot, planned the same way.
     after_snapshot = steps.read_state(gh, inputs, not_people) if outcomes else snapshot
@@ -114,7 +185,7 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
         repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,
         plan_after=after if outcomes else None, approvals=approved_gates(plan, snapshot),
         closed_reminders=result.closed, released_claims=released, orphans=orphans, outcomes=outcomes,
-        reminder=result, api_requests=gh.requests_made, self_destructed=str(destroyed) if destroyed else None,
+        reminder=result, api_requests=gh.requests_made, rate_points=gh.rate_points, self_destructed=str(destroyed) if destroyed else None,
         not_ours=[n.line() for n in snapshot.previous.not_ours],
         refused_approvals=[r.line() for r in snapshot.refused_approvals],
         finished=finished, skipped_claimed=skipped))
@@ -122,7 +193,13 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
     if plan.stuck:
         return Failed(message=f"Conductor stuck: ATTEMPT_N={plan.attempt} — needs human intervention "
                               f"(issue #{result.stuck_issue})", data=report)
+    if result.number:
+        logger.info("reminder #%d %s", result.number, result.action)
     if plan.idle:
         logger.info("Pipeline is fully idle. No open issues or PRs with phase labels.")
     note = f"; reminder not written: {result.error}" if result.error else ""
-    return Completed(message=f"{len(outcomes)} coordinators, {len(report.failures)} failures{note}", data=report)
+    summary = report.summary() + note
+    logger.info("%s", summary)
+    if report.failures:  # the pass itself worked; its run says what went wrong in its state's name
+        return Completed(name="Completed with failures", message=summary, data=report)
+    return Completed(message=summary, data=report)

@@ -1,6 +1,14 @@
 """Coordinator subflows: `issue-to-pr` and `pr-review`, one per dispatch group.
 
-Each reads like its steps: claim the items, make a worktree and task file, run the
+Leaf mode (the default): the subflow runs one `leaf` task per item, all at once (a review
+chained by `merge_after` waits for the leaf it follows, an edge in the UI's graph). Each
+leaf claims its item, makes its own worktree (`issue-<N>-<pass>` / `pr-<N>-<pass>`) and
+`.agent-task`, runs its own agent while holding a slot of the global concurrency limit
+`agent-slots`, proves its claim against GitHub, removes its worktree and takes its status
+label off. The subflow's result is the list of leaf results.
+
+Coordinator-agent mode: one agent for the whole group, in one worktree, which fans out by
+itself. It reads like its steps: claim the items, make a worktree and task file, run the
 agent, prove its claims against GitHub, release the labels, remove the worktree.
 Parameters hold no secret: the subflow builds its own GitHub client from the
 environment, and only passes the agent a token of its own when one is configured.
@@ -10,14 +18,28 @@ from __future__ import annotations
 import contextvars
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 from prefect import flow, get_run_logger, task
-from prefect.deployments import run_deployment
 from prefect.cache_policies import NO_CACHE
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
+from prefect.concurrency.sync import concurrency
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Completed, Failed, State
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from conductor import coordinator as core
-from conductor.coordinator import AgentResult, CoordinatorResult, CoordinatorSpec, Workspace
+from conductor import leaf as leaves
+from conductor.coordinator import (
+    AgentResult,
+    CoordinatorResult,
+    CoordinatorSpec,
+    LeafResult,
+    LeafWorkspace,
+    Workspace,
+)
 from conductor.github_gateway import GitHubGateway
 from conductor.models import Dispatch
 from conductor.settings import RunSettings
@@ -25,6 +47,8 @@ from conductor.verify import CoordinatorOutcome
 from tasks.secrets import agent_token, github_settings
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
+AGENT_SLOTS = "agent-slots"
+LEAF_THREADS = 128  # leaves of one coordinator started at once (agents are capped by AGENT_SLOTS)
 
 
 @step(name="claim and prepare")
@@ -34,8 +58,7 @@ def prepare(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> Wor
     return core.prepare(dispatch, spec)
 
 
-@step(name="run agent")
-def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> AgentResult:
+def _agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> AgentResult:
     logger = get_run_logger()
     conductor_token = github_settings(spec.api_url).token
     token = agent_token()
@@ -45,6 +68,17 @@ def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -
     logger.info("agent ended: exit %s, timed out %s, report %s", result.run.returncode,
                 result.run.timed_out, result.run.report_error or "read")
     return result
+
+
+@step(name="run agent")
+def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> State:
+    """The task run fails when the agent exits non-zero or times out (its result rides along)."""
+    result = _agent(dispatch, spec, workspace)
+    run = result.run
+    if run.timed_out or run.idle_timed_out or run.returncode != 0:
+        why = "timed out" if run.timed_out or run.idle_timed_out else f"exited with status {run.returncode}"
+        return Failed(message=f"the agent {why}", data=result)
+    return Completed(message="the agent exited 0", data=result)
 
 
 @step(name="verify artifact proof")
@@ -62,15 +96,88 @@ def clean_up(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, works
         core.release(gh, dispatch, spec)
 
 
+@task(cache_policy=NO_CACHE, persist_result=False, name="leaf",
+      task_run_name="{dispatch.kind} #{number}")
+def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str) -> LeafResult:
+    """One item, start to finish: claim, worktree, task file, agent (holding an agent slot),
+    proof, clean-up. Never raises: whatever breaks is the leaf's failure, not its siblings'."""
+    logger = get_run_logger()
+    one = core.leaf_dispatch(dispatch, number)
+    started = core.now()
+    workspace: LeafWorkspace | None = None
+    agent: AgentResult | None = None
+    agent_times: dict[str, float] = {}
+    problems: list[str] = []
+    with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
+        try:
+            core.claim_item(gh, dispatch, spec, number)
+            workspace = core.prepare_leaf(gh, dispatch, spec, number)
+            logger.info("worktree %s; prompt %s (%s, blob %s)", workspace.path.name,
+                        workspace.prompt.path, workspace.prompt.source, workspace.prompt.sha[:12])
+            # the pass sets the limit up (`ensure_agent_slots`); a coordinator run on its own
+            # without one runs its agents unlimited
+            with concurrency(AGENT_SLOTS, occupy=1, lease_duration=60, strict=False,
+                             raise_on_lease_renewal_failure=False):
+                agent_times["agent_started"] = core.now()
+                agent = _agent(one, spec, workspace)
+                agent_times["agent_ended"] = core.now()
+            outcome = core.prove(gh, one, spec, agent, html_base=html_base)
+        except Exception as exc:  # a broken leaf is a failure, never a crashed coordinator
+            logger.error("leaf failed: %s", exc)
+            outcome = core.failed_outcome(one, f"leaf failed: {exc}")
+        finally:
+            for what, action in (("remove the worktree", lambda: core.cleanup(spec, workspace)),
+                                 ("release the status label",
+                                  lambda: core.release_item(gh, dispatch, spec, number))):
+                try:
+                    action()
+                except Exception as exc:
+                    logger.error("could not %s: %s", what, exc)
+                    problems.append(f"could not {what}: {exc}")
+    outcome.failures += problems
+    outcome.ok = outcome.ok and not problems
+    outcome = core.annotate_leaf(outcome, one, number, workspace, started=started, ended=core.now(),
+                                 **agent_times)
+    return LeafResult(number=number, outcome=outcome, agent=agent, problems=problems)
+
+
+def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
+    """One leaf per item, all submitted at once; a review waits for the one it merges after."""
+    spec = core.localize(spec, RunSettings())
+    html_base = html_base_of(spec.api_url)
+    order = dispatch.items
+    if dispatch.kind == "pr_review":
+        order = leaves.review_order(dispatch.items, dispatch.merge_after)
+    futures = {}
+    for number in order:
+        first = dispatch.merge_after.get(number) if dispatch.kind == "pr_review" else None
+        wait = [futures[first]] if first in futures else []
+        futures[number] = leaf.submit(number, dispatch, spec, html_base, wait_for=wait)
+    results: list[LeafResult] = []
+    for number in dispatch.items:
+        try:
+            results.append(futures[number].result())
+        except Exception as exc:  # the task itself crashed (cancelled, killed)
+            one = core.leaf_dispatch(dispatch, number)
+            outcome = core.annotate_leaf(core.failed_outcome(one, f"leaf crashed: {exc}"), one, number,
+                                         None, started=core.now(), ended=core.now())
+            results.append(LeafResult(number=number, outcome=outcome))
+    return CoordinatorResult(outcome=core.combine(dispatch, results), leaves=results)
+
+
 def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     """The body both coordinator flows share."""
+    if spec.mode == "leaf":
+        return coordinate_leaves(dispatch, spec)
     spec = core.localize(spec, RunSettings())
     workspace = None
     agent = None
     with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
         try:
             workspace = prepare(gh, dispatch, spec)
-            agent = run_agent(dispatch, spec, workspace)
+            agent = run_agent(dispatch, spec, workspace, return_state=True).result(raise_on_failure=False)
+            if isinstance(agent, BaseException):
+                raise agent
             outcome = prove(gh, dispatch, spec, agent, html_base=html_base_of(spec.api_url))
         except Exception as exc:  # a broken coordinator is a failure, never a crashed pass
             get_run_logger().error("coordinator failed: %s", exc)
@@ -87,17 +194,18 @@ def as_state(result: CoordinatorResult) -> State:
     outcome = result.outcome
     if outcome.ok:
         return Completed(message=f"{len(outcome.items)} items proved", data=result)
-    return Failed(message="; ".join(outcome.failures)[:1000] or "not proved", data=result)
+    reasons = outcome.failures + [f"#{r.number} {r.reason}" for r in outcome.blocked]
+    return Failed(message="; ".join(reasons)[:1000] or "not proved", data=result)
 
 
 @flow(name="issue-to-pr", flow_run_name="issue-to-pr {dispatch.phase} {dispatch.batch}",
-      log_prints=True, persist_result=False)
+      log_prints=True, persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=LEAF_THREADS))
 def issue_to_pr(dispatch: Dispatch, spec: CoordinatorSpec) -> State:
     return as_state(coordinate(dispatch, spec))
 
 
 @flow(name="pr-review", flow_run_name="pr-review {dispatch.phase} {dispatch.batch}",
-      log_prints=True, persist_result=False)
+      log_prints=True, persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=LEAF_THREADS))
 def pr_review(dispatch: Dispatch, spec: CoordinatorSpec) -> State:
     return as_state(coordinate(dispatch, spec))
 
@@ -151,6 +259,8 @@ def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
     of those deployments on their work pool's workers."""
     if not dispatches:
         return []
+    if spec.mode == "leaf":
+        ensure_agent_slots(spec.agent_slots or RunSettings().agent_slots)
 
     def one(d: Dispatch) -> CoordinatorResult:
         return _run_remote(d, spec, deployments[d.kind]) if deployments else _run_here(d, spec)
@@ -165,3 +275,19 @@ def html_base_of(api_url: str) -> str:
     if api_url.rstrip("/") == "https://api.github.com":
         return "https://github.com"
     return api_url.rstrip("/").removesuffix("/api/v3")
+
+
+def ensure_agent_slots(limit: int) -> None:
+    """The global concurrency limit `agent-slots` exists and caps agents at `limit`."""
+    with get_client(sync_client=True) as client:
+        try:
+            current = client.read_global_concurrency_limit_by_name(AGENT_SLOTS)
+        except ObjectNotFound:
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=AGENT_SLOTS, limit=limit))
+                return
+            except (ObjectAlreadyExists, httpx.HTTPStatusError):
+                current = client.read_global_concurrency_limit_by_name(AGENT_SLOTS)  # made meanwhile
+        if current.limit != limit or not current.active:
+            client.update_global_concurrency_limit(
+                AGENT_SLOTS, GlobalConcurrencyLimitUpdate(limit=limit, active=True))

@@ -13,16 +13,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from conductor import (claims, coordinator, finished_issues, label_preflight as preflight_labels, markdown, orphans,
+from conductor import (attempts, claims, coordinator, finished_issues, label_preflight as preflight_labels, markdown, orphans,
                        planner, previous_run, reminder, reminder_publish, worktrees)
 from conductor.config import PipelineConfig
 from conductor.coordinator import CoordinatorResult, CoordinatorSpec
 from conductor.errors import ConductorError
 from conductor.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
-from conductor.github_gateway import GitHubGateway
+from conductor.github_gateway import GitHubError, GitHubGateway
 from conductor.models import Dispatch, Plan
 from conductor.passes import PassInputs, PassReport
-from conductor.render import HEADERS, summary_line
+from conductor.render import HEADERS
 from conductor.snapshot import read_snapshot
 from conductor.verify import CoordinatorOutcome
 from tasks.secrets import agent_token
@@ -136,7 +136,31 @@ def verify_artifact_proof(gh: GitHubGateway, dispatches: list[Dispatch], results
         else:
             logger.warning("not proved: %s %s %s: %s", o.kind, o.phase, o.batch or "(no batch)",
                            "; ".join(o.failures))
+        for r in o.results:  # per item (one line per leaf)
+            if r.blocked:
+                logger.warning("  #%d blocked: %s", r.number, r.reason)
+            elif not r.ok:
+                logger.warning("  #%d not proved: %s", r.number, r.reason)
     return outcomes
+
+
+@step(name="record failed attempts")
+def record_failed_attempts(gh: GitHubGateway, outcomes: list[CoordinatorOutcome], pass_id: str,
+                           config: PipelineConfig) -> list[int]:
+    """Per-item attempts, kept on GitHub: one comment from this pass on every dispatched item
+    without a proved result (`conductor/attempts.py`). A comment that cannot be written is
+    logged and skipped: the pass goes on to its reminder."""
+    logger = get_run_logger()
+    recorded = []
+    for number, reason in attempts.failed_items(outcomes):
+        try:
+            if gh.record_attempt(number, pass_id, reason, limit=config.item_attempt_limit):
+                recorded.append(number)
+        except GitHubError as exc:
+            logger.warning("could not record the failed attempt on #%d: %s", number, exc)
+    if recorded:
+        logger.warning("failed attempts recorded on %s", ", ".join(f"#{n}" for n in recorded))
+    return recorded
 
 
 @step(name="reminder gate")
@@ -184,7 +208,8 @@ def report(pass_report: PassReport) -> PassReport:
     slug = _artifact_slug(plan.repo)
     rows = [dict(zip(HEADERS, row, strict=True)) for row in pass_report.table_rows()]
     create_table_artifact(key=f"pipeline-state-{slug}", table=rows,
-                          description=markdown.escape(f"Pipeline state of {plan.repo}: {summary_line(plan)}"))
+                          description=markdown.escape(f"Pipeline state of {plan.repo}: {pass_report.summary()}; "
+                                                      f"{pass_report.rate_points} rate-limit points spent"))
     create_markdown_artifact(key=f"conductor-summary-{slug}", markdown=pass_report.markdown(),
                              description=markdown.escape(f"Conductor pass over {plan.repo}"))
     return pass_report

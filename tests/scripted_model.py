@@ -482,7 +482,13 @@ def _html_url(text: str) -> str | None:
     return match.group(1) if match else None
 
 
-def issue_to_pr_script(*, lie: bool = False) -> Script:
+def _issue_report(workflow: str, issue: int, url: str) -> dict[str, Any]:
+    if "-" in workflow:  # a leaf (issue-to-pr): the single-item form
+        return {"workflow": workflow, "status": "done", "issue": issue, "pr_url": url}
+    return {"workflow": workflow, "status": "done", "issues": [{"issue": issue, "pr_url": url}]}
+
+
+def issue_to_pr_script(*, lie: bool = False, api: str | None = None) -> Script:
     """Read the task; branch, write, commit, push; open the PR with `gh api` (REST, full
     URL: `gh pr create` speaks GraphQL and https only); write the report. With `lie`, write
     a report claiming a PR that was never opened, and do nothing else."""
@@ -491,16 +497,14 @@ def issue_to_pr_script(*, lie: bool = False) -> Script:
         if not results:
             return Read(task_path(prompt))
         task = task_of(results)
-        issue = first_item(task, "ISSUE", "ISSUES")
+        issue = first_item(task, "ISSUE_NUMBER", "ISSUE", "ISSUES")
         worktree = task_path(prompt).rsplit("/", 1)[0]
         report = task.get("REPORT_PATH") or f"{worktree}/.agent-report.json"
-        api, repo = task["GITHUB_API_URL"], task["GH_REPO"]
-        web = api.removesuffix("/api/v3")
+        api_url, repo = task.get("GITHUB_API_URL") or api, task["GH_REPO"]  # a leaf's task has no URL
+        web = api_url.removesuffix("/api/v3")
         workflow = task.get("WORKFLOW", "issue_to_pr")
         if lie:
-            steps: list[Action] = [Write(report, json.dumps({
-                "workflow": workflow, "status": "done",
-                "issues": [{"issue": issue, "pr_url": f"{web}/{repo}/pull/999"}]}))]
+            steps: list[Action] = [Write(report, json.dumps(_issue_report(workflow, issue, f"{web}/{repo}/pull/999")))]
         else:
             branch = f"agent/issue-{issue}"
             steps = [
@@ -509,22 +513,21 @@ def issue_to_pr_script(*, lie: bool = False) -> Script:
                 Shell(f"git add changes && git -c user.name=scripted-agent -c user.email=agent@sandbox.invalid "
                       f"commit -q -m 'Implement #{issue}'"),
                 Shell(f"git push -q origin HEAD:refs/heads/{branch}"),
-                Shell(f"gh api --method POST {api}/repos/{repo}/pulls -f title='Implement #{issue}' "
-                      f"-f head={branch} -f base={task.get('INTEGRATION_BRANCH') or 'dev'} "
+                Shell(f"gh api --method POST {api_url}/repos/{repo}/pulls -f title='Implement #{issue}' "
+                      f"-f head={branch} -f base={task.get('BASE') or task.get('INTEGRATION_BRANCH') or 'dev'} "
                       f"-f body='Closes #{issue}'"),
             ]
             if len(results) > len(steps):  # the gh output is in: report the PR it made
                 url = _html_url(results[len(steps)])
                 assert url, f"no PR URL in the gh output: {results[len(steps)][:500]}"
-                steps.append(Write(report, json.dumps({
-                    "workflow": workflow, "status": "done", "issues": [{"issue": issue, "pr_url": url}]})))
+                steps.append(Write(report, json.dumps(_issue_report(workflow, issue, url))))
         step = len(results) - 1
         return steps[step] if step < len(steps) else Say("Done: the report is written.")
 
     return script
 
 
-def pr_review_script(grade: str = "A") -> Script:
+def pr_review_script(grade: str = "A", api: str | None = None) -> Script:
     """Read the task; read the PR; merge it (grade A); close the issue it fixes (the base is
     not the default branch, so no closing keyword does); write the report."""
 
@@ -532,21 +535,23 @@ def pr_review_script(grade: str = "A") -> Script:
         if not results:
             return Read(task_path(prompt))
         task = task_of(results)
-        pr = first_item(task, "PR", "PRS")
+        pr = first_item(task, "PR_NUMBER", "PR", "PRS")
         worktree = task_path(prompt).rsplit("/", 1)[0]
         report = task.get("REPORT_PATH") or f"{worktree}/.agent-report.json"
-        api, repo = task["GITHUB_API_URL"], task["GH_REPO"]
-        steps: list[Action] = [Shell(f"gh api {api}/repos/{repo}/pulls/{pr}")]
+        api_url, repo = task.get("GITHUB_API_URL") or api, task["GH_REPO"]  # a leaf's task has no URL
+        steps: list[Action] = [Shell(f"gh api {api_url}/repos/{repo}/pulls/{pr}")]
         if len(results) >= 2:
             closes = re.search(r"(?i)closes #(\d+)", results[1])
-            steps.append(Shell(f"gh api --method PUT {api}/repos/{repo}/pulls/{pr}/merge -f merge_method=merge"))
+            steps.append(Shell(f"gh api --method PUT {api_url}/repos/{repo}/pulls/{pr}/merge -f merge_method=merge"))
             if closes:
-                steps.append(Shell(f"gh api --method PATCH {api}/repos/{repo}/issues/{closes.group(1)} "
+                steps.append(Shell(f"gh api --method PATCH {api_url}/repos/{repo}/issues/{closes.group(1)} "
                                    f"-f state=closed -f state_reason=completed"))
-            steps.append(Write(report, json.dumps({
-                "workflow": task.get("WORKFLOW", "pr_review"), "status": "done",
-                "reviews": [{"pr": pr, "grade": grade,
-                             "merged": bool(len(results) > 2 and re.search(r'"merged"\s*:\s*true', results[2]))}]})))
+            merged = bool(len(results) > 2 and re.search(r'"merged"\s*:\s*true', results[2]))
+            workflow = task.get("WORKFLOW", "pr_review")
+            steps.append(Write(report, json.dumps(
+                {"workflow": workflow, "status": "done", "pr": pr, "grade": grade, "merged": merged}
+                if "-" in workflow else  # a leaf: the single-item form
+                {"workflow": workflow, "status": "done", "reviews": [{"pr": pr, "grade": grade, "merged": merged}]})))
         step = len(results) - 1
         return steps[step] if step < len(steps) else Say("Done: reviewed and merged.")
 

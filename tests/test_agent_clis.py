@@ -115,7 +115,7 @@ class Scenario:
         from conductor.taskfile import parse_key_values
 
         task = parse_key_values(Path(task_path(prompt)).read_text(encoding="utf-8"))
-        item = first_item(task, "ISSUE", "ISSUES", "PR", "PRS")
+        item = first_item(task, "ISSUE_NUMBER", "PR_NUMBER", "ISSUE", "ISSUES", "PR", "PRS")
         return self.by_item[item]
 
 
@@ -134,7 +134,8 @@ def conductor_run(pipe: PipelineRepo, agent: list[str], env: dict[str, str], log
     elapsed = time.monotonic() - started
     with log.open("a") as err:
         err.write(f"\n== conductor run exited {proc.returncode} after {elapsed:.1f} s\n")
-    assert proc.returncode == 0, log.read_text()[-4000:]
+    # 1: the pass ran and some claim was not proved (expected in pass 1); 2 would be bad input
+    assert proc.returncode in (0, 1) and proc.stdout.strip(), log.read_text()[-4000:]
     return json.loads(proc.stdout)
 
 
@@ -146,10 +147,14 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
         pytest.skip(reason)
     honest = pipe.issue("Page A", UI, "batch-01")
     liar = pipe.issue("Page B", UI, "batch-02")
-    silent = pipe.issue("Page C", UI, "batch-03")
+    # Gemini CLI gives up on a silent model itself and retries, printing each attempt, so
+    # only the total timeout would end that leaf: its silent leaf is left out
+    silent = pipe.issue("Page C", UI, "batch-03") if name != "gemini" else None
     scenario = Scenario()
-    scenario.by_item.update({honest: issue_to_pr_script(), liar: issue_to_pr_script(lie=True),
-                             silent: hang_script()})
+    api = sandbox.api_url
+    scenario.by_item.update({honest: issue_to_pr_script(api=api), liar: issue_to_pr_script(lie=True, api=api)})
+    if silent:
+        scenario.by_item[silent] = hang_script()
     model = ScriptedModel(script_for=scenario.script_for)
     relays: list[netns_agent.UnixRelay] = []
     sockets = Path(f"/tmp/conductor-netns-{secrets.token_hex(4)}")
@@ -180,6 +185,7 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
             started = time.monotonic()
             first = conductor_run(pipe, agent, env, log)
             pass1_s = time.monotonic() - started
+            (keep / f"{name}-pass1-report.json").write_text(json.dumps(first, indent=1))
             outcomes = {o["items"][0]: o for o in first["outcomes"]}
             assert outcomes[honest]["ok"], (outcomes[honest]["failures"], log.read_text()[-6000:])
             [pr] = pipe.pulls()
@@ -192,16 +198,17 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
                 assert usage["cost_usd"] > 0 and usage["turns"] >= 8
             assert not outcomes[liar]["ok"]
             assert any("999" in f for f in outcomes[liar]["failures"]), outcomes[liar]["failures"]
-            assert not outcomes[silent]["ok"]
-            assert f"agent idle: no output for {IDLE_S[name]} s" in outcomes[silent]["failures"], \
-                outcomes[silent]["failures"]
+            if silent:
+                assert not outcomes[silent]["ok"]
+                assert f"agent idle: no output for {IDLE_S[name]} s" in outcomes[silent]["failures"], \
+                    outcomes[silent]["failures"]
             assert pass1_s < 200
 
             # pass 2: the review leaf merges the PR and closes the issue (the others are
             # withdrawn by a person, so they are not dispatched again)
-            for number in (liar, silent):
+            for number in (n for n in (liar, silent) if n):
                 pipe.call("PATCH", f"/issues/{number}", json={"state": "closed"})
-            scenario.by_item[pr["number"]] = pr_review_script("A")
+            scenario.by_item[pr["number"]] = pr_review_script("A", api=api)
             started = time.monotonic()
             second = conductor_run(pipe, agent, env, log)
             pass2_s = time.monotonic() - started
@@ -223,7 +230,7 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
     # nothing but loopback: the agents ran in their namespaces and looked nothing up
     recorded = [json.loads(line) for line in events.read_text().splitlines()]
     ready = [e for e in recorded if e["kind"] == "ready"]
-    assert len(ready) == 4 and all(e["interfaces"] == ["lo"] for e in ready)
+    assert len(ready) == (4 if silent else 3) and all(e["interfaces"] == ["lo"] for e in ready)
     outside = [e for e in recorded if e["kind"] in ("dns", "connect")]
     assert outside == [], outside
     print(f"{name}: pass 1 {pass1_s:.1f} s, pass 2 {pass2_s:.1f} s, "

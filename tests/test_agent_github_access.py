@@ -57,12 +57,16 @@ def test_agent_push_uses_its_own_token_and_writes_it_nowhere(pipe, sandbox, tmp_
     # `credential.helper=`): the askpass script answers instead
     askpass = write_askpass(tmp_path)
     env = agent_environment(os.environ, agent_github_env(sandbox.api_url, agent_token, askpass=askpass))
-    env.update({"GIT_CONFIG_COUNT": "3", "GIT_CONFIG_KEY_2": "credential.helper", "GIT_CONFIG_VALUE_2": ""})
-    code, lines = _run(["git", "push", "origin", "HEAD:refs/heads/agent/leaf-2"], wt,
-                       {k: v for k, v in env.items() if k != "GIT_ASKPASS"})
-    assert code != 0, lines  # the helper alone no longer answers
+    env.update({"GIT_CONFIG_COUNT": "4", "GIT_CONFIG_KEY_3": "credential.helper", "GIT_CONFIG_VALUE_3": ""})
     code, lines = _run(["git", "push", "origin", "HEAD:refs/heads/agent/leaf-2"], wt, env)
     assert code == 0, lines
+    # as Gemini CLI runs commands: every helper and askpass dropped; the header still answers
+    env.update({"GIT_ASKPASS": ""})
+    code, lines = _run(["git", "push", "origin", "HEAD:refs/heads/agent/leaf-3"], wt, env)
+    assert code == 0, lines
+    without_header = {**env, "GIT_CONFIG_KEY_2": "core.pager", "GIT_CONFIG_VALUE_2": "cat"}
+    code, lines = _run(["git", "push", "origin", "HEAD:refs/heads/agent/leaf-4"], wt, without_header)
+    assert code != 0, lines  # (the helper alone would not have answered)
     assert pipe.call("GET", "/branches/agent/leaf-2")["name"] == "agent/leaf-2"
     assert agent_token not in askpass.read_text()
     # the token is in no file: not the clone's config, not the worktree's, not anywhere in the clone

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -155,7 +156,9 @@ def test_agent_github_env_on_every_host(api_url: str, expected_host: str | None,
     else:
         assert env["GH_ENTERPRISE_TOKEN"] == env["GITHUB_ENTERPRISE_TOKEN"] == "agent-tok"
         assert env["GH_HOST"] == expected_host
-    assert env["GIT_CONFIG_COUNT"] == "2"
+    assert env["GIT_CONFIG_COUNT"] == "3"
+    assert env["GIT_CONFIG_KEY_2"] == f"http.{web}/.extraHeader"
+    assert env["GIT_CONFIG_VALUE_2"] == "Authorization: Basic " + base64.b64encode(b"x-access-token:agent-tok").decode()
     assert env["GIT_CONFIG_KEY_0"] == env["GIT_CONFIG_KEY_1"] == f"credential.{web}.helper"
     assert env["GIT_CONFIG_VALUE_0"] == ""
     assert "agent-tok" not in env["GIT_CONFIG_VALUE_1"] and "$GH_TOKEN" in env["GIT_CONFIG_VALUE_1"]
@@ -250,6 +253,9 @@ def test_planted_secret_is_redacted_everywhere(tmp_path: Path) -> None:
         print("{secret}", file=sys.stderr, flush=True)
     """), tmp_path, secrets=(secret, ""))
     assert lines == ["token is *** ok", "***"]
+    encoded = base64.b64encode(f"x-access-token:{secret}".encode()).decode()
+    _, lines = run(script(f"print('header {encoded} end')"), tmp_path, secrets=(secret,))
+    assert lines == ["header *** end"]
     assert all(secret not in line for line in result.output_tail)
 
 
@@ -486,7 +492,8 @@ def test_agent_cli_presets_pass_the_prompt_as_one_argument(name: str, executable
     assert argv[0] == executable
     prompts = [arg for arg in argv if "coordinator" in arg]
     assert prompts == [expand_command([AGENT_PROMPT], VALUES)[0]]
-    assert "issue_to_pr coordinator" in prompts[0] and '"pr_url"' in prompts[0]
+    assert "issue_to_pr agent for one item" in prompts[0] and '"pr_url"' in prompts[0]
+    assert '"workflow": "issue-to-pr"' in prompts[0] and '"workflow": "pr-review"' in prompts[0]
 
 
 def test_get_preset_returns_a_copy() -> None:

@@ -138,6 +138,6 @@ def test_the_gateway_implements_the_github_port():
     wanted = {n for n, v in vars(GitHub).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
     missing = {n for n in wanted if not hasattr(GitHubGateway, n)}
     assert wanted and missing == set()
-    for name in wanted - {"requests_made"}:
+    for name in {n for n in wanted if not isinstance(vars(GitHub)[n], property)}:
         port, real = inspect.signature(getattr(GitHub, name)), inspect.signature(getattr(GitHubGateway, name))
         assert list(port.parameters) == list(real.parameters), name

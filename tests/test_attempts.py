@@ -59,5 +59,5 @@ def test_failed_items_are_those_without_a_proved_result() -> None:
                                     ItemResult(number=8, kind="pr", ok=True, grade="A", merged=True)]),
         CoordinatorOutcome(kind="pr_review", phase="p", items=[5]),
     ]
-    assert failed_items(outcomes) == [(2, "PR #8 does not close #2"), (3, "agent exited 1"),
+    assert failed_items(outcomes) == [(2, "PR #8 does not close #2; agent exited 1"), (3, "agent exited 1"),
                                       (5, "no proved result")]

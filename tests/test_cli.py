@@ -100,6 +100,9 @@ def test_setup_creates_the_conductor_worktree_once(tmp_path, sandbox, sample):
     assert first.returncode == 0, first.stderr
     task = (tmp_path / "wt" / "conductor" / ".agent-task").read_text()
     assert f"GH_REPO={sample}" in task and "MAX_ISSUES_PER_DISPATCH=12" in task
+    suggested = first.stdout.strip().splitlines()[-1].split()
+    assert suggested[:2] == ["conductor", "run"] and "--agent-preset" in suggested  # runs as printed
+    assert suggested[suggested.index("--repo-path") + 1] == str(clone.resolve())
     again = conductor("setup", "--repo", sample, "--repo-path", str(clone), env=env)
     assert again.returncode == 2
     assert "git worktree remove --force" in again.stderr and "git worktree prune" in again.stderr
@@ -117,3 +120,39 @@ def test_run_refuses_bad_input_before_starting_prefect(tmp_path, env, args, mess
     result = conductor("run", *args, env={"PREFECT_API_URL": "http://127.0.0.1:9/api", **env}, cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_status_shows_the_reminder_the_plan_and_where_prefect_is(sandbox, tmp_path):
+    from datetime import UTC, datetime
+
+    from conductor import constants
+    from conductor.models import Plan
+    from conductor.reminder import render_reminder
+
+    repo = seed_pipeline(sandbox.api_url, sandbox.admin_token, f"admin/{unique_repo_name('status')}",
+                         pipeline=SAMPLE_PIPELINE)
+    body = render_reminder(Plan(repo=repo), attempt=2, fingerprint="abc123", now=datetime(2026, 1, 2, tzinfo=UTC),
+                           rerun_hint="conductor run --repo " + repo)
+    with sandbox.api() as c:
+        c.post(f"/repos/{repo}/labels", json={"name": constants.REMINDER_LABEL, "color": "ededed"})
+        number = c.post(f"/repos/{repo}/issues", json={"title": "Pipeline status", "body": body,
+                                                       "labels": [constants.REMINDER_LABEL]}).json()["number"]
+    env = {"GITHUB_TOKEN": sandbox.admin_token, "PREFECT_API_URL": "http://127.0.0.1:9/api"}
+    result = conductor("status", "--repo", repo, "--github-url", sandbox.api_url, "--json", env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["reminder"]["number"] == number and status["reminder"]["attempt"] == 2
+    assert status["reminder"]["fingerprint"] == "abc123"
+    assert status["reminder"]["next"] == f"conductor run --repo {repo}"
+    assert "not reachable" in status["last_pass"]["error"]
+    assert status["plan"]["attempt"] == 2 and status["plan"]["active_phases"]
+    table = conductor("status", "--repo", repo, "--github-url", sandbox.api_url, env={**env, "COLUMNS": "120"},
+                      cwd=tmp_path)
+    assert table.returncode == 0 and f"reminder #{number}: attempt 2" in table.stdout
+    assert "phase-4/new-ui-pages" in table.stdout
+
+
+@pytest.mark.parametrize("passes", ["0", "-1"])
+def test_demo_refuses_fewer_than_one_pass(passes):
+    result = conductor("demo", "--max-passes", passes)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "give 1 or more" in result.stderr

@@ -20,4 +20,11 @@ def test_demo_reaches_idle_with_every_sample_issue_merged(prefect_server):
     assert summary == {**summary, "idle": True, "merged_prs": 12, "open_issues": 0,
                        "open_reminders": 0, "failures": [], "worktrees_left": 0}
     assert 2 <= summary["passes"] <= 12
+    # one leaf per item: every sample issue proved by a PR of its own, every PR reviewed and merged
+    proved = [i for i in summary["items"] if i["Result"] == "proved"]
+    assert sorted(int(i["Item"].split("#")[1]) for i in proved if i["Item"].startswith("issue")) == list(range(1, 13))
+    merged = [i for i in proved if i["Item"].startswith("PR") and i["Merged"] == "yes"]
+    assert len(merged) == 12 and len({i["Item"] for i in merged}) == 12
+    assert summary["leaves"] == len(summary["items"]) >= 24
+    assert all(i["Prompt"].startswith("conductor/prompts/") for i in summary["items"])
     assert "maintainer approves" in result.stderr  # gated items were approved between passes

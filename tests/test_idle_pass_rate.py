@@ -34,8 +34,11 @@ def test_a_second_pass_over_an_idle_pipeline_spends_at_most_3_points(sandbox, pi
     before = used(sandbox, CONDUCTOR_LOGIN)
     report, state = pipe.run(reminder_mode="update")
     spent = used(sandbox, CONDUCTOR_LOGIN) - before
-    print(f"second pass over an unchanged (idle) pipeline: {spent} rate-limit points, "
+    print(f"second pass over an unchanged (idle) pipeline: {spent} rate-limit points "
+          f"(reported {report.rate_points}), "
           f"{report.api_requests} requests")
     assert state.is_completed()
     assert report.api_requests > 0  # it did read GitHub
     assert spent <= 3, f"{spent} points"
+    assert report.rate_points == spent  # the pass reports what the sandbox counted
+    assert f"{report.rate_points} rate-limit points spent" in report.markdown()

@@ -118,3 +118,14 @@ def test_run_flags_are_built_from_the_model_and_read_back_into_it():
                                     repo_path="/tmp/x")
     help_of = {a.dest: a.help for a in parser._actions}
     assert help_of["phase_filter"] == PassParameters.model_fields["phase_filter"].description
+
+
+def test_the_flow_signature_is_the_parameter_model():
+    import inspect
+
+    from flows.conductor import conductor
+
+    signature = inspect.signature(conductor.fn).parameters
+    assert list(signature) == list(PassParameters.model_fields)
+    for name, field in PassParameters.model_fields.items():
+        assert signature[name].default == field.default, name

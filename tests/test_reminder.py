@@ -245,7 +245,7 @@ def test_body_layout():
     for expected in [
         "**Open issues:** 3",
         "**Open PRs:** 1",
-        "**Conductor run:** attempt 3",
+        "**Conductor run:** attempt 2",  # the same number as the marker and the table
         "Re-run the conductor: `prefect deployment run 'conductor/default'`",
         "- phase\\-1/db\\-schema: 2 open issues, 1 open PR",
         "- phase\\-2/core\\-api: 1 open issue, 0 open PRs",

@@ -27,9 +27,9 @@ def test_rows_show_chains_waiting_held_back_and_outside() -> None:
     rows = plan_rows(make_plan())
     assert rows[0][4] == "review batch-1: #10, #11 after #10, #12"
     assert rows[1:] == [
-        ["(waiting items)", "wait for open items", "", "", "", "#2 on #1 and 2 native blockers"],
-        ["(failed items)", "needs a human", "", "", "", "#3 (3 failures)"],
-        ["(outside the pipeline)", "batch label, no phase label", "", "", "", "#9 (batch-2)"],
+        ["(waiting items)", "wait for open items", "", "", "", "#2 on #1 and 2 native blockers", ""],
+        ["(failed items)", "needs a human", "", "", "", "#3 (3 failures)", ""],
+        ["(outside the pipeline)", "batch label, no phase label", "", "", "", "#9 (batch-2)", ""],
     ]
     assert summary_line(make_plan()).endswith(
         "0 gated; 1 waiting; 1 need a human; 1 outside the pipeline; attempt 0")

@@ -108,7 +108,9 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
            "PREFECT_API_URL": prefect_server, "CONDUCTOR_WORKTREE_ROOT": str(tmp_path / "wt"),
            "CONDUCTOR_SALVAGE_DIR": str(tmp_path / "salvage"),
            "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0"}
+    (tmp_path / "coordinators.toml").write_text('dispatch = "coordinator-agent"\n')  # a "run agent" task per group
     result = conductor("run", "--repo", pipe.full_name, "--github-url", pipe.sandbox.api_url,
+                       "--config", str(tmp_path / "coordinators.toml"),
                        "--repo-path", str(pipe.clone), "--json", "--log-file", str(tmp_path / "run.log"),
                        "--agent-command", f"{sys.executable} -m conductor.demo_agent --mode crash",
                        env=env, cwd=tmp_path, timeout=300)
@@ -118,3 +120,59 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
     assert report["outcomes"][0]["ok"] is False
     assert (tmp_path / "run.log").read_text()  # Prefect's own lines went to the log file
     assert "Beginning flow run" not in result.stderr
+    # in Prefect, the coordinator's "run agent" task failed with the agent
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, TaskRunFilter, TaskRunFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        [coordinator] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_="issue-to-pr phase-4/new-ui-pages batch-01")),
+            sort=FlowRunSort.START_TIME_DESC, limit=1)
+        tasks = client.read_task_runs(task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="run agent")),
+                                      flow_run_filter=FlowRunFilter(id={"any_": [coordinator.id]}))
+        [the_pass] = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=pipe.full_name)),
+            sort=FlowRunSort.START_TIME_DESC, limit=1)
+    assert [t.state.type.value for t in tasks] == ["FAILED"]
+    assert "exited with status 3" in tasks[0].state.message
+    assert the_pass.name.startswith(f"{pipe.full_name} ") and the_pass.state.name == "Completed with failures"
+    assert the_pass.state.message.startswith("dispatched 1 group (1 item): 0 proved, 1 failed; 0 gated; reminder #")
+    # the reminder asks for exactly the command that ran this pass
+    [reminder] = pipe.issues(labels="conductor-reminder")
+    assert f"conductor run --repo {pipe.full_name} --github-url {pipe.sandbox.api_url} --config" in reminder["body"]
+
+
+def test_a_github_credentials_block_is_a_token_source(prefect_server, monkeypatch):
+    import secrets
+
+    from prefect_github import GitHubCredentials
+
+    from tasks.secrets import github_settings
+
+    name = "creds-" + secrets.token_hex(4)
+    for var in ("GITHUB_TOKEN", "GH_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CONDUCTOR_GITHUB_TOKEN_BLOCK", "no-such-secret-" + name)
+    monkeypatch.setenv("CONDUCTOR_GITHUB_CREDENTIALS_BLOCK", name)
+    assert github_settings().token is None
+    GitHubCredentials(token="tok-" + name).save(name)
+    assert github_settings().token.get_secret_value() == "tok-" + name
+
+
+def test_dry_run_with_the_token_in_a_credentials_block_writes_nothing(pipe, tmp_path, prefect_server):
+    import secrets
+
+    from prefect_github import GitHubCredentials
+
+    name = "creds-" + secrets.token_hex(4)
+    GitHubCredentials(token=pipe.sandbox.users[CONDUCTOR_LOGIN]).save(name)
+    pipe.sandbox.control.reset_counts()
+    result = conductor("run", "--repo", pipe.full_name, "--github-url", pipe.sandbox.api_url, "--dry-run",
+                       env={"PREFECT_API_URL": prefect_server, "CONDUCTOR_GITHUB_CREDENTIALS_BLOCK": name,
+                            "CONDUCTOR_GITHUB_TOKEN_BLOCK": "no-such-secret-" + name, "COLUMNS": "200"},
+                       cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "DRY RUN, nothing written" in result.stderr and "Would dispatch" in result.stdout
+    assert "DRY RUN: would dispatch 1 group (1 item)" in result.stdout
+    assert writes(pipe.sandbox) == []

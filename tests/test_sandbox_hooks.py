@@ -131,3 +131,20 @@ def test_the_conductors_own_writes_start_nothing(sandbox, sandbox_repo):
         server.server_close()
     assert [e.event for e in emitted] == ["github.issues.labeled"]
     assert emitted[0].payload["sender"] == "bob"
+
+
+def test_pull_request_deliveries_match_githubs_schema(sandbox, sandbox_repo, recorder):
+    make_hook(sandbox, sandbox_repo, recorder.url, events=("pull_request",))
+    sandbox.commit_files(sandbox_repo, "feature", {"a.txt": "a\n"}, message="feature")
+    with sandbox.api() as client:
+        number = client.post(f"/repos/{sandbox_repo}/pulls", json={
+            "title": "Feature", "head": "feature", "base": "main", "body": "Closes #1"}).json()["number"]
+        assert client.put(f"/repos/{sandbox_repo}/pulls/{number}/merge", json={}).status_code == 200
+    got = recorder.wait(2)
+    time.sleep(0.3)
+    assert [(h["X-GitHub-Event"], json.loads(b)["action"]) for h, b in got] == [
+        ("pull_request", "opened"), ("pull_request", "closed")]
+    for headers, body in got:
+        parse_obj("pull_request", json.loads(body))
+    closed = json.loads(got[1][1])
+    assert closed["number"] == number and closed["pull_request"]["merged"] is True

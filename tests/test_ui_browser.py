@@ -8,6 +8,7 @@ dependency; never `playwright install`). Screenshots go to the test's tmp_path, 
 """
 from __future__ import annotations
 
+import itertools
 import os
 import re
 import shutil
@@ -31,6 +32,7 @@ DOCS = Path(__file__).resolve().parents[1] / "docs"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 NOT_LOCAL = re.compile(r"^(?!https?://127\.0\.0\.1[:/])[a-z]+://")
+_passes = itertools.count(1)
 BEGINNING = re.compile(r"Beginning flow run '(?P<name>[^']+)' for flow 'conductor'")
 
 
@@ -76,8 +78,10 @@ def browser(chromium: str):
         launched.close()
 
 
-def conductor_pass(pipe: PipelineRepo, api_url: str, workdir: Path) -> str:
-    """One `conductor run` in a subprocess against `api_url`; returns its flow run's name."""
+def conductor_pass(pipe: PipelineRepo, api_url: str, workdir: Path, mode: str = "work", status: int = 0) -> str:
+    """One `conductor run` in a subprocess against `api_url`; returns its flow run's name
+    (from the pass's log file: Prefect's own lines go there, not to the terminal)."""
+    log_file = workdir / f"run-{next(_passes)}.log"
     env = dict(os.environ,
                PREFECT_API_URL=api_url, PREFECT_HOME=str(workdir / "prefect-client"),
                GITHUB_TOKEN=pipe.sandbox.users[CONDUCTOR_LOGIN],
@@ -89,11 +93,13 @@ def conductor_pass(pipe: PipelineRepo, api_url: str, workdir: Path) -> str:
     done = subprocess.run(
         [sys.executable, "-m", "conductor.cli", "run", "--repo", pipe.full_name,
          "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
-         "--agent-command", f"{sys.executable} -m conductor.demo_agent"],
-        env=env, cwd=workdir, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    started = BEGINNING.search(done.stderr)
-    assert started, f"no 'Beginning flow run' line in the pass's log:\n{done.stderr[-3000:]}"
+         "--agent-command", f"{sys.executable} -m conductor.demo_agent --mode {mode}",
+         "--log-file", str(log_file)],
+        env=env, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert done.returncode == status, done.stderr[-3000:]
+    started = BEGINNING.search(log_file.read_text())
+    assert started, f"no 'Beginning flow run' line in the pass's log file {log_file}"
+    assert started["name"].startswith(f"{pipe.full_name} "), started["name"]  # named after its repository
     return started["name"]
 
 
@@ -126,6 +132,10 @@ def test_prefect_ui_shows_the_runs_the_subflows_and_the_pipeline_state_table(
     pipe.issue("Page B", UI, "batch-02")
     first = conductor_pass(pipe, ui_server, tmp_path)   # two issue-to-pr coordinators open PRs
     second = conductor_pass(pipe, ui_server, tmp_path)  # two pr-review coordinators merge them
+    (tmp_path / "broken").mkdir()
+    broken = make_pipeline_repo(sandbox, unique_repo_name("prefect-ui-broken"), tmp_path / "broken")
+    broken.issue("Seed", "phase-6/seed-data", "batch-01")  # its coordinator has a name of its own
+    failing = conductor_pass(broken, ui_server, tmp_path / "broken", mode="crash", status=1)
     key = "pipeline-state-" + re.sub(r"[^a-z0-9]+", "-", pipe.full_name.lower())
     shots = screenshot_dir(tmp_path)
     runs_png, artifact_png = shots / "prefect-ui-runs.png", shots / "prefect-ui-artifact.png"
@@ -139,7 +149,9 @@ def test_prefect_ui_shows_the_runs_the_subflows_and_the_pipeline_state_table(
         page.goto(ui_server.removesuffix("/api") + "/")
         page.get_by_role("link", name="Runs", exact=True).click()
         history = page.get_by_role("tabpanel", name="Flow Runs")
-        expect(history.get_by_text("6 Flow runs")).to_be_visible()
+        expect(history.get_by_text("8 Flow runs")).to_be_visible()
+        # a pass whose coordinator failed is not shown as a plain "Completed"
+        expect(run_row(history, failing)).to_contain_text("Completed with failures")
         expected = {first: "conductor", second: "conductor",
                     f"issue-to-pr {UI} batch-01": "issue-to-pr", f"issue-to-pr {UI} batch-02": "issue-to-pr",
                     f"pr-review {UI} batch-01": "pr-review", f"pr-review {UI} batch-02": "pr-review"}

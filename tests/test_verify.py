@@ -164,8 +164,11 @@ ISSUE_CASES = {
         ["agent report is for pr_review, expected issue_to_pr"], []),
     "done with no artifacts": (issues_report(), OK_RUN, {}, False,
                                ["reported done with no artifacts"], []),
+    # blocked with a reason: listed as blocked item by item, not a failure (and not proved)
     "blocked": (issues_report(status="blocked", message="cannot\nresolve deps"), OK_RUN, {},
-                False, ["agent reported blocked: cannot resolve deps"], []),
+                False, [], []),
+    "blocked without message": (issues_report(status="blocked"), OK_RUN, {}, False,
+                                ["agent reported blocked: no message"], []),
     "failed without message": (issues_report(status="failed"), OK_RUN, {}, False,
                                ["agent reported failed: no message"], []),
     "claim for an issue not dispatched": (
@@ -237,9 +240,12 @@ def test_item_results_name_the_proved_pr_and_the_reason():
 
 
 def test_long_agent_message_is_shortened():
-    report = issues_report(status="blocked", message="x" * 4000)
+    report = issues_report(status="failed", message="x" * 4000)
     outcome = verify_issue_to_pr(ISSUES, report, OK_RUN, {}, repo=REPO, default_branch="main")
     assert len(outcome.failures[0]) < 400 and outcome.failures[0].endswith("…")
+    blocked = verify_issue_to_pr(ISSUES, issues_report(status="blocked", message="y" * 4000), OK_RUN, {},
+                                 repo=REPO, default_branch="main")
+    assert [len(r.reason) < 400 and r.reason.endswith("…") for r in blocked.results] == [True, True]
 
 
 # --- verify_pr_review --------------------------------------------------------------------
@@ -275,10 +281,16 @@ REVIEW_CASES = {
         reviews_report((50, "D", False), (51, "A", True)),
         {50: pr(50, state="closed"), 51: pr(51, state="closed", merged=True)},
         False, ["PR #50: graded D but closed; a rejected PR must stay open"], [51], [], []),
-    "passing grade not merged is a note": (
+    # A or B means the reviewer merges (issue #13 item 7): not merged is a failure...
+    "passing grade not merged is a failure": (
         reviews_report((50, "B", False), (51, "A", True)),
         {50: pr(50), 51: pr(51, state="closed", merged=True)},
-        True, [], [51], [], ["PR #50 graded B but not merged"]),
+        False, ["PR #50: graded B but not merged"], [51], [], []),
+    # ...while C (fix, then grade again) left open is only worth a note
+    "grade C not merged is a note": (
+        reviews_report((50, "C", False), (51, "A", True)),
+        {50: pr(50), 51: pr(51, state="closed", merged=True)},
+        True, [], [51], [], ["PR #50 graded C but not merged"]),
     "merged although reported not merged": (
         reviews_report((50, "A", False), (51, "A", True)),
         {50: pr(50, state="closed", merged=True), 51: pr(51, state="closed", merged=True)},
