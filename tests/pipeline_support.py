@@ -71,6 +71,28 @@ class PipelineRepo:
                 if Path(w.path) != self.clone.resolve()]
 
 
+def pipeline_for_test(sandbox: RunningSandbox, tmp_path: Path, monkeypatch: Any, name: str,
+                      **extra_env: str) -> PipelineRepo:
+    """The `pipe` fixture of the pass tests: the conductor's and the agent's tokens, this test's
+    worktree and salvage folders, no request pacing, fast back-off (plus `extra_env`), and a
+    fresh pipeline repository named after the test."""
+    from conftest import unique_repo_name
+
+    env = {
+        "GITHUB_TOKEN": sandbox.users[CONDUCTOR_LOGIN],
+        "CONDUCTOR_AGENT_TOKEN": sandbox.users[AGENT_LOGIN],
+        "CONDUCTOR_WORKTREE_ROOT": str(tmp_path / "worktrees"),
+        "CONDUCTOR_SALVAGE_DIR": str(tmp_path / "salvage"),
+        "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0",
+        "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
+        "CONDUCTOR_GITHUB_BACKOFF": "0.05",
+        **extra_env,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return make_pipeline_repo(sandbox, unique_repo_name(name), tmp_path)
+
+
 def make_pipeline_repo(sandbox: RunningSandbox, name: str, workdir: Path) -> PipelineRepo:
     """A repository owned by `admin` with `main` and `dev`; alice (the conductor) and bob
     (the agent) may write, carol may only read; plus a local clone."""

@@ -14,22 +14,14 @@ from pathlib import Path
 import pytest
 
 from conductor import constants
-from conftest import unique_repo_name
-from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, READER_LOGIN, PipelineRepo, make_pipeline_repo
+from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, READER_LOGIN, pipeline_for_test
 
 UI = "phase-4/new-ui-pages"
 
 
 @pytest.fixture
 def pipe(sandbox, prefect_server, tmp_path, monkeypatch, request) -> PipelineRepo:
-    monkeypatch.setenv("GITHUB_TOKEN", sandbox.users[CONDUCTOR_LOGIN])
-    monkeypatch.setenv("CONDUCTOR_AGENT_TOKEN", sandbox.users[AGENT_LOGIN])
-    monkeypatch.setenv("CONDUCTOR_WORKTREE_ROOT", str(tmp_path / "worktrees"))
-    monkeypatch.setenv("CONDUCTOR_SALVAGE_DIR", str(tmp_path / "salvage"))
-    monkeypatch.setenv("CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS", "0")
-    monkeypatch.setenv("CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES", "0")
-    monkeypatch.setenv("CONDUCTOR_GITHUB_BACKOFF", "0.05")
-    return make_pipeline_repo(sandbox, unique_repo_name(request.node.name), tmp_path)
+    return pipeline_for_test(sandbox, tmp_path, monkeypatch, request.node.name)
 
 
 def test_two_batches_dispatched_in_one_pass_as_two_coordinators(pipe: PipelineRepo, prefect_client):

@@ -5,22 +5,14 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from conftest import unique_repo_name
-from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, make_pipeline_repo
+from pipeline_support import CONDUCTOR_LOGIN, PipelineRepo, pipeline_for_test
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def pipe(sandbox, prefect_server, tmp_path, monkeypatch, request) -> PipelineRepo:
-    monkeypatch.setenv("GITHUB_TOKEN", sandbox.users[CONDUCTOR_LOGIN])
-    monkeypatch.setenv("CONDUCTOR_AGENT_TOKEN", sandbox.users[AGENT_LOGIN])
-    monkeypatch.setenv("CONDUCTOR_WORKTREE_ROOT", str(tmp_path / "worktrees"))
-    monkeypatch.setenv("CONDUCTOR_SALVAGE_DIR", str(tmp_path / "salvage"))
-    monkeypatch.setenv("CONDUCTOR_ETAG_CACHE_DIR", str(tmp_path / "etags"))
-    monkeypatch.setenv("CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS", "0")
-    monkeypatch.setenv("CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES", "0")
-    return make_pipeline_repo(sandbox, unique_repo_name(request.node.name), tmp_path)
+    return pipeline_for_test(sandbox, tmp_path, monkeypatch, request.node.name, CONDUCTOR_ETAG_CACHE_DIR=str(tmp_path / "etags"))
 
 
 def used(sandbox, login: str) -> int:

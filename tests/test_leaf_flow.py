@@ -11,8 +11,7 @@ import pytest
 from conductor import constants, worktrees
 from conductor.coordinator import CoordinatorResult, CoordinatorSpec
 from conductor.models import Dispatch
-from conftest import unique_repo_name
-from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, agent, make_pipeline_repo
+from pipeline_support import PipelineRepo, agent, pipeline_for_test
 
 pytestmark = pytest.mark.slow
 
@@ -21,15 +20,8 @@ UI = "phase-4/new-ui-pages"
 
 @pytest.fixture
 def pipe(sandbox, prefect_server, tmp_path, monkeypatch, request) -> PipelineRepo:
-    monkeypatch.setenv("GITHUB_TOKEN", sandbox.users[CONDUCTOR_LOGIN])
-    monkeypatch.setenv("CONDUCTOR_AGENT_TOKEN", sandbox.users[AGENT_LOGIN])
-    monkeypatch.setenv("CONDUCTOR_WORKTREE_ROOT", str(tmp_path / "worktrees"))
-    monkeypatch.setenv("CONDUCTOR_SALVAGE_DIR", str(tmp_path / "salvage"))
-    monkeypatch.setenv("CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS", "0")
-    monkeypatch.setenv("CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES", "0")
-    monkeypatch.setenv("CONDUCTOR_GITHUB_BACKOFF", "0.05")
     monkeypatch.delenv("CONDUCTOR_AGENT_SLOTS", raising=False)
-    return make_pipeline_repo(sandbox, unique_repo_name(request.node.name), tmp_path)
+    return pipeline_for_test(sandbox, tmp_path, monkeypatch, request.node.name)
 
 
 def max_overlap(intervals: list[tuple[float, float]]) -> int:
