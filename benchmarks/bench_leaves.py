@@ -8,7 +8,7 @@ machine's load and can be compared as ratios:
 
 1. `1 leaf`: one issue (a baseline: one leaf's fixed cost);
 2. `leaves`: N issues in 3 batches and M PRs in 3 batches of one phase, one leaf per item
-   (the default `dispatch = "leaf"`): 6 coordinator subflows, N+M leaf task runs;
+   (the default `fan_out = "leaf"`): 6 coordinator subflows, N+M leaf task runs;
 3. `coordinator-agent`: the same items again, one agent per (kind, batch) group.
 
 Every agent sleeps S seconds and reports done with no artifact (a verification failure:

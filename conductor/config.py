@@ -173,8 +173,9 @@ class PipelineConfig(BaseSettings):
     integration_branch: str = Field(
         "dev", min_length=1, description="The branch coordinators branch from and merge into."
     )
-    dispatch: Literal["leaf", "coordinator-agent"] = Field(
-        "leaf", description="leaf: one agent per issue and per PR, each in its own worktree with "
+    fan_out: Literal["leaf", "coordinator-agent"] = Field(
+        "leaf", description="(CONDUCTOR_FAN_OUT; not CONDUCTOR_DISPATCH, which says where coordinators "
+        "run) leaf: one agent per issue and per PR, each in its own worktree with "
         "its own task file (the canonical coordinators' fan-out, done by the conductor); "
         "coordinator-agent: one agent per (kind, phase, batch) group, for teams that run their "
         "own coordinator prompt.",

@@ -29,7 +29,7 @@ def _pass_run_name() -> str:
     """`OWNER/NAME 2026-12-02 16:00Z`: the pass's repository and start, in the UI's run lists."""
     from prefect.runtime import flow_run
 
-    return f"{_repo_of(dict(flow_run.parameters or {})) or 'conductor'} {datetime.now(UTC):%Y-%m-%d %H:%MZ}"
+    return f"{_repo_of(dict(flow_run.parameters or {})) or 'conductor'} {datetime.now(UTC):%Y-%m-%d %H:%M:%SZ}"
 
 
 def _repo_of(parameters: dict[str, Any]) -> str | None:
@@ -167,7 +167,7 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
             default_branch=gh.default_branch(), agent_command=inputs.agent_command,
             agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
             status_pr_open=inputs.config.status_pr_open, pass_id=pass_id,
-            mode=inputs.config.dispatch, prompts=inputs.config.prompts,
+            mode=inputs.config.fan_out, prompts=inputs.config.prompts,
             migration_paths=inputs.config.migration_paths)
         results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,

@@ -94,7 +94,7 @@ def assert_pass_artifacts(deployed: PrefectServer, run: dict, repo: str) -> list
 def coordinator_rows(artifacts: list[dict], repo: str) -> list[list[str]]:
     """The rows of the summary's "Coordinators" table: kind, phase, batch, items, result."""
     [summary] = [a for a in artifacts if a["key"] == f"conductor-summary-{slug(repo)}"]
-    text = summary["data"].split("## Coordinators", 1)[1]
+    text = summary["data"].split("## Coordinators", 1)[1].split("\n## ", 1)[0]  # up to the next section
     rows = [[unescape_markdown(cell.strip()) for cell in line.strip().strip("|").split("|")]
             for line in text.splitlines() if line.startswith("|")]
     return rows[2:]  # past the header and its separator
@@ -190,13 +190,13 @@ def test_coordinators_run_on_other_workers(deployed: PrefectServer, start_worker
     assert sorted(c["name"] for c in children) == ISSUE_TO_PR
     remote = deployed.deployment("issue-to-pr/agents")
     assert {(c["deployment_id"], c["work_pool_name"]) for c in children} == {(remote["id"], "conductor-agents")}
-    # every coordinator ran on an agents worker, and no flow run on two (which worker takes
-    # which is the workers' race: on a loaded machine one may take both, one after the other)
+    # every coordinator was taken up by an agents worker (which one is the workers' race: on a
+    # loaded machine one may take both, one after the other; both may try to submit one run,
+    # and Prefect lets only one of them start it)
     taken = {name: {c["id"] for c in children if f"submitting flow run '{c['id']}'" in worker.output()}
              for name, worker in agents.items()}
     assert sorted(set().union(*taken.values())) == sorted(c["id"] for c in children), \
         {n: w.tail(20) for n, w in agents.items()}
-    assert not (taken["agents-a"] & taken["agents-b"])
     # the result came back through the shared storage and the pass proved it again: a result it
     # could not read, or a claim it could not verify, would be a failure in the summary
     rows = coordinator_rows(assert_pass_artifacts(deployed, run, pipe.full_name), pipe.full_name)

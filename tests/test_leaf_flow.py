@@ -154,3 +154,29 @@ def test_a_repository_prompt_replaces_the_shipped_one_and_the_result_names_its_s
     [child] = prefect_client.child_flow_runs(state.state_details.flow_run_id)
     lines = prefect_client.log_lines([child.id])
     assert "agent: demo agent: prompt: # Our own issue-to-pr prompt" in lines
+
+
+def test_a_blocked_issue_waits_until_its_blocker_is_closed(pipe: PipelineRepo):
+    """Issue #12's dependencies end to end: the dependent waits (listed with its blocker) while
+    the blocker is open, and is dispatched by the first pass after the blocker closed."""
+    blocker = pipe.issue("Schema helpers", UI, "batch-01")
+    dependent = pipe.issue("Page using the helpers", UI, "batch-01", body=f"Depends on #{blocker}")
+
+    first, state = pipe.run("work")
+
+    assert state.is_completed(), state.message
+    assert [n for d in first.plan.dispatches if d.kind == "issue_to_pr" for n in d.items] == [blocker]
+    waiting = {w.number: w for w in first.plan.waiting}
+    assert waiting[dependent].blockers == [blocker]
+    assert f"#{dependent}" in (first.reminder.body or "")
+
+    pipe.call("PATCH", f"/issues/{blocker}", json={"state": "closed"})  # as its reviewer would
+    second, state = pipe.run("work")
+
+    assert state.is_completed(), state.message
+    dispatched = {d.kind: d for d in second.plan.dispatches}
+    assert dispatched["issue_to_pr"].items == [dependent]
+    assert dispatched["issue_to_pr"].depends_on.get(dependent) == [blocker]
+    assert dependent not in {w.number for w in second.plan.waiting}
+    results = {r.number: r for o in second.outcomes for r in o.results}
+    assert results[dependent].ok, results[dependent].reason

@@ -108,7 +108,7 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
            "PREFECT_API_URL": prefect_server, "CONDUCTOR_WORKTREE_ROOT": str(tmp_path / "wt"),
            "CONDUCTOR_SALVAGE_DIR": str(tmp_path / "salvage"),
            "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0"}
-    (tmp_path / "coordinators.toml").write_text('dispatch = "coordinator-agent"\n')  # a "run agent" task per group
+    (tmp_path / "coordinators.toml").write_text('fan_out = "coordinator-agent"\n')  # a "run agent" task per group
     result = conductor("run", "--repo", pipe.full_name, "--github-url", pipe.sandbox.api_url,
                        "--config", str(tmp_path / "coordinators.toml"),
                        "--repo-path", str(pipe.clone), "--json", "--log-file", str(tmp_path / "run.log"),
