@@ -43,6 +43,7 @@ def test_plan_against_the_sample_pipeline(sandbox, sample):
     assert plan["api_requests"] == 2 + 1 + dispatched + 1 + 1 + 1
 
 
+@pytest.mark.slow
 def test_snapshot_reproduces_the_same_plan_offline(sandbox, sample, tmp_path):
     snapshot = tmp_path / "state.json"
     env = {"GITHUB_TOKEN": sandbox.admin_token}
@@ -122,6 +123,7 @@ def test_run_refuses_bad_input_before_starting_prefect(tmp_path, env, args, mess
     assert message in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_status_shows_the_reminder_the_plan_and_where_prefect_is(sandbox, tmp_path):
     from datetime import UTC, datetime
 

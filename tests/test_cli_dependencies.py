@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conductor.github_gateway import GitHubGateway
 from conductor.settings import GitHubSettings
 from test_cli import conductor
@@ -10,6 +12,7 @@ from test_cli import conductor
 P4 = "phase-4/new-ui-pages"
 
 
+@pytest.mark.slow
 def test_plan_lists_waiting_held_back_and_outside_items(sandbox, sandbox_repo):
     settings = GitHubSettings(api_url=sandbox.api_url, token=sandbox.admin_token)
     with GitHubGateway(settings, sandbox_repo) as gh:

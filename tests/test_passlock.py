@@ -128,6 +128,7 @@ HOLDER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_a_killed_holders_lock_is_taken_over_after_expiry_not_before(lock_url, token):
     lease = 6.0
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, lock_url, token.get_secret_value(), str(lease)],
@@ -152,6 +153,7 @@ def test_a_killed_holders_lock_is_taken_over_after_expiry_not_before(lock_url, t
     assert GitRefLock(lock_url, token).read().lease.pass_id == "heir"
 
 
+@pytest.mark.slow
 def test_a_live_pass_renews_its_lease_and_releases_it(sandbox, lock_url, token):
     owner = _lock(lock_url, token, "live", lease_seconds=3)
     other = _lock(lock_url, token, "other")
