@@ -508,24 +508,24 @@ def _visible(request: Request, found: list[tuple[Any, Any]]) -> list[tuple[Any, 
     return [(r, i) for r, i in found if role_of(r, viewer.login if viewer else None) != "none"]
 
 
-@router.get(REPO + "/issues/{issue_number:int}/dependencies/blocked_by")
-async def list_blocked_by(request: Request, owner: str, repo: str, issue_number: int) -> Response:
+def _related(request: Request, owner: str, repo: str, issue_number: int, which: str) -> Response:
+    """The issues blocking (`blockers`) or blocked by (`blocking`) one issue, paged."""
     svc = _svc(request)
     rec, _ = svc.repo_for(owner, repo, _viewer(request))
     it = svc.issue_for(rec, issue_number)
     summaries = svc.dependency_summaries()
-    found = _visible(request, svc.blockers(it))
+    found = _visible(request, getattr(svc, which)(it))
     return _paged(request, found, lambda pair: _issue_json(request, pair[0], pair[1], summaries))
+
+
+@router.get(REPO + "/issues/{issue_number:int}/dependencies/blocked_by")
+async def list_blocked_by(request: Request, owner: str, repo: str, issue_number: int) -> Response:
+    return _related(request, owner, repo, issue_number, "blockers")
 
 
 @router.get(REPO + "/issues/{issue_number:int}/dependencies/blocking")
 async def list_blocking(request: Request, owner: str, repo: str, issue_number: int) -> Response:
-    svc = _svc(request)
-    rec, _ = svc.repo_for(owner, repo, _viewer(request))
-    it = svc.issue_for(rec, issue_number)
-    summaries = svc.dependency_summaries()
-    found = _visible(request, svc.blocking(it))
-    return _paged(request, found, lambda pair: _issue_json(request, pair[0], pair[1], summaries))
+    return _related(request, owner, repo, issue_number, "blocking")
 
 
 @router.post(REPO + "/issues/{issue_number:int}/dependencies/blocked_by")

@@ -2,7 +2,6 @@
 issues, one table per rule (see the docstring of conductor/planner.py)."""
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -12,6 +11,8 @@ from conductor.models import Issue, ItemAttempts, PipelineState, Plan, PullReque
 from conductor.planner import items_needing_attempts, plan, prs_needing_files
 from conductor.passes import plan_rules
 from conductor.taskfile import TaskFile
+
+import test_planner
 
 REPO = "octo/maestro"
 P1, P2, P4, P5, P6 = "phase-1/db-schema", "phase-2/core-api", "phase-4/new-ui-pages", \
@@ -41,7 +42,7 @@ def state(*items: Issue | PullRequest, attempts: dict[int, tuple[int, str]] | No
 
 
 def run(st: PipelineState, config: PipelineConfig | None = None, **task: Any) -> Plan:
-    return plan(st, plan_rules(config or PipelineConfig(), TaskFile(GH_REPO=REPO, **task), task.get("ATTEMPT_N", 0)))
+    return plan(st, test_planner.rules(config, **task))
 
 
 def dispatched(p: Plan) -> dict[str, list[int]]:
@@ -55,11 +56,7 @@ def waiting(p: Plan) -> dict[int, list[int]]:
     return {w.number: w.blockers for w in p.waiting}
 
 
-@pytest.fixture(autouse=True)
-def _no_conductor_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    for key in list(os.environ):
-        if key.upper().startswith("CONDUCTOR_"):
-            monkeypatch.delenv(key)
+_no_conductor_env = test_planner._no_conductor_env  # the same isolation from CONDUCTOR_* settings
 
 
 # -- dependencies between issues -----------------------------------------------------------
