@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import subprocess
 import sys
@@ -193,3 +194,136 @@ def test_bad_sizes_exit_2(module: ModuleType, args: list[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         module.main(args)
     assert exc.value.code == 2
+
+
+# -- bench_makespan: the critical path, the cron ticks, the goal ------------------------------------
+
+makespan = load("bench_makespan")
+Item = makespan.Item
+CHAINS = {"p1": [], "p2": ["p1"], "p3": ["p2"], "q1": []}
+
+
+def item(number: int, phase: str = "p1", files: tuple[str, ...] = (), depends_on: tuple[int, ...] = ()) -> Item:
+    return Item(number=number, phase=phase, files=frozenset(files), depends_on=list(depends_on))
+
+
+def impl_review(*numbers: int) -> list[str]:
+    return [step for n in numbers for step in (f"implement #{n}", f"review #{n}")]
+
+
+CRITICAL_PATH_CASES = {
+    "one issue: implement, then review": ([item(1)], impl_review(1)),
+    "independent issues of one phase run side by side": ([item(1), item(2), item(3)], impl_review(1)),
+    "a phase waits for the reviews of the one it depends on": (
+        [item(1, "p1"), item(2, "p2")], impl_review(1, 2)),
+    "transitive: p3 waits for p1 even when p2 has no issue": (
+        [item(1, "p1"), item(2, "p3")], impl_review(1, 2)),
+    "Depends on #N: implement after N's review": ([item(1), item(2, depends_on=(1,))], impl_review(1, 2)),
+    "a dependency on a number outside the pipeline is ignored": ([item(2, depends_on=(99,))], impl_review(2)),
+    "a self-reference is ignored": ([item(2, depends_on=(2,))], impl_review(2)),
+    "shared files: reviews one after the other": (
+        [item(1, files=("a.py",)), item(2, files=("a.py", "b.py"))],
+        ["implement #1", "review #1", "review #2"]),
+    "a line of three overlapping PRs": (
+        [item(1, files=("a",)), item(2, files=("a",)), item(3, files=("a",))],
+        ["implement #1", "review #1", "review #2", "review #3"]),
+    "shared files across phases do not chain the reviews": (
+        [item(1, "p1", files=("a",)), item(2, "q1", files=("a",))], impl_review(1)),
+    "the longest of two chains wins": (
+        [item(1, "p1"), item(2, "p2"), item(3, "p3"), item(4, "q1"), item(5, "q1", depends_on=(4,))],
+        impl_review(1, 2, 3)),
+    "no items: no steps": ([], []),
+}
+
+
+@pytest.mark.parametrize("items, expected", CRITICAL_PATH_CASES.values(), ids=CRITICAL_PATH_CASES)
+def test_critical_path(items: list, expected: list[str]) -> None:
+    assert makespan.critical_path(items, CHAINS) == expected
+
+
+def test_critical_path_of_a_dependency_cycle_raises() -> None:
+    with pytest.raises(ValueError, match="cycle"):
+        makespan.critical_path([item(1, depends_on=(2,)), item(2, depends_on=(1,))], CHAINS)
+
+
+def test_the_demo_pipelines_critical_path_is_seven_steps() -> None:
+    """The sample pipeline as the sandbox numbers it (issues in file order): phase 1's two
+    migrations share files, so their reviews chain; then phases 2 and 3."""
+    pipeline = json.loads((ROOT / "conductor" / "sample_pipeline.json").read_text(encoding="utf-8"))
+    issues = [{"number": n, "labels": [{"name": lab} for lab in i["labels"]], "body": i["body"]}
+              for n, i in enumerate(pipeline["issues"], 1)]
+    config = PipelineConfig()
+    items = makespan.items_from_issues(issues, config.phase_names, "maintainer/sample-pipeline")
+    assert [i.number for i in items] == list(range(1, 13))
+    assert items[7].depends_on == [7] and items[0].files == items[1].files == {"migrations/", "app/models.py"}
+    assert makespan.review_after(items) == {2: 1}
+    chain = makespan.critical_path(items, {p.name: p.depends_on for p in config.phases})
+    assert chain == ["implement #1", "review #1", "review #2", *impl_review(3, 6)]
+
+
+def test_items_from_issues_reads_phase_files_and_dependencies() -> None:
+    issues = [
+        {"number": 5, "labels": ["p2", "batch-01"], "body": "Depends on #3\n\nFiles: `a.py`, b.py"},
+        {"number": 3, "labels": [{"name": "p1"}], "body": None},
+        {"number": 4, "labels": ["bug", "batch-01"], "body": "no phase: outside the pipeline"},
+    ]
+    assert makespan.items_from_issues(issues, ["p1", "p2"], "o/r") == [
+        item(3, "p1"), item(5, "p2", files=("a.py", "b.py"), depends_on=(3,))]
+
+
+@pytest.mark.parametrize("now, t0, every, tick", [
+    (0.0, 0.0, 30.0, 0.0),      # at t0: the first tick
+    (12.5, 0.0, 30.0, 30.0),    # a pass ended mid-interval: the next tick
+    (30.0, 0.0, 30.0, 30.0),    # exactly on a tick: that tick
+    (61.0, 0.0, 30.0, 90.0),    # the pass ran over the 60 s tick: skipped
+    (105.0, 100.0, 10.0, 110.0),
+])
+def test_next_tick(now: float, t0: float, every: float, tick: float) -> None:
+    assert makespan.next_tick(now, t0, every) == pytest.approx(tick)
+
+
+@pytest.mark.parametrize("event_s, ideal_s, verdict", [
+    (94.0, 70.0, "PASS (94.0 s)"),    # 1.2 × 70 + 10 = 94: on the limit passes
+    (94.1, 70.0, "FAIL (94.1 s)"),
+    (10.0, 0.0, "PASS (10.0 s)"),     # D = 0: only the 10 s slack
+    (None, 70.0, "not measured (needs --modes with event)"),
+])
+def test_makespan_goal_line(event_s: float | None, ideal_s: float, verdict: str) -> None:
+    line = makespan.goal_line(event_s, ideal_s)
+    assert line.startswith("goal: event-driven makespan <= 1.2 x critical path + 10 s")
+    assert line.endswith(f": {verdict}")
+
+
+def test_makespan_table_ratios_and_waiting() -> None:
+    rows = [{"mode": "cron", "label": "cron T=30 s", "makespan_s": 140.0, "deliveries": None,
+             "passes": [{"start": 0.0, "seconds": 20.0, "leaves": 4}, {"start": 120.0, "seconds": 20.0, "leaves": 2}]},
+            {"mode": "event", "label": "event-driven", "error": "RuntimeError: stalled", "passes": []}]
+    lines = makespan.table(rows, 70.0).splitlines()
+    assert lines[2].split() == ["ideal", "70.0", "1.00", "-", "-", "-", "-", "-"]
+    assert lines[3].split() == ["cron", "T=30", "s", "140.0", "2.00", "2", "40.0", "100.0", "6", "-"]
+    assert lines[4] == f"{'event-driven':<16} broke: RuntimeError: stalled"
+
+
+@pytest.mark.parametrize("args", [["--modes", "hourly"], ["--modes", "event,event"], ["--modes", ""],
+                                  ["--step", "-1"], ["--every", "0"]])
+def test_bench_makespan_bad_options_exit_2(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert makespan.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench_makespan: ") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_bench_makespan_smoke() -> None:
+    """Event mode with leaves that take no time: the pipeline reaches idle through real
+    webhook deliveries, and the figures printed agree with each other. Times nothing."""
+    proc = subprocess.run([sys.executable, str(BENCH / "bench_makespan.py"), "--step", "0", "--modes", "event"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    out = proc.stdout
+    assert proc.returncode == 0, out + proc.stderr[-2000:]
+    assert "critical path: 7 steps x 0 s = 0.0 s" in out, out
+    row = re.search(r"^event-driven +([0-9.]+) +\S+ +(\d+) +([0-9.]+) +([0-9.]+) +(\d+) +(\d+)$", out, re.MULTILINE)
+    assert row, out
+    total, passes, busy, waiting, leaves, deliveries = row.groups()
+    assert float(busy) + float(waiting) == pytest.approx(float(total), abs=0.15)
+    assert int(passes) >= 6 and int(leaves) >= 24 and int(deliveries) > 0  # 12 issues, 12 PRs
+    assert re.search(r"^goal: event-driven makespan .*: (PASS|FAIL) \([0-9.]+ s\)$", out, re.MULTILINE), out

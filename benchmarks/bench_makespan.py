@@ -1,0 +1,400 @@
+"""Benchmark: how long does the demo pipeline take to reach idle, by clock, by events, ideally?
+
+    .venv/bin/python benchmarks/bench_makespan.py [--step 10] [--every 30] [--modes event,cron]
+
+The pipeline is the demo's (`conductor/sample_pipeline.json`): 7 phases in 3 chains
+(1→2→3, 4→5, 6→7), 12 issues, one `Depends on #7` pair (#8) and one pair of issues owning the
+same files (#1, #2: their PRs are reviewed one after the other). The human gates (the
+`security` label, the gated phase 1, the protected path) are switched off with
+`CONDUCTOR_GATE_LABELS`, `CONDUCTOR_GATED_PHASES` and `CONDUCTOR_PROTECTED_PATHS` set to `[]`:
+a person's wait is no part of the conductor's makespan. The leaves are the demo's scripted
+agent (`conductor.demo_agent --sleep D`): each sleeps D seconds, then really pushes a branch
+and opens a PR, or grades, merges and closes the issue.
+
+One sandbox, one embedded Prefect server (the default), one fresh repository per mode, and
+real conductor passes (`conductor.run_cli.run_pass`) in one Python process, after one
+unreported dry-run pass that warms it up. Three figures:
+
+- **ideal**: the critical path × D, computed from the pipeline's dependency graph
+  (`critical_path`). A *step* is one leaf: implementing an issue (its PR opened) or reviewing
+  its PR (merged). Implement #i comes before review #i; review #j before implement #i when
+  #i says `Depends on #j` or #i's phase depends (transitively) on #j's; review #j before
+  review #i when #j is the closest earlier issue of the same phase that owns one of the same
+  files (the planner's merge chain). The ideal is the longest chain of steps × D: no pass,
+  no read, no overhead.
+- **cron**: a pass at t0, t0 + T, t0 + 2T, ... A tick that falls while a pass runs is
+  skipped (as `CANCEL_NEW` does), so the next pass starts at the first tick after the last one
+  ended.
+- **event-driven**: the sandbox's real webhooks (a hook on the repository for `issues` and
+  `pull_request`, signed) go to the conductor's real receiver (`deployments.webhooks.Receiver`
+  over HTTP: signature check, the plan-changing events only, the conductor's own login
+  ignored), in the pass process. Its emitter is replaced by the policy of the `on-change`
+  deployment's concurrency limit (1, `ENQUEUE`): a delivery starts a pass when none is
+  running, else queues one (one at most). What is *not* run here is the Prefect part of
+  the chain: the Prefect event, the automation (prefect.yaml's Reactive and Proactive
+  triggers) and a worker starting a flow run of the deployment. That part added 0.9 s from
+  a merge to the flow run in `tests/test_e2e_on_change.py`, and a worker's flow-run process
+  start comes on top; neither is in this figure. The first pass starts at t0 without a
+  delivery (the pipeline was seeded before the hook existed).
+
+Makespan: t0 (the first pass starts) → the end of the first pass whose plan after its
+leaves is idle (no open issue or PR in any phase). Each mode prints its passes (start,
+length, leaves) and the time spent waiting between them. Goal: the event-driven makespan
+≤ 1.2 × the ideal + 10 s. Exit 0 when it ran (PASS or FAIL), 1 when a mode broke, 2 for
+bad options.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import re
+import secrets
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+_spec = importlib.util.spec_from_file_location("bench_coordinators", Path(__file__).with_name("bench_coordinators.py"))
+assert _spec is not None and _spec.loader is not None
+bc = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bc)
+
+MODES = ("event", "cron")
+GOAL_FACTOR, GOAL_SLACK = 1.2, 10.0
+MAINTAINER, CONDUCTOR, AGENT = "maintainer", "conductor-bot", "demo-agent"
+SECRET_ENV = "BENCH_MAKESPAN_HOOK_SECRET"  # the hook's secret, made by the main process
+NO_GATES = {"CONDUCTOR_GATE_LABELS": "[]", "CONDUCTOR_GATED_PHASES": "[]", "CONDUCTOR_PROTECTED_PATHS": "[]"}
+STALL_SECONDS = 60.0  # event mode: no delivery for this long after a pass while not idle → broken
+MAX_PASSES = 30
+
+
+# -- pure parts ------------------------------------------------------------------------------
+
+class Item(BaseModel):
+    """One issue of the pipeline, as far as the order of its steps goes."""
+
+    number: int
+    phase: str
+    files: frozenset[str] = frozenset()
+    depends_on: list[int] = Field(default_factory=list)
+
+
+def items_from_issues(issues: Iterable[Mapping[str, Any]], phases: Sequence[str], repo: str) -> list[Item]:
+    """Items from GitHub issue objects (number, labels, body); issues in no configured phase
+    are left out. Files: what the issue says it owns (`Files:` / `File ownership:`)."""
+    from conductor.dependencies import issue_dependencies
+    from conductor.leaf import file_ownership
+
+    out = []
+    for issue in issues:
+        labels = [lab["name"] if isinstance(lab, Mapping) else lab for lab in issue.get("labels", [])]
+        phase = next((lab for lab in labels if lab in phases), None)
+        if phase is None:
+            continue
+        owned = file_ownership(issue.get("body") or "")
+        out.append(Item(number=issue["number"], phase=phase,
+                        files=frozenset() if owned == "tbd" else frozenset(owned.split(",")),
+                        depends_on=issue_dependencies(issue.get("body"), repo).numbers))
+    return sorted(out, key=lambda i: i.number)
+
+
+def review_after(items: Sequence[Item]) -> dict[int, int]:
+    """#i → #j: review #i waits for review #j, the closest earlier issue of its phase that
+    owns one of the same files (overlapping PRs form one line, in number order)."""
+    after: dict[int, int] = {}
+    for item in items:
+        earlier = [o for o in items if o.phase == item.phase and o.number < item.number and o.files & item.files]
+        if earlier:
+            after[item.number] = max(o.number for o in earlier)
+    return after
+
+
+def _closure(phase_deps: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
+    def reach(phase: str, seen: frozenset[str]) -> set[str]:
+        if phase in seen:
+            raise ValueError(f"phase dependency cycle through {phase}")
+        out: set[str] = set()
+        for dep in phase_deps.get(phase, ()):
+            out |= {dep, *reach(dep, seen | {phase})}
+        return out
+
+    return {phase: reach(phase, frozenset()) for phase in phase_deps}
+
+
+def critical_path(items: Sequence[Item], phase_deps: Mapping[str, Sequence[str]]) -> list[str]:
+    """The longest chain of steps ("implement #N", "review #N"), first step first.
+    Dependencies on numbers that are not items (closed, or not in the pipeline) are ignored;
+    a cycle among the items raises ValueError."""
+    by_number = {i.number: i for i in items}
+    before = _closure(phase_deps)
+    after = review_after(items)
+
+    def preds(step: tuple[str, int]) -> list[tuple[str, int]]:
+        kind, n = step
+        if kind == "review":
+            return [("implement", n)] + ([("review", after[n])] if n in after else [])
+        item = by_number[n]
+        phases = before.get(item.phase, set())
+        return [("review", j) for j in sorted(set(item.depends_on)) if j in by_number and j != n] + \
+               [("review", o.number) for o in items if o.phase in phases]
+
+    memo: dict[tuple[str, int], list[tuple[str, int]]] = {}
+
+    def longest(step: tuple[str, int], on_path: frozenset[tuple[str, int]]) -> list[tuple[str, int]]:
+        if step in on_path:
+            raise ValueError(f"dependency cycle through {step[0]} #{step[1]}")
+        if step not in memo:
+            best: list[tuple[str, int]] = []
+            for p in preds(step):
+                chain = longest(p, on_path | {step})
+                if len(chain) > len(best):
+                    best = chain
+            memo[step] = best + [step]
+        return memo[step]
+
+    best: list[tuple[str, int]] = []
+    for item in items:
+        chain = longest(("review", item.number), frozenset())
+        if len(chain) > len(best):
+            best = chain
+    return [f"{kind} #{n}" for kind, n in best]
+
+
+def next_tick(now: float, t0: float, every: float) -> float:
+    """Cron: the first tick t0 + k·every at or after `now` (ticks during a pass are skipped)."""
+    return t0 + max(0, math.ceil((now - t0) / every - 1e-9)) * every
+
+
+def goal_line(event_s: float | None, ideal_s: float) -> str:
+    limit = GOAL_FACTOR * ideal_s + GOAL_SLACK
+    what = f"goal: event-driven makespan <= {GOAL_FACTOR:g} x critical path + {GOAL_SLACK:g} s (= {limit:.1f} s)"
+    if event_s is None:
+        return f"{what}: not measured (needs --modes with event)"
+    return f"{what}: {'PASS' if event_s <= limit else 'FAIL'} ({event_s:.1f} s)"
+
+
+def table(rows: list[dict[str, Any]], ideal_s: float) -> str:
+    head = (f"{'mode':<16} {'makespan (s)':>12} {'x critical path':>15} {'passes':>6} "
+            f"{'in passes (s)':>13} {'waiting (s)':>11} {'leaves':>6} {'deliveries':>10}")
+    lines = [head, "-" * len(head), f"{'ideal':<16} {ideal_s:>12.1f} {1:>15.2f} {'-':>6} {'-':>13} {'-':>11} "
+             f"{'-':>6} {'-':>10}"]
+    for r in rows:
+        if r.get("error"):
+            lines.append(f"{r['label']:<16} broke: {r['error']}")
+            continue
+        busy = sum(p["seconds"] for p in r["passes"])
+        ratio = r["makespan_s"] / ideal_s if ideal_s else float("nan")
+        deliveries = r["deliveries"] if r["deliveries"] is not None else "-"
+        lines.append(f"{r['label']:<16} {r['makespan_s']:>12.1f} {ratio:>15.2f} {len(r['passes']):>6} "
+                     f"{busy:>13.1f} {r['makespan_s'] - busy:>11.1f} {sum(p['leaves'] for p in r['passes']):>6} "
+                     f"{deliveries:>10}")
+    return "\n".join(lines)
+
+
+def parse_modes(text: str) -> list[str]:
+    names = [part.strip() for part in text.split(",") if part.strip()]
+    if not names or any(n not in MODES for n in names) or len(set(names)) != len(names):
+        raise ValueError(f"--modes {text!r}: give distinct names from {', '.join(MODES)}")
+    return names
+
+
+# -- the pass process --------------------------------------------------------------------------
+
+def _one(pass_kwargs: dict[str, Any], t0: float) -> tuple[dict[str, Any], bool]:
+    from conductor.run_cli import run_pass
+
+    started = time.monotonic()
+    report, _ = run_pass(**pass_kwargs)
+    ended = time.monotonic()
+    if report is None:
+        return {"start": started - t0, "seconds": ended - started, "leaves": 0, "skipped": True}, False
+    leaves = sum(len(o.items) for o in report.outcomes)
+    return {"start": started - t0, "seconds": ended - started, "leaves": leaves,
+            "failures": len(report.failures)}, report.final_plan.idle
+
+
+def run_cron(pass_kwargs: dict[str, Any], every: float, passes: list[dict[str, Any]]) -> dict[str, Any]:
+    t0 = time.monotonic()
+    while len(passes) < MAX_PASSES:
+        row, idle = _one(pass_kwargs, t0)
+        passes.append(row)
+        if idle:
+            return {"makespan_s": time.monotonic() - t0, "passes": passes, "deliveries": None}
+        time.sleep(max(0.0, next_tick(time.monotonic(), t0, every) - time.monotonic()))
+    raise RuntimeError(f"not idle after {MAX_PASSES} passes")
+
+
+def run_event(pass_kwargs: dict[str, Any], hook_port: int, passes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Deliveries reach the real receiver; a pass runs while one is due (one queued at most)."""
+    from pydantic import SecretStr
+
+    from deployments.webhooks import Receiver, make_server
+
+    due = threading.Event()
+    receiver = Receiver(SecretStr(os.environ[SECRET_ENV]), [CONDUCTOR], emit=lambda _spec: due.set())
+    server = make_server(receiver, "127.0.0.1", hook_port)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        t0 = time.monotonic()
+        while len(passes) < MAX_PASSES:
+            due.clear()  # the queued run starts now; deliveries during it queue the next one
+            row, idle = _one(pass_kwargs, t0)
+            passes.append(row)
+            if idle:
+                return {"makespan_s": time.monotonic() - t0, "passes": passes, "deliveries": receiver.emitted}
+            if not due.wait(STALL_SECONDS):
+                raise RuntimeError(f"not idle and no delivery for {STALL_SECONDS:.0f} s")
+        raise RuntimeError(f"not idle after {MAX_PASSES} passes")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def pass_process(spec_path: Path) -> int:
+    from conductor.prefect_server import drain_prefect_workers
+    from conductor.run_cli import run_pass
+
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    agent = [sys.executable, "-m", "conductor.demo_agent", "--sleep", str(spec["step"])]
+    results = []
+    for i, mode in enumerate(spec["modes"]):
+        os.environ["CONDUCTOR_WORKTREE_ROOT"] = str(Path(mode["workdir"]) / "worktrees")
+        os.environ["CONDUCTOR_SALVAGE_DIR"] = str(Path(mode["workdir"]) / "salvage")
+        kwargs = {"repo": mode["repo"], "github_url": spec["github_url"], "repo_path": mode["clone"],
+                  "agent_command": agent, "agent_timeout": 120 + 2 * spec["step"]}
+        if i == 0:  # warm-up, unreported: imports, flow registration, the server's first writes
+            run_pass(**kwargs, dry_run=True)
+        passes: list[dict[str, Any]] = []
+        try:
+            if mode["mode"] == "cron":
+                result = run_cron(kwargs, spec["every"], passes)
+            else:
+                result = run_event(kwargs, mode["hook_port"], passes)
+        except Exception as exc:  # noqa: BLE001 - reported as the mode's row; the other mode still runs
+            result = {"error": f"{type(exc).__name__}: {exc}"[:300], "passes": passes}
+        results.append({"mode": mode["mode"], "label": mode["label"], **result})
+    drain_prefect_workers()
+    Path(spec["results"]).write_text(json.dumps(results), encoding="utf-8")
+    return 0
+
+
+# -- the main process --------------------------------------------------------------------------
+
+def make_repo(sandbox, tokens: dict[str, str], name: str, workdir: Path,
+              hook: tuple[int, str] | None) -> tuple[str, Path, list]:
+    """The demo's sample pipeline in `maintainer/NAME`, the conductor and the agent as writers,
+    a clone; with `hook` (port, secret), a signed webhook to the receiver on that port. Returns (repo, clone, issues)."""
+    from conductor import worktrees
+    from conductor.demo import SAMPLE_PIPELINE, _all
+    from github_sandbox.seed import seed_pipeline
+
+    repo = seed_pipeline(sandbox.api_url, tokens[MAINTAINER], f"{MAINTAINER}/{name}", pipeline=SAMPLE_PIPELINE)
+    with sandbox.api(tokens[MAINTAINER]) as admin:
+        for login in (CONDUCTOR, AGENT):
+            admin.put(f"/repos/{repo}/collaborators/{login}", json={"permission": "write"}).raise_for_status()
+        if hook is not None:
+            admin.post(f"/repos/{repo}/hooks", json={"events": ["issues", "pull_request"], "config": {
+                "url": f"http://127.0.0.1:{hook[0]}/", "content_type": "json",
+                "secret": hook[1]}}).raise_for_status()
+        issues = [i for i in _all(admin, f"/repos/{repo}/issues", state="open") if "pull_request" not in i]
+    clone = worktrees.clone(f"{sandbox.base_url}/{repo}.git", workdir / "clone")
+    return repo, clone, issues
+
+
+def run_modes(sandbox, tokens: dict[str, str], api_url: str, home: Path, spec: dict[str, Any],
+              secret: str) -> list[dict[str, Any]]:
+    spec_path, results = home / "modes.json", home / "results.json"
+    spec_path.write_text(json.dumps({**spec, "github_url": sandbox.api_url, "results": str(results)}), encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
+    env.update({
+        **NO_GATES, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home / "client"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
+        "GITHUB_TOKEN": tokens[CONDUCTOR], "CONDUCTOR_AGENT_TOKEN": tokens[AGENT], SECRET_ENV: secret,
+        "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
+    })
+    log = home / "passes.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--run-modes", str(spec_path)],
+                                   env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        process.wait(timeout=bc.PASS_TIMEOUT * 2)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the passes did not end within {bc.PASS_TIMEOUT * 2:.0f} s:\n{bc._tail(log)}") from None
+    finally:
+        bc._stop(process)
+    if process.returncode != 0 or not results.exists():
+        raise RuntimeError(f"the pass process exited with status {process.returncode}:\n{bc._tail(log)}")
+    return json.loads(results.read_text(encoding="utf-8"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--step", type=float, default=10.0, help="seconds each leaf agent sleeps: D (default 10)")
+    parser.add_argument("--every", type=float, default=30.0, help="cron mode: seconds between passes: T (default 30)")
+    parser.add_argument("--modes", default="event,cron", help="modes to run, in order (default event,cron)")
+    parser.add_argument("--run-modes", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.run_modes:
+        return pass_process(args.run_modes)
+    try:
+        modes = parse_modes(args.modes)
+    except ValueError as exc:
+        print(f"bench_makespan: {exc}", file=sys.stderr)
+        return 2
+    if not 0 <= args.step <= 300 or not 1 <= args.every <= 3600:
+        print("bench_makespan: give --step from 0 to 300 and --every from 1 to 3600 (seconds)", file=sys.stderr)
+        return 2
+
+    from conductor.config import PipelineConfig
+    from github_sandbox.testing import running_sandbox
+
+    config = PipelineConfig()
+    phase_deps = {p.name: p.depends_on for p in config.phases}
+    tokens = {login: "sbx_" + secrets.token_hex(16) for login in (MAINTAINER, CONDUCTOR, AGENT)}
+    secret = secrets.token_hex(16)
+    print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, {bc._load()}; "
+          f"D = {args.step:g} s per leaf, T = {args.every:g} s; embedded server; gates off", flush=True)
+    labels = {"event": "event-driven", "cron": f"cron T={args.every:g} s"}
+    with tempfile.TemporaryDirectory(prefix="bench-makespan-") as tmp, \
+            running_sandbox(Path(tmp) / "sandbox", users=tokens) as sandbox, \
+            bc.prefect_server("embedded", Path(tmp) / "prefect-home") as api_url:
+        specs, chain = [], None
+        for mode in modes:
+            workdir = Path(tmp) / mode
+            port = bc._free_port() if mode == "event" else None
+            repo, clone, issues = make_repo(sandbox, tokens, f"makespan-{mode}", workdir,
+                                            (port, secret) if port else None)
+            chain = critical_path(items_from_issues(issues, config.phase_names, repo), phase_deps)
+            specs.append({"mode": mode, "label": labels[mode], "repo": repo, "clone": str(clone),
+                          "workdir": str(workdir), "hook_port": port})
+        rows = run_modes(sandbox, tokens, api_url, Path(tmp) / "prefect-home",
+                         {"step": args.step, "every": args.every, "modes": specs}, secret)
+    print(f"finished at {bc._load()}")
+    assert chain is not None
+    ideal = len(chain) * args.step
+    print(f"critical path: {len(chain)} steps x {args.step:g} s = {ideal:.1f} s: {' -> '.join(chain)}")
+    for r in rows:
+        if r["passes"]:
+            print(f"{r['label']}: " + "; ".join(
+                f"+{p['start']:.1f} s {p['seconds']:.1f} s {p['leaves']} leaves" for p in r["passes"]))
+    print()
+    print(table(rows, ideal))
+    event = next((r for r in rows if r["mode"] == "event" and not r.get("error")), None)
+    print()
+    print(goal_line(event["makespan_s"] if event else None, ideal))
+    return 1 if any(r.get("error") for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
