@@ -315,6 +315,39 @@ def make_repo(sandbox, name: str, k: int, workdir: Path) -> tuple[str, Path]:
     return full_name, clone
 
 
+def pass_env(api_url: str, home: Path, conductor_token: str, agent_token: str, **extra: str) -> dict[str, str]:
+    """A pass process's environment: none of our CONDUCTOR_* variables, the Prefect client on
+    `api_url` with its own PREFECT_HOME, the two tokens, no request throttle; then `extra`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
+    env.update({
+        "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home / "client"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "GITHUB_TOKEN": conductor_token, "CONDUCTOR_AGENT_TOKEN": agent_token,
+        "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
+        **extra,
+    })
+    return env
+
+
+def run_pass_process(script: Path, flag: str, spec: Path, results: Path, env: dict[str, str], log: Path,
+                     timeout: float = PASS_TIMEOUT) -> Any:
+    """`python script flag spec` in its own session (stopped afterwards), output to `log`;
+    returns the JSON it wrote to `results`, or raises RuntimeError with the log's tail."""
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, str(script), flag, str(spec)],
+                                   env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"the passes did not end within {timeout:.0f} s:\n{_tail(log)}") from None
+    finally:
+        _stop(process)
+    if process.returncode != 0 or not results.exists():
+        raise RuntimeError(f"the pass process exited with status {process.returncode}:\n{_tail(log)}")
+    return json.loads(results.read_text(encoding="utf-8"))
+
+
 def run_passes(sandbox, api_url: str, home: Path, passes: list[dict[str, Any]], sleep: float) -> list[dict[str, Any]]:
     """Run the passes (label, k, repo, clone, workdir) one after another in one fresh
     Python process pointed at `api_url`."""
@@ -322,27 +355,8 @@ def run_passes(sandbox, api_url: str, home: Path, passes: list[dict[str, Any]], 
     results = home / "results.json"
     spec.write_text(json.dumps({"github_url": sandbox.api_url, "sleep": sleep, "results": str(results),
                                 "passes": passes}), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
-    env.update({
-        "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home / "client"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "GITHUB_TOKEN": sandbox.users[CONDUCTOR], "CONDUCTOR_AGENT_TOKEN": sandbox.users[AGENT],
-        "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
-    })
-    log = home / "passes.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--run-passes", str(spec)],
-                                   env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    try:
-        process.wait(timeout=PASS_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"the passes did not end within {PASS_TIMEOUT:.0f} s:\n{_tail(log)}") from None
-    finally:
-        _stop(process)
-    if process.returncode != 0 or not results.exists():
-        raise RuntimeError(f"the pass process exited with status {process.returncode}:\n{_tail(log)}")
-    return json.loads(results.read_text(encoding="utf-8"))
+    env = pass_env(api_url, home, sandbox.users[CONDUCTOR], sandbox.users[AGENT])
+    return run_pass_process(Path(__file__).resolve(), "--run-passes", spec, results, env, home / "passes.log")
 
 
 # -- inside the pass process -----------------------------------------------------------------

@@ -25,7 +25,6 @@ import importlib.util
 import json
 import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import time
@@ -145,27 +144,9 @@ def run_passes(sandbox, api_url: str, home: Path, passes: list[dict[str, Any]], 
     spec, results = home / "passes.json", home / "results.json"
     spec.write_text(json.dumps({"github_url": sandbox.api_url, "sleep": sleep, "results": str(results),
                                 "passes": passes}), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
-    env.update({
-        "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home / "client"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "GITHUB_TOKEN": sandbox.users[CONDUCTOR], "CONDUCTOR_AGENT_TOKEN": sandbox.users[AGENT],
-        "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
-        "CONDUCTOR_AGENT_SLOTS": str(max(p["items"] for p in passes)),
-    })
-    log = home / "passes.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--run-passes", str(spec)],
-                                   env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    try:
-        process.wait(timeout=bc.PASS_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"the passes did not end within {bc.PASS_TIMEOUT:.0f} s:\n{bc._tail(log)}") from None
-    finally:
-        bc._stop(process)
-    if process.returncode != 0 or not results.exists():
-        raise RuntimeError(f"the pass process exited with status {process.returncode}:\n{bc._tail(log)}")
-    return json.loads(results.read_text(encoding="utf-8"))
+    env = bc.pass_env(api_url, home, sandbox.users[CONDUCTOR], sandbox.users[AGENT],
+                      CONDUCTOR_AGENT_SLOTS=str(max(p["items"] for p in passes)))
+    return bc.run_pass_process(Path(__file__).resolve(), "--run-passes", spec, results, env, home / "passes.log")
 
 
 def table(rows: list[dict[str, Any]], sleep: float) -> str:

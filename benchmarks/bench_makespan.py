@@ -50,9 +50,7 @@ import importlib.util
 import json
 import math
 import os
-import re
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
@@ -315,27 +313,10 @@ def run_modes(sandbox, tokens: dict[str, str], api_url: str, home: Path, spec: d
               secret: str) -> list[dict[str, Any]]:
     spec_path, results = home / "modes.json", home / "results.json"
     spec_path.write_text(json.dumps({**spec, "github_url": sandbox.api_url, "results": str(results)}), encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONDUCTOR_")}
-    env.update({
-        **NO_GATES, "PREFECT_API_URL": api_url, "PREFECT_HOME": str(home / "client"),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": "WARNING",
-        "GITHUB_TOKEN": tokens[CONDUCTOR], "CONDUCTOR_AGENT_TOKEN": tokens[AGENT], SECRET_ENV: secret,
-        "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
-    })
-    log = home / "passes.log"
-    with open(log, "ab") as out:
-        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--run-modes", str(spec_path)],
-                                   env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-    try:
-        process.wait(timeout=bc.PASS_TIMEOUT * 2)
-    except subprocess.TimeoutExpired:
-        raise RuntimeError(f"the passes did not end within {bc.PASS_TIMEOUT * 2:.0f} s:\n{bc._tail(log)}") from None
-    finally:
-        bc._stop(process)
-    if process.returncode != 0 or not results.exists():
-        raise RuntimeError(f"the pass process exited with status {process.returncode}:\n{bc._tail(log)}")
-    return json.loads(results.read_text(encoding="utf-8"))
+    env = bc.pass_env(api_url, home, tokens[CONDUCTOR], tokens[AGENT], **NO_GATES, **{SECRET_ENV: secret},
+                      PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="WARNING")
+    return bc.run_pass_process(Path(__file__).resolve(), "--run-modes", spec_path, results, env,
+                               home / "passes.log", timeout=bc.PASS_TIMEOUT * 2)
 
 
 def main(argv: list[str] | None = None) -> int:
