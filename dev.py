@@ -138,10 +138,30 @@ def main(argv: list[str]) -> int:
     if command == "demo":
         _ensure_env("sandbox")
         return subprocess.call([str(BIN / "conductor"), "demo", *rest], cwd=ROOT)
+    workers = _worker_args(rest)  # checked before anything is installed
     _ensure_env("dev")
     _ensure_chromium()
     _ensure_agent_clis()
-    return subprocess.call([str(PY), "-m", "pytest", *rest], cwd=ROOT)
+    return subprocess.call([str(PY), "-m", "pytest", *workers, *rest], cwd=ROOT)
+
+
+WORKERS_ENV = "CONDUCTOR_TEST_WORKERS"
+DEFAULT_WORKERS = 3  # on 2 cores: most tests wait on a server, git or a process, not the CPU
+
+
+def _worker_args(rest: list[str]) -> list[str]:
+    """pytest-xdist workers, one test module per worker at a time (module fixtures are set up
+    once): CONDUCTOR_TEST_WORKERS workers (default 3; 0 runs in this process). Left alone
+    when the arguments choose for themselves (-n, --numprocesses, -p no:xdist)."""
+    if any(a in {"-n", "--numprocesses"} or a.startswith(("-n", "--numprocesses=")) or a == "no:xdist"
+           for a in rest):
+        return []
+    raw = os.environ.get(WORKERS_ENV, str(DEFAULT_WORKERS))
+    if not raw.isdigit():
+        print(f"dev.py: {WORKERS_ENV}={raw!r} is not a number of workers; set it to 0 (no workers) or more",
+              file=sys.stderr)
+        raise SystemExit(2)
+    return ["-n", raw, "--dist", "loadfile"] if int(raw) > 0 else []
 
 
 if __name__ == "__main__":

@@ -162,12 +162,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     api = PrefectAPI(ephemeral_home=params.dry_run, log_file=log_file)
     try:
         from conductor.passes import resolve_inputs
-        from conductor.preflight import check_inputs
+        from conductor.preflight import check_agent_command, check_inputs
         from conductor.render import pass_table
         from conductor.settings import GitHubSettings
 
         settings = GitHubSettings.from_env(params.github_url)
         inputs = resolve_inputs(params, api_url=settings.api_url)
+        check_agent_command(inputs.agent_command, inputs.dry_run)  # local: before asking any server
         if settings.token is None:  # only a Prefect block can hold it: ask the server
             api.url()
             from tasks.secrets import github_settings

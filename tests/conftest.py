@@ -27,6 +27,10 @@ os.environ.update({
     "PREFECT_HOME": _PREFECT_HOME,
     "PREFECT_API_URL": f"http://127.0.0.1:{_PREFECT_PORT}/api",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    # The sandbox needs none of PyGithub's courtesy pauses (0.25 s per request, 1 s per write
+    # by default); every conductor process a test starts inherits this.
+    "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0",
+    "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0",
 })
 
 SANDBOX_USERS = {

@@ -98,3 +98,43 @@ def test_the_gateway_implements_the_github_port():
     for name in {n for n in wanted if not isinstance(vars(GitHub)[n], property)}:
         port, real = inspect.signature(getattr(GitHub, name)), inspect.signature(getattr(GitHubGateway, name))
         assert list(port.parameters) == list(real.parameters), name
+
+
+def _readme_layout(strip_asides: bool = False) -> dict[str, set[str]]:
+    """The README's layout table: row label -> the names written in backticks in its second
+    column (with `strip_asides`, leaving out those inside parentheses)."""
+    import re
+
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = text[text.index("## Layout"):].split("\n\n")[1]
+    rows = {}
+    for line in table.splitlines()[2:]:
+        label, what = (cell.strip() for cell in line.strip("|").split("|", 1))
+        rows[label] = set(re.findall(r"`([^`]+)`", re.sub(r"\([^)]*\)", "", what) if strip_asides else what))
+    return rows
+
+
+def test_the_readme_layout_names_every_module_in_the_layer_its_contract_gives():
+    """Modules are the backticked names outside parentheses (those say what a module holds)."""
+    rows, contracts = _readme_layout(strip_asides=True), _contracts()
+    core, edges, shell = (rows[f"`conductor/` {row}"] for row in ("core", "edges", "shell"))
+    contract_layers = [{m.strip().removeprefix("conductor.") for m in layer.replace("|", ":").split(":")}
+                       for layer in contracts["layers"]["layers"]]
+    assert core == {m.removeprefix("conductor.") for m in contracts["core"]["source_modules"]}
+    assert shell == contract_layers[0]
+    assert edges == set().union(*contract_layers[4:])
+    on_disk = {p.stem for p in (ROOT / "conductor").glob("*.py")} - {"__init__"}
+    assert core | edges | shell == on_disk, "the README's layout table must name every module of conductor/"
+
+
+def test_every_path_the_readme_layout_names_exists():
+    rows = _readme_layout()
+    for label, names in rows.items():
+        folder = label.split("`")[1] if label.startswith("`") else ""
+        for name in names:
+            if "/" in name or name.endswith((".py", ".json", ".yaml")):
+                candidates = [ROOT / name, ROOT / folder / name]
+                assert any(c.exists() for c in candidates), f"{label}: {name} does not exist"
+        for path in (p.strip("` ") for p in label.split(",")):
+            top = path.split(" ")[0].strip("`")
+            assert (ROOT / top).exists(), f"{top} does not exist"

@@ -73,12 +73,25 @@ def test_plan_table_is_the_default(sandbox, sample):
     ({"c.toml": '[[phases]]\nname = "a"\ndepends_on = ["b"]\n[[phases]]\nname = "b"\ndepends_on = ["a"]\n',
       "s": '{"repo": "a/b"}'}, ["--config", "c.toml", "--state-file", "s"], "cycle"),
 ])
-def test_bad_input_is_one_line_and_exit_2(tmp_path, files, args, message):
+def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, files, args, message):
+    """In process (`cli.main` is what the console script calls); the next test runs one case
+    as a real process."""
+    from conductor import cli
+
     for name, text in files.items():
         (tmp_path / name).write_text(text)
-    result = conductor("plan", *args, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["plan", *args]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.out == ""
+    assert captured.err.count("\n") == 1 and captured.err.startswith("conductor: error: ")
+
+
+def test_bad_input_as_a_real_process_is_one_line_exit_2_and_no_traceback(tmp_path):
+    (tmp_path / "t").write_text("GH_REPO=a/b\nMAX_ISSUES_PER_DISPATCH=lots\n")
+    result = conductor("plan", "--task-file", "t", cwd=tmp_path)
     assert result.returncode == 2
-    assert message in result.stderr
+    assert "line 2" in result.stderr
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
 
 
