@@ -8,8 +8,10 @@ same files (#1, #2: their PRs are reviewed one after the other). The human gates
 `security` label, the gated phase 1, the protected path) are switched off with
 `CONDUCTOR_GATE_LABELS`, `CONDUCTOR_GATED_PHASES` and `CONDUCTOR_PROTECTED_PATHS` set to `[]`:
 a person's wait is no part of the conductor's makespan. The leaves are the demo's scripted
-agent (`conductor.demo_agent --sleep D`): each sleeps D seconds, then really pushes a branch
-and opens a PR, or grades, merges and closes the issue.
+agent (`conductor.demo_agent --lasting D`): each really pushes a branch and opens a PR, or
+grades, merges and closes the issue, then waits out the rest of its D seconds, so that every
+leaf's agent lasts D seconds from its process start, its own work included (the agents'
+measured durations are printed: the conductor's overhead is everything else).
 
 One sandbox, one embedded Prefect server (the default), one fresh repository per mode, and
 real conductor passes (`conductor.run_cli.run_pass`) in one Python process, after one
@@ -217,7 +219,9 @@ def _one(pass_kwargs: dict[str, Any], t0: float) -> tuple[dict[str, Any], bool]:
     if report is None:
         return {"start": started - t0, "seconds": ended - started, "leaves": 0, "skipped": True}, False
     leaves = sum(len(o.items) for o in report.outcomes)
-    return {"start": started - t0, "seconds": ended - started, "leaves": leaves,
+    agents = [r.agent_ended_at - r.agent_started_at for o in report.outcomes for r in o.results
+              if r.agent_started_at is not None and r.agent_ended_at is not None]
+    return {"start": started - t0, "seconds": ended - started, "leaves": leaves, "agent_s": agents,
             "failures": len(report.failures)}, report.final_plan.idle
 
 
@@ -263,7 +267,7 @@ def pass_process(spec_path: Path) -> int:
     from conductor.run_cli import run_pass
 
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    agent = [sys.executable, "-m", "conductor.demo_agent", "--sleep", str(spec["step"])]
+    agent = [sys.executable, "-m", "conductor.demo_agent", "--lasting", str(spec["step"])]
     results = []
     for i, mode in enumerate(spec["modes"]):
         os.environ["CONDUCTOR_WORKTREE_ROOT"] = str(Path(mode["workdir"]) / "worktrees")
@@ -321,7 +325,7 @@ def run_modes(sandbox, tokens: dict[str, str], api_url: str, home: Path, spec: d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--step", type=float, default=10.0, help="seconds each leaf agent sleeps: D (default 10)")
+    parser.add_argument("--step", type=float, default=10.0, help="seconds each leaf's agent lasts, its work included: D (default 10)")
     parser.add_argument("--every", type=float, default=30.0, help="cron mode: seconds between passes: T (default 30)")
     parser.add_argument("--modes", default="event,cron", help="modes to run, in order (default event,cron)")
     parser.add_argument("--run-modes", type=Path, help=argparse.SUPPRESS)
@@ -369,6 +373,10 @@ def main(argv: list[str] | None = None) -> int:
         if r["passes"]:
             print(f"{r['label']}: " + "; ".join(
                 f"+{p['start']:.1f} s {p['seconds']:.1f} s {p['leaves']} leaves" for p in r["passes"]))
+            agents = [a for p in r["passes"] for a in p.get("agent_s", [])]
+            if agents:
+                print(f"  its {len(agents)} agents lasted {min(agents):.2f}-{max(agents):.2f} s "
+                      f"(mean {sum(agents) / len(agents):.2f} s)")
     print()
     print(table(rows, ideal))
     event = next((r for r in rows if r["mode"] == "event" and not r.get("error")), None)

@@ -24,13 +24,16 @@ HTTP header, so it is never written into a URL or a git config file.
 """
 from __future__ import annotations
 
-import argparse
-import base64
-import json
-import os
-import subprocess
-import sys
 import time
+
+STARTED = time.monotonic()  # before the heavier imports: `--lasting` counts from here
+
+import argparse  # noqa: E402
+import base64  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path
 from typing import Any
 
@@ -188,7 +191,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mode", choices=MODES, default="work")
     parser.add_argument("--grade", default="A", choices=list("ABCDF"))
     parser.add_argument("--sleep", type=float, default=0.0, help="seconds of 'thinking' before working")
+    parser.add_argument("--lasting", type=float, default=0.0,
+                        help="seconds the whole run lasts, its own work included (a leaf of a fixed "
+                             "duration, for benchmarks): after working it waits out the rest")
     args = parser.parse_args(argv)
+    code = _run(args)
+    time.sleep(remaining(args.lasting, time.monotonic() - STARTED))
+    return code
+
+
+def remaining(lasting: float, elapsed: float) -> float:
+    """Seconds still to wait so that a run meant to last `lasting` seconds does (0 when over)."""
+    return max(0.0, lasting - elapsed)
+
+
+def _run(args: argparse.Namespace) -> int:
     task = parse_key_values(Path(os.environ["CONDUCTOR_TASK_FILE"]).read_text(encoding="utf-8"))
     report_path = Path(os.environ["CONDUCTOR_REPORT_FILE"])
     workflow = task["WORKFLOW"]

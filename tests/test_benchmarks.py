@@ -327,3 +327,31 @@ def test_bench_makespan_smoke() -> None:
     assert float(busy) + float(waiting) == pytest.approx(float(total), abs=0.15)
     assert int(passes) >= 6 and int(leaves) >= 24 and int(deliveries) > 0  # 12 issues, 12 PRs
     assert re.search(r"^goal: event-driven makespan .*: (PASS|FAIL) \([0-9.]+ s\)$", out, re.MULTILINE), out
+
+
+@pytest.mark.parametrize(("lasting", "elapsed", "wait"), [
+    (10.0, 0.0, 10.0), (10.0, 3.5, 6.5), (10.0, 10.0, 0.0), (10.0, 12.0, 0.0), (0.0, 1.0, 0.0),
+])
+def test_a_lasting_agent_waits_out_only_the_rest(lasting: float, elapsed: float, wait: float) -> None:
+    from conductor.demo_agent import remaining
+
+    assert remaining(lasting, elapsed) == pytest.approx(wait)
+
+
+def test_a_lasting_agent_process_lasts_its_seconds_its_work_included(tmp_path: Path) -> None:
+    """The benchmark's leaves: a real demo agent process, `--lasting 1.5`, with a report to
+    write (its work) lasts 1.5 s from its start, not 1.5 s plus its work."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "task").write_text("WORKFLOW=issue-to-pr\nISSUE_NUMBER=3\n", encoding="utf-8")
+    env = dict(os.environ, CONDUCTOR_TASK_FILE=str(tmp_path / "task"), CONDUCTOR_REPORT_FILE=str(tmp_path / "r"))
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "conductor.demo_agent", "--mode", "garbage", "--lasting", "1.5"],
+                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    lasted = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "r").read_text(encoding="utf-8").startswith("this is not json")
+    assert lasted >= 1.5
