@@ -39,6 +39,13 @@ unreported dry-run pass that warms it up. Three figures:
   start comes on top; neither is in this figure. The first pass starts at t0 without a
   delivery (the pipeline was seeded before the hook existed).
 
+- **deployed** (`--modes deployed`, not in the default run): the whole real chain in a process
+  of its own, as a user serves it: the receiver emits one Prefect event per delivery, and the
+  `conductor` flow is served as `on-change` with prefect.yaml's triggers and concurrency limit
+  (each run in a fresh process, as Prefect's runner does). The first run is started with
+  `run_deployment`; the makespan ends with the last run that started before the sandbox showed
+  no open item.
+
 Makespan: t0 (the first pass starts) → the end of the first pass whose plan after its
 leaves is idle (no open issue or PR in any phase). Each mode prints its passes (start,
 length, leaves) and the time spent waiting between them. Goal: the event-driven makespan
@@ -53,6 +60,7 @@ import json
 import math
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
 import threading
@@ -69,7 +77,7 @@ assert _spec is not None and _spec.loader is not None
 bc = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bc)
 
-MODES = ("event", "cron")
+MODES = ("event", "cron", "deployed")
 GOAL_FACTOR, GOAL_SLACK = 1.2, 10.0
 MAINTAINER, CONDUCTOR, AGENT = "maintainer", "conductor-bot", "demo-agent"
 SECRET_ENV = "BENCH_MAKESPAN_HOOK_SECRET"  # the hook's secret, made by the main process
@@ -290,6 +298,128 @@ def pass_process(spec_path: Path) -> int:
     return 0
 
 
+# -- the deployed mode: its own process, as a user serves `conductor/on-change` ----------------
+
+def _on_change_spec() -> dict[str, Any]:
+    import yaml
+
+    data = yaml.safe_load((Path(__file__).resolve().parent.parent / "prefect.yaml").read_text(encoding="utf-8"))
+    return next(d for d in data["deployments"] if d["name"] == "on-change")
+
+
+def _pipeline_idle(github_url: str, token: str, repo: str) -> bool:
+    """No open issue and no open PR left (the gates are off, so nothing waits for a person)."""
+    import httpx
+
+    with httpx.Client(base_url=github_url, headers={"Authorization": f"token {token}"}, timeout=30) as gh:
+        issues = gh.get(f"/repos/{repo}/issues", params={"state": "open", "per_page": 100}).json()
+        return not [i for i in issues if not (i.get("pull_request") or any(
+            lab["name"] == "conductor-reminder" for lab in i.get("labels", [])))]
+
+
+def serve_on_change(spec_path: Path) -> int:
+    """The whole real chain in one process, as `python -m deployments.serve` would run it:
+    the receiver (`emit_to_prefect`: a Prefect event per delivery), and the `conductor` flow
+    served as `on-change` with prefect.yaml's triggers and concurrency limit (each triggered
+    run in a fresh process, as Prefect's runner does). A monitor thread starts the first run
+    (`run_deployment`, as `prefect deployment run`), waits until the sandbox shows no open item
+    and no run of the deployment is left, and writes the runs' times."""
+    from pydantic import SecretStr
+
+    from deployments.webhooks import Receiver, emit_to_prefect, make_server
+    from flows.conductor import conductor
+    from prefect import serve
+    from prefect.cli.deploy._triggers import _initialize_deployment_triggers
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.client.schemas.objects import ConcurrencyLimitConfig
+    from prefect.deployments import run_deployment
+
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    yaml_spec = _on_change_spec()
+    receiver = Receiver(SecretStr(os.environ[SECRET_ENV]), [CONDUCTOR], emit=emit_to_prefect)
+    hooks = make_server(receiver, "127.0.0.1", spec["hook_port"])
+    threading.Thread(target=hooks.serve_forever, daemon=True).start()
+    from prefect.deployments.runner import EntrypointType
+
+    deployment = conductor.to_deployment(
+        name="on-change", parameters=yaml_spec.get("parameters", {}),
+        entrypoint_type=EntrypointType.MODULE_PATH,  # as prefect.yaml (a file path shadows `conductor`)
+        triggers=_initialize_deployment_triggers("on-change", [dict(t) for t in yaml_spec["triggers"]]),
+        concurrency_limit=ConcurrencyLimitConfig(**yaml_spec["concurrency_limit"]))
+
+    def monitor() -> None:
+        result: dict[str, Any]
+        try:
+            with get_client(sync_client=True) as client:
+                deadline = time.monotonic() + 120
+                while True:
+                    try:
+                        dep = client.read_deployment_by_name("conductor/on-change")
+                        break
+                    except Exception:  # noqa: BLE001 - not registered yet
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.2)
+                started = datetime.now(timezone.utc)
+                run_deployment(dep.id, parameters={"repo": spec["repo"]}, timeout=0)
+                idle_at = None
+                deadline = time.monotonic() + bc.PASS_TIMEOUT
+                while time.monotonic() < deadline:
+                    runs = client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[dep.id])))
+                    if idle_at is None and _pipeline_idle(spec["github_url"], os.environ["GITHUB_TOKEN"], spec["repo"]):
+                        idle_at = datetime.now(timezone.utc)
+                    before = [r for r in runs if idle_at and r.start_time and r.start_time <= idle_at]
+                    if idle_at and before and all(r.state and r.state.is_final() for r in before):
+                        passes = sorted(({"start": (r.start_time - started).total_seconds(),
+                                          "seconds": (r.end_time - r.start_time).total_seconds(), "leaves": 0}
+                                         for r in before if r.end_time), key=lambda row: row["start"])
+                        end = max(r.end_time for r in before if r.end_time)
+                        result = {"makespan_s": (end - started).total_seconds(), "passes": passes,
+                                  "deliveries": receiver.emitted, "runs": len(runs)}
+                        break
+                    time.sleep(0.5)
+                else:
+                    raise RuntimeError("not idle in time")
+        except Exception as exc:  # noqa: BLE001 - reported as the mode's row
+            result = {"error": f"{type(exc).__name__}: {exc}"[:300], "passes": []}
+        Path(spec["results"]).write_text(json.dumps(result), encoding="utf-8")
+
+    threading.Thread(target=monitor, daemon=True).start()
+    serve(deployment)
+    return 0
+
+
+def run_deployed(sandbox, tokens: dict[str, str], api_url: str, home: Path, mode: dict[str, Any],
+                 step: float, secret: str) -> dict[str, Any]:
+    home.mkdir(parents=True, exist_ok=True)
+    spec_path, results = home / "deployed.json", home / "deployed-results.json"
+    spec_path.write_text(json.dumps({**mode, "github_url": sandbox.api_url, "results": str(results)}),
+                         encoding="utf-8")
+    workdir = Path(mode["workdir"])
+    env = bc.pass_env(api_url, home, tokens[CONDUCTOR], tokens[AGENT], **NO_GATES, **{SECRET_ENV: secret},
+                      PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="WARNING", CONDUCTOR_GITHUB_URL=sandbox.api_url,
+                      CONDUCTOR_REPO_PATH=mode["clone"], CONDUCTOR_AGENT_TIMEOUT=str(120 + 2 * step),
+                      CONDUCTOR_AGENT_COMMAND=json.dumps([sys.executable, "-m", "conductor.demo_agent",
+                                                          "--lasting", str(step)]),
+                      CONDUCTOR_WORKTREE_ROOT=str(workdir / "worktrees"), CONDUCTOR_SALVAGE_DIR=str(workdir / "salvage"))
+    log = home / "deployed.log"
+    with open(log, "ab") as out:
+        process = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-on-change", str(spec_path)],
+                                   env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        deadline = time.monotonic() + bc.PASS_TIMEOUT
+        while not results.exists():
+            if process.poll() is not None or time.monotonic() > deadline:
+                return {"error": f"the served process ended or timed out:\n{bc._tail(log)}"[-300:], "passes": []}
+            time.sleep(0.5)
+        time.sleep(0.2)
+        return json.loads(results.read_text(encoding="utf-8"))
+    finally:
+        bc._stop(process)
+
+
 # -- the main process --------------------------------------------------------------------------
 
 def make_repo(sandbox, tokens: dict[str, str], name: str, workdir: Path,
@@ -329,9 +459,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--every", type=float, default=30.0, help="cron mode: seconds between passes: T (default 30)")
     parser.add_argument("--modes", default="event,cron", help="modes to run, in order (default event,cron)")
     parser.add_argument("--run-modes", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--serve-on-change", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.run_modes:
         return pass_process(args.run_modes)
+    if args.serve_on_change:
+        return serve_on_change(args.serve_on_change)
     try:
         modes = parse_modes(args.modes)
     except ValueError as exc:
@@ -350,21 +483,26 @@ def main(argv: list[str] | None = None) -> int:
     secret = secrets.token_hex(16)
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, {bc._load()}; "
           f"D = {args.step:g} s per leaf, T = {args.every:g} s; embedded server; gates off", flush=True)
-    labels = {"event": "event-driven", "cron": f"cron T={args.every:g} s"}
+    labels = {"event": "event-driven", "cron": f"cron T={args.every:g} s", "deployed": "deployed on-change"}
     with tempfile.TemporaryDirectory(prefix="bench-makespan-") as tmp, \
             running_sandbox(Path(tmp) / "sandbox", users=tokens) as sandbox, \
             bc.prefect_server("embedded", Path(tmp) / "prefect-home") as api_url:
         specs, chain = [], None
         for mode in modes:
             workdir = Path(tmp) / mode
-            port = bc._free_port() if mode == "event" else None
+            port = bc._free_port() if mode in ("event", "deployed") else None
             repo, clone, issues = make_repo(sandbox, tokens, f"makespan-{mode}", workdir,
                                             (port, secret) if port else None)
             chain = critical_path(items_from_issues(issues, config.phase_names, repo), phase_deps)
             specs.append({"mode": mode, "label": labels[mode], "repo": repo, "clone": str(clone),
                           "workdir": str(workdir), "hook_port": port})
+        in_process = [m for m in specs if m["mode"] != "deployed"]
         rows = run_modes(sandbox, tokens, api_url, Path(tmp) / "prefect-home",
-                         {"step": args.step, "every": args.every, "modes": specs}, secret)
+                         {"step": args.step, "every": args.every, "modes": in_process}, secret) if in_process else []
+        for m in specs:
+            if m["mode"] == "deployed":
+                rows.append({"mode": "deployed", "label": m["label"], **run_deployed(
+                    sandbox, tokens, api_url, Path(tmp) / "deployed-home", m, args.step, secret)})
     print(f"finished at {bc._load()}")
     assert chain is not None
     ideal = len(chain) * args.step

@@ -20,11 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timezone", default="UTC")
     parser.add_argument("--reminder-mode", choices=["recreate", "update"], default="update")
     args = parser.parse_args(argv)
+    from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
+    # A module entrypoint, as prefect.yaml's: a file entrypoint puts flows/ first on the run
+    # process's path, where flows/conductor.py shadows the conductor package (its prompts).
     conductor.serve(name="served", schedule=Cron(args.cron, timezone=args.timezone),
                     parameters={"repo": args.repo, "reminder_mode": args.reminder_mode},
-                    limit=1)
+                    limit=1, entrypoint_type=EntrypointType.MODULE_PATH)
     return 0
 
 
