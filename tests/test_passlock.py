@@ -69,8 +69,8 @@ def _remote_ref(sandbox, url: str) -> str:
     return done.stdout.strip()
 
 
-def test_of_passes_starting_together_exactly_one_gets_the_lock(lock_url, token):
-    locks = [_lock(lock_url, token, f"pass-{i}") for i in range(6)]
+def _acquire_together(locks: list[PassLock]) -> dict[str, bool]:
+    """Every lock's `acquire()` from its own thread, released at the same instant: pass id -> won."""
     barrier = threading.Barrier(len(locks))
     results: dict[str, bool] = {}
 
@@ -83,6 +83,12 @@ def test_of_passes_starting_together_exactly_one_gets_the_lock(lock_url, token):
         t.start()
     for t in threads:
         t.join()
+    return results
+
+
+def test_of_passes_starting_together_exactly_one_gets_the_lock(lock_url, token):
+    locks = [_lock(lock_url, token, f"pass-{i}") for i in range(6)]
+    results = _acquire_together(locks)
 
     winners = [p for p, ok in results.items() if ok]
     assert len(winners) == 1, results
@@ -96,18 +102,7 @@ def test_of_passes_taking_over_an_expired_lease_together_exactly_one_wins(lock_u
     assert dead.acquire()
     time.sleep(0.8)
     locks = [_lock(lock_url, token, f"heir-{i}") for i in range(5)]
-    barrier = threading.Barrier(len(locks))
-    results: dict[str, bool] = {}
-
-    def race(lock: PassLock) -> None:
-        barrier.wait()
-        results[lock.pass_id] = lock.acquire()
-
-    threads = [threading.Thread(target=race, args=(lock,)) for lock in locks]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = _acquire_together(locks)
 
     winners = [lock for lock in locks if results[lock.pass_id]]
     assert len(winners) == 1, results
