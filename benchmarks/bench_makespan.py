@@ -201,10 +201,11 @@ def table(rows: list[dict[str, Any]], ideal_s: float) -> str:
             lines.append(f"{r['label']:<16} broke: {r['error']}")
             continue
         busy = sum(p["seconds"] for p in r["passes"])
+        leaves = sum(p["leaves"] for p in r["passes"]) if all("leaves" in p for p in r["passes"]) else "-"
         ratio = r["makespan_s"] / ideal_s if ideal_s else float("nan")
         deliveries = r["deliveries"] if r["deliveries"] is not None else "-"
         lines.append(f"{r['label']:<16} {r['makespan_s']:>12.1f} {ratio:>15.2f} {len(r['passes']):>6} "
-                     f"{busy:>13.1f} {r['makespan_s'] - busy:>11.1f} {sum(p['leaves'] for p in r['passes']):>6} "
+                     f"{busy:>13.1f} {r['makespan_s'] - busy:>11.1f} {leaves:>6} "
                      f"{deliveries:>10}")
     return "\n".join(lines)
 
@@ -308,13 +309,16 @@ def _on_change_spec() -> dict[str, Any]:
 
 
 def _pipeline_idle(github_url: str, token: str, repo: str) -> bool:
-    """No open issue and no open PR left (the gates are off, so nothing waits for a person)."""
+    """The planner's idle, read from GitHub: no open issue or PR in any phase (the gates are
+    off, so nothing waits for a person)."""
     import httpx
 
+    from conductor.config import PipelineConfig
+    from conductor.demo import _all
+
     with httpx.Client(base_url=github_url, headers={"Authorization": f"token {token}"}, timeout=30) as gh:
-        issues = gh.get(f"/repos/{repo}/issues", params={"state": "open", "per_page": 100}).json()
-        return not [i for i in issues if not (i.get("pull_request") or any(
-            lab["name"] == "conductor-reminder" for lab in i.get("labels", [])))]
+        open_items = _all(gh, f"/repos/{repo}/issues", state="open")  # PRs included, as GitHub lists them
+    return not items_from_issues(open_items, PipelineConfig().phase_names, repo)
 
 
 def serve_on_change(spec_path: Path) -> int:
@@ -372,7 +376,7 @@ def serve_on_change(spec_path: Path) -> int:
                     before = [r for r in runs if idle_at and r.start_time and r.start_time <= idle_at]
                     if idle_at and before and all(r.state and r.state.is_final() for r in before):
                         passes = sorted(({"start": (r.start_time - started).total_seconds(),
-                                          "seconds": (r.end_time - r.start_time).total_seconds(), "leaves": 0}
+                                          "seconds": (r.end_time - r.start_time).total_seconds()}
                                          for r in before if r.end_time), key=lambda row: row["start"])
                         end = max(r.end_time for r in before if r.end_time)
                         result = {"makespan_s": (end - started).total_seconds(), "passes": passes,
@@ -510,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         if r["passes"]:
             print(f"{r['label']}: " + "; ".join(
-                f"+{p['start']:.1f} s {p['seconds']:.1f} s {p['leaves']} leaves" for p in r["passes"]))
+                f"+{p['start']:.1f} s {p['seconds']:.1f} s" + (f" {p['leaves']} leaves" if "leaves" in p else "")
+                for p in r["passes"]))
             agents = [a for p in r["passes"] for a in p.get("agent_s", [])]
             if agents:
                 print(f"  its {len(agents)} agents lasted {min(agents):.2f}-{max(agents):.2f} s "

@@ -297,11 +297,32 @@ def test_makespan_goal_line(event_s: float | None, ideal_s: float, verdict: str)
 def test_makespan_table_ratios_and_waiting() -> None:
     rows = [{"mode": "cron", "label": "cron T=30 s", "makespan_s": 140.0, "deliveries": None,
              "passes": [{"start": 0.0, "seconds": 20.0, "leaves": 4}, {"start": 120.0, "seconds": 20.0, "leaves": 2}]},
-            {"mode": "event", "label": "event-driven", "error": "RuntimeError: stalled", "passes": []}]
+            {"mode": "event", "label": "event-driven", "error": "RuntimeError: stalled", "passes": []},
+            {"mode": "deployed", "label": "deployed", "makespan_s": 105.0, "deliveries": 9,
+             "passes": [{"start": 2.0, "seconds": 12.0}, {"start": 30.0, "seconds": 13.0}]}]
     lines = makespan.table(rows, 70.0).splitlines()
     assert lines[2].split() == ["ideal", "70.0", "1.00", "-", "-", "-", "-", "-"]
     assert lines[3].split() == ["cron", "T=30", "s", "140.0", "2.00", "2", "40.0", "100.0", "6", "-"]
     assert lines[4] == f"{'event-driven':<16} broke: RuntimeError: stalled"
+    # served runs are counted from Prefect, their leaves are not known: "-", never 0
+    assert lines[5].split() == ["deployed", "105.0", "1.50", "2", "25.0", "80.0", "-", "9"]
+
+
+def test_the_deployed_modes_idle_is_the_planners_no_open_phased_item(sandbox) -> None:
+    from conductor.demo import SAMPLE_PIPELINE
+    from github_sandbox.seed import seed_pipeline
+    from conftest import unique_repo_name
+
+    repo = seed_pipeline(sandbox.api_url, sandbox.admin_token, f"admin/{unique_repo_name('idle')}",
+                         pipeline=SAMPLE_PIPELINE)
+    assert not makespan._pipeline_idle(sandbox.api_url, sandbox.admin_token, repo)
+    with sandbox.api() as client:
+        issues = [i for i in client.get(f"/repos/{repo}/issues", params={"state": "open", "per_page": 100}).json()]
+        for issue in issues:
+            client.patch(f"/repos/{repo}/issues/{issue['number']}", json={"state": "closed"}).raise_for_status()
+        # an open issue in no phase (the reminder, say) leaves the pipeline idle
+        client.post(f"/repos/{repo}/issues", json={"title": "Pipeline status"}).raise_for_status()
+    assert makespan._pipeline_idle(sandbox.api_url, sandbox.admin_token, repo)
 
 
 @pytest.mark.parametrize("args", [["--modes", "hourly"], ["--modes", "event,event"], ["--modes", ""],
