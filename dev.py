@@ -153,8 +153,7 @@ def _worker_args(rest: list[str]) -> list[str]:
     """pytest-xdist workers, one test module per worker at a time (module fixtures are set up
     once): CONDUCTOR_TEST_WORKERS workers (default 3; 0 runs in this process). Left alone
     when the arguments choose for themselves (-n, --numprocesses, -p no:xdist)."""
-    if any(a in {"-n", "--numprocesses"} or a.startswith(("-n", "--numprocesses=")) or a == "no:xdist"
-           for a in rest):
+    if any(a in {"--numprocesses", "no:xdist"} or a.startswith(("-n", "--numprocesses=")) for a in rest):
         return []
     raw = os.environ.get(WORKERS_ENV, str(DEFAULT_WORKERS))
     if not raw.isdigit():
