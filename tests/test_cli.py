@@ -171,3 +171,34 @@ def test_status_shows_the_reminder_the_plan_and_where_prefect_is(sandbox, tmp_pa
 def test_demo_refuses_fewer_than_one_pass(passes):
     result = conductor("demo", "--max-passes", passes)
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "give 1 or more" in result.stderr
+
+
+def test_run_without_an_agent_says_so_before_asking_any_server(tmp_path):
+    """No token in the environment means the token could come from a Prefect block: the agent
+    command (a local check) is refused first, without one request to Prefect or GitHub."""
+    import socket
+    import threading
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    connections: list[object] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            connections.append(conn)
+
+    threading.Thread(target=accept, daemon=True).start()
+    env = {k: v for k, v in os.environ.items() if k not in {"GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN"}}
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "conductor.cli", "run", "--repo", "a/b",
+             "--github-url", f"http://127.0.0.1:{port}/api/v3"], capture_output=True, text=True, cwd=tmp_path,
+            env={**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}, timeout=60)
+    finally:
+        listener.close()
+    assert result.returncode == 2 and "no agent command" in result.stderr, result.stderr
+    assert connections == []
