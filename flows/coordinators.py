@@ -30,9 +30,9 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from conductor import coordinator as core
-from conductor import leaf as leaves
-from conductor.coordinator import (
+from conductor.actions import coordinator as core
+from conductor.core import leaf as leaves
+from conductor.actions.coordinator import (
     AgentResult,
     CoordinatorResult,
     CoordinatorSpec,
@@ -40,10 +40,10 @@ from conductor.coordinator import (
     LeafWorkspace,
     Workspace,
 )
-from conductor.github_gateway import GitHubGateway
-from conductor.models import Dispatch
-from conductor.settings import RunSettings
-from conductor.verify import CoordinatorOutcome
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.models import Dispatch
+from conductor.core.settings import RunSettings
+from conductor.core.verify import CoordinatorOutcome
 from tasks.secrets import agent_token, github_settings
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
@@ -238,7 +238,7 @@ def _broken(dispatch: Dispatch, reason: str) -> CoordinatorResult:
 
 def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> CoordinatorResult:
     """Run the coordinator as a deployment on a work pool and wait: its agent's claims come
-    back with it, and the pass proves them itself (flows.conductor, "verify artifact proof")."""
+    back with it, and the pass proves them itself (flows.pipeline_pass, "verify artifact proof")."""
     remote_spec = spec.model_copy(update={"repo_path": None, "worktree_root": None})
     try:
         run = run_deployment(deployment, parameters={"dispatch": dispatch, "spec": remote_spec},
