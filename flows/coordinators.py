@@ -41,6 +41,7 @@ from conductor.actions.coordinator import (
     Workspace,
 )
 from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.github_urls import web_url_of
 from conductor.core.models import Dispatch
 from conductor.core.settings import RunSettings
 from conductor.core.verify import CoordinatorOutcome
@@ -144,7 +145,7 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
 def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     """One leaf per item, all submitted at once; a review waits for the one it merges after."""
     spec = core.localize(spec, RunSettings())
-    html_base = html_base_of(spec.api_url)
+    html_base = web_url_of(spec.api_url)
     order = dispatch.items
     if dispatch.kind == "pr_review":
         order = leaves.review_order(dispatch.items, dispatch.merge_after)
@@ -178,7 +179,7 @@ def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
             agent = run_agent(dispatch, spec, workspace, return_state=True).result(raise_on_failure=False)
             if isinstance(agent, BaseException):
                 raise agent
-            outcome = prove(gh, dispatch, spec, agent, html_base=html_base_of(spec.api_url))
+            outcome = prove(gh, dispatch, spec, agent, html_base=web_url_of(spec.api_url))
         except Exception as exc:  # a broken coordinator is a failure, never a crashed pass
             get_run_logger().error("coordinator failed: %s", exc)
             outcome = core.failed_outcome(dispatch, f"coordinator failed: {exc}")
@@ -268,13 +269,6 @@ def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
     with ThreadPoolExecutor(max_workers=len(dispatches), thread_name_prefix="coordinator") as pool:
         futures = [pool.submit(contextvars.copy_context().run, one, d) for d in dispatches]
         return [f.result() for f in futures]
-
-
-def html_base_of(api_url: str) -> str:
-    """https://api.github.com -> https://github.com; https://HOST/api/v3 -> https://HOST."""
-    if api_url.rstrip("/") == "https://api.github.com":
-        return "https://github.com"
-    return api_url.rstrip("/").removesuffix("/api/v3")
 
 
 def ensure_agent_slots(limit: int) -> None:

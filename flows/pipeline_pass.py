@@ -13,13 +13,14 @@ from prefect.states import Cancelled, Completed, Failed, State
 from conductor.actions.coordinator import CoordinatorSpec
 from conductor.edges.git_lock import LockError, holder_name
 from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.github_urls import web_url_of
 from conductor.core.models import Plan
 from conductor.core.parameters import PassParameters, resolve_parameters
 from conductor.core.passes import PassInputs, PassReport, approved_gates, resolve_inputs
 from conductor.core.settings import GitHubSettings
 from conductor.core.taskfile import read_task_file
 from conductor.core.verify import CoordinatorOutcome
-from flows.coordinators import dispatch_all, html_base_of
+from flows.coordinators import dispatch_all
 from tasks import steps
 from tasks.guard import one_pass_on_github, one_pass_per_repo
 from tasks.secrets import github_settings
@@ -171,7 +172,7 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
             migration_paths=inputs.config.migration_paths)
         results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
-                                               html_base=html_base_of(inputs.api_url))
+                                               html_base=web_url_of(inputs.api_url))
         _log_outcomes(logger, outcomes)
         steps.record_failed_attempts(gh, outcomes, spec.pass_id, inputs.config)
     finished = steps.close_finished(gh, snapshot, inputs.dry_run) if snapshot.finished else []

@@ -103,13 +103,6 @@ class PrefectAPI:
         self.close(drain=exc[0] is None)
 
 
-@contextmanager
-def prefect_api(ephemeral_home: bool = False) -> Iterator[str]:
-    """Use PREFECT_API_URL when set; else run the embedded server for the duration."""
-    with PrefectAPI(ephemeral_home=ephemeral_home) as api:
-        yield api.url()
-
-
 def run_pass(params: Any = None, **parameters: Any):
     """Run the conductor flow once; returns (report, state). The report is None when the
     pass was skipped because another pass over the repository held its slot."""

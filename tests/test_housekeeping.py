@@ -16,8 +16,8 @@ from conductor.actions.finished_issues import close_finished, find_finished, wit
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.models import Plan
 from conductor.core.planner import plan as make_plan
-from conductor.actions.previous_run import close_stale_reminders, read_previous_run
-from conductor.actions.reminder_publish import open_stuck_issue, publish_reminder
+from conductor.actions.previous_run import read_previous_run
+from conductor.actions.reminder_publish import close_superseded, open_stuck_issue, publish_reminder
 from conductor.core.settings import GitHubSettings
 from conductor.core.models import PlanRules
 from conftest import unique_repo_name
@@ -127,7 +127,7 @@ def test_a_reminder_of_ours_whose_marker_was_removed_is_reported_not_read(sandbo
     assert previous.reminders == [] and previous.state is None
     assert [n.line() for n in previous.not_ours] == [
         f"issue #{edited} carries {constants.REMINDER_LABEL} but has no conductor marker (edited by hand?)"]
-    assert close_stale_reminders(gh, previous, keep=None, dry_run=False) == []
+    assert close_superseded(gh, previous, None, constants.STALE_REMINDER_COMMENT, dry_run=False) == []
     assert _state_of(sandbox, repo, edited)["state"] == "open"
 
 

@@ -8,9 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from conductor.core.usage import Usage, UsageMeter, describe, parse_usage, total
+from conductor.core.usage import Usage, UsageMeter, describe, total
 
 OUTPUTS = Path(__file__).parent / "data" / "agent_outputs"
+
+
+def parse_usage(lines: list[str]) -> Usage | None:
+    """The figures a meter fed `lines` one by one ends with (as a leaf's output reader feeds it)."""
+    meter = UsageMeter()
+    for line in lines:
+        meter.feed(line)
+    return meter.usage
 
 
 @pytest.mark.parametrize(("file", "expected"), [

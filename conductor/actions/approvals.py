@@ -66,7 +66,5 @@ def check_approvals(gh: GitHubGateway, state: PipelineState, config: PipelineCon
 
 
 def with_approvals(state: PipelineState, check: ApprovalCheck) -> PipelineState:
-    """A new snapshot whose `approved` holds the verified approvals."""
-    if not check.approved:
-        return state
-    return state.model_copy(update={"approved": sorted(set(state.approved) | check.approved.keys())})
+    """A new snapshot whose `approved` holds exactly the verified approvals."""
+    return state.model_copy(update={"approved": sorted(check.approved)})

@@ -41,10 +41,6 @@ def without_claims(state: PipelineState, released: Released) -> PipelineState:
     return state.without_labels(released)
 
 
-def released_numbers(released: Released) -> list[int]:
-    return sorted(released)
-
-
 def claimed_since(gh: GitHubGateway, plan: Plan, config: PipelineConfig) -> list[int]:
     """Re-read, just before claiming, the labels of every item the plan dispatches (one
     request each): those that carry a claim label now were claimed by another pass after

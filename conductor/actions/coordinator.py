@@ -44,7 +44,6 @@ from conductor.core.verify import CoordinatorOutcome, ItemResult, PullFacts, Run
 
 AGENT_PID_FILE = "conductor-agent.pid"
 LEAF_PROMPT_FILE = "conductor-prompt.md"
-DEFAULT_AGENT_SLOTS = 12
 # What a leaf records on its item result besides the proof (kept when proved again elsewhere).
 LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "started_at",
                       "ended_at", "agent_started_at", "agent_ended_at"}

@@ -26,11 +26,6 @@ from conductor.core.models import PipelineState
 log = logging.getLogger(__name__)
 
 
-def fixed_by(pr: int) -> str:
-    """The canonical reviewer's closing comment."""
-    return f"Fixed by PR #{pr}."
-
-
 def finished_by(pulls: list[MergedPull], state: PipelineState, config: PipelineConfig) -> list[FinishedIssue]:
     """Which open pipeline issues `pulls` finish. Pure: merged, into the integration
     branch, linking the issue with a closing keyword; the lowest PR number wins."""

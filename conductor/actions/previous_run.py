@@ -53,12 +53,3 @@ def read_previous_run(gh: GitHubGateway, config: PipelineConfig) -> PreviousRun:
         stuck_issues=stuck, not_ours=not_ours)
 
 
-def close_stale_reminders(gh: GitHubGateway, previous: PreviousRun, *, keep: int | None,
-                          dry_run: bool) -> list[int]:
-    """Close every reminder of the conductor's own but `keep`, with the seed's comment.
-    Only ever the conductor's own: `previous.reminders` holds nothing else."""
-    stale = [n for n in previous.reminders if n != keep]
-    if not dry_run:
-        for number in stale:
-            gh.close_with_comment(number, constants.STALE_REMINDER_COMMENT)
-    return stale

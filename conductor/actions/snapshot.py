@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from conductor.core import planner
-from conductor.actions.approvals import check_approvals
+from conductor.actions.approvals import check_approvals, with_approvals
 from conductor.core.facts import Snapshot
 from conductor.actions.finished_issues import find_finished, without_finished
 from conductor.core.models import PlanRules
@@ -28,7 +28,7 @@ def read_snapshot(gh: GitHub, rules: PlanRules, not_people: Iterable[str] = ()) 
     state = without_finished(state, finished)
     check = check_approvals(gh, state, rules.config, not_people={gh.login(), *not_people})
     approvals = check.approved
-    state = state.model_copy(update={"approved": sorted(approvals)})
+    state = with_approvals(state, check)
     # Per-item attempts, for the items the plan would dispatch (approvals known): reading one
     # may hold it back and let the next in line in, whose attempts are read in turn.
     attempts = dict(state.attempts)

@@ -80,6 +80,3 @@ class AgentReport(_Strict):
             out["issues" if workflow == "issue-to-pr" else "reviews"] = [claim]
         return out
 
-    @property
-    def item_numbers(self) -> list[int]:
-        return [c.issue for c in self.issues] + [r.pr for r in self.reviews]

@@ -114,13 +114,6 @@ class UsageMeter:
         return self._final or self._codex
 
 
-def parse_usage(lines: Iterable[str]) -> Usage | None:
-    meter = UsageMeter()
-    for line in lines:
-        meter.feed(line)
-    return meter.usage
-
-
 def describe(usage: Usage | None) -> str:
     """One cell: `1,000 in / 50 out tokens, $0.0100, 6 turns, 12.3 s`; `-` when unknown."""
     if usage is None:

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
+from conductor.core.github_urls import PUBLIC_API_URL, web_url_of
 from conductor.core.errors import ConductorError
 
 PLACEHOLDERS = ("task_file", "report_file", "worktree", "prompt_file", "workflow",
@@ -45,7 +46,6 @@ DEFAULT_DROPPED_ENV = (
     "CONDUCTOR_GITHUB_TOKEN",
     "CONDUCTOR_AGENT_TOKEN",
 )
-PUBLIC_API_URL = "https://api.github.com"
 # git asks this helper for the agent's credential; it reads the token from the agent's
 # environment when git runs it, so the token is never written to a file or a git config.
 GIT_CREDENTIAL_HELPER = (
@@ -97,15 +97,6 @@ def agent_environment(
     env = {k: v for k, v in base.items() if k.upper() not in dropped}
     env.update(extra or {})
     return env
-
-
-def web_url_of(api_url: str) -> str:
-    """The web (and git) base URL of a REST API URL: https://api.github.com ->
-    https://github.com; https://HOST/api/v3 -> https://HOST (GitHub Enterprise, the sandbox)."""
-    api_url = api_url.rstrip("/")
-    if api_url == PUBLIC_API_URL:
-        return "https://github.com"
-    return api_url.removesuffix("/api/v3")
 
 
 # git runs this when no credential helper answered (an agent CLI may reset the helpers, as
