@@ -2,8 +2,11 @@
 
     CONDUCTOR_WEBHOOK_SECRET=... GITHUB_TOKEN=... conductor webhooks serve --port 8787
 
-Every POST is checked against `X-Hub-Signature-256` before anything else (wrong or missing:
-401, nothing emitted, the body is never logged). A signed delivery that can change the plan
+It needs a reachable Prefect API (PREFECT_API_URL), and refuses to start without one. Every
+POST is checked against `X-Hub-Signature-256` before anything else (wrong or missing: 401,
+nothing emitted, the body is never logged), hashed as it is read: a body over GitHub's 25 MB is
+refused before it is read, and what a request may cost in time, memory and connections is
+bounded (`Receiver`, `make_server`). A signed delivery that can change the plan
 (`conductor.core.webhooks.classify`) becomes one Prefect event `github.<event>.<action>` on the
 resource `github.repository.OWNER/NAME`, with an id derived from the delivery GUID, so a
 redelivery is the same event (the receiver also remembers the GUIDs it has seen, and
@@ -13,28 +16,45 @@ Prefect's event bus drops a repeated id). The `conductor/on-change` deployment's
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
+import socket
 import sys
+import tempfile
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import SecretStr
 
-from conductor.core.webhooks import (DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, PrefectEventSpec,
-                                classify, signature_valid)
+from conductor.core.webhooks import (DELIVERY_HEADER, EVENT_HEADER, MAX_BODY, SIGNATURE_HEADER, Framing,
+                                     PrefectEventSpec, SignatureCheck, body_framing, chunk_size, classify)
 
 log = logging.getLogger("conductor.core.webhooks")
 SECRET_ENV = "CONDUCTOR_WEBHOOK_SECRET"
 SECRET_BLOCK_ENV = "CONDUCTOR_WEBHOOK_SECRET_BLOCK"
 DEFAULT_SECRET_BLOCK = "github-webhook-secret"
 IGNORE_ENV = "CONDUCTOR_WEBHOOK_IGNORE_LOGINS"
-MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 SEEN_LIMIT = 10_000
+# What one request may cost: GitHub gives up on a delivery after 10 s, so a request that takes
+# longer to arrive is dropped (READ_TIMEOUT, for the whole request however slowly it trickles);
+# headers fit in HEADER_BUDGET bytes; a body is read READ_PIECE bytes at a time and held in memory
+# up to SPOOL_IN_MEMORY bytes (on disk beyond); MAX_IN_FLIGHT bodies at once, MAX_CONNECTIONS
+# connections at once.
+READ_TIMEOUT = 10.0
+WRITE_SECONDS = 5.0
+HEADER_BUDGET = 64 * 1024
+READ_PIECE = 64 * 1024
+SPOOL_IN_MEMORY = 1024 * 1024
+CHUNK_LINE_LIMIT = 4096
+MAX_IN_FLIGHT = 8
+MAX_CONNECTIONS = 32
+PREFECT_CHECK_SECONDS = 5.0
 
 Emitter = Callable[[PrefectEventSpec], None]
 
@@ -50,20 +70,54 @@ def emit_to_prefect(spec: PrefectEventSpec) -> None:
 
 
 class Receiver:
-    """The decision for one request, without HTTP: (status, JSON answer)."""
+    """The decision for one request, without the socket: (status, JSON answer) from its headers
+    and a stream of its body.
 
-    def __init__(self, secret: SecretStr, own_logins: Iterable[str], emit: Emitter = emit_to_prefect) -> None:
+    The body is read in pieces of `READ_PIECE` bytes, each hashed (`SignatureCheck`) and kept in
+    a spool that holds `SPOOL_IN_MEMORY` bytes in memory and the rest in a temporary file, so a
+    body costs at most that much memory until its signature is known; only a signed body is ever
+    parsed. At most `max_in_flight` bodies are read at once (429 beyond)."""
+
+    def __init__(self, secret: SecretStr, own_logins: Iterable[str], emit: Emitter = emit_to_prefect,
+                 max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self._secret = secret.get_secret_value().encode()
         self.own_logins = frozenset(login for login in own_logins if login)
         self._emit = emit
         self._seen: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+        self.max_in_flight = max_in_flight
+        self._in_flight = threading.BoundedSemaphore(max_in_flight)
         self.emitted = 0
 
-    def handle(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
-        lowered = {k.lower(): v for k, v in headers.items()}
-        if not signature_valid(self._secret, body, lowered.get(SIGNATURE_HEADER.lower())):
-            return 401, {"message": "signature missing or wrong"}
+    def receive(self, headers: Iterable[tuple[str, str]], body: BinaryIO) -> tuple[int, dict[str, Any]]:
+        headers = list(headers)
+        framing = body_framing(headers)
+        if framing.kind == "refuse":
+            return framing.status, {"message": framing.message}
+        if not self._in_flight.acquire(blocking=False):
+            return 429, {"message": f"{self.max_in_flight} deliveries are being read; redeliver this one later"}
+        try:
+            with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY) as spool:
+                check = SignatureCheck(self._secret)
+                try:
+                    for piece in _body_pieces(body, framing):
+                        check.update(piece)
+                        spool.write(piece)
+                except BodyTooLarge:
+                    return 413, {"message": f"body over the {MAX_BODY}-byte limit"}
+                except TimeoutError:
+                    return 408, {"message": "the body did not arrive in time"}
+                except ValueError as exc:
+                    return 400, {"message": str(exc)}
+                lowered = {name.lower(): value for name, value in headers}
+                if not check.matches(lowered.get(SIGNATURE_HEADER.lower())):
+                    return 401, {"message": "signature missing or wrong"}
+                spool.seek(0)
+                return self._decide(lowered, spool.read())
+        finally:
+            self._in_flight.release()
+
+    def _decide(self, lowered: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
         delivery = lowered.get(DELIVERY_HEADER.lower(), "")
         try:
             payload = json.loads(body)
@@ -94,15 +148,130 @@ class Receiver:
         return 202, {"outcome": "emitted", "event": verdict.event.event, "id": str(verdict.event.id)}
 
 
-def make_server(receiver: Receiver, host: str, port: int) -> ThreadingHTTPServer:
+class BodyTooLarge(Exception):
+    """A chunked body grew past GitHub's limit while it was read."""
+
+
+def _exactly(stream: BinaryIO, size: int) -> Iterator[bytes]:
+    while size:
+        piece = stream.read(min(READ_PIECE, size))
+        if not piece:
+            raise ValueError("the body ended before its announced size")
+        size -= len(piece)
+        yield piece
+
+
+def _body_pieces(stream: BinaryIO, framing: Framing) -> Iterator[bytes]:
+    """The body in pieces of at most READ_PIECE bytes, as `framing` delimits it."""
+    if framing.kind == "length":
+        yield from _exactly(stream, framing.length)
+        return
+    total = 0
+    while size := chunk_size(stream.readline(CHUNK_LINE_LIMIT)):
+        total += size
+        if total > MAX_BODY:
+            raise BodyTooLarge
+        yield from _exactly(stream, size)
+        if stream.readline(CHUNK_LINE_LIMIT) not in (b"\r\n", b"\n"):
+            raise ValueError("a chunk does not end where its size says")
+    while stream.readline(CHUNK_LINE_LIMIT) not in (b"\r\n", b"\n", b""):
+        pass  # trailer fields: read and dropped
+
+
+class HeadersTooLarge(Exception):
+    """The request line and headers are over HEADER_BUDGET bytes."""
+
+
+class _RequestInput(io.RawIOBase):
+    """A connection's input with one deadline for the whole request (a slow client cannot hold
+    its connection longer, however it trickles) and a byte budget for its request line and
+    headers; the body's reader bounds the body."""
+
+    def __init__(self, sock: socket.socket, seconds: float) -> None:
+        self._sock = sock
+        self._deadline = time.monotonic() + seconds
+        self._budget: int | None = HEADER_BUDGET
+
+    def readable(self) -> bool:
+        return True
+
+    def headers_read(self) -> None:
+        self._budget = None
+
+    def readinto(self, buffer: Any) -> int:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("the request did not arrive in time")
+        view = memoryview(buffer)
+        if self._budget is not None:
+            if self._budget <= 0:
+                raise HeadersTooLarge
+            view = view[:self._budget]
+        self._sock.settimeout(remaining)
+        received = self._sock.recv_into(view)
+        if self._budget is not None:
+            self._budget -= received
+        return received
+
+
+class _Server(ThreadingHTTPServer):
+    """One thread per connection, at most `max_connections` at once: a connection beyond them
+    gets 503 and is closed before anything of it is read."""
+
+    _BUSY_BODY = b'{"message": "too many connections; redeliver later"}'
+    BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler],
+                 max_connections: int) -> None:
+        self._connections = threading.BoundedSemaphore(max_connections)
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._connections.acquire(blocking=False):
+            try:
+                request.settimeout(WRITE_SECONDS)
+                request.sendall(self.BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._connections.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._connections.release()
+
+
+def make_server(receiver: Receiver, host: str, port: int, read_timeout: float = READ_TIMEOUT,
+                max_connections: int = MAX_CONNECTIONS) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         server_version = "conductor-webhooks"
+
+        def setup(self) -> None:
+            super().setup()
+            self.rfile.close()
+            self._input = _RequestInput(self.connection, read_timeout)
+            self.rfile = io.BufferedReader(self._input)
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (OSError, HeadersTooLarge):  # a client that hung up, timed out or sent too much
+                self.close_connection = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
             pass  # one line per delivery comes from Receiver; never the body
 
         def _answer(self, status: int, data: dict[str, Any]) -> None:
             body = json.dumps(data).encode()
+            self.connection.settimeout(WRITE_SECONDS)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -116,18 +285,34 @@ def make_server(receiver: Receiver, host: str, port: int) -> ThreadingHTTPServer
                 self._answer(404, {"message": "not found"})
 
         def do_POST(self) -> None:  # noqa: N802 - stdlib name
-            try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if not 0 <= length <= MAX_BODY:
-                self._answer(413, {"message": "body too large or without Content-Length"})
-                return
-            body = self.rfile.read(length)
-            status, data = receiver.handle(dict(self.headers.items()), body)
+            self._input.headers_read()
+            status, data = receiver.receive(self.headers.items(), self.rfile)
             self._answer(status, data)
 
-    return ThreadingHTTPServer((host, port), Handler)
+    return _Server((host, port), Handler, max_connections)
+
+
+def require_prefect_api() -> None:
+    """The receiver's events are for the Prefect server whose `conductor/on-change` triggers read
+    them. Without PREFECT_API_URL, Prefect would start a throwaway server of its own (where no
+    trigger sees anything), so the receiver refuses instead; and it refuses an API that does not
+    answer, before anything is started."""
+    from urllib.parse import urlsplit
+
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, PREFECT_CLIENT_MAX_RETRIES, temporary_settings
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        raise WebhookUsageError("no Prefect API: set PREFECT_API_URL to the Prefect server that runs the "
+                                "conductor/on-change deployment (its triggers read the receiver's events)")
+    with temporary_settings({PREFECT_CLIENT_MAX_RETRIES: 0}), \
+            get_client(sync_client=True, httpx_settings={"timeout": PREFECT_CHECK_SECONDS}) as client:
+        problem = client.api_healthcheck()
+    if problem is not None:
+        where = urlsplit(url).netloc.rpartition("@")[2]
+        raise WebhookUsageError(f"the Prefect API at {where} (PREFECT_API_URL) does not answer "
+                                f"({type(problem).__name__}); start that server or fix PREFECT_API_URL")
 
 
 def resolve_secret() -> SecretStr:
@@ -183,6 +368,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             "is always included)")
     serve.add_argument("--github-url", default=None, help="REST API base URL (to read the token's login)")
     serve.add_argument("--ready-file", default=None, help="write the bound URL here once listening")
+    serve.add_argument("--read-timeout", type=float, default=READ_TIMEOUT, metavar="SECONDS",
+                       help=f"drop a request that has not fully arrived after this long (default {READ_TIMEOUT:g}; "
+                            "GitHub waits 10 s for an answer)")
     serve.set_defaults(func=run_serve)
 
 
@@ -193,11 +381,14 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         if not 0 <= args.port <= 65535:
             raise WebhookUsageError(f"--port {args.port} is not a TCP port (0-65535)")
+        if not args.read_timeout > 0:
+            raise WebhookUsageError(f"--read-timeout {args.read_timeout:g} is not a positive number of seconds")
+        require_prefect_api()
         secret = resolve_secret()
         logins = resolve_own_logins(args.ignore_login, args.github_url)
         receiver = Receiver(secret, logins)
         try:
-            server = make_server(receiver, args.host, args.port)
+            server = make_server(receiver, args.host, args.port, read_timeout=args.read_timeout)
         except OSError as exc:
             raise WebhookUsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}; "
                                     "choose another --port") from None

@@ -1,10 +1,13 @@
-"""GitHub webhook deliveries as facts: signature check, the events that can change the plan,
-and the Prefect event a delivery becomes. Pure functions; the HTTP receiver and the
-Prefect emission live in `deployments/webhooks.py`.
+"""GitHub webhook deliveries as facts: how a body is framed and how large it may be, the
+signature check, the events that can change the plan, and the Prefect event a delivery
+becomes. Pure functions; the HTTP receiver and the Prefect emission live in
+`deployments/webhooks.py`.
 
 GitHub signs the raw body with HMAC-SHA256 under the hook's secret and sends it as
-`X-Hub-Signature-256: sha256=<hex>`; a redelivery keeps its `X-GitHub-Delivery` GUID, so the
-Prefect event id is derived from it (uuid5) and the same delivery always maps to the same event.
+`X-Hub-Signature-256: sha256=<hex>`; the receiver hashes the body piece by piece as it reads it
+(`SignatureCheck`), so no size of body needs holding before it is judged. A redelivery keeps
+its `X-GitHub-Delivery` GUID, so the Prefect event id is derived from it (uuid5) and the same
+delivery always maps to the same event.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import hashlib
 import hmac
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
@@ -31,8 +35,10 @@ EVENT_HEADER = "X-GitHub-Event"
 DELIVERY_HEADER = "X-GitHub-Delivery"
 # Namespace of the uuid5 that turns a delivery GUID into a Prefect event id.
 DELIVERY_NAMESPACE = uuid.UUID("7f0c6a8e-5b7e-4d57-9d1f-3c2f0b6c9e41")
+MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB and does not deliver larger ones
 _SIGNATURE = re.compile(r"^sha256=([0-9a-fA-F]{64})$")
 _DELIVERY = re.compile(r"^[A-Za-z0-9-]{1,100}$")
+_CHUNK_SIZE = re.compile(rb"^([0-9a-fA-F]{1,16})(;[^\r\n]*)?\r?\n\Z")
 
 
 def sign(secret: bytes, body: bytes) -> str:
@@ -40,15 +46,78 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
+class SignatureCheck:
+    """GitHub's signature of a body fed in pieces (HMAC-SHA256, incremental): the receiver
+    never needs the whole body to judge it."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret_given = bool(secret)
+        self._mac = hmac.new(secret, digestmod=hashlib.sha256)
+
+    def update(self, piece: bytes) -> None:
+        self._mac.update(piece)
+
+    def matches(self, header: str | None) -> bool:
+        """Whether `header` is the signature of everything fed so far (constant time).
+        An empty secret verifies nothing."""
+        if not self._secret_given or not header:
+            return False
+        match = _SIGNATURE.match(header.strip())
+        return match is not None and hmac.compare_digest(self._mac.hexdigest(), match.group(1).lower())
+
+
 def signature_valid(secret: bytes, body: bytes, header: str | None) -> bool:
-    """Whether `header` is GitHub's signature of `body` under `secret` (constant time).
-    An empty secret verifies nothing."""
-    if not secret or not header:
-        return False
-    match = _SIGNATURE.match(header.strip())
+    """Whether `header` is GitHub's signature of `body` under `secret` (constant time)."""
+    check = SignatureCheck(secret)
+    check.update(body)
+    return check.matches(header)
+
+
+class Framing(BaseModel):
+    """How a request's body is delimited, or why it is refused before one byte of it is read."""
+
+    kind: Literal["length", "chunked", "refuse"]
+    length: int = 0
+    status: int = 0
+    message: str = ""
+
+
+def _refuse(status: int, message: str) -> Framing:
+    return Framing(kind="refuse", status=status, message=message)
+
+
+def body_framing(headers: Iterable[tuple[str, str]], limit: int = MAX_BODY) -> Framing:
+    """Read a request's framing headers: a `Content-Length` up to `limit`, or chunked transfer
+    coding (whose size is checked while it is read). Anything else, or both, or either twice with
+    different values (a smuggling attempt), is refused with the status to answer."""
+    values: dict[str, set[str]] = {"content-length": set(), "transfer-encoding": set()}
+    for name, value in headers:
+        if name.lower() in values:
+            values[name.lower()].add(value.strip())
+    lengths, codings = values["content-length"], values["transfer-encoding"]
+    if codings:
+        if lengths:
+            return _refuse(400, "both Content-Length and Transfer-Encoding; send one")
+        if {coding.lower() for coding in codings} != {"chunked"}:
+            return _refuse(501, "only the chunked transfer coding is accepted")
+        return Framing(kind="chunked")
+    if not lengths:
+        return _refuse(411, "no Content-Length (GitHub sends one)")
+    if len(lengths) > 1 or not next(iter(lengths)).isascii() or not next(iter(lengths)).isdigit():
+        return _refuse(400, "Content-Length is not one number")
+    length = int(next(iter(lengths)))
+    if length > limit:
+        return _refuse(413, f"body of {length} bytes is over the {limit}-byte limit")
+    return Framing(kind="length", length=length)
+
+
+def chunk_size(line: bytes) -> int:
+    """The size on one chunk-size line of a chunked body (`1a2b;ext\r\n`); ValueError when the
+    line is not one."""
+    match = _CHUNK_SIZE.match(line)
     if match is None:
-        return False
-    return hmac.compare_digest(sign(secret, body).lower(), f"sha256={match.group(1).lower()}")
+        raise ValueError("malformed chunk-size line")
+    return int(match.group(1), 16)
 
 
 class PrefectEventSpec(BaseModel):
