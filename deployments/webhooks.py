@@ -377,7 +377,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_serve(args: argparse.Namespace) -> int:
     from conductor.core.errors import ConductorError
 
-    logging.basicConfig(level=logging.INFO, format="webhooks: %(message)s", stream=sys.stderr)
+    logging.basicConfig(level=logging.WARNING, format="webhooks: %(message)s", stream=sys.stderr)
+    log.setLevel(logging.INFO)  # one line per delivery; other libraries' requests stay quiet
     try:
         if not 0 <= args.port <= 65535:
             raise WebhookUsageError(f"--port {args.port} is not a TCP port (0-65535)")

@@ -1,5 +1,6 @@
 """The embedded Prefect server's life: it dies with its parent (even `kill -9`), two on one
-fresh PREFECT_HOME do not race on migrations, and it keeps a database of its own."""
+fresh PREFECT_HOME do not race on migrations, it keeps a database of its own, and it sends no
+telemetry (so it never logs a failure to)."""
 from __future__ import annotations
 
 import json
@@ -58,9 +59,12 @@ def test_kill_9_of_the_parent_ends_the_server_within_seconds(tmp_path):
             parent.kill()
 
 
-def test_two_servers_on_one_fresh_home_both_start(tmp_path):
+def test_two_servers_on_one_fresh_home_both_start_without_telemetry(tmp_path, monkeypatch):
+    # The session's settings turn analytics off for every test; a user's environment does not.
+    monkeypatch.delenv("PREFECT_SERVER_ANALYTICS_ENABLED", raising=False)
     home = tmp_path / "fresh-home"
-    first, second = EmbeddedServer(home), EmbeddedServer(home)
+    logs = [tmp_path / "first.log", tmp_path / "second.log"]
+    first, second = EmbeddedServer(home, log_file=logs[0]), EmbeddedServer(home, log_file=logs[1])
     try:
         first.start()
         second.start()
@@ -68,9 +72,13 @@ def test_two_servers_on_one_fresh_home_both_start(tmp_path):
         for url in urls:
             with urllib.request.urlopen(url + "/health", timeout=5) as r:
                 assert r.status == 200
+            with urllib.request.urlopen(url + "/admin/settings", timeout=30) as r:
+                assert json.load(r)["server"]["analytics_enabled"] is False
         # both migrated one database: its own, not the prefect.db of `prefect server start`
         assert (home / EMBEDDED_DB_NAME).exists()
         assert not (home / "prefect.db").exists()
     finally:
         first.stop()
         second.stop()
+    for log in logs:
+        assert "telemetry" not in log.read_text(errors="replace").lower()

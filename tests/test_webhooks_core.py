@@ -8,7 +8,8 @@ import pytest
 from githubkit.webhooks import sign as githubkit_sign
 from githubkit.webhooks import verify as githubkit_verify
 
-from conductor.core.webhooks import PLAN_EVENTS, classify, event_id, sign, signature_valid
+from conductor.core.webhooks import (MAX_BODY, PLAN_EVENTS, Framing, SignatureCheck, body_framing, chunk_size,
+                                     classify, event_id, sign, signature_valid)
 
 SECRET = b"It's a Secret to Everybody"
 BODY = b"Hello, World!"
@@ -37,6 +38,63 @@ def test_sign_matches_githubs_documented_vector():
 ])
 def test_signature_valid(secret, body, header, valid):
     assert signature_valid(secret, body, header) is valid
+
+
+@pytest.mark.parametrize("cuts", [[], [0], [1], [5, 6], [1, 2, 3, 12], list(range(len(BODY)))])
+def test_a_body_hashed_in_pieces_checks_like_the_whole(cuts):
+    check = SignatureCheck(SECRET)
+    for start, end in zip([0, *cuts], [*cuts, len(BODY)]):
+        check.update(BODY[start:end])
+    assert check.matches(GITHUB_VECTOR)
+    check.update(b"!")
+    assert not check.matches(GITHUB_VECTOR)
+
+
+@pytest.mark.parametrize(("headers", "framing"), [
+    ([("Content-Length", "120")], Framing(kind="length", length=120)),
+    ([("content-length", " 0 ")], Framing(kind="length", length=0)),
+    ([("Content-Length", str(MAX_BODY))], Framing(kind="length", length=MAX_BODY)),
+    ([("Content-Length", "5"), ("Content-Length", "5")], Framing(kind="length", length=5)),
+    ([("Transfer-Encoding", "chunked")], Framing(kind="chunked")),
+    ([("transfer-encoding", "Chunked")], Framing(kind="chunked")),
+])
+def test_body_framing_accepts(headers, framing):
+    assert body_framing(headers) == framing
+
+
+@pytest.mark.parametrize(("headers", "status"), [
+    ([("Content-Length", str(MAX_BODY + 1))], 413),       # over GitHub's 25 MB: refused unread
+    ([("Content-Length", "9" * 40)], 413),
+    ([], 411),                                            # neither header
+    ([("X-Other", "1")], 411),
+    ([("Content-Length", "-1")], 400),
+    ([("Content-Length", "0x10")], 400),
+    ([("Content-Length", "1e3")], 400),
+    ([("Content-Length", "")], 400),
+    ([("Content-Length", "١٢")], 400),                    # Unicode digits are not a length
+    ([("Content-Length", "5"), ("Content-Length", "6")], 400),   # two lengths: smuggling
+    ([("Content-Length", "5"), ("Transfer-Encoding", "chunked")], 400),
+    ([("Transfer-Encoding", "gzip, chunked")], 501),
+    ([("Transfer-Encoding", "chunked"), ("Transfer-Encoding", "identity")], 501),
+])
+def test_body_framing_refuses_before_reading(headers, status):
+    framing = body_framing(headers)
+    assert (framing.kind, framing.status) == ("refuse", status) and framing.message
+
+
+@pytest.mark.parametrize(("line", "size"), [
+    (b"0\r\n", 0), (b"1a\r\n", 26), (b"FF\n", 255), (b"10;name=value\r\n", 16),
+    (b"ffffffffffffffff\r\n", 2**64 - 1),
+])
+def test_chunk_size(line, size):
+    assert chunk_size(line) == size
+
+
+@pytest.mark.parametrize("line", [b"", b"\r\n", b"1a", b"g\r\n", b"-1\r\n", b" 1\r\n", b"1 \r\n",
+                                  b"1\r\n\r\n", b"1" * 17 + b"\r\n", b"0x10\r\n"])
+def test_chunk_size_refuses(line):
+    with pytest.raises(ValueError):
+        chunk_size(line)
 
 
 def payload(action: str | None = "closed", *, repo: str = "octo/widgets", sender: str = "alice",
