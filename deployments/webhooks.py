@@ -218,6 +218,7 @@ class _Server(ThreadingHTTPServer):
     """One thread per connection, at most `max_connections` at once: a connection beyond them
     gets 503 and is closed before anything of it is read."""
 
+    request_queue_size = 128  # the listen backlog: a burst waits to be accepted in order
     _BUSY_BODY = b'{"message": "too many connections; redeliver later"}'
     BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
             b"Content-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY))

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conductor.core.webhooks import MAX_BODY, sign
-from deployments.webhooks import MAX_IN_FLIGHT
+from deployments.webhooks import MAX_CONNECTIONS, MAX_IN_FLIGHT
 
 pytestmark = pytest.mark.slow
 
@@ -49,10 +49,10 @@ class Serve:
 
 def headers(length: int | None, *, signature: str | None = None, delivery: str = "",
             event: str = "pull_request") -> bytes:
+    """A delivery's request line and headers; `length` None: a chunked body."""
     lines = ["POST / HTTP/1.1", "Host: 127.0.0.1", "Content-Type: application/json",
-             f"X-GitHub-Event: {event}", f"X-GitHub-Delivery: {delivery or secrets.token_hex(8)}"]
-    if length is not None:
-        lines.append(f"Content-Length: {length}")
+             f"X-GitHub-Event: {event}", f"X-GitHub-Delivery: {delivery or secrets.token_hex(8)}",
+             "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"]
     if signature is not None:
         lines.append(f"X-Hub-Signature-256: {signature}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
@@ -74,12 +74,20 @@ def answer(sock: socket.socket) -> tuple[int, dict]:
     return int(head.split()[1]), json.loads(body or b"{}")
 
 
-def good_delivery(serve: Serve, repo: str) -> tuple[int, dict]:
-    body = json.dumps({"action": "closed", "pull_request": {"number": 7}, "repository": {"full_name": repo},
+def delivery_body(repo: str) -> bytes:
+    return json.dumps({"action": "closed", "pull_request": {"number": 7}, "repository": {"full_name": repo},
                        "sender": {"login": "alice"}}).encode()
+
+
+def good_delivery(serve: Serve, repo: str) -> tuple[int, dict]:
+    body = delivery_body(repo)
     sock = serve.connect()
     sock.sendall(headers(len(body), signature=sign(SECRET.encode(), body)) + body)
     return answer(sock)
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def unsigned_flood_body(sock: socket.socket, size: int) -> tuple[int, dict]:
@@ -130,6 +138,32 @@ def test_a_body_over_githubs_limit_is_refused_before_it_is_read(serve: Serve):
     sock.sendall(headers(MAX_BODY + 1, signature="sha256=" + "0" * 64))  # and not one byte of body
     status, data = answer(sock)
     assert status == 413 and "limit" in data["message"]
+
+
+def test_a_chunked_body_is_read_and_refused_once_it_grows_past_the_limit(serve: Serve):
+    body = delivery_body(f"octo/chunked-{secrets.token_hex(3)}")
+    sock = serve.connect()
+    sock.sendall(headers(None, signature=sign(SECRET.encode(), body))
+                 + b"".join(chunk(body[i:i + 9]) for i in range(0, len(body), 9)) + b"0\r\n\r\n")
+    assert answer(sock)[1]["outcome"] == "emitted"
+    # 1 MiB, then a chunk that would take the body past 25 MB: refused before that chunk is read.
+    sock = serve.connect()
+    sock.sendall(headers(None, signature="sha256=" + "0" * 64) + chunk(b"x" * MiB)
+                 + b"%x\r\n" % (MAX_BODY - MiB + 1))
+    status, data = answer(sock)
+    assert status == 413 and "limit" in data["message"]
+
+
+def test_connections_beyond_the_cap_get_503_before_anything_is_read(serve: Serve):
+    idle = [serve.connect() for _ in range(MAX_CONNECTIONS)]
+    try:
+        one_more = serve.connect()
+        one_more.sendall(headers(2) + b"{}")
+        status, data = answer(one_more)
+        assert status == 503 and "too many connections" in data["message"]
+    finally:
+        for sock in idle:
+            sock.close()
 
 
 def test_bodies_beyond_the_in_flight_cap_get_429_and_a_slow_client_is_cut_off(serve: Serve):
