@@ -406,3 +406,27 @@ def test_salvaged_work_leaves_the_conductors_files_out(repo: Path, root: Path, t
     patch = saved.patch.read_text()
     assert "work.py" in patch
     assert all(name not in patch for name in CONDUCTOR_FILES)
+
+
+def test_a_leafs_work_is_salvaged_beside_the_conductors_excluded_files(
+        repo: Path, root: Path, tmp_path: Path) -> None:
+    """A leaf as a killed pass leaves it (issue #19, item 2): the task file and report,
+    excluded through `info/exclude`, beside a commit not pushed and changes not committed."""
+    orphan = create_worktree(repo, root, "issue_to_pr-leaf-7", integration_tip(repo, "dev"))
+    _write_conductor_files(orphan)
+    git(orphan, "switch", "-q", "-c", "agent/issue-7")
+    sha = commit(orphan, "done.py", "a = 1\n", "the agent's commit")
+    (orphan / "done.py").write_text("a = 2\n")
+    (orphan / "sub").mkdir()
+    (orphan / "sub" / "half.py").write_text("b = 1\n")
+
+    results = clean_orphans(repo, root, keep=set(), salvage_dir=tmp_path / "salvage")
+
+    assert [(r.path, r.removed, r.error) for r in results] == [(orphan, True, None)]
+    assert not orphan.exists() and find_orphans(repo, root) == []
+    saved = results[0].salvaged_to
+    assert saved is not None
+    patch = (saved / "uncommitted.patch").read_text()
+    assert "a = 2" in patch and "sub/half.py" in patch
+    assert all(name not in patch for name in CONDUCTOR_FILES)
+    assert f"{sha} refs/heads/agent/issue-7" in git(tmp_path, "bundle", "list-heads", str(saved / "unpushed.bundle"))

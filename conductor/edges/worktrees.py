@@ -43,8 +43,10 @@ _MAX_NAME = 100
 _USERINFO = re.compile(r"(://)[^/@\s]+@")
 _MUTATING = threading.Lock()  # coordinators start in threads: one add/remove/prune at a time
 _EXCLUDE_HEADER = "# conductor: files it writes into its worktrees (never the agent's work)"
-# Pathspecs that leave the conductor's own files (at the worktree's top) out of a git command.
+# Pathspecs that leave the conductor's own files (at the worktree's top) out of a git command
+# that only reads (`git add` refuses a pathspec naming an ignored file, even to exclude it).
 _NOT_OURS = [".", *(f":(top,exclude,literal){name}" for name in CONDUCTOR_FILES)]
+_OURS = [f":(top,literal){name}" for name in CONDUCTOR_FILES]
 
 
 class WorktreeError(ConductorError):
@@ -340,11 +342,16 @@ def _salvage_target(salvage_dir: Path, name: str, now: datetime) -> Path:
 
 
 def _uncommitted_patch(wt: Repo) -> bytes:
-    """`git diff HEAD --binary` of everything, untracked files included, via a temp index."""
+    """`git diff HEAD --binary` of everything, untracked files included, via a temp index.
+
+    `git add -A .` names no file, so git itself leaves ignored files out (the conductor's
+    own, listed in `info/exclude`, among them) and never refuses; `git reset` then takes
+    the conductor's files back out of the temp index in case its excludes were lost."""
     with tempfile.TemporaryDirectory(prefix="conductor-salvage-") as tmp:
         env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
         _git(wt, "read-tree", "HEAD", what="git read-tree", env=env)
-        _git(wt, "add", "-A", "--", *_NOT_OURS, what="git add -A (temporary index)", env=env)
+        _git(wt, "add", "-A", "--", ".", what="git add -A (temporary index)", env=env)
+        _git(wt, "reset", "-q", "--", *_OURS, what="git reset (temporary index)", env=env)
         patch = _git(
             wt, "diff", "--cached", "--binary", "HEAD", what="git diff --binary", env=env,
             stdout_as_string=False, strip_newline_in_stdout=False,
