@@ -263,6 +263,46 @@ def test_rerun_after_a_killed_pass_leaves_nothing_stuck_or_duplicated(pipe: Pipe
     assert orphans.stdout.strip() == ""  # the dead pass's agent was stopped, not left spinning
 
 
+def test_worktrees_of_a_pass_killed_mid_work_are_salvaged_and_removed_by_the_next(
+        pipe: PipelineRepo, prefect_server):
+    """Issue #19, item 2: `kill -9` of a pass whose leaves committed (not pushed) and left
+    files uncommitted; the next pass saves both for every leaf and removes its worktree."""
+    numbers = [pipe.issue("Page A", UI, "batch-01"), pipe.issue("Page B", UI, "batch-02")]
+    root = pipe.workdir / "worktrees"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shell.cli", "run", "--repo", pipe.full_name,
+         "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
+         "--agent-command", f"{sys.executable} -m shell.demo_agent --mode half-done", "--agent-timeout", "120"],
+        env={**os.environ, "PREFECT_API_URL": prefect_server}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(root.glob("*/uncommitted.md"))) < len(numbers):
+            assert time.monotonic() < deadline and proc.poll() is None, "the leaves never got half done"
+            time.sleep(0.3)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    killed = sorted(pipe.worktrees_left())
+    assert len(killed) == len(numbers)
+
+    report, state = pipe.run()
+
+    assert state.is_completed()
+    assert sorted(o.path for o in report.orphans) == killed
+    assert [(o.removed, o.error) for o in report.orphans] == [(True, None)] * len(numbers)
+    saved = {}
+    for orphan in report.orphans:
+        patch = (orphan.salvaged_to / "uncommitted.patch").read_text()
+        assert "uncommitted.md" in patch and constants.TASK_FILE_NAME not in patch
+        heads = subprocess.run(["git", "bundle", "list-heads", str(orphan.salvaged_to / "unpushed.bundle")],
+                               capture_output=True, text=True, check=True).stdout
+        saved.update({n: orphan for n in numbers if f"refs/heads/agent/item-{n}" in heads})
+    assert sorted(saved) == sorted(numbers)  # each leaf's own commit is in its bundle
+    assert pipe.worktrees_left() == []
+    assert [o.ok for o in report.outcomes] == [True, True]  # and the items were dispatched again
+
+
 def test_two_passes_started_together_never_both_dispatch(pipe: PipelineRepo, prefect_server):
     pipe.issue("Page", UI, "batch-01")
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "CONDUCTOR_GUARD_WAIT": "0"}
@@ -274,11 +314,12 @@ def test_two_passes_started_together_never_both_dispatch(pipe: PipelineRepo, pre
     results = [proc.communicate(timeout=180) for proc in runs]
 
     assert [proc.returncode for proc in runs] == [0, 0], [err[-2000:] for _, err in results]
-    reports = [json.loads(out) for out, _ in results if out.strip()]
-    skipped = [err for out, err in results if not out.strip()]
-    assert len(reports) == 1 and len(skipped) == 1, "\n=====\n".join(err[-3000:] for _, err in results)
-    assert "another conductor pass" in skipped[0]
-    assert [o["items"] for o in reports[0]["outcomes"]] == [[1]]
+    reports = [json.loads(out) for out, _ in results]  # the skipped pass prints a report too
+    done = [r for r in reports if not r.get("skipped")]
+    skipped = [r["skipped"] for r in reports if r.get("skipped")]
+    assert len(done) == 1 and len(skipped) == 1, "\n=====\n".join(err[-3000:] for _, err in results)
+    assert skipped[0].startswith("another conductor pass")
+    assert [o["items"] for o in done[0]["outcomes"]] == [[1]]
     assert len(pipe.pulls()) == 1
 
 
