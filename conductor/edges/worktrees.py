@@ -42,6 +42,9 @@ CONDUCTOR_WORKTREE = "conductor"
 _MAX_NAME = 100
 _USERINFO = re.compile(r"(://)[^/@\s]+@")
 _MUTATING = threading.Lock()  # coordinators start in threads: one add/remove/prune at a time
+# The lock `git worktree add` holds until its checkout is done: left behind, it marks an add
+# that was killed (the conductor starts an agent only after the add returned).
+_UNFINISHED_ADD = "initializing"
 _EXCLUDE_HEADER = "# conductor: files it writes into its worktrees (never the agent's work)"
 # Pathspecs that leave the conductor's own files (at the worktree's top) out of a git command
 # that only reads (`git add` refuses a pathspec naming an ignored file, even to exclude it).
@@ -62,6 +65,7 @@ class WorktreeInfo(BaseModel):
     detached: bool = False
     bare: bool = False
     locked: bool = False
+    lock_reason: str = ""
     prunable: bool = False
 
 
@@ -106,6 +110,8 @@ def parse_worktree_porcelain(text: str) -> list[WorktreeInfo]:
                 fields["branch"] = value
             elif key in ("detached", "bare", "locked", "prunable"):
                 fields[key] = True
+                if key == "locked":
+                    fields["lock_reason"] = value
         if "path" in fields:
             infos.append(WorktreeInfo.model_validate(fields))
     return infos
@@ -422,12 +428,20 @@ def clean_orphans(
     *,
     salvage_dir: Path | str,
 ) -> list[OrphanCleanup]:
-    """Salvage then remove every orphan, then prune. An orphan whose salvage fails stays."""
+    """Salvage then remove every orphan, then prune. An orphan whose salvage fails stays.
+    One whose `git worktree add` was killed (still locked "initializing") holds no agent's
+    work: it is unlocked and removed without salvage."""
     _prune(repo_path)
+    unfinished = {w.path.resolve() for w in list_worktrees(repo_path) if w.lock_reason == _UNFINISHED_ADD}
     results = []
     for path in find_orphans(repo_path, root, keep):
         try:
-            saved = salvage(repo_path, path, salvage_dir)
+            if path in unfinished:
+                with _MUTATING, _open(repo_path) as repo:
+                    _git(repo, "worktree", "unlock", str(path), what="git worktree unlock")
+                saved = None
+            else:
+                saved = salvage(repo_path, path, salvage_dir)
         except WorktreeError as exc:
             results.append(OrphanCleanup(path=path, error=f"not removed, salvage failed: {exc}"))
             continue
