@@ -17,7 +17,8 @@ that no longer merges cleanly before merging it); it writes the single-item repo
 `--mode` makes it misbehave on purpose for tests: crash, hang, empty (done with no
 artifact), foreign-url (a PR URL in another repository), grade-d, garbage (a report
 that is not JSON), no-report, leak (prints its token, then works: the conductor must
-redact it from the logs).
+redact it from the logs), half-done (commits on its branch without pushing, leaves a
+file uncommitted, then hangs: the work a killed pass leaves in a worktree).
 
 Auth: its own token from GH_TOKEN (never the conductor's); git pushes send it as an
 HTTP header, so it is never written into a URL or a git config file.
@@ -43,7 +44,9 @@ from git import Repo
 from conductor.core.linking import linked_issues
 from conductor.core.taskfile import parse_key_values
 
-MODES = ("work", "crash", "hang", "empty", "foreign-url", "grade-d", "garbage", "no-report", "leak")
+MODES = ("work", "crash", "hang", "empty", "foreign-url", "grade-d", "garbage", "no-report", "leak", "half-done")
+IDENTITY = {"GIT_AUTHOR_NAME": "demo-agent", "GIT_AUTHOR_EMAIL": "demo-agent@sandbox.invalid",
+            "GIT_COMMITTER_NAME": "demo-agent", "GIT_COMMITTER_EMAIL": "demo-agent@sandbox.invalid"}
 
 
 def api_url(task: dict[str, str]) -> str:
@@ -106,9 +109,7 @@ class Agent:
                 target.write_text(before + f"# part of #{issue}\n", encoding="utf-8")
                 touched.append(str(target))
             git.index.add(touched)
-            git.git.commit("-m", f"Implement #{issue}", author="demo-agent <demo-agent@sandbox.invalid>",
-                           env={"GIT_COMMITTER_NAME": "demo-agent",
-                                "GIT_COMMITTER_EMAIL": "demo-agent@sandbox.invalid"})
+            git.git.commit("-m", f"Implement #{issue}", env=IDENTITY)
             git.git.execute(["git", *self._git_auth(), "push", "--force", "-q", "origin",
                              f"HEAD:refs/heads/{branch}"])
         finally:
@@ -139,9 +140,7 @@ class Agent:
             git.git.execute(["git", "fetch", "-q", "origin", f"+refs/heads/{head}:refs/remotes/origin/{head}",
                              f"+refs/heads/{base}:refs/remotes/origin/{base}"])
             git.git.checkout("-q", "-B", f"review-{pull['number']}", f"origin/{head}")
-            env = {"GIT_AUTHOR_NAME": "demo-agent", "GIT_AUTHOR_EMAIL": "demo-agent@sandbox.invalid",
-                   "GIT_COMMITTER_NAME": "demo-agent", "GIT_COMMITTER_EMAIL": "demo-agent@sandbox.invalid"}
-            status, _, _ = git.git.execute(["git", "merge", "-q", "--no-edit", f"origin/{base}"], env=env,
+            status, _, _ = git.git.execute(["git", "merge", "-q", "--no-edit", f"origin/{base}"], env=IDENTITY,
                                            with_extended_output=True, with_exceptions=False)
             if status:
                 for path in git.git.diff("--name-only", "--diff-filter=U").splitlines():
@@ -158,7 +157,7 @@ class Agent:
                                                    strip_newline_in_stdout=False)
                     Path(path).write_text(merged, encoding="utf-8")
                     git.git.add(path)
-                git.git.execute(["git", "commit", "-q", "--no-edit"], env=env)
+                git.git.execute(["git", "commit", "-q", "--no-edit"], env=IDENTITY)
             git.git.execute(["git", *self._git_auth(), "push", "-q", "origin", f"HEAD:refs/heads/{head}"])
         finally:
             git.close()
@@ -184,6 +183,21 @@ class Agent:
                 if state == "open":
                     self._call("PATCH", f"/issues/{issue}", json={"state": "closed", "state_reason": "completed"})
         return {"pr": number, "grade": grade, "merged": merged}
+
+
+def half_done(item: int) -> None:
+    """Work a killed pass interrupts: `committed.md` committed on `agent/item-<N>` (not
+    pushed), `uncommitted.md` written and not committed."""
+    git = Repo(Path.cwd())
+    try:
+        git.git.checkout("-q", "-B", f"agent/item-{item}")
+        Path("committed.md").write_text(f"Committed for #{item}.\n", encoding="utf-8")
+        git.index.add(["committed.md"])
+        git.git.commit("-q", "-m", f"Part of #{item}", env=IDENTITY)
+        Path("uncommitted.md").write_text(f"Not yet committed for #{item}.\n", encoding="utf-8")
+    finally:
+        git.close()
+    print(f"demo agent: #{item} half done", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -230,6 +244,10 @@ def _run(args: argparse.Namespace) -> int:
         return 3
     if args.mode == "hang":
         subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])  # a grandchild
+        time.sleep(3600)
+        return 0
+    if args.mode == "half-done":
+        half_done(items[0])
         time.sleep(3600)
         return 0
     if args.mode == "no-report":

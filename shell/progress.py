@@ -98,3 +98,12 @@ def route_logs(log_file: Path, console: Console | None) -> None:
             logger = logging.getLogger(name)
             if not any(isinstance(h, ProgressHandler) for h in logger.handlers):
                 logger.addHandler(ProgressHandler(console))
+
+
+def stop_progress() -> None:
+    """No more progress lines on the terminal (the log file still gets every record), so
+    the line a pass ends with is its last (a late GitHub retry never follows it)."""
+    for name in ("conductor", *_PREFECT_WATCHED):
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if isinstance(h, ProgressHandler)]:
+            logger.removeHandler(handler)

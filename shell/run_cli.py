@@ -5,8 +5,11 @@ starts (`conductor.actions.preflight`), while the embedded Prefect server starts
 Prefect is imported only after PREFECT_API_URL is settled. Its own log lines and
 tracebacks go to a log file; the terminal gets progress lines and one line per error.
 
-Exit status: 0 every claim proved (or the pipeline is idle), 1 a coordinator failed or
-the pipeline is stuck, 2 bad input or GitHub unreachable.
+Exit status: 0 every claim proved (or the pipeline is idle, or another pass holds the
+repository: skipped), 1 a coordinator failed, the pipeline is stuck or the pass broke, 2 bad
+input or GitHub unreachable. A pass that exits non-zero ends stderr with one line saying why
+and where to look (the log file, the Prefect flow run); with --json every pass that started
+prints a report on stdout (`StandInReport`, with `skipped` or `error`, when it gave none).
 """
 from __future__ import annotations
 
@@ -81,6 +84,16 @@ class PrefectAPI:
         assert self._url is not None
         return self._url
 
+    def run_reference(self, flow_run_id: object) -> str:
+        """Where a person finds a flow run: its page on the user's server, or its id and the
+        PREFECT_HOME of the embedded server (stopped after the pass; `prefect server start`
+        there shows it)."""
+        if self._server is None:
+            from shell.status_cli import flow_run_link
+
+            return f"Prefect flow run {flow_run_link(self._url or '', flow_run_id)}"
+        return f"Prefect flow run {flow_run_id} (PREFECT_HOME={self._server.home})"
+
     def close(self, drain: bool = True) -> None:
         from shell.prefect_server import drain_prefect_workers
 
@@ -139,6 +152,7 @@ def rerun_command(argv: list[str]) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.console import Console
+    from rich.markup import escape
 
     from shell.progress import default_log_file, route_logs, start_logging
 
@@ -154,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     start_logging(log_file, err)
     api = PrefectAPI(ephemeral_home=params.dry_run, log_file=log_file)
     try:
-        from conductor.core.passes import resolve_inputs
+        from conductor.core.passes import StandInReport, resolve_inputs
         from conductor.actions.preflight import check_agent_command, check_inputs
         from conductor.core.render import pass_table
         from conductor.core.settings import GitHubSettings
@@ -188,29 +202,44 @@ def cmd_run(args: argparse.Namespace) -> int:
         report, state = run_pass(params)
     except ConductorError as exc:
         api.close(drain=False)
-        raise ConductorError(f"{exc} (details: {log_file})") from None
+        message = f"{exc} (details: {log_file})"
+        _end(args.json, StandInReport(repo=inputs.repo, dry_run=inputs.dry_run, error=message))
+        raise ConductorError(message) from None
     except Exception as exc:  # a bug, not the user's input: the traceback is in the log file
         import logging
 
         logging.getLogger("conductor").exception("the pass failed")
         api.close(drain=False)
-        print(f"conductor: error: the pass failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
-              f"(traceback: {log_file})", file=sys.stderr)
+        message = (f"the pass failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
+                   f"(traceback: {log_file})")
+        _end(args.json, StandInReport(repo=inputs.repo, dry_run=inputs.dry_run, error=message),
+             f"conductor: error: {message}")
         return EXIT_FAILURES
+    where = f"details: {log_file} and {api.run_reference(state.state_details.flow_run_id)}"
     api.close()
     if report is None:
-        print(f"conductor: {state.message}", file=sys.stderr)
+        _end(args.json, StandInReport(repo=inputs.repo, dry_run=inputs.dry_run, skipped=state.message),
+             f"conductor: {state.message}")
         return EXIT_OK
-    if args.json:
-        print(json.dumps(report.model_dump(mode="json"), indent=2))
-    else:
+    if not args.json:
         Console(soft_wrap=False).print(pass_table(report))
         for failure in report.failures:
-            err.print(f"[red]failed[/red] {failure}", markup=True, highlight=False)
+            err.print(f"[red]failed[/red] {escape(failure)}", markup=True, highlight=False)
     code = exit_code(report)
-    if code and not args.json:
-        err.print(f"conductor: {state.message}")
+    _end(args.json, report, f"conductor: {report.why_failed()} — {where}" if code else None)
     return code
+
+
+def _end(as_json: bool, report: Any, last_line: str | None = None) -> None:
+    """How every pass ends: with --json its report on stdout (a `StandInReport` when it gave
+    none); then, if given, one line on stderr saying why, after which no progress line comes."""
+    from shell.progress import stop_progress
+
+    stop_progress()
+    if as_json:
+        print(json.dumps(report.model_dump(mode="json"), indent=2), flush=True)
+    if last_line:
+        print(last_line, file=sys.stderr, flush=True)
 
 
 def cmd_setup(args: argparse.Namespace) -> int:

@@ -14,6 +14,12 @@ from typing import Any
 from shell.cliargs import add_config_args, add_github_args, parameters_from_args
 
 
+def flow_run_link(api_url: str, run_id: object) -> str:
+    """A flow run's page in the Prefect UI of the server at `api_url` (PREFECT_UI_URL if set)."""
+    ui = os.environ.get("PREFECT_UI_URL") or api_url.removesuffix("/api")
+    return f"{ui}/runs/flow-run/{run_id}"
+
+
 def last_pass(repo: str) -> dict[str, Any] | None:
     """The newest `conductor` flow run over `repo` on the Prefect server at PREFECT_API_URL."""
     api_url = os.environ.get("PREFECT_API_URL")
@@ -31,10 +37,9 @@ def last_pass(repo: str) -> dict[str, Any] | None:
         return {"error": f"Prefect at {api_url} not reachable ({type(exc).__name__})"}
     for run in runs:
         if run.parameters.get("repo") == repo or run.name.startswith(f"{repo} "):
-            ui = os.environ.get("PREFECT_UI_URL") or api_url.removesuffix("/api")
             return {"name": run.name, "state": run.state_name,
                     "when": (run.start_time or run.expected_start_time).isoformat() if (run.start_time or run.expected_start_time) else None,
-                    "link": f"{ui}/runs/flow-run/{run.id}"}
+                    "link": flow_run_link(api_url, run.id)}
     return {"error": f"no conductor pass over {repo} on the Prefect server at {api_url}"}
 
 

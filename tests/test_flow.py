@@ -230,37 +230,52 @@ def test_dry_run_writes_nothing(pipe: PipelineRepo):
     assert pipe.pulls() == [] and pipe.issues(labels=constants.REMINDER_LABEL) == []
 
 
-def test_rerun_after_a_killed_pass_leaves_nothing_stuck_or_duplicated(pipe: PipelineRepo, prefect_server):
-    number = pipe.issue("Page", UI, "batch-01")
+def test_rerun_after_a_killed_pass_leaves_nothing_stuck_duplicated_or_lost(pipe: PipelineRepo, prefect_server):
+    """`kill -9` of a pass whose leaves committed (not pushed) and left files uncommitted:
+    the next pass releases their claims, stops their agents, saves both kinds of work of
+    every leaf, removes its worktree on the first try (issue #19, item 2) and dispatches again."""
+    numbers = [pipe.issue("Page A", UI, "batch-01"), pipe.issue("Page B", UI, "batch-02")]
     pipe.run("empty")  # leaves one reminder
-    env = {**os.environ, "PREFECT_API_URL": prefect_server}
+    root = pipe.workdir / "worktrees"
     proc = subprocess.Popen(
         [sys.executable, "-m", "shell.cli", "run", "--repo", pipe.full_name,
          "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
-         "--agent-command", f"{sys.executable} -m shell.demo_agent --mode hang", "--agent-timeout", "120"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+         "--agent-command", f"{sys.executable} -m shell.demo_agent --mode half-done", "--agent-timeout", "120"],
+        env={**os.environ, "PREFECT_API_URL": prefect_server}, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 90
-        while constants.STATUS_IN_PROGRESS not in pipe.labels_of(number):
-            assert time.monotonic() < deadline and proc.poll() is None, "the pass never claimed the issue"
+        deadline = time.monotonic() + 120
+        while len(list(root.glob("*/uncommitted.md"))) < len(numbers):
+            assert time.monotonic() < deadline and proc.poll() is None, "the leaves never got half done"
             time.sleep(0.3)
-        time.sleep(1.0)  # the agent is running now
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-    assert constants.STATUS_IN_PROGRESS in pipe.labels_of(number)  # the kill left a claim behind
+    killed = sorted(pipe.worktrees_left())
+    assert len(killed) == len(numbers)
+    assert all(constants.STATUS_IN_PROGRESS in pipe.labels_of(n) for n in numbers)  # the kill left claims
 
     report, state = pipe.run()
 
     assert state.is_completed()
-    assert report.released_claims == [number]
-    assert [o.ok for o in report.outcomes] == [True]
-    assert constants.STATUS_IN_PROGRESS not in pipe.labels_of(number)
-    assert len(pipe.issues(labels=constants.REMINDER_LABEL)) == 1
-    assert len(pipe.pulls()) == 1
+    assert sorted(report.released_claims) == numbers
+    assert sorted(o.path for o in report.orphans) == killed
+    assert [(o.removed, o.error) for o in report.orphans] == [(True, None)] * len(numbers)
+    saved = {}
+    for orphan in report.orphans:
+        patch = (orphan.salvaged_to / "uncommitted.patch").read_text()
+        assert "uncommitted.md" in patch and constants.TASK_FILE_NAME not in patch
+        heads = subprocess.run(["git", "bundle", "list-heads", str(orphan.salvaged_to / "unpushed.bundle")],
+                               capture_output=True, text=True, check=True).stdout
+        saved.update({n: orphan for n in numbers if f"refs/heads/agent/item-{n}" in heads})
+    assert sorted(saved) == numbers  # each leaf's own commit is in its bundle
     assert pipe.worktrees_left() == []
-    orphans = subprocess.run(["pgrep", "-f", "demo_agent --mode hang"], capture_output=True, text=True)
-    assert orphans.stdout.strip() == ""  # the dead pass's agent was stopped, not left spinning
+    assert [o.ok for o in report.outcomes] == [True, True]  # dispatched again, once each
+    assert all(constants.STATUS_IN_PROGRESS not in pipe.labels_of(n) for n in numbers)
+    assert len(pipe.issues(labels=constants.REMINDER_LABEL)) == 1
+    assert len(pipe.pulls()) == len(numbers)
+    orphans = subprocess.run(["pgrep", "-f", "demo_agent --mode half-done"], capture_output=True, text=True)
+    assert orphans.stdout.strip() == ""  # the dead pass's agents were stopped, not left spinning
 
 
 def test_two_passes_started_together_never_both_dispatch(pipe: PipelineRepo, prefect_server):
@@ -274,11 +289,12 @@ def test_two_passes_started_together_never_both_dispatch(pipe: PipelineRepo, pre
     results = [proc.communicate(timeout=180) for proc in runs]
 
     assert [proc.returncode for proc in runs] == [0, 0], [err[-2000:] for _, err in results]
-    reports = [json.loads(out) for out, _ in results if out.strip()]
-    skipped = [err for out, err in results if not out.strip()]
-    assert len(reports) == 1 and len(skipped) == 1, "\n=====\n".join(err[-3000:] for _, err in results)
-    assert "another conductor pass" in skipped[0]
-    assert [o["items"] for o in reports[0]["outcomes"]] == [[1]]
+    reports = [json.loads(out) for out, _ in results]  # the skipped pass prints a report too
+    done = [r for r in reports if not r.get("skipped")]
+    skipped = [r["skipped"] for r in reports if r.get("skipped")]
+    assert len(done) == 1 and len(skipped) == 1, "\n=====\n".join(err[-3000:] for _, err in results)
+    assert skipped[0].startswith("another conductor pass")
+    assert [o["items"] for o in done[0]["outcomes"]] == [[1]]
     assert len(pipe.pulls()) == 1
 
 

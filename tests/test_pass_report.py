@@ -47,3 +47,17 @@ def test_idle_and_stuck():
     stuck = PassReport(repo="o/r", dry_run=False, attempt=4, plan=Plan(repo="o/r", stuck=True, attempt=4),
                        reminder=ReminderResult(action="created", number=3, stuck_issue=9)).summary()
     assert stuck.startswith("STUCK: attempt 4 > 3, nothing dispatched") and "stuck issue #9" in stuck
+
+
+def test_why_failed_names_each_failed_groups_items_and_first_reason_in_one_line():
+    broken = CoordinatorOutcome(kind="pr_review", phase="p2", items=[6, 7], ok=False,
+                                failures=["agent exited with status 3\n[red]x[/red] \x1b[2J" + "y" * 300, "second"])
+    outcomes = [outcome(DISPATCHES[0]), outcome(DISPATCHES[1], {5}), broken]
+    line = report(outcomes=outcomes).why_failed()
+    assert line.startswith("#5 failed (issue_to_pr p1 batch-02): no PR; "
+                           "#6, #7 failed (pr_review p2 (no batch)): agent exited with status 3 [red]x[/red] [2Jy")
+    assert line.endswith("y… (and 1 more)") and "\n" not in line and "\x1b" not in line
+    assert report(outcomes=[outcome(DISPATCHES[0])]).why_failed() == ""
+    stuck = PassReport(repo="o/r", dry_run=False, attempt=4, plan=Plan(repo="o/r", stuck=True, attempt=4),
+                       reminder=ReminderResult(action="created", number=3, stuck_issue=9))
+    assert stuck.why_failed() == "the pipeline is stuck: attempt 4 > 3, nothing dispatched, see issue #9"

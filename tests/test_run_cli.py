@@ -103,12 +103,18 @@ def test_bad_input_takes_about_a_second_not_a_prefect_start(pipe, tmp_path):
     assert time.monotonic() - started < 15  # no embedded server start and migration waited for
 
 
+def pass_env(pipe, tmp_path: Path, prefect_server: str) -> dict[str, str]:
+    return {"GITHUB_TOKEN": pipe.sandbox.users[CONDUCTOR_LOGIN], "CONDUCTOR_AGENT_TOKEN": pipe.sandbox.users[AGENT_LOGIN],
+            "PREFECT_API_URL": prefect_server, "CONDUCTOR_WORKTREE_ROOT": str(tmp_path / "wt"),
+            "CONDUCTOR_SALVAGE_DIR": str(tmp_path / "salvage"), "CONDUCTOR_GITHUB_BACKOFF": "0.05",
+            "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0"}
+
+
 def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path, prefect_server):
-    env = {"GITHUB_TOKEN": pipe.sandbox.users[CONDUCTOR_LOGIN], "CONDUCTOR_AGENT_TOKEN": pipe.sandbox.users[AGENT_LOGIN],
-           "PREFECT_API_URL": prefect_server, "CONDUCTOR_WORKTREE_ROOT": str(tmp_path / "wt"),
-           "CONDUCTOR_SALVAGE_DIR": str(tmp_path / "salvage"),
-           "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0"}
+    env = pass_env(pipe, tmp_path, prefect_server)
     (tmp_path / "coordinators.toml").write_text('fan_out = "coordinator-agent"\n')  # a "run agent" task per group
+    # GitHub answers 503 now and then: retries are shown, and still the last line says why the pass failed
+    pipe.sandbox.control.add_fault(status=503, method="GET", path=f"/repos/{pipe.full_name}/issues", times=2)
     result = conductor("run", "--repo", pipe.full_name, "--github-url", pipe.sandbox.api_url,
                        "--config", str(tmp_path / "coordinators.toml"),
                        "--repo-path", str(pipe.clone), "--json", "--log-file", str(tmp_path / "run.log"),
@@ -120,6 +126,12 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
     assert report["outcomes"][0]["ok"] is False
     assert (tmp_path / "run.log").read_text()  # Prefect's own lines went to the log file
     assert "Beginning flow run" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert any("GitHub answered 503, retry" in line for line in lines), result.stderr[-3000:]
+    [number] = report["outcomes"][0]["items"]
+    assert lines[-1].startswith(f"conductor: #{number} failed (issue_to_pr phase-4/new-ui-pages batch-01): "), lines[-1]
+    assert "exited with status 3" in lines[-1] and f"details: {tmp_path / 'run.log'} and Prefect flow run " \
+        f"{prefect_server.removesuffix('/api')}/runs/flow-run/" in lines[-1]
     # in Prefect, the coordinator's "run agent" task failed with the agent
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, TaskRunFilter, TaskRunFilterName
@@ -141,6 +153,27 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
     # the reminder asks for exactly the command that ran this pass
     [reminder] = pipe.issues(labels="conductor-reminder")
     assert f"conductor run --repo {pipe.full_name} --github-url {pipe.sandbox.api_url} --config" in reminder["body"]
+
+
+def test_a_pass_refused_by_the_lock_prints_a_report_with_json(pipe, tmp_path, prefect_server):
+    from pydantic import SecretStr
+
+    from conductor.edges.git_lock import holder_name, pass_lock
+
+    token = pipe.sandbox.users[CONDUCTOR_LOGIN]
+    with pass_lock(pipe.sandbox.repo_url(pipe.full_name), SecretStr(token), pass_id="other",
+                   holder=holder_name(CONDUCTOR_LOGIN), lease_seconds=300) as lock:
+        assert lock.held
+        result = conductor("run", "--repo", pipe.full_name, "--github-url", pipe.sandbox.api_url,
+                           "--repo-path", str(pipe.clone), "--json",
+                           "--agent-command", f"{sys.executable} -m shell.demo_agent",
+                           env=pass_env(pipe, tmp_path, prefect_server), cwd=tmp_path, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout)
+    assert report["repo"] == pipe.full_name and report["error"] is None
+    assert report["skipped"].startswith(f"another conductor pass over {pipe.full_name} holds the lock on GitHub")
+    assert "pass other" in report["skipped"] and "dispatched nothing" in report["skipped"]
+    assert result.stderr.strip().splitlines()[-1] == f"conductor: {report['skipped']}"
 
 
 def test_a_github_credentials_block_is_a_token_source(prefect_server, monkeypatch):

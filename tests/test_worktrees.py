@@ -112,6 +112,7 @@ def test_parse_worktree_porcelain() -> None:
     main, one, gone = parse_worktree_porcelain(text)
     assert (main.path, main.head, main.branch, main.detached) == (Path("/r"), "aaaa", "refs/heads/dev", False)
     assert (one.path, one.head, one.detached, one.locked, one.branch) == (Path("/w/one"), "bbbb", True, True, None)
+    assert one.lock_reason == "because"
     assert gone.prunable and not gone.locked
 
 
@@ -406,3 +407,43 @@ def test_salvaged_work_leaves_the_conductors_files_out(repo: Path, root: Path, t
     patch = saved.patch.read_text()
     assert "work.py" in patch
     assert all(name not in patch for name in CONDUCTOR_FILES)
+
+
+def test_a_leafs_work_is_salvaged_beside_the_conductors_excluded_files(
+        repo: Path, root: Path, tmp_path: Path) -> None:
+    """A leaf as a killed pass leaves it (issue #19, item 2): the task file and report,
+    excluded through `info/exclude`, beside a commit not pushed and changes not committed."""
+    orphan = create_worktree(repo, root, "issue_to_pr-leaf-7", integration_tip(repo, "dev"))
+    _write_conductor_files(orphan)
+    git(orphan, "switch", "-q", "-c", "agent/issue-7")
+    sha = commit(orphan, "done.py", "a = 1\n", "the agent's commit")
+    (orphan / "done.py").write_text("a = 2\n")
+    (orphan / "sub").mkdir()
+    (orphan / "sub" / "half.py").write_text("b = 1\n")
+
+    results = clean_orphans(repo, root, keep=set(), salvage_dir=tmp_path / "salvage")
+
+    assert [(r.path, r.removed, r.error) for r in results] == [(orphan, True, None)]
+    assert not orphan.exists() and find_orphans(repo, root) == []
+    saved = results[0].salvaged_to
+    assert saved is not None
+    patch = (saved / "uncommitted.patch").read_text()
+    assert "a = 2" in patch and "sub/half.py" in patch
+    assert all(name not in patch for name in CONDUCTOR_FILES)
+    assert f"{sha} refs/heads/agent/issue-7" in git(tmp_path, "bundle", "list-heads", str(saved / "unpushed.bundle"))
+
+
+def test_an_orphan_whose_git_worktree_add_was_killed_is_removed(repo: Path, root: Path, tmp_path: Path) -> None:
+    """A pass killed mid-dispatch, inside `git worktree add`: the add's own lock stays
+    ("initializing"), and its checkout may be half done; a lock a person set is kept."""
+    killed = create_worktree(repo, root, "issue_to_pr-leaf-8", integration_tip(repo, "dev"))
+    (Path(git(killed, "rev-parse", "--absolute-git-dir")) / "locked").write_text("initializing")
+    (killed / "README.md").unlink()  # the checkout never finished
+    kept = create_worktree(repo, root, "issue_to_pr-leaf-9", integration_tip(repo, "dev"))
+    git(repo, "worktree", "lock", "--reason", "on a USB disk", str(kept))
+
+    results = clean_orphans(repo, root, keep=set(), salvage_dir=tmp_path / "salvage")
+
+    assert [(r.path, r.removed, r.salvaged_to) for r in results if r.path == killed] == [(killed, True, None)]
+    assert not killed.exists() and not (tmp_path / "salvage").exists()
+    assert [(r.path, r.removed) for r in results if r.path == kept] == [(kept, False)] and kept.exists()

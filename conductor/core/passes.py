@@ -99,6 +99,16 @@ def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
     )
 
 
+class StandInReport(BaseModel):
+    """What `conductor run --json` prints for a pass that gave no `PassReport`: skipped
+    because another pass holds the repository (exit 0), or broken (exit 1 or 2)."""
+
+    repo: str
+    dry_run: bool
+    skipped: str | None = Field(None, description="Why nothing was done: another pass holds the lock.")
+    error: str | None = Field(None, description="Why the pass broke, and where its details are.")
+
+
 ITEM_HEADERS = ["Item", "Result", "PR", "Grade", "Merged", "Attempt", "Merge after", "Prompt", "Seconds",
                 "Agent cost"]
 
@@ -200,6 +210,25 @@ class PassReport(BaseModel):
         remains = ("pipeline idle" if after.idle else
                    f"{after.open_issues} open issues, {after.open_prs} open PRs remain")
         return "; ".join(parts) + " — " + remains
+
+    def why_failed(self, limit: int = 160) -> str:
+        """Why this pass exits 1, in one line ("" when it does not): the stuck pipeline,
+        then each failed group's items and its first reason (agent text: one line, cut)."""
+        parts = []
+        if self.plan.stuck:
+            issue = self.reminder.stuck_issue if self.reminder else None
+            parts.append(f"the pipeline is stuck: attempt {self.plan.attempt} > {constants.ANTI_LOOP_LIMIT}, "
+                         "nothing dispatched" + (f", see issue #{issue}" if issue else ""))
+        for o in self.outcomes:
+            if not o.failures:
+                continue
+            failed = [r.number for r in o.results if not r.ok and not r.blocked] or o.items
+            reason = markdown.one_line(o.failures[0])
+            reason = reason if len(reason) <= limit else reason[:limit - 1] + "…"
+            more = f" (and {len(o.failures) - 1} more)" if len(o.failures) > 1 else ""
+            parts.append(f"{', '.join(f'#{n}' for n in failed)} failed "
+                         f"({o.kind} {o.phase} {o.batch or '(no batch)'}): {reason}{more}")
+        return "; ".join(parts)
 
     def table_rows(self) -> list[list[str]]:
         """The pipeline state table: the state after the pass, with what it dispatched."""

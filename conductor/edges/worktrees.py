@@ -42,9 +42,14 @@ CONDUCTOR_WORKTREE = "conductor"
 _MAX_NAME = 100
 _USERINFO = re.compile(r"(://)[^/@\s]+@")
 _MUTATING = threading.Lock()  # coordinators start in threads: one add/remove/prune at a time
+# The lock `git worktree add` holds until its checkout is done: left behind, it marks an add
+# that was killed (the conductor starts an agent only after the add returned).
+_UNFINISHED_ADD = "initializing"
 _EXCLUDE_HEADER = "# conductor: files it writes into its worktrees (never the agent's work)"
-# Pathspecs that leave the conductor's own files (at the worktree's top) out of a git command.
+# Pathspecs that leave the conductor's own files (at the worktree's top) out of a git command
+# that only reads (`git add` refuses a pathspec naming an ignored file, even to exclude it).
 _NOT_OURS = [".", *(f":(top,exclude,literal){name}" for name in CONDUCTOR_FILES)]
+_OURS = [f":(top,literal){name}" for name in CONDUCTOR_FILES]
 
 
 class WorktreeError(ConductorError):
@@ -60,6 +65,7 @@ class WorktreeInfo(BaseModel):
     detached: bool = False
     bare: bool = False
     locked: bool = False
+    lock_reason: str = ""
     prunable: bool = False
 
 
@@ -104,6 +110,8 @@ def parse_worktree_porcelain(text: str) -> list[WorktreeInfo]:
                 fields["branch"] = value
             elif key in ("detached", "bare", "locked", "prunable"):
                 fields[key] = True
+                if key == "locked":
+                    fields["lock_reason"] = value
         if "path" in fields:
             infos.append(WorktreeInfo.model_validate(fields))
     return infos
@@ -340,11 +348,16 @@ def _salvage_target(salvage_dir: Path, name: str, now: datetime) -> Path:
 
 
 def _uncommitted_patch(wt: Repo) -> bytes:
-    """`git diff HEAD --binary` of everything, untracked files included, via a temp index."""
+    """`git diff HEAD --binary` of everything, untracked files included, via a temp index.
+
+    `git add -A .` names no file, so git itself leaves ignored files out (the conductor's
+    own, listed in `info/exclude`, among them) and never refuses; `git reset` then takes
+    the conductor's files back out of the temp index in case its excludes were lost."""
     with tempfile.TemporaryDirectory(prefix="conductor-salvage-") as tmp:
         env = {"GIT_INDEX_FILE": os.path.join(tmp, "index")}
         _git(wt, "read-tree", "HEAD", what="git read-tree", env=env)
-        _git(wt, "add", "-A", "--", *_NOT_OURS, what="git add -A (temporary index)", env=env)
+        _git(wt, "add", "-A", "--", ".", what="git add -A (temporary index)", env=env)
+        _git(wt, "reset", "-q", "--", *_OURS, what="git reset (temporary index)", env=env)
         patch = _git(
             wt, "diff", "--cached", "--binary", "HEAD", what="git diff --binary", env=env,
             stdout_as_string=False, strip_newline_in_stdout=False,
@@ -415,12 +428,20 @@ def clean_orphans(
     *,
     salvage_dir: Path | str,
 ) -> list[OrphanCleanup]:
-    """Salvage then remove every orphan, then prune. An orphan whose salvage fails stays."""
+    """Salvage then remove every orphan, then prune. An orphan whose salvage fails stays.
+    One whose `git worktree add` was killed (still locked "initializing") holds no agent's
+    work: it is unlocked and removed without salvage."""
     _prune(repo_path)
+    unfinished = {w.path.resolve() for w in list_worktrees(repo_path) if w.lock_reason == _UNFINISHED_ADD}
     results = []
     for path in find_orphans(repo_path, root, keep):
         try:
-            saved = salvage(repo_path, path, salvage_dir)
+            if path in unfinished:
+                with _MUTATING, _open(repo_path) as repo:
+                    _git(repo, "worktree", "unlock", str(path), what="git worktree unlock")
+                saved = None
+            else:
+                saved = salvage(repo_path, path, salvage_dir)
         except WorktreeError as exc:
             results.append(OrphanCleanup(path=path, error=f"not removed, salvage failed: {exc}"))
             continue
