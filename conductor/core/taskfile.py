@@ -1,8 +1,9 @@
 """The `.agent-task` file: KEY=value lines, read by the conductor and by coordinators.
 
 `render_task_file` writes every task file; values are untrusted data, so it escapes
-backslashes and every control or line-breaking character (`\\n`, `\\r`, `\\t`, `\\\\`,
-`\\xHH`, `\\uHHHH`): a value can never start a new line, hence never inject a key.
+backslashes, every control or line-breaking character and every Unicode bidi control
+(`\\n`, `\\r`, `\\t`, `\\\\`, `\\xHH`, `\\uHHHH`): a value can never start a new line,
+hence never inject a key, and an agent reads a title as it is, not as a bidi override shows it.
 `parse_key_values` reverses it exactly. Lines are split on `\\n` only (a trailing `\\r`
 is dropped, so CRLF files read fine); `#` comment lines and blank lines are skipped.
 """
@@ -37,7 +38,7 @@ _SHORT_UNESCAPES = {"\\": "\\", "n": "\n", "r": "\r", "t": "\t"}
 def _escape_char(ch: str) -> str:
     if ch in _SHORT_ESCAPES:
         return _SHORT_ESCAPES[ch]
-    if unicodedata.category(ch) in {"Cc", "Cs", "Zl", "Zp"}:
+    if ch in constants.BIDI_CONTROLS or unicodedata.category(ch) in {"Cc", "Cs", "Zl", "Zp"}:
         return f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}"
     return ch
 
