@@ -1,6 +1,7 @@
 """The `.agent-task` file: strict parsing with line numbers, injection-proof rendering."""
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,13 @@ def test_bidi_controls_are_written_escaped_and_read_back(control: str) -> None:
     assert not BIDI_CONTROLS & set(text)
     assert text == f"ISSUE_TITLE=Fix \\u{ord(control):04x}txt.exe\\u{ord(control):04x} page\n"
     assert parse_key_values(text) == {"ISSUE_TITLE": value}
+
+
+def test_exactly_backslash_controls_line_breaks_surrogates_and_bidi_are_escaped() -> None:
+    for code in range(0x10000):
+        ch = chr(code)
+        expected = ch == "\\" or ch in BIDI_CONTROLS or unicodedata.category(ch) in {"Cc", "Cs", "Zl", "Zp"}
+        assert (render_task_file({"V": ch}) != f"V={ch}\n") is expected, hex(code)
 
 
 def test_round_trip_of_every_bmp_character() -> None:

@@ -155,24 +155,46 @@ def _leaves_repository(path: str) -> bool:
     return drive or path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/")
 
 
+def _lines_with_colons(text: str):
+    """(line, end of line) of every line of `text` that holds a colon, in order. Jumps from
+    colon to colon (`str.find`), so each character is looked at a bounded number of times:
+    linear in `text`, however many blank lines it has."""
+    start = 0
+    while (colon := text.find(":", start)) != -1:
+        begin = text.rfind("\n", start, colon) + 1
+        end = text.find("\n", colon)
+        end = len(text) if end == -1 else end
+        yield text[begin:end], end
+        start = end + 1
+
+
+def _list_below(text: str, start: int) -> list[str]:
+    """The words of the list items (`- x`, `* x`) on the lines from `start` on, until the
+    first line that is not one."""
+    words: list[str] = []
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end == -1 else end
+        item = text[start:end].strip()
+        if item[:2] not in ("- ", "* "):
+            break
+        words += item[2:].replace(",", " ").split()
+        start = end + 1
+    return words
+
+
 def ownership(body: str | None) -> Ownership:
     """The files an issue says it owns: the first `File ownership:` / `Files:` line (any case,
     `file_ownership`, `**Files**:`, a list bullet before it), words split on commas and spaces;
     when that line names nothing, the list items right below it. Paths are kept exactly as
-    written; absolute ones and ones with a `..` part are refused. One pass over the lines, no
-    backtracking: linear in the body."""
-    lines = (body or "").split("\n")
-    for index, line in enumerate(lines):
-        text = _ownership_text(line)
-        if text is None:
+    written; absolute ones and ones with a `..` part are refused. No pattern, no backtracking:
+    linear in the body."""
+    text = body or ""
+    for line, end in _lines_with_colons(text):
+        rest = _ownership_text(line)
+        if rest is None:
             continue
-        words = text.replace(",", " ").split()
-        if not words:  # "Files:" then a list
-            for item in lines[index + 1:]:
-                item = item.strip()
-                if item[:2] not in ("- ", "* "):
-                    break
-                words += item[2:].replace(",", " ").split()
+        words = rest.replace(",", " ").split() or _list_below(text, end + 1)
         out = Ownership()
         for path in dict.fromkeys(filter(None, map(_path_word, words))):
             (out.refused if _leaves_repository(path) else out.paths).append(path)
