@@ -3,7 +3,7 @@ pathological bodies of `benchmarks/bench_parsers.py`, at GitHub's cap of 65,536 
 
 Not a benchmark: each parse must end within a generous bound of 1 s of CPU time (they take
 at most about 0.1 s; CPU time, so the other test runs sharing the machine do not count). The
-former `Files:` pattern took about 170 s of CPU on 65,536 newlines, over a hundred times the
+former `Files:` pattern took 149 s of CPU on 65,536 newlines, over a hundred times the
 bound; a parser that raises on them (nested brackets once raised RecursionError
 from `json.loads`) fails too."""
 from __future__ import annotations

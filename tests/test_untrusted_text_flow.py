@@ -54,7 +54,7 @@ def test_a_pass_over_two_issues_of_blank_lines_takes_about_as_long_as_over_two_n
     blank_s = timed_pass(blank)
 
     print(f"pass over two normal issues {normal_s:.1f} s, over two of blank lines {blank_s:.1f} s")
-    # Before: the Files: pattern took about 170 s of CPU per such body, holding the GIL.
+    # Before: the Files: pattern took about 150 s of CPU per such body, holding the GIL.
     assert blank_s < 1.5 * normal_s + 10, (blank_s, normal_s)
     assert len(blank.pulls()) == 2
 
