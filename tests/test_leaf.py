@@ -137,9 +137,35 @@ def test_has_migration(files, patterns, expected):
     ("File ownership: src/a.py, src/b.py", "src/a.py,src/b.py"),
     ("Intro\n**Files**: `web/pages/x.tsx`\nmore", "web/pages/x.tsx"),
     ("- file_ownership: a.py b.py", "a.py,b.py"),
+    ("Files: `.github/workflows/ci.yml`", ".github/workflows/ci.yml"),  # leading dots are the path's
+    ("Files: ../../../../etc/passwd, .github/workflows/ci.yml", ".github/workflows/ci.yml"),
+    ("Files: /etc/passwd", "tbd"),
 ])
 def test_file_ownership(body, expected):
     assert leaves.file_ownership(body) == expected
+
+
+@pytest.mark.parametrize(("body", "paths", "refused"), [
+    ("Files: .github/workflows/ci.yml, .env", [".github/workflows/ci.yml", ".env"], []),
+    ("Files: ./app/a.py .gitignore", ["./app/a.py", ".gitignore"], []),
+    ("Files: `migrations/`, `app/models.py`.", ["migrations/", "app/models.py"], []),
+    ("Files: 'a.py'; \"b.py\";", ["a.py", "b.py"], []),
+    ("File ownership: a.py, a.py", ["a.py"], []),
+    ("**Files:** `web/x.tsx`", ["web/x.tsx"], []),
+    ("* **File-Ownership**: web/x.tsx", ["web/x.tsx"], []),
+    ("Files:\n- app/a.py\n- `app/b.py`, app/c.py\n\nThe end.", ["app/a.py", "app/b.py", "app/c.py"], []),
+    ("Files:\r\n- app/a.py\r\n", ["app/a.py"], []),
+    ("Files: ../../../../etc/passwd", [], ["../../../../etc/passwd"]),
+    ("Files: app/../../x, .., app/..", [], ["app/../../x", "..", "app/.."]),
+    ("Files: /etc/passwd \\share\\x C:\\Windows\\x c:x", [], ["/etc/passwd", "\\share\\x", "C:\\Windows\\x", "c:x"]),
+    ("Files: app\\..\\..\\x a..b/c", ["a..b/c"], ["app\\..\\..\\x"]),
+    ("Text\n\nFiles: a.py\nFiles: b.py", ["a.py"], []),  # the first line counts
+    ("Files:", [], []),
+    ("Profiles: a.py\nSee files: later", [], []),
+    ("\n" * 65_500 + "The end.", [], []),
+])
+def test_ownership_keeps_paths_exact_and_refuses_those_outside(body, paths, refused):
+    assert leaves.ownership(body) == leaves.Ownership(paths=paths, refused=refused)
 
 
 @pytest.mark.parametrize(("items", "merge_after", "expected"), [

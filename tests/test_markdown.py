@@ -7,6 +7,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 from conductor.core import markdown
+from conductor.core.constants import BIDI_CONTROLS
 from conductor.core.markdown import ZWSP
 
 # CommonMark with raw HTML allowed (GitHub allows a safe subset) plus GFM tables and strikethrough.
@@ -111,6 +112,20 @@ def test_escape_leaves_nothing_github_links_after_rendering(text):
 )
 def test_escape_exact(text, expected):
     assert markdown.escape(text) == expected
+
+
+BIDI = {f"U+{ord(ch):04X}": ch for ch in sorted(BIDI_CONTROLS)}
+
+
+@pytest.mark.parametrize("control", list(BIDI.values()), ids=list(BIDI))
+@pytest.mark.parametrize("write", [markdown.escape, markdown.code, markdown.one_line,
+                                   lambda t: markdown.table(["Title"], [[t]])],
+                         ids=["escape", "code", "one_line", "table"])
+def test_no_bidi_control_reaches_written_markdown(write, control):
+    """Trojan Source: an override, isolate or mark in a title never reaches what we write."""
+    written = write(f"invoice{control}fdp.exe{control}")
+    assert not BIDI_CONTROLS & set(written)
+    assert "invoice" in written and "exe" in written
 
 
 def test_escape_truncates_before_escaping():

@@ -115,6 +115,22 @@ def test_cross_repository_reference_is_reported_not_followed() -> None:
     assert p.dispatches[0].depends_on == {2: [7]}
 
 
+def test_owned_paths_outside_the_repository_are_problems_on_their_issue() -> None:
+    long = "../" * 40 + "etc/passwd"
+    p = run(state(issue(2, P4, body="Files: .github/workflows/ci.yml, ../../../../etc/passwd, /etc/shadow"),
+                  issue(3, P4, body=f"Files: {long}"),
+                  issue(4, body="Files: /outside/the/pipeline"),  # no phase: not the pipeline's
+                  issue(5, P4, body="Files: .github/dependabot.yml")))
+    assert dispatched(p)["issue_to_pr"] == [2, 3, 5]  # the issue still goes, with the paths inside
+    outside = ("a path outside the repository (absolute or with '..'); left out of FILE_OWNERSHIP: "
+               "name paths inside the repository")
+    assert [(m.number, m.message) for m in p.problems] == [
+        (2, f"issue #2 names ../../../../etc/passwd under Files:, {outside}"),
+        (2, f"issue #2 names /etc/shadow under Files:, {outside}"),
+        (3, f"issue #3 names {long[:79]}… under Files:, {outside}"),
+    ]
+
+
 def test_dependency_cycle_is_a_problem_with_its_members_and_never_dispatches() -> None:
     st = state(issue(1, P4, body="Depends on #3"), issue(2, P4, body="Depends on #1"),
                issue(3, P4, body="Blocked by #2"), issue(4, P4, body="Depends on #1"), issue(5, P4))

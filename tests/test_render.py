@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from conductor.core.models import Dispatch, HeldItem, OutsideItem, PhaseStatus, Plan, WaitingItem
+from conductor.core.models import Dispatch, HeldItem, OutsideItem, PhaseStatus, Plan, Problem, WaitingItem
 from conductor.core.passes import PassReport
 from conductor.core.render import plan_rows, plan_table, summary_line
 
@@ -33,6 +33,16 @@ def test_rows_show_chains_waiting_held_back_and_outside() -> None:
     ]
     assert summary_line(make_plan()).endswith(
         "0 gated; 1 waiting; 1 need a human; 1 outside the pipeline; attempt 0")
+
+
+def test_rows_name_the_items_with_problems() -> None:
+    plan = make_plan()
+    plan.problems = [Problem(number=5, message="issue #5 names ../x under Files:"),
+                     Problem(number=2, message="b"), Problem(number=5, message="c"),
+                     Problem(message="PHASE_FILTER=x is not a configured phase")]
+    assert plan_rows(plan)[-1] == ["(problems)", "see the reminder or --json", "", "", "", "#2, #5", ""]
+    plan.problems = plan.problems[-1:]
+    assert plan_rows(plan)[-1][5] == "(not about one item)"
 
 
 def test_terminal_table_prints_cells_as_data() -> None:

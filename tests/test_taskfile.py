@@ -1,10 +1,12 @@
 """The `.agent-task` file: strict parsing with line numbers, injection-proof rendering."""
 from __future__ import annotations
 
+import unicodedata
 from pathlib import Path
 
 import pytest
 
+from conductor.core.constants import BIDI_CONTROLS
 from conductor.core.errors import ConductorError
 from conductor.core.taskfile import (
     TaskFile,
@@ -115,6 +117,23 @@ def test_render_parse_round_trip_never_injects_a_key(value: str) -> None:
     assert text.count("\n") == len(values)  # one physical line per key
     assert len(text.splitlines()) == len(values)  # even for str.splitlines' separators
     assert [line.split("=", 1)[0] for line in text.split("\n")[:-1]] == list(values)
+
+
+@pytest.mark.parametrize("control", sorted(BIDI_CONTROLS), ids=lambda c: f"U+{ord(c):04X}")
+def test_bidi_controls_are_written_escaped_and_read_back(control: str) -> None:
+    """Trojan Source: the file an agent reads shows `\\u202e`, never the override itself."""
+    value = f"Fix {control}txt.exe{control} page"
+    text = render_task_file({"ISSUE_TITLE": value})
+    assert not BIDI_CONTROLS & set(text)
+    assert text == f"ISSUE_TITLE=Fix \\u{ord(control):04x}txt.exe\\u{ord(control):04x} page\n"
+    assert parse_key_values(text) == {"ISSUE_TITLE": value}
+
+
+def test_exactly_backslash_controls_line_breaks_surrogates_and_bidi_are_escaped() -> None:
+    for code in range(0x10000):
+        ch = chr(code)
+        expected = ch == "\\" or ch in BIDI_CONTROLS or unicodedata.category(ch) in {"Cc", "Cs", "Zl", "Zp"}
+        assert (render_task_file({"V": ch}) != f"V={ch}\n") is expected, hex(code)
 
 
 def test_round_trip_of_every_bmp_character() -> None:

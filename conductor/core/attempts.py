@@ -19,10 +19,11 @@ from collections.abc import Iterable
 from conductor.core import markdown
 from conductor.core.constants import ATTEMPT_MARKER
 from conductor.core.models import ItemAttempts
+from conductor.core.untrusted import json_object
 from conductor.core.verify import CoordinatorOutcome
 
 REASON_LIMIT = 300
-_MARKER = re.compile(r"<!--\s*" + re.escape(ATTEMPT_MARKER) + r"\s+(\{[^<>]*?\})\s*-->")
+_MARKER = re.compile(r"<!--\s*+" + re.escape(ATTEMPT_MARKER) + r"\s++(\{[^<>]*?\})\s*+-->")
 
 
 def render_attempt_comment(pass_id: str, reason: str, *, attempt: int, limit: int) -> str:
@@ -80,11 +81,8 @@ def _parse(body: str | None) -> tuple[str, str] | None:
     matches = list(_MARKER.finditer(body or ""))
     if not matches:
         return None
-    try:
-        data = json.loads(matches[-1].group(1))
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or not isinstance(data.get("pass"), str) or not data["pass"]:
+    data = json_object(matches[-1].group(1))
+    if data is None or not isinstance(data.get("pass"), str) or not data["pass"]:
         return None
     reason = data.get("reason")
     return data["pass"], reason if isinstance(reason, str) else ""

@@ -34,6 +34,15 @@ CONDUCTOR_FILES = (TASK_FILE_NAME, REPORT_FILE_NAME)
 # The pass lock: a git ref in the repository (see conductor/core/passlock.py).
 LOCK_REF = "refs/conductor/lock"
 
+# GitHub's own cap on an issue, pull request or comment body (characters): text read from GitHub
+# is cut there where it enters (conductor/edges/github_gateway.py), so no parser sees more.
+GITHUB_BODY_LIMIT = 65_536
+
+# Unicode bidirectional controls (the "Trojan Source" characters: embeddings and overrides
+# U+202A-202E, isolates U+2066-2069, the marks U+200E/200F and U+061C): text shown with them
+# can read differently from what it is, so nothing the conductor writes carries them raw.
+BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
 # Hidden markers in issue bodies the conductor writes.
 REMINDER_MARKER = "conductor:reminder"
 STUCK_MARKER = "conductor:stuck"

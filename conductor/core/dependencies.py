@@ -26,27 +26,30 @@ __all__ = [
     "merge_after_references",
 ]
 
+# Every run is possessive (`*+`, `++`): a match never backtracks into a run of spaces or of
+# word characters (each reference starts with `#`, a word then `/`, or `http`, so the
+# references after a keyword split one way only), so parsing is linear in the body.
 _REF = (
-    r"(?:https?://[^\s/]+/[\w.-]+/[\w.-]+/(?:issues|pull)/[0-9]+"
-    r"|(?:[\w.-]+/[\w.-]+)?#[0-9]+)"
+    r"(?:https?://[^\s/]++/[\w.-]++/[\w.-]++/(?:issues|pull)/[0-9]++"
+    r"|(?:[\w.-]++/[\w.-]++)?#[0-9]++)"
 )
 _REF_PARTS = re.compile(
-    r"https?://[^\s/]+/(?P<uowner>[\w.-]+)/(?P<uname>[\w.-]+)/(?:issues|pull)/(?P<unumber>[0-9]+)"
-    r"|(?:(?P<owner>[\w.-]+)/(?P<name>[\w.-]+))?#(?P<number>[0-9]+)"
+    r"https?://[^\s/]++/(?P<uowner>[\w.-]++)/(?P<uname>[\w.-]++)/(?:issues|pull)/(?P<unumber>[0-9]++)"
+    r"|(?:(?P<owner>[\w.-]++)/(?P<name>[\w.-]++))?#(?P<number>[0-9]++)"
 )
-_KIND = r"(?:(?:PRs?|pull\s+requests?|issues?)\s+)?"
-_SEP = r"(?:\s*[,&]\s*|\s+and\s+|\s+)"
+_KIND = r"(?:(?:PRs?|pull\s++requests?|issues?)\s++)?"
+_SEP = r"(?:\s*+[,&]\s*+|\s++and\s++|\s++)"
 
 
 def _phrase(keywords: str) -> re.Pattern[str]:
     return re.compile(
-        rf"(?<![\w-])(?:{keywords})(?:\s*:\s*|\s+){_KIND}(?P<refs>{_REF}(?:{_SEP}{_REF})*)(?![\w/#-])",
+        rf"(?<![\w-])(?:{keywords})(?:\s*+:\s*+|\s++){_KIND}(?P<refs>{_REF}(?:{_SEP}{_REF})*)(?![\w/#-])",
         re.IGNORECASE,
     )
 
 
-_ISSUE_PHRASE = _phrase(r"depends\s+on|blocked\s+by|requires")
-_MERGE_PHRASE = _phrase(r"merge\s+after|depends\s+on|blocked\s+by|requires")
+_ISSUE_PHRASE = _phrase(r"depends\s++on|blocked\s++by|requires")
+_MERGE_PHRASE = _phrase(r"merge\s++after|depends\s++on|blocked\s++by|requires")
 
 
 class References(BaseModel):

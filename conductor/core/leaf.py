@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import re
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
@@ -39,9 +38,9 @@ SHIPPED_PROMPTS: dict[DispatchKind, str] = {"issue_to_pr": "issue_to_pr.md", "pr
 DEFAULT_REPO_PROMPTS: dict[DispatchKind, str] = {"issue_to_pr": PROMPT_ISSUE_TO_PR,
                                                  "pr_review": PROMPT_PR_REVIEW}
 
-# "File ownership: a.py, b/c.py" (or "Files: ...") in an issue body.
-_OWNERSHIP = re.compile(r"^\s*(?:[-*]\s*)?\**(?:file[ _-]?ownership|files)\**\s*:\s*(.+)$",
-                        re.IGNORECASE | re.MULTILINE)
+# "File ownership: a.py, b/c.py" (or "Files: ...") in an issue body: the words before the colon.
+_OWNERSHIP_KEYS = frozenset({"files", "file ownership", "file_ownership", "file-ownership", "fileownership"})
+_QUOTES = "`'\""
 
 
 class IssueItem(BaseModel):
@@ -119,13 +118,93 @@ def numbers_or_none(numbers: list[int] | None) -> str:
     return ",".join(str(n) for n in sorted(set(numbers or []))) or "none"
 
 
-def file_ownership(body: str) -> str:
-    """The files an issue says it owns ("File ownership: a.py, b.py"), else `tbd`."""
-    match = _OWNERSHIP.search(body or "")
-    if not match:
-        return "tbd"
-    files = [f.strip(" `'\".;") for f in re.split(r"[,\s]+", match.group(1)) if f.strip(" `'\".;")]
-    return ",".join(files) or "tbd"
+class Ownership(BaseModel):
+    """The paths an issue says it owns, exactly as it names them, and those refused."""
+
+    paths: list[str] = Field(default_factory=list, description="Relative paths inside the repository.")
+    refused: list[str] = Field(
+        default_factory=list, description="Absolute paths and paths with a `..` part: never passed on.")
+
+
+def _ownership_text(line: str) -> str | None:
+    """What follows `Files:` / `File ownership:` on `line` (a list bullet and bold allowed
+    around the words), else None."""
+    head, colon, rest = line.partition(":")
+    if not colon:
+        return None
+    words = head.strip()
+    if words[:1] in ("-", "*") and words[1:2] != "*":  # a list bullet
+        words = words[1:].lstrip()
+    if words.strip("*").lower() not in _OWNERSHIP_KEYS:
+        return None
+    rest = rest.strip()
+    return rest[2:].lstrip() if rest.startswith("**") else rest  # "**Files:** a.py"
+
+
+def _path_word(word: str) -> str:
+    """A path as the issue names it: without quotes or backticks around it and without the
+    full stop or semicolon that ends its sentence (a leading dot is part of the path)."""
+    if len(word) > 1 and word[-1] in ".;:" and word[-2] != ".":
+        word = word[:-1]
+    return word.strip(_QUOTES)
+
+
+def _leaves_repository(path: str) -> bool:
+    """Absolute (`/x`, `\\x`, `C:x`) or with a `..` part."""
+    drive = len(path) > 1 and path[1] == ":" and path[0].isascii() and path[0].isalpha()
+    return drive or path.startswith(("/", "\\")) or ".." in path.replace("\\", "/").split("/")
+
+
+def _lines_with_colons(text: str):
+    """(line, end of line) of every line of `text` that holds a colon, in order. Jumps from
+    colon to colon (`str.find`), so each character is looked at a bounded number of times:
+    linear in `text`, however many blank lines it has."""
+    start = 0
+    while (colon := text.find(":", start)) != -1:
+        begin = text.rfind("\n", start, colon) + 1
+        end = text.find("\n", colon)
+        end = len(text) if end == -1 else end
+        yield text[begin:end], end
+        start = end + 1
+
+
+def _list_below(text: str, start: int) -> list[str]:
+    """The words of the list items (`- x`, `* x`) on the lines from `start` on, until the
+    first line that is not one."""
+    words: list[str] = []
+    while start < len(text):
+        end = text.find("\n", start)
+        end = len(text) if end == -1 else end
+        item = text[start:end].strip()
+        if item[:2] not in ("- ", "* "):
+            break
+        words += item[2:].replace(",", " ").split()
+        start = end + 1
+    return words
+
+
+def ownership(body: str | None) -> Ownership:
+    """The files an issue says it owns: the first `File ownership:` / `Files:` line (any case,
+    `file_ownership`, `**Files**:`, a list bullet before it), words split on commas and spaces;
+    when that line names nothing, the list items right below it. Paths are kept exactly as
+    written; absolute ones and ones with a `..` part are refused. No pattern, no backtracking:
+    linear in the body."""
+    text = body or ""
+    for line, end in _lines_with_colons(text):
+        rest = _ownership_text(line)
+        if rest is None:
+            continue
+        words = rest.replace(",", " ").split() or _list_below(text, end + 1)
+        out = Ownership()
+        for path in dict.fromkeys(filter(None, map(_path_word, words))):
+            (out.refused if _leaves_repository(path) else out.paths).append(path)
+        return out
+    return Ownership()
+
+
+def file_ownership(body: str | None) -> str:
+    """FILE_OWNERSHIP: the paths an issue owns (`ownership`), comma-separated, else `tbd`."""
+    return ",".join(ownership(body).paths) or "tbd"
 
 
 def has_migration(files: list[str], patterns: list[str] | tuple[str, ...]) -> bool:

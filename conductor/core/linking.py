@@ -5,17 +5,20 @@ as a whole word, then an optional colon, whitespace, then `#N`, `OWNER/REPO#N` o
 an issue URL `https://HOST/OWNER/REPO/issues/N` (github.com, an Enterprise host, the sandbox)
 naming *this* repository (compared without case).
 Every issue needs its own keyword, as on GitHub: in "Fixes #1, #2" only #1 is linked.
+Linear in the body (benchmarks/bench_parsers.py).
 """
 from __future__ import annotations
 
 import re
 
+# Every run is possessive (`*+`, `++`): a match never backtracks into a run of spaces or
+# of word characters, so a body of blank lines or one long line costs one scan.
 _CLOSING_REF = re.compile(
     r"(?<![\w-])(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)"
-    r"(?:\s*:\s*|\s+)"
-    r"(?:https?://[\w.:-]+/(?P<url_owner>[\w.-]+)/(?P<url_name>[\w.-]+)/issues/"
-    r"|(?P<owner>[\w.-]+)/(?P<name>[\w.-]+)#|#)"
-    r"(?P<number>[0-9]+)(?![\w-])",
+    r"(?:\s*+:\s*+|\s++)"
+    r"(?:https?://[\w.:-]++/(?P<url_owner>[\w.-]++)/(?P<url_name>[\w.-]++)/issues/"
+    r"|(?P<owner>[\w.-]++)/(?P<name>[\w.-]++)#|#)"
+    r"(?P<number>[0-9]++)(?![\w-])",
     re.IGNORECASE,
 )
 

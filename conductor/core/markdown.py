@@ -11,10 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 
+from conductor.core.constants import BIDI_CONTROLS
+
 ZWSP = "\u200b"
 
-# Line breaks, other control characters and bidi overrides: all become plain spaces.
-_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# Line breaks, other control characters and bidi controls: all become plain spaces.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029" + "".join(sorted(BIDI_CONTROLS)) + "]")
 _SPACES = re.compile(r"\s+")
 # Rendered by GitHub after markdown: break them so they stay text.
 _REFERENCES = (

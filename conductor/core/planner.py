@@ -30,6 +30,9 @@ The rules (each has a test in tests/test_planner.py):
   reported as problems and not followed. A cycle among open issues is a problem naming its
   members (they all keep waiting; nothing loops). A dispatched issue's named numbers (all
   closed by then) go to `Dispatch.depends_on` (DEPENDS_ON).
+- Owned files (`leaf.ownership`, the issue's `Files:` line, FILE_OWNERSHIP): a path that is
+  absolute or has a `..` part is left out and reported as a problem on that issue (the issue
+  is still dispatched, with the paths that stay inside the repository).
 - Gates (reasons joined with "; "): a gate label (on the item, or for a PR on an issue
   it closes), a gated phase, a protected path changed, a head in a fork. Only items that
   are otherwise ready are listed in `gated` (an in-progress or waiting item is not);
@@ -63,6 +66,7 @@ from conductor.core.config import PipelineConfig
 from conductor.core.constants import ANTI_LOOP_LIMIT
 from conductor.core.dependencies import ChainedPR, References, find_cycles, issue_dependencies, \
     merge_after_references, merge_chains
+from conductor.core.leaf import ownership
 from conductor.core.linking import linked_issues
 from conductor.core.models import (
     Dispatch,
@@ -325,6 +329,22 @@ def _issue_dependencies(state: PipelineState, a: _Analysis) -> tuple[dict[int, R
     return refs, problems
 
 
+def _ownership_problems(a: _Analysis) -> list[Problem]:
+    """Paths an issue in the pipeline names under `Files:` that are absolute or leave the
+    repository: left out of its FILE_OWNERSHIP (`leaf.ownership`), reported on the issue."""
+    return [
+        Problem(number=it.number, message=(
+            f"issue #{it.number} names {_shown(path)} under Files:, a path outside the repository "
+            "(absolute or with '..'); left out of FILE_OWNERSHIP: name paths inside the repository"))
+        for it in a.items if it.kind == "issue" and it.phases
+        for path in ownership(it.src.body).refused
+    ]
+
+
+def _shown(path: str, limit: int = 80) -> str:
+    return path if len(path) <= limit else path[:limit - 1] + "…"
+
+
 def plan(state: PipelineState, rules: PlanRules) -> Plan:
     """The decision record of one conductor pass: the only entry to the planner."""
     config = rules.config
@@ -334,7 +354,7 @@ def plan(state: PipelineState, rules: PlanRules) -> Plan:
     open_numbers = {i.number for i in state.issues} | {p.number for p in state.pull_requests}
     open_prs = {p.number for p in state.pull_requests}
     refs, dep_problems = _issue_dependencies(state, a)
-    problems = a.problems + dep_problems
+    problems = a.problems + dep_problems + _ownership_problems(a)
     gated: list[GatedItem] = []
     waiting: list[WaitingItem] = []
     held: list[HeldItem] = []

@@ -29,15 +29,16 @@ from conductor.core.constants import (
 )
 from conductor.core.errors import ConductorError
 from conductor.core.models import PipelineState, Plan
+from conductor.core.untrusted import json_object
 from conductor.core.verify import CoordinatorFailure, FailedPR
 
 HEADING = "## Pipeline Status — "
 REASON_LIMIT = 500  # characters of a failure reason shown in the reminder
 
-_MARKER = re.compile(r"<!--\s*" + re.escape(REMINDER_MARKER) + r"\s+(\{[^<>]*?\})\s*-->")
-_STUCK = re.compile(r"<!--\s*" + re.escape(STUCK_MARKER) + r"\s*-->")
+_MARKER = re.compile(r"<!--\s*+" + re.escape(REMINDER_MARKER) + r"\s++(\{[^<>]*?\})\s*+-->")
+_STUCK = re.compile(r"<!--\s*+" + re.escape(STUCK_MARKER) + r"\s*+-->")
 _HEADING_LINE = re.compile(r"^" + re.escape(HEADING) + r".*$", re.MULTILINE)
-_GENERATED_AT = re.compile(r'("generated_at"\s*:\s*)"[^"]*"')
+_GENERATED_AT = re.compile(r'("generated_at"\s*+:\s*+)"[^"]*+"')
 
 
 class ReminderState(BaseModel):
@@ -185,10 +186,10 @@ def parse_reminder(body: str | None) -> ReminderState | None:
     matches = list(_MARKER.finditer(body))
     if not matches:
         return None
+    data = json_object(matches[-1].group(1))
+    if data is None:
+        return None
     try:
-        data = json.loads(matches[-1].group(1))
-        if not isinstance(data, dict):
-            return None
         return ReminderState.model_validate(data)
     except (ValueError, TypeError, ValidationError):
         return None

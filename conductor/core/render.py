@@ -54,6 +54,10 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
         rows.append(["(outside the pipeline)", "batch label, no phase label", "", "", "",
                      ", ".join(f"#{o.number} ({o.batch}" + (f", dispatched in {o.placed_in})" if o.placed_in
                                                             else ")") for o in plan.outside_pipeline), ""])
+    if plan.problems:
+        numbered = sorted({p.number for p in plan.problems if p.number})
+        rows.append(["(problems)", "see the reminder or --json", "", "", "",
+                     ", ".join(f"#{n}" for n in numbered) or "(not about one item)", ""])
     if "(pass)" in costs:
         rows.append(["(this pass, all agents)", "", "", "", "", "", costs["(pass)"]])
     return rows

@@ -15,11 +15,12 @@ Each CLI ends its JSON output with figures of its own:
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from conductor.core.untrusted import json_object
 
 
 class Usage(BaseModel):
@@ -90,11 +91,8 @@ class UsageMeter:
         line = line.strip()
         if not (line.startswith("{") and line.endswith("}")):
             return
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return
-        if not isinstance(event, dict):
+        event = json_object(line)
+        if event is None:
             return
         kind = event.get("type")
         if kind == "result" and isinstance(event.get("stats"), dict):

@@ -26,6 +26,7 @@ from github.Requester import (
     RequestsResponse,
 )
 
+from conductor.core.constants import GITHUB_BODY_LIMIT
 from conductor.core.errors import GitHubError
 from conductor.core.leaf import IssueItem, PullItem
 from conductor.edges.http_cache import CURRENT as _CURRENT_CONDITIONAL
@@ -57,6 +58,12 @@ class _RequestCounter:
 # running (a context variable: threads and tasks each see their own).
 _CURRENT_COUNTER: contextvars.ContextVar[_RequestCounter | None] = contextvars.ContextVar(
     "conductor_github_counter", default=None)
+
+
+def _body(item: Any) -> str:
+    """The body of an issue, PR or comment as it enters the conductor: at most GitHub's own
+    limit (`GITHUB_BODY_LIMIT` characters), so no parser of it ever reads more."""
+    return (item.body or "")[:GITHUB_BODY_LIMIT]
 
 
 def _counting(base: type) -> type:
@@ -186,7 +193,7 @@ class GitHubGateway:
                 labels = [label.name for label in item.labels]
                 if not _is_pull(item):
                     issues.append(Issue(number=item.number, title=item.title or "", labels=labels,
-                                        body=item.body or "", native_blockers=_open_blockers(item),
+                                        body=_body(item), native_blockers=_open_blockers(item),
                                         created_at=_aware(item.created_at) if item.created_at else None))
                     continue
                 pr = raw_pulls.get(item.number)
@@ -194,7 +201,7 @@ class GitHubGateway:
                     continue
                 head_repo = pr.head.repo.full_name if pr.head.repo is not None else ""
                 pulls.append(PullRequest(
-                    number=pr.number, title=pr.title or "", labels=labels, body=pr.body or "",
+                    number=pr.number, title=pr.title or "", labels=labels, body=_body(pr),
                     draft=bool(pr.draft), fork=head_repo.lower() != self.repo_name.lower(),
                     head_ref=pr.head.ref, base_ref=pr.base.ref,
                 ))
@@ -209,7 +216,7 @@ class GitHubGateway:
 
     def comments(self, number: int) -> list[Comment]:
         def fetch() -> list[Comment]:
-            return [Comment(author=c.user.login if c.user else "", body=c.body or "")
+            return [Comment(author=c.user.login if c.user else "", body=_body(c))
                     for c in self._repo.get_issue(number).get_comments()]
 
         return self._call(f"read the comments of #{number}", fetch)
@@ -220,7 +227,7 @@ class GitHubGateway:
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]:
         def fetch() -> list[IssueRef]:
             return [
-                IssueRef(i.number, i.title or "", i.body or "", tuple(lbl.name for lbl in i.labels),
+                IssueRef(i.number, i.title or "", _body(i), tuple(lbl.name for lbl in i.labels),
                          author=_author(i))
                 for i in self._repo.get_issues(state=state, labels=[label])
                 if not _is_pull(i)
@@ -236,7 +243,7 @@ class GitHubGateway:
             # a 404 anywhere here means there is no such PR (a claim to be refused, not a crash)
             try:
                 pr = self._repo.get_pull(number)
-                body = pr.body or ""
+                body = _body(pr)
                 return PullFacts(
                     number=number, exists=True, repo_full_name=pr.base.repo.full_name,
                     html_url=pr.html_url, title=pr.title or "", state=pr.state, merged=bool(pr.merged),
@@ -257,7 +264,7 @@ class GitHubGateway:
         def fetch() -> IssueItem:
             issue = self._repo.get_issue(number)
             return IssueItem(number=number, title=issue.title or "", url=issue.html_url or "",
-                             labels=[label.name for label in issue.labels], body=issue.body or "")
+                             labels=[label.name for label in issue.labels], body=_body(issue))
 
         return self._call(f"read issue #{number}", fetch)
 
@@ -268,7 +275,7 @@ class GitHubGateway:
             pr = self._repo.get_pull(number)
             changed = files if files is not None else [f.filename for f in pr.get_files()]
             return PullItem(number=number, title=pr.title or "", url=pr.html_url or "",
-                            head_ref=pr.head.ref, closes=linked_issues(pr.body or "", self.repo_name),
+                            head_ref=pr.head.ref, closes=linked_issues(_body(pr), self.repo_name),
                             files=changed)
 
         return self._call(f"read PR #{number}", fetch)
@@ -314,7 +321,7 @@ class GitHubGateway:
                 if updated < since:
                     break
                 found.append(MergedPull(number=pr.number, merged=pr.merged_at is not None,
-                                        base_ref=pr.base.ref, body=pr.body or "", updated_at=updated))
+                                        base_ref=pr.base.ref, body=_body(pr), updated_at=updated))
             return found
 
         return self._call("list recently closed pull requests", fetch)
