@@ -27,11 +27,9 @@ from pydantic import SecretStr
 
 from conductor.webhooks import (DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, PrefectEventSpec,
                                 classify, signature_valid)
+from tasks.secrets import WEBHOOK_SECRET_ENV, webhook_secret, webhook_secret_block
 
 log = logging.getLogger("conductor.webhooks")
-SECRET_ENV = "CONDUCTOR_WEBHOOK_SECRET"
-SECRET_BLOCK_ENV = "CONDUCTOR_WEBHOOK_SECRET_BLOCK"
-DEFAULT_SECRET_BLOCK = "github-webhook-secret"
 IGNORE_ENV = "CONDUCTOR_WEBHOOK_IGNORE_LOGINS"
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 SEEN_LIMIT = 10_000
@@ -131,13 +129,11 @@ def make_server(receiver: Receiver, host: str, port: int) -> ThreadingHTTPServer
 
 
 def resolve_secret() -> SecretStr:
-    value = os.environ.get(SECRET_ENV, "")
-    if not value:
-        value = _secret_block(os.environ.get(SECRET_BLOCK_ENV, DEFAULT_SECRET_BLOCK))
+    value = webhook_secret()
     if not value:
         raise WebhookUsageError(
-            f"no webhook secret: set {SECRET_ENV} or create a Prefect Secret block named "
-            f"{os.environ.get(SECRET_BLOCK_ENV, DEFAULT_SECRET_BLOCK)!r} (the hook's secret on GitHub)")
+            f"no webhook secret: set {WEBHOOK_SECRET_ENV} or create a Prefect Secret block named "
+            f"{webhook_secret_block()!r} (the hook's secret on GitHub)")
     return SecretStr(value)
 
 
