@@ -16,8 +16,8 @@ import os
 
 from pydantic import SecretStr
 
-from conductor.redaction import Redactor
-from conductor.settings import GitHubSettings, RunSettings
+from conductor.core.redaction import Redactor
+from conductor.core.settings import GitHubSettings, RunSettings
 
 WEBHOOK_SECRET_ENV = "CONDUCTOR_WEBHOOK_SECRET"
 WEBHOOK_SECRET_BLOCK_ENV = "CONDUCTOR_WEBHOOK_SECRET_BLOCK"

@@ -13,8 +13,8 @@ import textwrap
 from pathlib import Path
 from urllib.parse import quote
 
-from conductor import constants
-from conductor.redaction import basic_credential
+from conductor.core import constants
+from conductor.core.redaction import basic_credential
 from pipeline_support import PipelineRepo, pipeline_for_test
 
 UI = "phase-4/new-ui-pages"
@@ -23,7 +23,7 @@ UI = "phase-4/new-ui-pages"
 # both tokens in its message and in the PR URL it claims, and prints them too.
 LEAKY_AGENT = textwrap.dedent('''
     import json, os, subprocess, sys
-    code = subprocess.call([sys.executable, "-m", "conductor.demo_agent"])
+    code = subprocess.call([sys.executable, "-m", "shell.demo_agent"])
     mine, conductors = os.environ["GH_TOKEN"], os.environ["PLANTED_CONDUCTOR_TOKEN"]
     percent = "".join(f"%{b:02X}" for b in conductors.encode())
     def escape(token):
@@ -68,7 +68,7 @@ def test_no_token_an_agent_reports_reaches_anything_the_pass_writes(
     log_file = tmp_path / "run.log"
 
     run = subprocess.run(
-        [sys.executable, "-m", "conductor.cli", "run", "--json", "--repo", pipe.full_name,
+        [sys.executable, "-m", "shell.cli", "run", "--json", "--repo", pipe.full_name,
          "--github-url", sandbox.api_url, "--repo-path", str(pipe.clone), "--log-file", str(log_file),
          "--agent-command", f"{sys.executable} {agent}", "--agent-timeout", "120"],
         env={**os.environ, "PREFECT_API_URL": prefect_server, "PLANTED_CONDUCTOR_TOKEN": conductor_token},

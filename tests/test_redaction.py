@@ -7,9 +7,9 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from conductor import markdown
-from conductor.redaction import Redactor, basic_credential
-from conductor.reports import AgentReport
+from conductor.core import markdown
+from conductor.core.redaction import Redactor, basic_credential
+from conductor.core.reports import AgentReport
 
 TOKEN = "ghp_Tok3nABCdef0123456789"
 ODD = 'p@ss/w:rd "q" \\ é'  # a secret with characters every encoding changes
