@@ -1,7 +1,7 @@
 """The agent-output door, end to end: a real pass (the `conductor run` CLI, a real Prefect
 server, the GitHub sandbox over HTTP) whose scripted agent puts the conductor's token and
 its own into its report (`message` and the claimed `pr_url`) and its output, in several
-forms. Neither token may appear anywhere the pass writes."""
+forms, and the webhook secret into its message. None may appear anywhere the pass writes."""
 from __future__ import annotations
 
 import json
@@ -25,6 +25,8 @@ LEAKY_AGENT = textwrap.dedent('''
     import json, os, subprocess, sys
     code = subprocess.call([sys.executable, "-m", "shell.demo_agent"])
     mine, conductors = os.environ["GH_TOKEN"], os.environ["PLANTED_CONDUCTOR_TOKEN"]
+    hook = os.environ["PLANTED_WEBHOOK_SECRET"]
+    assert "CONDUCTOR_WEBHOOK_SECRET" not in os.environ  # never given to an agent
     percent = "".join(f"%{b:02X}" for b in conductors.encode())
     def escape(token):
         return "".join(f"\\\\u{ord(c):04x}" for c in token)
@@ -35,7 +37,7 @@ LEAKY_AGENT = textwrap.dedent('''
         report = json.load(fh)
     report["status"] = "failed"
     report["message"] = (f"tokens: {conductors} {mine} {percent} {escaped} "
-                         f"https://x-access-token:{mine}@example.com/x")
+                         f"https://x-access-token:{mine}@example.com/x hook {hook}")
     report["pr_url"] = report["pr_url"].replace("://", f"://x-access-token:{conductors}@") + f"?a={mine}"
     text = json.dumps(report).replace(conductors, escape(conductors), 1)
     with open(path, "w", encoding="utf-8") as fh:
@@ -55,11 +57,13 @@ def test_no_token_an_agent_reports_reaches_anything_the_pass_writes(
         sandbox, prefect_server, prefect_client, tmp_path: Path, monkeypatch):
     tokens = {f"planted-{role}-{secrets.token_hex(3)}": "sbx_PLANTED_" + secrets.token_hex(16)
               for role in ("conductor", "agent")}
+    hook_secret = "hook-PLANTED-" + secrets.token_hex(16)
     for login, token in tokens.items():
         sandbox.control.add_user(login, token)
     conductor_token, agent_token = tokens.values()
     pipe: PipelineRepo = pipeline_for_test(sandbox, tmp_path, monkeypatch, "agent-output-door",
-                                           GITHUB_TOKEN=conductor_token, CONDUCTOR_AGENT_TOKEN=agent_token)
+                                           GITHUB_TOKEN=conductor_token, CONDUCTOR_AGENT_TOKEN=agent_token,
+                                           CONDUCTOR_WEBHOOK_SECRET=hook_secret)
     for login in tokens:
         pipe.call("PUT", f"/collaborators/{login}", json={"permission": "write"})
     number = pipe.issue("Page", UI, "batch-01")
@@ -71,11 +75,12 @@ def test_no_token_an_agent_reports_reaches_anything_the_pass_writes(
         [sys.executable, "-m", "shell.cli", "run", "--json", "--repo", pipe.full_name,
          "--github-url", sandbox.api_url, "--repo-path", str(pipe.clone), "--log-file", str(log_file),
          "--agent-command", f"{sys.executable} {agent}", "--agent-timeout", "120"],
-        env={**os.environ, "PREFECT_API_URL": prefect_server, "PLANTED_CONDUCTOR_TOKEN": conductor_token},
+        env={**os.environ, "PREFECT_API_URL": prefect_server, "PLANTED_CONDUCTOR_TOKEN": conductor_token,
+             "PLANTED_WEBHOOK_SECRET": hook_secret},
         capture_output=True, text=True, timeout=300)
     assert run.returncode == 1, run.stderr[-3000:]  # 1: a coordinator failed
 
-    needles = [form for token in tokens.values() for form in forms(token)]
+    needles = [form for token in [*tokens.values(), hook_secret] for form in forms(token)]
 
     def leaks(text: str) -> list[str]:
         return [needle[:16] for needle in needles if needle in text]

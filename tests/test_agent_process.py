@@ -162,7 +162,7 @@ def test_agents_own_enterprise_token_survives_the_drop_list(monkeypatch: pytest.
 
 def test_agent_environment_drops_secrets_and_adds_extra() -> None:
     base = {"PATH": "/bin", "HOME": "/h", "GITHUB_TOKEN": "a", "gh_token": "b",
-            "PREFECT_API_KEY": "c", "KEEP": "d"}
+            "PREFECT_API_KEY": "c", "CONDUCTOR_WEBHOOK_SECRET": "w", "KEEP": "d"}
     env = agent_environment(base, {"GH_TOKEN": "agent-token", "EXTRA": "e"})
     assert env == {"PATH": "/bin", "HOME": "/h", "KEEP": "d", "GH_TOKEN": "agent-token", "EXTRA": "e"}
     assert base["GITHUB_TOKEN"] == "a"  # the base is not modified

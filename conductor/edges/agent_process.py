@@ -45,6 +45,7 @@ DEFAULT_DROPPED_ENV = (
     "PREFECT_API_KEY",
     "CONDUCTOR_GITHUB_TOKEN",
     "CONDUCTOR_AGENT_TOKEN",
+    "CONDUCTOR_WEBHOOK_SECRET",
 )
 # git asks this helper for the agent's credential; it reads the token from the agent's
 # environment when git runs it, so the token is never written to a file or a git config.
