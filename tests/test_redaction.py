@@ -110,3 +110,40 @@ def test_safe_cut_never_splits_a_secret(name: str, buffer: bytes, at: int, expec
 
 def test_basic_credential_is_what_git_sends() -> None:
     assert base64.b64decode(basic_credential("tok")) == b"x-access-token:tok"
+
+
+# ── the door: where the report is read, and where a coordinator's result comes back ──
+
+
+@pytest.mark.parametrize(("name", "text", "expected_error"), [pytest.param(*case, id=case[0]) for case in [
+    ("message and claimed URL", json.dumps({
+        "workflow": "issue-to-pr", "status": "failed", "issue": 4, "message": f"mine is {TOKEN}",
+        "pr_url": f"https://x-access-token:{percent_every_byte(TOKEN)}@h/o/r/pull/5?t={TOKEN}"}), None),
+    ("JSON-escaped in the file", json.dumps({"workflow": "issue_to_pr", "status": "failed",
+                                             "message": TOKEN}).replace(TOKEN, escaped_every_char(TOKEN)), None),
+    ("a key the schema refuses", json.dumps({"workflow": "issue_to_pr", TOKEN: 1}),
+     "the report does not match the schema (***: Extra inputs are not permitted)"),
+]])
+def test_the_report_is_redacted_where_it_is_read(tmp_path, name: str, text: str, expected_error: str | None) -> None:
+    from conductor.actions.coordinator import read_report
+
+    path = tmp_path / "report.json"
+    path.write_text(text, encoding="utf-8")
+    report, error = read_report(path, Redactor([TOKEN]))
+    assert error == expected_error, name
+    assert TOKEN not in repr((report, error)) and (report is None or "***" in repr(report)), name
+    assert read_report(path, Redactor([]))[0] == (AgentReport.model_validate(json.loads(text)) if report else None)
+
+
+def test_a_coordinator_result_is_redacted_whole() -> None:
+    from conductor.actions.coordinator import AgentResult, CoordinatorResult
+    from conductor.core.verify import CoordinatorOutcome, RunFacts
+
+    outcome = CoordinatorOutcome(kind="issue_to_pr", phase="p", batch=None, items=[4], ok=False,
+                                 failures=[f"agent reported failed: {TOKEN}"])
+    result = CoordinatorResult(outcome=outcome, agent=AgentResult(
+        run=RunFacts(returncode=0, timed_out=False), output_tail=[f"said {TOKEN}"],
+        report=AgentReport(workflow="issue_to_pr", status="failed", message=TOKEN)))
+    clean = Redactor([TOKEN]).model(result)
+    assert TOKEN not in clean.model_dump_json() and TOKEN in result.model_dump_json()
+    assert clean.outcome.failures == ["agent reported failed: ***"] and clean.agent.output_tail == ["said ***"]
