@@ -33,7 +33,7 @@ from conductor.core.constants import (
     REPORT_FILE_NAME,
     TASK_FILE_NAME,
 )
-from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
 from conductor.core.redaction import Redactor
 from conductor.core.reports import AgentReport
@@ -137,7 +137,7 @@ def worktree_name(dispatch: Dispatch, spec: CoordinatorSpec) -> str:
         f"{dispatch.kind}-{dispatch.phase}-{dispatch.batch or 'nobatch'}-{spec.pass_id}")
 
 
-def claim(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+def claim(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
     """Label every item first, so no other run dispatches it twice."""
     label = status_label(dispatch, spec)
     for number in dispatch.items:
@@ -239,7 +239,7 @@ def _parse_report(path: Path, redactor: Redactor) -> tuple[AgentReport | None, s
         return None, f"the report does not match the schema ({where}: {err.get('msg')})"
 
 
-def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
+def prove(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
           result: AgentResult, html_base: str | None = None) -> CoordinatorOutcome:
     """Check every claim against GitHub (seed step 6)."""
     numbers = pr_numbers_to_check(dispatch, result.report, repo=spec.repo, html_base=html_base)
@@ -252,7 +252,7 @@ def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
     return outcome
 
 
-def prove_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, result: CoordinatorResult,
+def prove_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, result: CoordinatorResult,
                 html_base: str | None = None) -> CoordinatorOutcome:
     """The pass's own proof of a coordinator's result: its agent's claims checked again against
     GitHub; a coordinator that broke before its agent could be judged keeps its failure."""
@@ -263,7 +263,7 @@ def prove_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, re
     return prove(gh, dispatch, spec, result.agent, html_base=html_base)
 
 
-def prove_leaves_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
+def prove_leaves_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
                        leaf_results: list[LeafResult], html_base: str | None = None) -> CoordinatorOutcome:
     """Every leaf's claim proved again, item by item, keeping what the leaf recorded (prompt,
     attempt, times) and any failure it met besides its claim (its clean-up, say)."""
@@ -288,7 +288,7 @@ def prove_leaves_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorS
     return combine(dispatch, proved)
 
 
-def release(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+def release(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
     """Take the status label off every item: done items are now linked or merged,
     failed ones become ready again for the next pass (never stuck in progress)."""
     label = status_label(dispatch, spec)
@@ -333,15 +333,15 @@ def leaf_dispatch(dispatch: Dispatch, number: int) -> Dispatch:
     })
 
 
-def claim_item(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
+def claim_item(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
     gh.set_labels(number, add=[status_label(dispatch, spec)])
 
 
-def release_item(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
+def release_item(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
     gh.set_labels(number, remove=[status_label(dispatch, spec)])
 
 
-def prepare_leaf(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, number: int,
+def prepare_leaf(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int,
                  files: list[str] | None = None) -> LeafWorkspace:
     """The leaf's worktree at the integration tip, its prompt (read afresh from that tip)
     and its `.agent-task`. The item is read from GitHub now, not from the pass's snapshot."""
