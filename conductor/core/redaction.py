@@ -105,8 +105,8 @@ class Redactor:
         return type(model).model_validate(self.data(model.model_dump()))
 
     def safe_cut(self, buffer: bytes, at: int) -> int:
-        """The largest cut <= `at` that splits no secret in `buffer`: none found across it,
-        and none begun near the end, whose rest may still be on its way."""
+        """A cut <= `at` that splits no secret in `buffer`: before any found across it, and
+        before the last `longest` bytes, where one may begin whose rest is still on its way."""
         cut = min(at, len(buffer) - self.longest + 1)
         if self._bytes is not None:
             for found in self._bytes.finditer(buffer, 0, at + self.longest):

@@ -5,8 +5,9 @@ whole process group can be signalled: on timeout the agent and everything it spa
 get SIGTERM, a short grace, then SIGKILL. When the agent exits on its own, anything it
 left running in its group is stopped the same way, so no coordinator leaves orphans.
 Output (stdout and stderr merged) is read in the calling thread with a selector, split
-into lines, redacted (`conductor.redaction`, the agent-output door), and handed to `on_line` in that same thread, which keeps Prefect's
-run context available to the callback and cannot deadlock on a full pipe. POSIX only.
+into lines, redacted (`conductor.core.redaction`, the agent-output door), and handed to
+`on_line` in that same thread, which keeps Prefect's run context available to the callback
+and cannot deadlock on a full pipe. POSIX only.
 
 A process that leaves the group (setsid) and keeps the output pipe open cannot be
 reached; after SIGKILL the output is drained for at most one more second.
@@ -329,9 +330,9 @@ def run_agent(
     on_start: Callable[[int], None] | None = None,
     idle_timeout: float | None = None,
 ) -> AgentRun:
-    """Run `argv` in `cwd` with exactly `env`, stream lines redacted by `redactor` to `on_line`, enforce
-    `timeout` (total seconds) and `idle_timeout` (seconds without a byte of output, None
-    for none): either stops the whole process group."""
+    """Run `argv` in `cwd` with exactly `env`, stream lines redacted by `redactor` (none:
+    nothing to redact) to `on_line`, enforce `timeout` (total seconds) and `idle_timeout`
+    (seconds without a byte of output, None for none): either stops the whole process group."""
     if not argv:
         raise AgentCommandError(
             "agent command is empty; set agent_command in conductor.toml or choose a preset"
