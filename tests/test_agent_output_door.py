@@ -95,7 +95,7 @@ def test_no_token_an_agent_reports_reaches_anything_the_pass_writes(
     comments = [c for item in items for c in pipe.call("GET", f"/issues/{item['number']}/comments")]
     assert any("tokens: \\*\\*\\*" in c["body"] for c in comments), [c["body"] for c in comments]
     reminder = pipe.issues(labels=constants.REMINDER_LABEL)[0]
-    assert "### Failed coordinators" in reminder["body"]
+    assert "### Failed coordinators" in reminder["body"] and "tokens: \\*\\*\\*" in reminder["body"]
     assert leaks(json.dumps([items, comments])) == []
     assert leaks(run.stdout) == [] and leaks(run.stderr) == []
     assert "agent says: ***" in log_file.read_text(encoding="utf-8")
@@ -108,6 +108,7 @@ def test_no_token_an_agent_reports_reaches_anything_the_pass_writes(
     # every file of the pass (clone, worktrees, salvage, log) and of Prefect (its database, the
     # ETag cache), as bytes
     roots = [tmp_path, Path(os.environ["PREFECT_HOME"])]
+    assert any((roots[1] / "conductor-http-cache").rglob("*.json")), "the pass kept no ETag"
     files = [p for root in roots for p in root.rglob("*") if p.is_file() and not p.is_symlink()]
     assert len(files) > 20
     found = [f"{p}: {n[:16]}" for p in files for n in needles if n.encode() in p.read_bytes()]
