@@ -41,6 +41,8 @@ def escaped_every_char(text: str) -> str:
     (percent_every_byte(TOKEN, "lower") + "!", [TOKEN], "***!"),
     (f"q={quote_plus(ODD)}&", [ODD], "q=***&"),
     ("mixed gh%70_Tok3n%41BCdef0123456789.", [TOKEN], "mixed ***."),
+    ("q=%C3%A9t%C3%A9-key&", ["été-key"], "q=***&"),  # a first character that is not ASCII
+    ("q=x+lead&", [" lead"], "q=x***&"),  # a first space written as +
     # JSON-escaped
     (json.dumps({"m": ODD}), [ODD], '{"m": "***"}'),
     (json.dumps({"m": ODD}, ensure_ascii=False), [ODD], '{"m": "***"}'),

@@ -58,6 +58,20 @@ def _pattern(secret: str) -> tuple[str, int]:
     return "".join(p for p, _ in parts), sum(n for _, n in parts)
 
 
+def _first_characters(secrets: list[str], literals: list[str]) -> str:
+    """A lookahead for how any form can begin, so most positions of the output are passed
+    over at once; none when a secret begins with a character that is not ASCII (its bytes
+    would not fit a class)."""
+    first = {s[0] for s in secrets} | {"%", "\\"}
+    if " " in first:
+        first.add("+")
+    if not all(ch.isascii() for ch in first):
+        return ""
+    starts = ["[" + "".join(re.escape(ch) for ch in sorted(first)) + "]"]
+    starts += sorted({re.escape(c[:4]) for c in literals})
+    return "(?=" + "|".join(starts) + ")"
+
+
 class Redactor:
     """Replaces every known secret, in every form, with `***` (longest secret first)."""
 
@@ -72,7 +86,7 @@ class Redactor:
         literals = sorted({basic_credential(s) for s in ordered}, key=len, reverse=True)
         alternatives = [re.escape(c) for c in literals] + [p for p, _ in patterns]
         self.longest = max([len(c) for c in literals] + [n for _, n in patterns], default=0)
-        source = "|".join(alternatives)
+        source = _first_characters(ordered, literals) + "(?:" + "|".join(alternatives) + ")" if ordered else ""
         self._text = re.compile(source) if source else None
         self._bytes = re.compile(source.encode("utf-8")) if source else None
 
