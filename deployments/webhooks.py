@@ -34,11 +34,9 @@ from pydantic import SecretStr
 
 from conductor.core.webhooks import (DELIVERY_HEADER, EVENT_HEADER, MAX_BODY, SIGNATURE_HEADER, Framing,
                                      PrefectEventSpec, SignatureCheck, body_framing, chunk_size, classify)
+from tasks.secrets import WEBHOOK_SECRET_ENV, webhook_secret, webhook_secret_block
 
 log = logging.getLogger("conductor.core.webhooks")
-SECRET_ENV = "CONDUCTOR_WEBHOOK_SECRET"
-SECRET_BLOCK_ENV = "CONDUCTOR_WEBHOOK_SECRET_BLOCK"
-DEFAULT_SECRET_BLOCK = "github-webhook-secret"
 IGNORE_ENV = "CONDUCTOR_WEBHOOK_IGNORE_LOGINS"
 SEEN_LIMIT = 10_000
 # What one request may cost: GitHub gives up on a delivery after 10 s, so a request that takes
@@ -317,13 +315,11 @@ def require_prefect_api() -> None:
 
 
 def resolve_secret() -> SecretStr:
-    value = os.environ.get(SECRET_ENV, "")
-    if not value:
-        value = _secret_block(os.environ.get(SECRET_BLOCK_ENV, DEFAULT_SECRET_BLOCK))
+    value = webhook_secret()
     if not value:
         raise WebhookUsageError(
-            f"no webhook secret: set {SECRET_ENV} or create a Prefect Secret block named "
-            f"{os.environ.get(SECRET_BLOCK_ENV, DEFAULT_SECRET_BLOCK)!r} (the hook's secret on GitHub)")
+            f"no webhook secret: set {WEBHOOK_SECRET_ENV} or create a Prefect Secret block named "
+            f"{webhook_secret_block()!r} (the hook's secret on GitHub)")
     return SecretStr(value)
 
 

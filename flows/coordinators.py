@@ -46,7 +46,7 @@ from conductor.core.github_urls import web_url_of
 from conductor.core.models import Dispatch
 from conductor.core.settings import RunSettings
 from conductor.core.verify import CoordinatorOutcome
-from tasks.secrets import agent_token, github_settings
+from tasks.secrets import agent_token, github_settings, redactor
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
 AGENT_SLOTS = "agent-slots"
@@ -62,11 +62,8 @@ def prepare(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
 
 def _agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> AgentResult:
     logger = get_run_logger()
-    conductor_token = github_settings(spec.api_url).token
-    token = agent_token()
-    secrets = [s for s in (conductor_token.get_secret_value() if conductor_token else None, token) if s]
     result = core.run(dispatch, spec, workspace, on_line=lambda line: logger.info("agent: %s", line),
-                      agent_token=token, secrets=secrets)
+                      agent_token=agent_token(), redactor=redactor(spec.api_url))
     logger.info("agent ended: exit %s, timed out %s, report %s", result.run.returncode,
                 result.run.timed_out, result.run.report_error or "read")
     return result
@@ -251,7 +248,7 @@ def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> C
             return _broken(dispatch, f"coordinator run {run.name} ended {run.state_name}: {message}")
     except Exception as exc:
         return _broken(dispatch, f"coordinator deployment {deployment} failed: {exc}")
-    return result
+    return redactor(spec.api_url).model(result)  # the door again, with this machine's secrets
 
 
 def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,

@@ -6,6 +6,9 @@ prefect-github `GitHubCredentials` block named by `CONDUCTOR_GITHUB_CREDENTIALS_
 (default `github-credentials`).
 The agent's own token (optional, least privilege): `CONDUCTOR_AGENT_TOKEN`, else the
 Secret block named by `CONDUCTOR_AGENT_TOKEN_BLOCK` when that is set.
+The webhook secret: `CONDUCTOR_WEBHOOK_SECRET`, else the Secret block named by
+`CONDUCTOR_WEBHOOK_SECRET_BLOCK` (default `github-webhook-secret`).
+`redactor` holds every one of them (and `PREFECT_API_KEY`): the agent-output door.
 """
 from __future__ import annotations
 
@@ -13,7 +16,12 @@ import os
 
 from pydantic import SecretStr
 
+from conductor.core.redaction import Redactor
 from conductor.core.settings import GitHubSettings, RunSettings
+
+WEBHOOK_SECRET_ENV = "CONDUCTOR_WEBHOOK_SECRET"
+WEBHOOK_SECRET_BLOCK_ENV = "CONDUCTOR_WEBHOOK_SECRET_BLOCK"
+DEFAULT_WEBHOOK_SECRET_BLOCK = "github-webhook-secret"
 
 
 def _secret_block(name: str) -> str | None:
@@ -60,3 +68,19 @@ def agent_token() -> str | None:
     if token is not None:
         return token.get_secret_value()
     return _secret_block(os.environ.get("CONDUCTOR_AGENT_TOKEN_BLOCK", ""))
+
+
+def webhook_secret_block() -> str:
+    return os.environ.get(WEBHOOK_SECRET_BLOCK_ENV, DEFAULT_WEBHOOK_SECRET_BLOCK)
+
+
+def webhook_secret() -> str | None:
+    return os.environ.get(WEBHOOK_SECRET_ENV) or _secret_block(webhook_secret_block())
+
+
+def redactor(api_url: str | None = None) -> Redactor:
+    """Every secret this machine knows (the conductor's token, the agent's, the webhook
+    secret, the Prefect API key), for what an agent says to pass before it goes anywhere."""
+    token = github_settings(api_url).token
+    return Redactor([token.get_secret_value() if token else None, agent_token(), webhook_secret(),
+                     os.environ.get("PREFECT_API_KEY")])

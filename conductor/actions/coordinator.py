@@ -35,6 +35,7 @@ from conductor.core.constants import (
 )
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
+from conductor.core.redaction import Redactor
 from conductor.core.reports import AgentReport
 from conductor.core.settings import RunSettings
 from conductor.core.taskfile import render_task_file
@@ -171,8 +172,9 @@ def prepare(dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
 
 
 def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
-        on_line: Callable[[str], None], agent_token: str | None, secrets: list[str]) -> AgentResult:
-    """Run the agent (never through a shell) and read its report."""
+        on_line: Callable[[str], None], agent_token: str | None, redactor: Redactor) -> AgentResult:
+    """Run the agent (never through a shell) and read its report. Everything the agent says
+    passes `redactor` (the agent-output door): its output lines, hence its usage, and its report."""
     git_dir, git_common_dir = worktrees.git_dirs(workspace.path)
     argv = expand_command(spec.agent_command, {
         "task_file": str(workspace.task_file),
@@ -201,8 +203,8 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
 
     outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(os.environ, extra),
                                   timeout=spec.agent_timeout, idle_timeout=idle, on_line=each_line,
-                                  secrets=secrets, on_start=lambda pid: pid_file.write_text(str(pid)))
-    report, error = read_report(workspace.report_file)
+                                  redactor=redactor, on_start=lambda pid: pid_file.write_text(str(pid)))
+    report, error = read_report(workspace.report_file, redactor)
     facts = RunFacts(returncode=outcome.returncode, timed_out=outcome.timed_out,
                      timeout_s=spec.agent_timeout, idle_timed_out=outcome.idle_timed_out,
                      idle_timeout_s=idle, report_error=error)
@@ -212,8 +214,15 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
     return AgentResult(run=facts, report=report, output_tail=outcome.output_tail, usage=usage)
 
 
-def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
-    """The agent's report, or why there is none (missing, not JSON, wrong shape)."""
+def read_report(path: Path, redactor: Redactor) -> tuple[AgentReport | None, str | None]:
+    """The agent's report, or why there is none (missing, not JSON, wrong shape), redacted:
+    every string in it (keys too, so no schema error quotes a secret) is redacted once
+    decoded, before it is validated or goes anywhere."""
+    report, error = _parse_report(path, redactor)
+    return report, redactor.text(error) if error else None
+
+
+def _parse_report(path: Path, redactor: Redactor) -> tuple[AgentReport | None, str | None]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -221,7 +230,7 @@ def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"the report could not be read ({type(exc).__name__})"
     try:
-        return AgentReport.model_validate(json.loads(text)), None
+        return AgentReport.model_validate(redactor.data(json.loads(text))), None
     except json.JSONDecodeError as exc:
         return None, f"the report is not valid JSON (line {exc.lineno}: {exc.msg})"
     except ValidationError as exc:

@@ -5,15 +5,15 @@ whole process group can be signalled: on timeout the agent and everything it spa
 get SIGTERM, a short grace, then SIGKILL. When the agent exits on its own, anything it
 left running in its group is stopped the same way, so no coordinator leaves orphans.
 Output (stdout and stderr merged) is read in the calling thread with a selector, split
-into lines, redacted, and handed to `on_line` in that same thread, which keeps Prefect's
-run context available to the callback and cannot deadlock on a full pipe. POSIX only.
+into lines, redacted (`conductor.core.redaction`, the agent-output door), and handed to
+`on_line` in that same thread, which keeps Prefect's run context available to the callback
+and cannot deadlock on a full pipe. POSIX only.
 
 A process that leaves the group (setsid) and keeps the output pipe open cannot be
 reached; after SIGKILL the output is drained for at most one more second.
 """
 from __future__ import annotations
 
-import base64
 import os
 import re
 import selectors
@@ -27,8 +27,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
-from conductor.core.github_urls import PUBLIC_API_URL, web_url_of
 from conductor.core.errors import ConductorError
+from conductor.core.github_urls import PUBLIC_API_URL, web_url_of
+from conductor.core.redaction import Redactor, basic_credential
 
 PLACEHOLDERS = ("task_file", "report_file", "worktree", "prompt_file", "workflow",
                 "git_dir", "git_common_dir")
@@ -45,13 +46,13 @@ DEFAULT_DROPPED_ENV = (
     "PREFECT_API_KEY",
     "CONDUCTOR_GITHUB_TOKEN",
     "CONDUCTOR_AGENT_TOKEN",
+    "CONDUCTOR_WEBHOOK_SECRET",
 )
 # git asks this helper for the agent's credential; it reads the token from the agent's
 # environment when git runs it, so the token is never written to a file or a git config.
 GIT_CREDENTIAL_HELPER = (
     '!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=$GH_TOKEN"; }; f'
 )
-REDACTED = "***"
 TAIL_LINES = 50
 _CHUNK = 65536
 _MAX_LINE = 65536  # a longer line without a newline is emitted in pieces
@@ -80,13 +81,6 @@ class AgentRun(BaseModel):
         return self.returncode == 0 and not self.timed_out and not self.idle_timed_out
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every occurrence of each non-empty secret with `***` (longest first)."""
-    for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
-    return text
-
-
 def agent_environment(
     base: Mapping[str, str],
     extra: Mapping[str, str] | None = None,
@@ -108,11 +102,6 @@ case "$1" in
   *) printf '%s\\n' "$GH_TOKEN" ;;
 esac
 """
-
-
-def basic_credential(token: str) -> str:
-    """`x-access-token:TOKEN` in base64, as git sends it (redacted like the token itself)."""
-    return base64.b64encode(f"x-access-token:{token}".encode()).decode()
 
 
 def write_askpass(folder: Path) -> Path:
@@ -176,46 +165,19 @@ def expand_command(template: Sequence[str], values: Mapping[str, str]) -> list[s
     return [_PLACEHOLDER.sub(fill, arg) for arg in template]
 
 
-def _secret_bytes(secrets: Iterable[str]) -> list[bytes]:
-    """Secrets as the bytes to look for, longest first. A secret spanning several lines
-    is also looked for line by line, since output is redacted one line at a time."""
-    found: set[bytes] = set()
-    for secret in secrets:
-        if not secret:
-            continue
-        found.add(secret.encode("utf-8"))
-        found.add(basic_credential(secret).encode())  # the form the agent's git header carries
-        found.update(part.encode("utf-8") for part in secret.splitlines() if len(part) >= 4)
-    return sorted(found, key=len, reverse=True)
-
-
-def _safe_cut(buffer: bytes, at: int, secrets: Sequence[bytes]) -> int:
-    """The largest cut <= `at` that splits no occurrence of a secret in `buffer` and leaves
-    no secret's beginning at the end of the piece (the rest may still be on its way)."""
-    cut, moved = at, True
-    while moved:  # moving the cut back may split another secret: repeat until none is split
-        moved = False
-        for secret in secrets:
-            # a start s that would be split: s < cut < s + len(secret)
-            for start in range(max(cut - len(secret) + 1, 0), cut):
-                if secret.startswith(buffer[start:start + len(secret)]):
-                    cut, moved = start, True
-                    break
-    return cut if cut > 0 else at  # a secret longer than a whole piece cannot be held back
-
-
 class _Lines:
     """Turns byte chunks into redacted text lines, keeps a tail, calls `on_line`.
 
     Redaction happens before any cut: a line is redacted whole, and a line longer than
     `_MAX_LINE` is cut only where no secret (complete, or begun and still arriving) is
-    split, so no secret survives a chunk boundary, a partial write or a long-line cut."""
+    split (`Redactor.safe_cut`), so no secret survives a chunk boundary, a partial write
+    or a long-line cut."""
 
-    def __init__(self, on_line: Callable[[str], None], secrets: Sequence[str],
+    def __init__(self, on_line: Callable[[str], None], redactor: Redactor,
                  on_output: Callable[[], None] | None = None) -> None:
         self._on_line = on_line
         self._on_output = on_output
-        self._secrets = _secret_bytes(secrets)
+        self._redactor = redactor
         self._buffer = b""
         self.tail: deque[str] = deque(maxlen=TAIL_LINES)
 
@@ -227,7 +189,7 @@ class _Lines:
         for raw in complete:
             self._emit(raw)
         while len(self._buffer) >= _MAX_LINE:
-            cut = _safe_cut(self._buffer, _MAX_LINE, self._secrets)
+            cut = self._redactor.safe_cut(self._buffer, _MAX_LINE)
             self._emit(self._buffer[:cut])
             self._buffer = self._buffer[cut:]
 
@@ -237,9 +199,7 @@ class _Lines:
             self._buffer = b""
 
     def _emit(self, raw: bytes) -> None:
-        for secret in self._secrets:
-            raw = raw.replace(secret, REDACTED.encode())
-        line = raw.decode("utf-8", errors="replace").rstrip("\r")
+        line = self._redactor.bytes(raw).decode("utf-8", errors="replace").rstrip("\r")
         self.tail.append(line)
         self._on_line(line)
 
@@ -332,9 +292,9 @@ def stop_orphan(pid: int, inside: Path, grace: float = 3.0) -> bool:
     return True
 
 
-def _start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], secrets: Sequence[str]
+def _start(argv: Sequence[str], cwd: Path, env: Mapping[str, str], redactor: Redactor
            ) -> subprocess.Popen[bytes]:
-    name = redact(argv[0], secrets)
+    name = redactor.text(argv[0])
     if not cwd.is_dir():
         raise AgentCommandError(
             f"agent working directory {cwd} does not exist; create the worktree before dispatching"
@@ -365,14 +325,14 @@ def run_agent(
     env: Mapping[str, str],
     timeout: float,
     on_line: Callable[[str], None],
-    secrets: Sequence[str] = (),
+    redactor: Redactor | None = None,
     kill_grace: float = 3.0,
     on_start: Callable[[int], None] | None = None,
     idle_timeout: float | None = None,
 ) -> AgentRun:
-    """Run `argv` in `cwd` with exactly `env`, stream redacted lines to `on_line`, enforce
-    `timeout` (total seconds) and `idle_timeout` (seconds without a byte of output, None
-    for none): either stops the whole process group."""
+    """Run `argv` in `cwd` with exactly `env`, stream lines redacted by `redactor` (none:
+    nothing to redact) to `on_line`, enforce `timeout` (total seconds) and `idle_timeout`
+    (seconds without a byte of output, None for none): either stops the whole process group."""
     if not argv:
         raise AgentCommandError(
             "agent command is empty; set agent_command in conductor.toml or choose a preset"
@@ -382,10 +342,11 @@ def run_agent(
     if idle_timeout is not None and idle_timeout <= 0:
         raise AgentCommandError(
             f"agent idle timeout must be positive, got {idle_timeout}; set a positive agent_idle_timeout")
+    redactor = redactor if redactor is not None else Redactor(())
     last_output = [time.monotonic()]
-    lines = _Lines(on_line, secrets, on_output=lambda: last_output.__setitem__(0, time.monotonic()))
+    lines = _Lines(on_line, redactor, on_output=lambda: last_output.__setitem__(0, time.monotonic()))
     started = time.monotonic()
-    proc = _start(argv, Path(cwd), env, secrets)
+    proc = _start(argv, Path(cwd), env, redactor)
     if on_start is not None:
         on_start(proc.pid)
     deadline = started + timeout
