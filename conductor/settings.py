@@ -120,9 +120,16 @@ class RunSettings(BaseSettings):
     lock: bool = Field(
         True, description="Take the pass lock on GitHub, so passes exclude each other whatever "
         "Prefect server or machine runs them (off: only the Prefect concurrency slot).")
+    lock_margin: float | None = Field(
+        None, gt=0, description="Seconds of its lease a pass must have left to write to GitHub; "
+        "with less it renews the lease first, and once another pass took the lock over it writes "
+        "nothing more. Default: a tenth of the lease, at most 60 s.")
 
     def resolved_lock_lease(self, agent_timeout: float) -> float:
         return self.lock_lease or agent_timeout + 300.0
+
+    def resolved_lock_margin(self, lease: float) -> float:
+        return self.lock_margin or min(60.0, lease / 10)
 
     def resolved_worktree_root(self) -> Path:
         return (self.worktree_root or Path.home() / ".conductor" / "worktrees" / self._repo_name()).resolve()

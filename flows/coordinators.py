@@ -44,6 +44,7 @@ from conductor.github_gateway import GitHubGateway
 from conductor.models import Dispatch
 from conductor.settings import RunSettings
 from conductor.verify import CoordinatorOutcome
+from tasks.guard import write_fence
 from tasks.secrets import agent_token, github_settings
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
@@ -108,7 +109,7 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
     agent: AgentResult | None = None
     agent_times: dict[str, float] = {}
     problems: list[str] = []
-    with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
+    with GitHubGateway(github_settings(spec.api_url), spec.repo, fence=write_fence(spec.pass_id)) as gh:
         try:
             core.claim_item(gh, dispatch, spec, number)
             workspace = core.prepare_leaf(gh, dispatch, spec, number)
@@ -172,7 +173,7 @@ def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     spec = core.localize(spec, RunSettings())
     workspace = None
     agent = None
-    with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
+    with GitHubGateway(github_settings(spec.api_url), spec.repo, fence=write_fence(spec.pass_id)) as gh:
         try:
             workspace = prepare(gh, dispatch, spec)
             agent = run_agent(dispatch, spec, workspace, return_state=True).result(raise_on_failure=False)

@@ -10,8 +10,9 @@ a pass killed without releasing it frees it after `lease_seconds` (Prefect's min
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 
 import httpx
 from pydantic import SecretStr
@@ -60,11 +61,35 @@ def one_pass_per_repo(repo: str, wait_seconds: float, lease_seconds: float = 60.
         yield True
 
 
+# pass id -> its lock's `assure`, while a pass of this process holds its lock on GitHub
+_FENCES: dict[str, Callable[[], None]] = {}
+
+
 @contextmanager
 def one_pass_on_github(url: str, token: SecretStr | None, *, pass_id: str, holder: str,
-                       lease_seconds: float) -> Iterator[PassLock]:
+                       lease_seconds: float, margin: float,
+                       on_lost: Callable[[], None] | None = None) -> Iterator[PassLock]:
     """The repository's pass lock on GitHub (`refs/conductor/lock`, a compare-and-swap on the
     git server): `lock.held` says whether this pass got it, else `lock.other` holds it.
-    Renewed every third of the lease while the block runs, released after it."""
-    with pass_lock(url, token, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds) as lock:
-        yield lock
+    Renewed every third of the lease while the block runs, released after it. While held,
+    `write_fence(pass_id)` asks it before each write (`PassLock.assure` with `margin`)."""
+    with pass_lock(url, token, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds,
+                   on_lost=on_lost) as lock:
+        if lock.held:
+            _FENCES[pass_id] = partial(lock.assure, margin)
+        try:
+            yield lock
+        finally:
+            _FENCES.pop(pass_id, None)
+
+
+def write_fence(pass_id: str) -> Callable[[], None]:
+    """The check a gateway of pass `pass_id` makes before each write (`GitHubGateway(fence=)`):
+    while the pass holds its lock in this process, raise `passlock.LockLost` once another
+    pass took it over; a pass without the lock (`lock = false`, a dry run) is not fenced."""
+    def check() -> None:
+        assure = _FENCES.get(pass_id)
+        if assure is not None:
+            assure()
+
+    return check
