@@ -147,6 +147,31 @@ class LockLost(Exception):  # noqa: N818 - a state, not a fault: no ConductorErr
         super().__init__(f"the conductor lock was taken over: now held by {who}")
 
 
+class LeaseReader:
+    """The write door's check for a part of pass `pass_id` that runs without its `PassLock`
+    (a coordinator deployment on another worker): the pass's lease as the ref shows it, read
+    again whenever the last reading has `margin` seconds or less left."""
+
+    def __init__(self, store: LockStore, *, pass_id: str, margin: float, clock: Clock = utc_now) -> None:
+        self.store = store
+        self.pass_id = pass_id
+        self.margin = margin
+        self.clock = clock
+        self.lease: Lease | None = None  # the ref's lease when last read
+        self.lost = False
+        self._mutex = threading.Lock()
+
+    def assure(self) -> None:
+        """Return when the pass may write now, else raise `LockLost` (from then on, always)."""
+        with self._mutex:
+            if may_write(self.lease, self.pass_id, self.clock(), self.margin, lost=self.lost) == "check":
+                current = self.store.read()
+                self.lease = current.lease if current else None
+            if may_write(self.lease, self.pass_id, self.clock(), self.margin, lost=self.lost) != "write":
+                self.lost = True
+                raise LockLost(self.lease if self.lease and self.lease.pass_id != self.pass_id else None)
+
+
 class PassLock:
     """The lease of one pass. `acquire`, `renew` and `release` are each one
     compare-and-swap; `hold` wraps them for a `with` block, renewing in the background."""

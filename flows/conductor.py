@@ -23,7 +23,7 @@ from conductor.taskfile import read_task_file
 from conductor.verify import CoordinatorOutcome
 from flows.coordinators import dispatch_all, html_base_of
 from tasks import steps
-from tasks.guard import one_pass_on_github, one_pass_per_repo, write_fence
+from tasks.guard import fence_of, one_pass_on_github, one_pass_per_repo
 from tasks.secrets import github_settings
 
 
@@ -127,7 +127,7 @@ def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
     of it fenced by the lock: once another pass took it over, the pass stops its agents,
     writes nothing more and ends Cancelled."""
     pass_id = uuid.uuid4().hex[:8]
-    with GitHubGateway(settings, inputs.repo, fence=write_fence(pass_id)) as gh:
+    with GitHubGateway(settings, inputs.repo, fence=fence_of(pass_id)) as gh:
         if inputs.dry_run or not inputs.lock:
             return _steps(gh, inputs, pass_id)
         url, login = gh.clone_url(), gh.login()
@@ -144,7 +144,7 @@ def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
                     get_run_logger().warning(message)
                     return Cancelled(message=message)
                 try:
-                    state = _steps(gh, inputs, pass_id)
+                    state = _steps(gh, inputs, pass_id, lock_url=url)
                 except LockLost as exc:
                     return _taken_over(inputs.repo, exc.other)
                 return _taken_over(inputs.repo, lock.other) if lock.lost else state
@@ -161,7 +161,7 @@ def _taken_over(repo: str, other: Lease | None) -> State:
     return Cancelled(message=message)
 
 
-def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
+def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str, lock_url: str | None = None) -> State:
     """Snapshot → decide → act → record, in the seed's order of steps."""
     logger = get_run_logger()
     steps.label_preflight(gh, inputs.config, inputs.dry_run)
@@ -186,7 +186,7 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
             agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
             status_pr_open=inputs.config.status_pr_open, pass_id=pass_id,
             mode=inputs.config.fan_out, prompts=inputs.config.prompts,
-            migration_paths=inputs.config.migration_paths)
+            migration_paths=inputs.config.migration_paths, lock_url=lock_url, lock_margin=inputs.lock_margin)
         results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
                                                html_base=html_base_of(inputs.api_url))

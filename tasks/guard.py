@@ -21,8 +21,8 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.concurrency.sync import concurrency
 
-from conductor.git_lock import pass_lock
-from conductor.passlock import PassLock
+from conductor.git_lock import GitRefLock, pass_lock
+from conductor.passlock import LeaseReader, PassLock
 
 
 def _ensure_limit(name: str) -> None:
@@ -72,7 +72,7 @@ def one_pass_on_github(url: str, token: SecretStr | None, *, pass_id: str, holde
     """The repository's pass lock on GitHub (`refs/conductor/lock`, a compare-and-swap on the
     git server): `lock.held` says whether this pass got it, else `lock.other` holds it.
     Renewed every third of the lease while the block runs, released after it. While held,
-    `write_fence(pass_id)` asks it before each write (`PassLock.assure` with `margin`)."""
+    `fence_of(pass_id)` asks it before each write (`PassLock.assure` with `margin`)."""
     with pass_lock(url, token, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds,
                    on_lost=on_lost) as lock:
         if lock.held:
@@ -83,7 +83,7 @@ def one_pass_on_github(url: str, token: SecretStr | None, *, pass_id: str, holde
             _FENCES.pop(pass_id, None)
 
 
-def write_fence(pass_id: str) -> Callable[[], None]:
+def fence_of(pass_id: str) -> Callable[[], None]:
     """The check a gateway of pass `pass_id` makes before each write (`GitHubGateway(fence=)`):
     while the pass holds its lock in this process, raise `passlock.LockLost` once another
     pass took it over; a pass without the lock (`lock = false`, a dry run) is not fenced."""
@@ -93,3 +93,16 @@ def write_fence(pass_id: str) -> Callable[[], None]:
             assure()
 
     return check
+
+
+@contextmanager
+def coordinator_fence(pass_id: str, lock_url: str | None, margin: float,
+                      token: SecretStr | None) -> Iterator[Callable[[], None]]:
+    """The write check of a coordinator of pass `pass_id`: the pass's own lock when it runs in
+    this process (`fence_of`); on another worker, the pass's lease read from the ref at
+    `lock_url` (`passlock.LeaseReader`); none when the pass holds no lock (`lock_url` None)."""
+    if lock_url is None or pass_id in _FENCES:
+        yield fence_of(pass_id)
+        return
+    with GitRefLock(lock_url, token) as store:
+        yield LeaseReader(store, pass_id=pass_id, margin=margin).assure

@@ -5,9 +5,11 @@ the new holder. Real `conductor run` processes, real Prefect servers, the sandbo
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +21,7 @@ from pydantic import SecretStr
 from conductor import constants, worktrees
 from conductor.coordinator import AGENT_PID_FILE
 from conductor.git_lock import GitRefLock
-from conftest import unique_repo_name
-from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, make_pipeline_repo
+from pipeline_support import CONDUCTOR_LOGIN, PipelineRepo, agent, pipeline_for_test
 
 pytestmark = pytest.mark.slow
 
@@ -28,12 +29,13 @@ UI = "phase-4/new-ui-pages"
 LEASE = 3.0  # seconds: the paused pass is past it well before the second pass starts
 
 
-def _wait(what: str, ready: Callable[[], Any], running: subprocess.Popen[str], timeout: float = 60.0) -> Any:
+def _wait(what: str, ready: Callable[[], Any], running: subprocess.Popen[str] | None = None,
+          timeout: float = 180.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if value := ready():
             return value
-        if running.poll() is not None:
+        if running is not None and running.poll() is not None:
             raise AssertionError(f"the pass ended before {what}: {running.stderr.read()[-3000:]}")
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
@@ -44,8 +46,11 @@ def _agents_running(root: Path, pass_id: str, count: int) -> bool:
     if not root.is_dir():
         return False
     mine = [p for p in root.iterdir() if p.name.endswith(f"-{pass_id}")]
-    return len(mine) == count and all(
-        (worktrees.private_dir(p) / AGENT_PID_FILE).exists() for p in mine)
+    try:
+        return len(mine) == count and all(
+            (p / ".git").is_file() and (worktrees.private_dir(p) / AGENT_PID_FILE).exists() for p in mine)
+    except worktrees.WorktreeError:  # being made
+        return False
 
 
 def _github_as_seen(pipe: PipelineRepo) -> list[Any]:
@@ -60,67 +65,65 @@ def _github_as_seen(pipe: PipelineRepo) -> list[Any]:
     return seen
 
 
-def test_a_pass_paused_past_its_lease_writes_nothing_once_resumed_and_ends_cancelled(sandbox, tmp_path):
-    pipe = make_pipeline_repo(sandbox, unique_repo_name("fenced"), tmp_path)
+def test_a_pass_paused_past_its_lease_writes_nothing_once_resumed_and_ends_cancelled(
+        sandbox, tmp_path, monkeypatch, prefect_server):
+    pipe = pipeline_for_test(sandbox, tmp_path, monkeypatch, "fenced", CONDUCTOR_LOCK_LEASE=str(LEASE))
     issues = [pipe.issue("Page A", UI, "batch-01"), pipe.issue("Page B", UI, "batch-02")]
     root = tmp_path / "worktrees"
-    token = SecretStr(sandbox.users[CONDUCTOR_LOGIN])
-    url = f"{sandbox.base_url}/{pipe.full_name}.git"
-    base = {k: v for k, v in os.environ.items()
-            if not k.startswith(("CONDUCTOR_", "GITHUB_TOKEN", "GH_TOKEN", "PREFECT_"))}
-    env = {**base, "GITHUB_TOKEN": token.get_secret_value(),
-           "CONDUCTOR_AGENT_TOKEN": sandbox.users[AGENT_LOGIN],
-           "CONDUCTOR_WORKTREE_ROOT": str(root), "CONDUCTOR_SALVAGE_DIR": str(tmp_path / "salvage"),
-           "CONDUCTOR_LOCK_LEASE": str(LEASE),
-           "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0", "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0"}
-
-    def start(name: str, agent_sleep: float) -> subprocess.Popen[str]:
-        argv = [sys.executable, "-m", "conductor.cli", "run", "--repo", pipe.full_name,
-                "--github-url", sandbox.api_url, "--repo-path", str(pipe.clone), "--json",
-                "--log-file", str(tmp_path / f"{name}.log"),
-                "--agent-command", f"{sys.executable} -m conductor.demo_agent --sleep {agent_sleep}"]
-        # each pass on its own Prefect server: the Prefect slot cannot see across them
-        return subprocess.Popen(argv, env={**env, "PREFECT_HOME": str(tmp_path / f"prefect-{name}")},
-                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
-
-    first = start("first", agent_sleep=120)
-    second = None
-    lock = GitRefLock(url, token)
+    lock = GitRefLock(f"{sandbox.base_url}/{pipe.full_name}.git", SecretStr(sandbox.users[CONDUCTOR_LOGIN]))
 
     def holder_other_than(pass_id: str | None) -> str | None:
         state = lock.read()
         lease = state.lease if state else None
         return lease.pass_id if lease and lease.pass_id != pass_id else None
 
+    # The first pass: a process of its own (to pause), on a Prefect server of its own.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    first = subprocess.Popen(
+        [sys.executable, "-m", "conductor.cli", "run", "--repo", pipe.full_name, "--github-url",
+         sandbox.api_url, "--repo-path", str(pipe.clone), "--json", "--log-file", str(tmp_path / "first.log"),
+         "--agent-command", shlex.join(agent("work", "--sleep", "120"))],
+        env={**env, "PREFECT_HOME": str(tmp_path / "prefect-first")}, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    seen: dict[str, Any] = {}
+
+    def resume_first_once_the_second_works() -> None:
+        """While the second pass's agents run: GitHub as it is, then the first pass resumed."""
+        try:
+            second_id = _wait("the second pass's lock", lambda: holder_other_than(seen["first_id"]))
+            _wait("the second pass's agents", lambda: _agents_running(root, second_id, len(issues)))
+            seen["before"] = _github_as_seen(pipe)
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
+        seen["out"], seen["err"] = first.communicate(timeout=180)
+        seen["after"] = _github_as_seen(pipe)
+        seen["holder"] = lock.read().lease
+        seen["second_id"] = second_id
+
     try:
-        first_id = _wait("the first pass's lock", lambda: holder_other_than(None), first)
-        _wait("the first pass's agents", lambda: _agents_running(root, first_id, len(issues)), first)
+        seen["first_id"] = _wait("the first pass's lock", lambda: holder_other_than(None), first)
+        _wait("the first pass's agents", lambda: _agents_running(root, seen["first_id"], len(issues)), first)
         os.kill(first.pid, signal.SIGSTOP)  # paused while its agents run
         time.sleep(LEASE + 0.5)
-
-        second = start("second", agent_sleep=12)
-        second_id = _wait("the second pass's lock", lambda: holder_other_than(first_id), second)
-        _wait("the second pass's agents", lambda: _agents_running(root, second_id, len(issues)), second)
-        before = _github_as_seen(pipe)
-        assert all(constants.STATUS_IN_PROGRESS in labels for n, _, _, labels, _, _ in before if n in issues)
-
-        os.kill(first.pid, signal.SIGCONT)
-        out, err = first.communicate(timeout=60)
-        after = _github_as_seen(pipe)
-        holder = lock.read().lease
+        resumer = threading.Thread(target=resume_first_once_the_second_works)
+        resumer.start()
+        # The second pass, here: takes the lock over, stops the first pass's agents, releases
+        # their claims and dispatches the items again; its agents last a few seconds.
+        report, state = pipe.run("work", "--sleep", "6")
+        resumer.join(180)
     finally:
-        for proc in (first, second):
-            if proc is not None and proc.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGKILL)
         lock.close()
-    assert holder.pass_id == second_id  # the second pass still holds it, still running
-    assert after == before  # no comment, label, reminder or close by the first pass
-    assert first.returncode == 0 and out == "", err[-2000:]
-    assert (f"was taken over ({CONDUCTOR_LOGIN}@" in err and f"(pid {second.pid}), pass {second_id})" in err
-            and "wrote nothing more" in err), err[-2000:]
-    assert "Cancelled" in (tmp_path / "first.log").read_text()
 
-    out, err = second.communicate(timeout=120)  # the second pass finishes the work
-    assert second.returncode == 0, err[-2000:]
-    assert len(pipe.pulls()) == len(issues)
+    assert state.is_completed() and all(o.ok for o in report.outcomes), state.message
+    assert sorted(n for o in report.outcomes for n in o.items) == issues  # dispatched again
+    assert seen["holder"].pass_id == seen["second_id"]  # still held by the second pass then
+    before = seen["before"]
+    assert all(constants.STATUS_IN_PROGRESS in labels for n, _, _, labels, _, _ in before if n in issues)
+    assert seen["after"] == before  # no comment, label, reminder or close by the first pass
+    assert first.returncode == 0 and seen["out"] == "", seen["err"][-2000:]
+    assert (f"was taken over ({CONDUCTOR_LOGIN}@" in seen["err"]
+            and f"(pid {os.getpid()}), pass {seen['second_id']})" in seen["err"]
+            and "wrote nothing more" in seen["err"]), seen["err"][-2000:]
+    assert "Finished in state Cancelled(" in (tmp_path / "first.log").read_text()

@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from conductor.constants import LOCK_REF
 from conductor.git_lock import GitRefLock
-from conductor.passlock import Lease, LockLost, LockState, PassLock, decide, may_write
+from conductor.passlock import Lease, LeaseReader, LockLost, LockState, PassLock, decide, may_write
 
 NOW = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
 
@@ -218,6 +218,41 @@ def test_the_write_door_renews_a_lease_inside_its_margin_and_refuses_once_it_was
             paused.assure(margin=5)
     assert paused.lost and lost == [True]  # told once
     assert GitRefLock(lock_url, token).read().lease.pass_id == "heir"
+
+
+class _CountingReads(GitRefLock):
+    reads = 0
+
+    def read(self) -> LockState | None:
+        self.reads += 1
+        return super().read()
+
+
+def test_a_coordinator_elsewhere_reads_the_pass_lease_only_when_stale_and_refuses_once_it_was_taken(
+        lock_url, token):
+    now = [NOW]
+    holder = PassLock(GitRefLock(lock_url, token), pass_id="pass", holder="pass@test", lease_seconds=30,
+                      clock=lambda: now[0])
+    assert holder.acquire()
+    store = _CountingReads(lock_url, token)
+    reader = LeaseReader(store, pass_id="pass", margin=5, clock=lambda: now[0])
+    reader.assure()
+    now[0] = NOW + timedelta(seconds=20)
+    reader.assure()  # 10 s left of what it read: not read again
+    assert store.reads == 1
+    holder.renew()
+    now[0] = NOW + timedelta(seconds=27)
+    reader.assure()  # 3 s left: read again, renewed meanwhile
+    assert store.reads == 2
+
+    heir = PassLock(GitRefLock(lock_url, token), pass_id="heir", holder="heir@test", lease_seconds=30,
+                    clock=lambda: NOW + timedelta(seconds=100))
+    assert heir.acquire()
+    now[0] = NOW + timedelta(seconds=46)
+    for _ in range(2):
+        with pytest.raises(LockLost, match=r"now held by heir@test \(pass heir\)"):
+            reader.assure()
+    assert store.reads == 3  # refused from then on without asking again
 
 
 def test_the_lock_needs_write_access(sandbox, lock_url):
