@@ -21,9 +21,8 @@ from pydantic import SecretStr
 from conductor import constants, worktrees
 from conductor.coordinator import AGENT_PID_FILE
 from conductor.git_lock import GitRefLock
+from conductor.orphans import stop_agents_of_pass
 from pipeline_support import CONDUCTOR_LOGIN, PipelineRepo, agent, pipeline_for_test
-
-pytestmark = pytest.mark.slow
 
 UI = "phase-4/new-ui-pages"
 LEASE = 3.0  # seconds: the paused pass is past it well before the second pass starts
@@ -65,6 +64,7 @@ def _github_as_seen(pipe: PipelineRepo) -> list[Any]:
     return seen
 
 
+@pytest.mark.slow
 def test_a_pass_paused_past_its_lease_writes_nothing_once_resumed_and_ends_cancelled(
         sandbox, tmp_path, monkeypatch, prefect_server):
     pipe = pipeline_for_test(sandbox, tmp_path, monkeypatch, "fenced", CONDUCTOR_LOCK_LEASE=str(LEASE))
@@ -127,3 +127,27 @@ def test_a_pass_paused_past_its_lease_writes_nothing_once_resumed_and_ends_cance
             and f"(pid {os.getpid()}), pass {seen['second_id']})" in seen["err"]
             and "wrote nothing more" in seen["err"]), seen["err"][-2000:]
     assert "Finished in state Cancelled(" in (tmp_path / "first.log").read_text()
+
+
+def test_a_pass_that_lost_its_lock_stops_its_own_agents_and_no_others(tmp_path):
+    """What the pass does once its lease is found taken (`PassLock.on_lost`): the agents in
+    its own worktrees (named `...-<pass id>`) are stopped, another pass's keep running."""
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "GIT_CONFIG_NOSYSTEM": "1", "HOME": str(tmp_path)}
+    repo = tmp_path / "repo"
+    for args in (["init", "-q", "-b", "dev", str(repo)], ["-C", str(repo), "commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", *args], env=env, check=True)
+    root = tmp_path / "worktrees"
+    agents = {}
+    for name in ("issue-1-lost", "issue-2-other"):
+        path = worktrees.create_worktree(repo, root, name, "dev")
+        agents[name] = subprocess.Popen(["sleep", "60"], cwd=path, start_new_session=True)
+        (worktrees.private_dir(path) / AGENT_PID_FILE).write_text(str(agents[name].pid))
+    try:
+        assert stop_agents_of_pass(root, "lost") == [root / "issue-1-lost"]
+        assert agents["issue-1-lost"].wait(10) is not None
+        assert agents["issue-2-other"].poll() is None
+    finally:
+        for agent_process in agents.values():
+            agent_process.kill()
+            agent_process.wait()
