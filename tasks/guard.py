@@ -21,8 +21,8 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.concurrency.sync import concurrency
 
-from conductor.git_lock import GitRefLock, pass_lock
-from conductor.passlock import LeaseReader, PassLock
+from conductor.edges.git_lock import GitRefLock, pass_lock
+from conductor.core.passlock import LeaseReader, PassLock
 
 
 def _ensure_limit(name: str) -> None:

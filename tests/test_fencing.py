@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from conductor import constants, worktrees
-from conductor.coordinator import AGENT_PID_FILE
-from conductor.git_lock import GitRefLock
-from conductor.orphans import stop_agents_of_pass
+from conductor.actions.coordinator import AGENT_PID_FILE
+from conductor.actions.orphans import stop_agents_of_pass
+from conductor.core import constants
+from conductor.edges import worktrees
+from conductor.edges.git_lock import GitRefLock
 from pipeline_support import CONDUCTOR_LOGIN, PipelineRepo, agent, pipeline_for_test
 
 UI = "phase-4/new-ui-pages"
@@ -80,7 +81,7 @@ def test_a_pass_paused_past_its_lease_writes_nothing_once_resumed_and_ends_cance
     # The first pass: a process of its own (to pause), on a Prefect server of its own.
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     first = subprocess.Popen(
-        [sys.executable, "-m", "conductor.cli", "run", "--repo", pipe.full_name, "--github-url",
+        [sys.executable, "-m", "shell.cli", "run", "--repo", pipe.full_name, "--github-url",
          sandbox.api_url, "--repo-path", str(pipe.clone), "--json", "--log-file", str(tmp_path / "first.log"),
          "--agent-command", shlex.join(agent("work", "--sleep", "120"))],
         env={**env, "PREFECT_HOME": str(tmp_path / "prefect-first")}, cwd=tmp_path,

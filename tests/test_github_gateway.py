@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from conductor.github_gateway import GitHubError, GitHubGateway
-from conductor.passlock import Lease, LockLost
-from conductor.settings import GitHubSettings
+from conductor.edges.github_gateway import GitHubError, GitHubGateway
+from conductor.core.passlock import Lease, LockLost
+from conductor.core.settings import GitHubSettings
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_every_write_asks_the_fence_first_and_a_refusal_sends_nothing(sandbox, s
             "create_issue": lambda: gh.create_issue("reminder", "", []),
             "edit_issue_body": lambda: gh.edit_issue_body(number, "changed"),
             "close_with_comment": lambda: gh.close_with_comment(number, "Superseded."),
-            "record_attempt": lambda: gh.record_attempt(number, "p1", "failed", limit=3),
+            "add_comment": lambda: gh.add_comment(number, "failed"),
         }
         for write in writes.values():
             with pytest.raises(LockLost, match="now held by heir@host"):
