@@ -138,7 +138,7 @@ def may_write(lease: Lease | None, pass_id: str, now: datetime, margin: float, *
     return "check"
 
 
-class LockLost(Exception):  # noqa: N818 - a state, not a fault: no ConductorError handler may swallow it
+class LockLost(Exception):  # not a ConductorError: no handler of faults may swallow it
     """This pass no longer holds its lock: the write door refuses every write from now on."""
 
     def __init__(self, other: Lease | None) -> None:
