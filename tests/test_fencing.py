@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,12 @@ from conductor.actions.coordinator import AGENT_PID_FILE
 from conductor.actions.orphans import stop_agents_of_pass
 from conductor.core import constants
 from conductor.edges import worktrees
+from conductor.core.errors import ConfigError
+from conductor.core.passlock import Lease, LockLost
+from conductor.core.settings import RunSettings
 from conductor.edges.git_lock import GitRefLock
 from pipeline_support import CONDUCTOR_LOGIN, PipelineRepo, agent, pipeline_for_test
+from tasks.guard import coordinator_fence, fence_of, one_pass_on_github
 
 UI = "phase-4/new-ui-pages"
 LEASE = 3.0  # seconds: the paused pass is past it well before the second pass starts
@@ -152,3 +157,41 @@ def test_a_pass_that_lost_its_lock_stops_its_own_agents_and_no_others(tmp_path):
         for agent_process in agents.values():
             agent_process.kill()
             agent_process.wait()
+
+
+@pytest.mark.parametrize(("lease", "margin", "expected"), [
+    (3900.0, None, 60.0),  # the default: a tenth of the lease, at most 60 s
+    (30.0, None, 3.0),
+    (30.0, 5.0, 5.0),
+    (30.0, 10.0, None),  # a third of the lease: renewed at every write, never allowed
+])
+def test_the_lock_margin(lease, margin, expected):
+    settings = RunSettings(lock_margin=margin)
+    if expected is None:
+        with pytest.raises(ConfigError, match="CONDUCTOR_LOCK_MARGIN .* less than a third"):
+            settings.resolved_lock_margin(lease)
+    else:
+        assert settings.resolved_lock_margin(lease) == expected
+
+
+def test_the_fence_of_a_pass_asks_its_lock_while_it_holds_it_and_elsewhere_reads_the_ref(sandbox, sandbox_repo):
+    url, token = sandbox.repo_url(sandbox_repo), SecretStr(sandbox.admin_token)
+    fence_of("p1")()  # a pass without the lock (lock = false, a dry run) is not fenced
+    with coordinator_fence("p1", None, 5, token) as fence:
+        fence()
+    with coordinator_fence("p1", url, 5, token) as elsewhere:  # another worker: reads the ref
+        with pytest.raises(LockLost, match="held by nobody"):  # no lock there
+            elsewhere()
+    with one_pass_on_github(url, token, pass_id="p1", holder="p1@test", lease_seconds=30, margin=5) as lock:
+        fence_of("p1")()
+        with coordinator_fence("p1", url, 5, token) as fence:  # in the pass's process: its own lock
+            fence()
+            with GitRefLock(url, token) as store:  # another pass takes the ref
+                store.swap(lock.sha, Lease(pass_id="heir", holder="heir@test",
+                                           expires_at=datetime.now(UTC) + timedelta(seconds=60)))
+            assert not lock.renew()  # the keeper finds out
+            with pytest.raises(LockLost, match="heir@test"):
+                fence()
+        with pytest.raises(LockLost, match="heir@test"):
+            fence_of("p1")()
+    fence_of("p1")()  # the pass is over: nothing to ask
