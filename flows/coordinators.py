@@ -16,7 +16,9 @@ environment, and only passes the agent a token of its own when one is configured
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 from prefect import flow, get_run_logger, task
@@ -46,11 +48,21 @@ from conductor.core.github_urls import web_url_of
 from conductor.core.models import Dispatch
 from conductor.core.settings import RunSettings
 from conductor.core.verify import CoordinatorOutcome
+from tasks.guard import coordinator_fence
 from tasks.secrets import agent_token, github_settings, redactor
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
 AGENT_SLOTS = "agent-slots"
 LEAF_THREADS = 128  # leaves of one coordinator started at once (agents are capped by AGENT_SLOTS)
+
+
+@contextmanager
+def fenced_gateway(spec: CoordinatorSpec) -> Iterator[GitHubGateway]:
+    """A coordinator's own GitHub client, its writes fenced by the pass's lock (`coordinator_fence`)."""
+    settings = github_settings(spec.api_url)
+    with coordinator_fence(spec.pass_id, spec.lock_url, spec.lock_margin, settings.token) as fence, \
+            GitHubGateway(settings, spec.repo, fence=fence) as gh:
+        yield gh
 
 
 @step(name="claim and prepare")
@@ -107,7 +119,7 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
     agent: AgentResult | None = None
     agent_times: dict[str, float] = {}
     problems: list[str] = []
-    with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
+    with fenced_gateway(spec) as gh:
         try:
             core.claim_item(gh, dispatch, spec, number)
             workspace = core.prepare_leaf(gh, dispatch, spec, number)
@@ -171,7 +183,7 @@ def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     spec = core.localize(spec, RunSettings())
     workspace = None
     agent = None
-    with GitHubGateway(github_settings(spec.api_url), spec.repo) as gh:
+    with fenced_gateway(spec) as gh:
         try:
             workspace = prepare(gh, dispatch, spec)
             agent = run_agent(dispatch, spec, workspace, return_state=True).result(raise_on_failure=False)

@@ -11,19 +11,21 @@ from prefect import flow, get_run_logger
 from prefect.states import Cancelled, Completed, Failed, State
 
 from conductor.actions.coordinator import CoordinatorSpec
+from conductor.actions.orphans import stop_agents_of_pass
 from conductor.edges.git_lock import LockError, holder_name
 from conductor.core.ports import GitHub
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.github_urls import web_url_of
 from conductor.core.models import Plan
 from conductor.core.parameters import PassParameters, resolve_parameters
+from conductor.core.passlock import Lease, LockLost
 from conductor.core.passes import PassInputs, PassReport, approved_gates, resolve_inputs
 from conductor.core.settings import GitHubSettings
 from conductor.core.taskfile import read_task_file
 from conductor.core.verify import CoordinatorOutcome
 from flows.coordinators import dispatch_all
 from tasks import steps
-from tasks.guard import one_pass_on_github, one_pass_per_repo
+from tasks.guard import fence_of, one_pass_on_github, one_pass_per_repo
 from tasks.secrets import github_settings
 
 
@@ -123,15 +125,18 @@ def _log_outcomes(logger: Any, outcomes: list[CoordinatorOutcome]) -> None:
 
 
 def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
-    """The pass lock on GitHub first (no dry run writes it), then the pass itself."""
+    """The pass lock on GitHub first (no dry run writes it), then the pass itself, every write
+    of it fenced by the lock: once another pass took it over, the pass stops its agents,
+    writes nothing more and ends Cancelled."""
     pass_id = uuid.uuid4().hex[:8]
-    with GitHubGateway(settings, inputs.repo) as gh:
+    with GitHubGateway(settings, inputs.repo, fence=fence_of(pass_id)) as gh:
         if inputs.dry_run or not inputs.lock:
             return _steps(gh, inputs, pass_id)
         url, login = gh.clone_url(), gh.login()
         try:
             with one_pass_on_github(url, settings.token, pass_id=pass_id, holder=holder_name(login),
-                                    lease_seconds=inputs.lock_lease) as lock:
+                                    lease_seconds=inputs.lock_lease, margin=inputs.lock_margin,
+                                    on_lost=lambda: stop_agents_of_pass(inputs.worktree_root, pass_id)) as lock:
                 if not lock.held:
                     other = lock.other
                     who = (f"{other.holder}, pass {other.pass_id}, until {other.expires_at:%H:%M:%S} UTC"
@@ -140,12 +145,25 @@ def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
                                f"({who}); this one dispatched nothing")
                     get_run_logger().warning(message)
                     return Cancelled(message=message)
-                return _steps(gh, inputs, pass_id)
+                try:
+                    state = _steps(gh, inputs, pass_id, lock_url=url)
+                except LockLost as exc:
+                    return _taken_over(inputs.repo, exc.other)
+                return _taken_over(inputs.repo, lock.other) if lock.lost else state
         except LockError as exc:  # raised only while acquiring: nothing was dispatched
             return Failed(message=f"cannot take the conductor lock on GitHub ({exc}); nothing dispatched")
 
 
-def _steps(gh: GitHub, inputs: PassInputs, pass_id: str) -> State:
+def _taken_over(repo: str, other: Lease | None) -> State:
+    """The end of a pass whose lock another pass took over (it was paused past its lease)."""
+    who = f"{other.holder}, pass {other.pass_id}" if other else "nobody now"
+    message = (f"the conductor lock on GitHub over {repo} was taken over ({who}); this pass "
+               "stopped its agents and wrote nothing more")
+    get_run_logger().error(message)
+    return Cancelled(message=message)
+
+
+def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = None) -> State:
     """Snapshot → decide → act → record, in the seed's order of steps."""
     logger = get_run_logger()
     steps.label_preflight(gh, inputs.config, inputs.dry_run)
@@ -170,7 +188,7 @@ def _steps(gh: GitHub, inputs: PassInputs, pass_id: str) -> State:
             agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
             status_pr_open=inputs.config.status_pr_open, pass_id=pass_id,
             mode=inputs.config.fan_out, prompts=inputs.config.prompts,
-            migration_paths=inputs.config.migration_paths)
+            migration_paths=inputs.config.migration_paths, lock_url=lock_url, lock_margin=inputs.lock_margin)
         results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
                                                html_base=web_url_of(inputs.api_url))

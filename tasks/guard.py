@@ -10,8 +10,9 @@ a pass killed without releasing it frees it after `lease_seconds` (Prefect's min
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 
 import httpx
 from pydantic import SecretStr
@@ -20,8 +21,8 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.concurrency.sync import concurrency
 
-from conductor.edges.git_lock import pass_lock
-from conductor.core.passlock import PassLock
+from conductor.edges.git_lock import GitRefLock, pass_lock
+from conductor.core.passlock import LeaseReader, PassLock
 
 
 def _ensure_limit(name: str) -> None:
@@ -60,11 +61,48 @@ def one_pass_per_repo(repo: str, wait_seconds: float, lease_seconds: float = 60.
         yield True
 
 
+# pass id -> its lock's `assure`, while a pass of this process holds its lock on GitHub
+_FENCES: dict[str, Callable[[], None]] = {}
+
+
 @contextmanager
 def one_pass_on_github(url: str, token: SecretStr | None, *, pass_id: str, holder: str,
-                       lease_seconds: float) -> Iterator[PassLock]:
+                       lease_seconds: float, margin: float,
+                       on_lost: Callable[[], None] | None = None) -> Iterator[PassLock]:
     """The repository's pass lock on GitHub (`refs/conductor/lock`, a compare-and-swap on the
     git server): `lock.held` says whether this pass got it, else `lock.other` holds it.
-    Renewed every third of the lease while the block runs, released after it."""
-    with pass_lock(url, token, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds) as lock:
-        yield lock
+    Renewed every third of the lease while the block runs, released after it. While held,
+    `fence_of(pass_id)` asks it before each write (`PassLock.assure` with `margin`)."""
+    with pass_lock(url, token, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds,
+                   on_lost=on_lost) as lock:
+        if lock.held:
+            _FENCES[pass_id] = partial(lock.assure, margin)
+        try:
+            yield lock
+        finally:
+            _FENCES.pop(pass_id, None)
+
+
+def fence_of(pass_id: str) -> Callable[[], None]:
+    """The check a gateway of pass `pass_id` makes before each write (`GitHubGateway(fence=)`):
+    while the pass holds its lock in this process, raise `passlock.LockLost` once another
+    pass took it over; a pass without the lock (`lock = false`, a dry run) is not fenced."""
+    def check() -> None:
+        assure = _FENCES.get(pass_id)
+        if assure is not None:
+            assure()
+
+    return check
+
+
+@contextmanager
+def coordinator_fence(pass_id: str, lock_url: str | None, margin: float,
+                      token: SecretStr | None) -> Iterator[Callable[[], None]]:
+    """The write check of a coordinator of pass `pass_id`: the pass's own lock when it runs in
+    this process (`fence_of`); on another worker, the pass's lease read from the ref at
+    `lock_url` (`passlock.LeaseReader`); none when the pass holds no lock (`lock_url` None)."""
+    if lock_url is None or pass_id in _FENCES:
+        yield fence_of(pass_id)
+        return
+    with GitRefLock(lock_url, token) as store:
+        yield LeaseReader(store, pass_id=pass_id, margin=margin).assure

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from conductor.edges.github_gateway import GitHubError, GitHubGateway
+from conductor.core.passlock import Lease, LockLost
 from conductor.core.settings import GitHubSettings
 
 
@@ -92,3 +94,36 @@ def test_who_labelled_and_whether_they_may_write(sandbox, gh):
     assert gh.has_write_access("bob") is True
     assert gh.has_write_access("admin") is True
     assert gh.last_labeler(number, "no-such-label") is None
+
+
+def test_every_write_asks_the_fence_first_and_a_refusal_sends_nothing(sandbox, sandbox_repo):
+    """The write door: a pass whose lock was taken over (the fence raises) sends no write."""
+    taken = LockLost(Lease(pass_id="heir", holder="heir@host", expires_at=datetime.now(UTC)))
+    open_door = [True]
+
+    def fence() -> None:
+        if not open_door[0]:
+            raise taken
+
+    settings = GitHubSettings(api_url=sandbox.api_url, token=sandbox.admin_token,
+                              seconds_between_requests=0, seconds_between_writes=0)
+    with GitHubGateway(settings, sandbox_repo, fence=fence) as gh:
+        number = gh.create_issue("work", "", [])  # the door open: written
+        gh.login()
+        open_door[0] = False
+        sandbox.control.reset_counts()
+        writes = {
+            "ensure_labels": lambda: gh.ensure_labels({"status/in-progress": ("fbca04", "busy")}),
+            "set_labels": lambda: gh.set_labels(number, add=["status/in-progress"]),
+            "create_issue": lambda: gh.create_issue("reminder", "", []),
+            "edit_issue_body": lambda: gh.edit_issue_body(number, "changed"),
+            "close_with_comment": lambda: gh.close_with_comment(number, "Superseded."),
+            "add_comment": lambda: gh.add_comment(number, "failed"),
+        }
+        for write in writes.values():
+            with pytest.raises(LockLost, match="now held by heir@host"):
+                write()
+        assert sandbox.control.counts() == {}  # not one request, not even a read
+        with sandbox.api() as api:
+            issues = api.get(_repo_path(gh, "/issues"), params={"state": "all"}).json()
+            assert [(i["title"], i["state"], i["labels"], i["comments"]) for i in issues] == [("work", "open", [], 0)]

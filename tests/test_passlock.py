@@ -16,7 +16,7 @@ from pydantic import SecretStr
 
 from conductor.core.constants import LOCK_REF
 from conductor.edges.git_lock import GitRefLock
-from conductor.core.passlock import Lease, LockState, PassLock, decide
+from conductor.core.passlock import Lease, LeaseReader, LockLost, LockState, PassLock, decide, may_write
 
 NOW = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
 
@@ -35,6 +35,20 @@ def _lease(pass_id: str, seconds: float) -> Lease:
 ])
 def test_decide(current, expected):
     assert decide(current, "mine", NOW) == expected
+
+
+@pytest.mark.parametrize(("lease", "lost", "expected"), [
+    (_lease("mine", 60), False, "write"),  # plenty left
+    (_lease("mine", 10.5), False, "write"),  # just more than the margin
+    (_lease("mine", 10), False, "check"),  # exactly the margin left: renew first
+    (_lease("mine", 3), False, "check"),  # inside the margin
+    (_lease("mine", -30), False, "check"),  # expired (paused past it): renew, which finds out
+    (None, False, "check"),  # nothing known yet
+    (_lease("other", 60), False, "refuse"),  # another pass holds it
+    (_lease("mine", 60), True, "refuse"),  # found taken over: never again
+])
+def test_may_write(lease, lost, expected):
+    assert may_write(lease, "mine", NOW, 10, lost=lost) == expected
 
 
 @pytest.mark.parametrize("message", ["", "hello", "conductor pass lock\n\n{not json}",
@@ -178,6 +192,67 @@ def test_a_pass_whose_lease_was_taken_knows_it_and_leaves_the_new_lock_alone(loc
     assert slow.lost and slow.other.pass_id == "fast"
     assert not slow.release()
     assert GitRefLock(lock_url, token).read().lease.pass_id == "fast"
+
+
+def test_the_write_door_renews_a_lease_inside_its_margin_and_refuses_once_it_was_taken(lock_url, token):
+    now = [NOW]
+    lost = []
+    paused = PassLock(GitRefLock(lock_url, token), pass_id="paused", holder="paused@test", lease_seconds=30,
+                      clock=lambda: now[0], on_lost=lambda: lost.append(True))
+    assert paused.acquire()
+    first = paused.lease
+    now[0] = NOW + timedelta(seconds=10)
+    paused.assure(margin=5)  # 20 s left: no renewal
+    assert paused.lease == first
+    now[0] = NOW + timedelta(seconds=27)
+    paused.assure(margin=5)  # 3 s left: renewed first, then allowed
+    assert paused.lease.expires_at == now[0] + timedelta(seconds=30)
+    assert GitRefLock(lock_url, token).read().lease == paused.lease
+
+    heir = PassLock(GitRefLock(lock_url, token), pass_id="heir", holder="heir@test", lease_seconds=30,
+                    clock=lambda: NOW + timedelta(seconds=60))
+    assert heir.acquire()  # the paused pass's lease expired on the heir's clock
+    now[0] = NOW + timedelta(seconds=58)  # the paused pass resumes
+    for _ in range(2):
+        with pytest.raises(LockLost, match=r"now held by heir@test \(pass heir\)"):
+            paused.assure(margin=5)
+    assert paused.lost and lost == [True]  # told once
+    assert GitRefLock(lock_url, token).read().lease.pass_id == "heir"
+
+
+class _CountingReads(GitRefLock):
+    reads = 0
+
+    def read(self) -> LockState | None:
+        self.reads += 1
+        return super().read()
+
+
+def test_a_coordinator_elsewhere_reads_the_pass_lease_only_when_stale_and_refuses_once_it_was_taken(
+        lock_url, token):
+    now = [NOW]
+    holder = PassLock(GitRefLock(lock_url, token), pass_id="pass", holder="pass@test", lease_seconds=30,
+                      clock=lambda: now[0])
+    assert holder.acquire()
+    store = _CountingReads(lock_url, token)
+    reader = LeaseReader(store, pass_id="pass", margin=5, clock=lambda: now[0])
+    reader.assure()
+    now[0] = NOW + timedelta(seconds=20)
+    reader.assure()  # 10 s left of what it read: not read again
+    assert store.reads == 1
+    holder.renew()
+    now[0] = NOW + timedelta(seconds=27)
+    reader.assure()  # 3 s left: read again, renewed meanwhile
+    assert store.reads == 2
+
+    heir = PassLock(GitRefLock(lock_url, token), pass_id="heir", holder="heir@test", lease_seconds=30,
+                    clock=lambda: NOW + timedelta(seconds=100))
+    assert heir.acquire()
+    now[0] = NOW + timedelta(seconds=46)
+    for _ in range(2):
+        with pytest.raises(LockLost, match=r"now held by heir@test \(pass heir\)"):
+            reader.assure()
+    assert store.reads == 3  # refused from then on without asking again
 
 
 def test_the_lock_needs_write_access(sandbox, lock_url):

@@ -79,6 +79,10 @@ class CoordinatorSpec(BaseModel):
     agent_slots: int | None = Field(
         None, ge=1, description="Agents running at once (Prefect global concurrency limit "
         "`agent-slots`); None: this machine's CONDUCTOR_AGENT_SLOTS.")
+    lock_url: str | None = Field(
+        None, description="The repository's git URL when the pass holds its lock on GitHub: a "
+        "coordinator on another worker reads the pass's lease there before each write (None: no lock).")
+    lock_margin: float = Field(60.0, gt=0, description="Seconds of lease a write to GitHub needs left.")
 
 
 class Workspace(BaseModel):

@@ -30,3 +30,12 @@ def clean(repo_path: Path, root: Path, *, salvage_dir: Path, dry_run: bool,
         if r.error:
             log.error("orphaned worktree %s: %s", r.path, r.error)
     return results
+
+
+def stop_agents_of_pass(root: Path, pass_id: str) -> list[Path]:
+    """Stop the agents pass `pass_id` runs in its own worktrees under `root` (their names end
+    in `-<pass id>`): its lock was taken over, so their work is no longer its to finish."""
+    if not root.is_dir():
+        return []
+    return [path for path in sorted(root.iterdir())
+            if path.name.endswith(f"-{pass_id}") and coordinator.stop_orphaned_agent(path)]

@@ -45,6 +45,7 @@ class PassInputs(BaseModel):
     guard_wait: float = 120.0
     lock: bool = Field(True, description="Take the pass lock on GitHub (refs/conductor/lock).")
     lock_lease: float = Field(3900.0, gt=0, description="Seconds the GitHub pass lock is leased for.")
+    lock_margin: float = Field(60.0, gt=0, description="Seconds of lease a write to GitHub needs left.")
     coordinator_deployments: dict[str, str] | None = Field(
         None, description="Set when coordinators run as deployments on a work pool.")
 
@@ -87,6 +88,7 @@ def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
     conductor_wt = None
     if params.task_file and Path(params.task_file).resolve().parent == root / "conductor":
         conductor_wt = root / "conductor"
+    lease = settings.resolved_lock_lease(resolved.agent_timeout)
     return PassInputs(
         repo=resolved.repo, api_url=api_url, config=config, task=resolved.task(),
         attempt_override=resolved.attempt, dry_run=resolved.dry_run, reminder_mode=resolved.reminder_mode,
@@ -94,7 +96,7 @@ def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
         worktree_root=root, salvage_dir=settings.resolved_salvage_dir(),
         agent_command=resolved.agent_command, agent_timeout=resolved.agent_timeout,
         conductor_worktree=conductor_wt, guard_wait=settings.guard_wait, lock=settings.lock,
-        lock_lease=settings.resolved_lock_lease(resolved.agent_timeout),
+        lock_lease=lease, lock_margin=settings.resolved_lock_margin(lease),
         coordinator_deployments=settings.coordinator_deployments if settings.dispatch == "deployment" else None,
     )
 

@@ -14,7 +14,13 @@ Every change of the ref is a compare-and-swap the git server performs atomically
 
 A pass killed with its lease held leaves the ref; the lease expires (by default a few
 minutes beyond the agent timeout) and the next pass takes it over. The rules are pure
-(`decide`); the store is a Protocol, so the I/O lives at the edge.
+(`decide`, `may_write`); the store is a Protocol, so the I/O lives at the edge.
+
+Fencing: a pass that was paused past its lease (SIGSTOP, a suspended laptop) must not write
+to GitHub once another pass took the lock over. `PassLock.assure` is asked before each
+write (the gateway's write door): it answers from the lease this pass last wrote while that
+has `margin` seconds to spare, renews it (one compare-and-swap) when it has not, and raises
+`LockLost` naming the new holder from the moment the lease is found taken.
 """
 from __future__ import annotations
 
@@ -97,6 +103,7 @@ class LockStore(Protocol):
 
 
 Decision = Literal["create", "take-over", "renew", "busy"]
+WriteVerdict = Literal["write", "check", "refuse"]
 
 
 def decide(current: LockState | None, pass_id: str, now: datetime,
@@ -117,12 +124,61 @@ def decide(current: LockState | None, pass_id: str, now: datetime,
     return "busy"
 
 
+def may_write(lease: Lease | None, pass_id: str, now: datetime, margin: float, *,
+              lost: bool = False) -> WriteVerdict:
+    """May pass `pass_id` write to GitHub now, given the lease it last saw? Pure.
+
+    Lost, or the lease is another pass's: refuse. The lease is this pass's and has more
+    than `margin` seconds left: write (no other pass can take it over before then). No
+    lease known, or too little left: check it first (renew it, or read the ref)."""
+    if lost or (lease is not None and lease.pass_id != pass_id):
+        return "refuse"
+    if lease is not None and now + timedelta(seconds=margin) < lease.expires_at:
+        return "write"
+    return "check"
+
+
+class LockLost(Exception):  # not a ConductorError: no handler of faults may swallow it
+    """This pass no longer holds its lock: the write door refuses every write from now on."""
+
+    def __init__(self, other: Lease | None) -> None:
+        self.other = other
+        who = f"{other.holder} (pass {other.pass_id})" if other else "nobody"
+        super().__init__(f"the conductor lock was taken over: now held by {who}")
+
+
+class LeaseReader:
+    """The write door's check for a part of pass `pass_id` that runs without its `PassLock`
+    (a coordinator deployment on another worker): the pass's lease as the ref shows it, read
+    again whenever the last reading has `margin` seconds or less left."""
+
+    def __init__(self, store: LockStore, *, pass_id: str, margin: float, clock: Clock = utc_now) -> None:
+        self.store = store
+        self.pass_id = pass_id
+        self.margin = margin
+        self.clock = clock
+        self.lease: Lease | None = None  # the ref's lease when last read
+        self.lost = False
+        self._mutex = threading.Lock()
+
+    def assure(self) -> None:
+        """Return when the pass may write now, else raise `LockLost` (from then on, always)."""
+        with self._mutex:
+            if may_write(self.lease, self.pass_id, self.clock(), self.margin, lost=self.lost) == "check":
+                current = self.store.read()
+                self.lease = current.lease if current else None
+            if may_write(self.lease, self.pass_id, self.clock(), self.margin, lost=self.lost) != "write":
+                self.lost = True
+                raise LockLost(self.lease if self.lease and self.lease.pass_id != self.pass_id else None)
+
+
 class PassLock:
     """The lease of one pass. `acquire`, `renew` and `release` are each one
     compare-and-swap; `hold` wraps them for a `with` block, renewing in the background."""
 
     def __init__(self, store: LockStore, *, pass_id: str, holder: str, lease_seconds: float,
-                 clock: Clock = utc_now, holder_dead: Callable[[Lease], bool] | None = None) -> None:
+                 clock: Clock = utc_now, holder_dead: Callable[[Lease], bool] | None = None,
+                 on_lost: Callable[[], None] | None = None) -> None:
         if lease_seconds <= 0:
             raise ValueError("lease_seconds must be positive")
         self.store = store
@@ -135,6 +191,9 @@ class PassLock:
         self.other: Lease | None = None  # the lease that kept this pass out
         self.took_over: Lease | None = None  # the expired lease this pass replaced
         self.lost = False  # the lease was taken while this pass believed it held it
+        self.lease: Lease | None = None  # the lease this pass wrote last, while it holds it
+        self.on_lost = on_lost  # called once, when the lease is first found taken
+        self._mutex = threading.RLock()  # one compare-and-swap at a time (keeper and write door)
 
     @property
     def held(self) -> bool:
@@ -154,14 +213,15 @@ class PassLock:
                 self.other = current.lease if current else None
                 return False
             expected = current.sha if current else None
-            sha = self.store.swap(expected, self._lease())
+            lease = self._lease()
+            sha = self.store.swap(expected, lease)
             if sha:
                 if decision == "take-over" and current is not None:
                     self.took_over = current.lease
                     log.warning("took over the expired conductor lock of pass %s (%s)",
                                 current.lease.pass_id if current.lease else "?",
                                 current.lease.holder if current.lease else "unreadable lease")
-                self.sha, self.lost = sha, False
+                self.sha, self.lost, self.lease = sha, False, lease
                 return True
         current = self.store.read()
         self.other = current.lease if current else None
@@ -169,26 +229,41 @@ class PassLock:
 
     def renew(self) -> bool:
         """Push the expiry forward, only while this pass still holds the lock."""
-        if not self.held:
-            return False
-        sha = self.store.swap(self.sha, self._lease())
-        if sha is None:
-            self.lost = True
-            current = self.store.read()
-            self.other = current.lease if current else None
-            log.error("the conductor lock was taken over while this pass held it (now held by %s)",
-                      self.other.holder if self.other else "nobody")
-            return False
-        self.sha = sha
-        return True
+        with self._mutex:
+            if not self.held:
+                return False
+            lease = self._lease()
+            sha = self.store.swap(self.sha, lease)
+            if sha is None:
+                self.lost = True
+                current = self.store.read()
+                self.other = current.lease if current else None
+                log.error("the conductor lock was taken over while this pass held it (now held by %s)",
+                          self.other.holder if self.other else "nobody")
+                if self.on_lost is not None:
+                    self.on_lost()
+                return False
+            self.sha, self.lease = sha, lease
+            return True
+
+    def assure(self, margin: float) -> None:
+        """The write door's question: return when this pass may write now (its lease has more
+        than `margin` seconds left, renewed first if need be), else raise `LockLost`."""
+        with self._mutex:
+            verdict = may_write(self.lease, self.pass_id, self.clock(), margin, lost=not self.held)
+            if verdict == "check" and self.renew():
+                verdict = may_write(self.lease, self.pass_id, self.clock(), margin, lost=not self.held)
+            if verdict != "write":
+                raise LockLost(self.other)
 
     def release(self) -> bool:
         """Delete the lock if this pass still holds it; a lost lease is left alone."""
-        if not self.held:
-            return False
-        done = self.store.swap(self.sha, None) is not None
-        self.sha = None
-        return done
+        with self._mutex:
+            if not self.held:
+                return False
+            done = self.store.swap(self.sha, None) is not None
+            self.sha = self.lease = None
+            return done
 
     @contextmanager
     def hold(self, renew_every: float | None = None) -> Iterator[PassLock]:

@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conductor.core.errors import ConfigError
+
 DEFAULT_API_URL = "https://api.github.com"
 
 
@@ -120,9 +122,20 @@ class RunSettings(BaseSettings):
     lock: bool = Field(
         True, description="Take the pass lock on GitHub, so passes exclude each other whatever "
         "Prefect server or machine runs them (off: only the Prefect concurrency slot).")
+    lock_margin: float | None = Field(
+        None, gt=0, description="Seconds of its lease a pass must have left to write to GitHub; "
+        "with less it renews the lease first, and once another pass took the lock over it writes "
+        "nothing more. Default: a tenth of the lease, at most 60 s.")
 
     def resolved_lock_lease(self, agent_timeout: float) -> float:
         return self.lock_lease or agent_timeout + 300.0
+
+    def resolved_lock_margin(self, lease: float) -> float:
+        margin = self.lock_margin or min(60.0, lease / 10)
+        if margin >= lease / 3:  # the lease is renewed every third of it: a write would never be allowed
+            raise ConfigError(f"CONDUCTOR_LOCK_MARGIN ({margin:g} s) must be less than a third of the lock "
+                              f"lease ({lease:g} s); lower it or raise CONDUCTOR_LOCK_LEASE")
+        return margin
 
     def resolved_worktree_root(self) -> Path:
         return (self.worktree_root or Path.home() / ".conductor" / "worktrees" / self._repo_name()).resolve()

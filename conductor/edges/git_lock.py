@@ -23,7 +23,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -144,13 +144,14 @@ def _last_line(text: str) -> str:
 
 @contextmanager
 def pass_lock(url: str, token: SecretStr | None, *, pass_id: str, holder: str, lease_seconds: float,
-              renew_every: float | None = None) -> Iterator[PassLock]:
+              renew_every: float | None = None, on_lost: Callable[[], None] | None = None) -> Iterator[PassLock]:
     """`with pass_lock(...) as lock:` — `lock.held` says whether this pass holds the
     repository's lock on GitHub (else `lock.other` is who does). Renewed while the block
-    runs, released after it; a fault reading or writing the ref raises `LockError`."""
+    runs, released after it; a fault reading or writing the ref raises `LockError`;
+    `on_lost` is called once if the lease is found taken over."""
     with GitRefLock(url, token) as store:
         lock = PassLock(store, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds,
-                        holder_dead=holder_dead)
+                        holder_dead=holder_dead, on_lost=on_lost)
         with lock.hold(renew_every) as held:
             yield held
 

@@ -103,7 +103,7 @@ class _TellingRetry(GithubRetry):
 class GitHubGateway:
     """PyGithub bound to one repository, with request counting and idempotent writes."""
 
-    def __init__(self, settings: GitHubSettings, repo: str) -> None:
+    def __init__(self, settings: GitHubSettings, repo: str, fence: Callable[[], None] | None = None) -> None:
         if settings.token is None:
             raise GitHubError("no GitHub token: set GITHUB_TOKEN (or GH_TOKEN), or save a Prefect Secret block "
                               "`github-token` or a GitHubCredentials block `github-credentials`")
@@ -132,6 +132,7 @@ class GitHubGateway:
         self._timeout = int(max(1, settings.timeout))
         self._retry = retry
         self._login: str | None = None
+        self._fence = fence
 
     # ------------------------------------------------------------------ basics
     @property
@@ -174,6 +175,14 @@ class GitHubGateway:
         finally:
             _CURRENT_CONDITIONAL.reset(conditional_token)
             _CURRENT_COUNTER.reset(token)
+
+    def _write(self, what: str, fn: Callable[[], T]) -> T:
+        """The one door of every write: `fence()` first (a pass holding the lock on GitHub:
+        `PassLock.assure`, which raises `LockLost` once another pass took the lock over, so
+        nothing is sent), then the call itself."""
+        if self._fence is not None:
+            self._fence()
+        return self._call(what, fn)
 
     def default_branch(self) -> str:
         return self._call("read the repository", lambda: self._gh.get_repo(self.repo_name).default_branch)
@@ -222,7 +231,7 @@ class GitHubGateway:
         return self._call(f"read the comments of #{number}", fetch)
 
     def add_comment(self, number: int, body: str) -> None:
-        self._call(f"comment on #{number}", lambda: self._repo.get_issue(number).create_comment(body))
+        self._write(f"comment on #{number}", lambda: self._repo.get_issue(number).create_comment(body))
 
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]:
         def fetch() -> list[IssueRef]:
@@ -372,7 +381,7 @@ class GitHubGateway:
                 created.append(name)
             return created
 
-        return self._call("create labels", run)
+        return self._write("create labels", run)
 
     def set_labels(self, number: int, add: Iterable[str] = (), remove: Iterable[str] = (),
                    current: Iterable[str] | None = None) -> list[str]:
@@ -400,10 +409,10 @@ class GitHubGateway:
                         raise
             return sorted(labels - set(remove))
 
-        return self._call(f"update the labels of #{number}", run)
+        return self._write(f"update the labels of #{number}", run)
 
     def create_issue(self, title: str, body: str, labels: list[str]) -> int:
-        return self._call("create an issue",
+        return self._write("create an issue",
                           lambda: self._repo.create_issue(title=title, body=body, labels=labels).number)
 
     def edit_issue_body(self, number: int, body: str, title: str | None = None) -> None:
@@ -413,7 +422,7 @@ class GitHubGateway:
                 kwargs["title"] = title
             self._repo.get_issue(number).edit(**kwargs)
 
-        self._call(f"edit issue #{number}", run)
+        self._write(f"edit issue #{number}", run)
 
     def close_with_comment(self, number: int, comment: str, state_reason: str = "not_planned") -> None:
         """Comment (unless our last comment already says it) and close. Safe to repeat."""
@@ -427,7 +436,7 @@ class GitHubGateway:
                 issue.create_comment(comment)
             issue.edit(state="closed", state_reason=state_reason)
 
-        self._call(f"close issue #{number}", run)
+        self._write(f"close issue #{number}", run)
 
 
 def _author(item: GhIssue) -> str:
