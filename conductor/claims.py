@@ -13,6 +13,7 @@ Before a pass claims the items it dispatches, `claimed_since` re-reads their lab
 """
 from __future__ import annotations
 
+from conductor import workflows
 from conductor.config import PipelineConfig
 from conductor.ports import GitHub as GitHubGateway
 from conductor.models import PipelineState, Plan
@@ -51,7 +52,7 @@ def claimed_since(gh: GitHubGateway, plan: Plan, config: PipelineConfig) -> list
     the snapshot was read, and must be skipped."""
     claimed = []
     for dispatch in plan.dispatches:
-        label = config.status_in_progress if dispatch.kind == "issue_to_pr" else config.status_pr_open
+        label = getattr(config, workflows.get(dispatch.kind).status)
         for number in dispatch.items:
             if label in gh.labels_of(number):
                 claimed.append(number)
