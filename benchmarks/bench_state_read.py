@@ -21,14 +21,14 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from conductor.config import PipelineConfig
-from conductor.github_gateway import GitHubGateway
-from conductor.linking import linked_issues
-from conductor.models import PipelineState
-from conductor.planner import plan, prs_needing_files
+from conductor.core.config import PipelineConfig
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.linking import linked_issues
+from conductor.core.models import PipelineState
+from conductor.core.planner import plan, prs_needing_files
 from github_sandbox.testing import RunningSandbox, running_sandbox
-from conductor.settings import GitHubSettings
-from conductor.models import PlanRules
+from conductor.core.settings import GitHubSettings
+from conductor.core.models import PlanRules
 
 PROTECTED_FILE = "maestro/protocol/events.py"
 PAGE = 100  # per_page of every listing

@@ -4,7 +4,7 @@
 
 Every POST is checked against `X-Hub-Signature-256` before anything else (wrong or missing:
 401, nothing emitted, the body is never logged). A signed delivery that can change the plan
-(`conductor.webhooks.classify`) becomes one Prefect event `github.<event>.<action>` on the
+(`conductor.core.webhooks.classify`) becomes one Prefect event `github.<event>.<action>` on the
 resource `github.repository.OWNER/NAME`, with an id derived from the delivery GUID, so a
 redelivery is the same event (the receiver also remembers the GUIDs it has seen, and
 Prefect's event bus drops a repeated id). The `conductor/on-change` deployment's triggers
@@ -25,10 +25,10 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from conductor.webhooks import (DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, PrefectEventSpec,
+from conductor.core.webhooks import (DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, PrefectEventSpec,
                                 classify, signature_valid)
 
-log = logging.getLogger("conductor.webhooks")
+log = logging.getLogger("conductor.core.webhooks")
 SECRET_ENV = "CONDUCTOR_WEBHOOK_SECRET"
 SECRET_BLOCK_ENV = "CONDUCTOR_WEBHOOK_SECRET_BLOCK"
 DEFAULT_SECRET_BLOCK = "github-webhook-secret"
@@ -152,8 +152,8 @@ def _secret_block(name: str) -> str:
 
 def resolve_own_logins(flags: list[str], github_url: str | None) -> list[str]:
     logins = [*flags, *(x.strip() for x in os.environ.get(IGNORE_ENV, "").split(",") if x.strip())]
-    from conductor.github_gateway import GitHubError, GitHubGateway
-    from conductor.settings import GitHubSettings
+    from conductor.edges.github_gateway import GitHubError, GitHubGateway
+    from conductor.core.settings import GitHubSettings
 
     settings = GitHubSettings.from_env(github_url)
     if settings.token is None:
@@ -187,7 +187,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from conductor.errors import ConductorError
+    from conductor.core.errors import ConductorError
 
     logging.basicConfig(level=logging.INFO, format="webhooks: %(message)s", stream=sys.stderr)
     try:

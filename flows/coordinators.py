@@ -31,10 +31,10 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from conductor import coordinator as core
-from conductor import leaf as leaves
-from conductor import workflows
-from conductor.coordinator import (
+from conductor.actions import coordinator as core
+from conductor.core import leaf as leaves
+from conductor.core import workflows
+from conductor.actions.coordinator import (
     AgentResult,
     CoordinatorResult,
     CoordinatorSpec,
@@ -42,10 +42,11 @@ from conductor.coordinator import (
     LeafWorkspace,
     Workspace,
 )
-from conductor.github_gateway import GitHubGateway
-from conductor.models import Dispatch
-from conductor.settings import RunSettings
-from conductor.verify import CoordinatorOutcome
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.github_urls import web_url_of
+from conductor.core.models import Dispatch
+from conductor.core.settings import RunSettings
+from conductor.core.verify import CoordinatorOutcome
 from tasks.secrets import agent_token, github_settings
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
@@ -146,7 +147,7 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
 def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     """One leaf per item, all submitted at once; a review waits for the one it merges after."""
     spec = core.localize(spec, RunSettings())
-    html_base = html_base_of(spec.api_url)
+    html_base = web_url_of(spec.api_url)
     order = leaves.review_order(dispatch.items, dispatch.merge_after)
     futures = {}
     for number in order:
@@ -178,7 +179,7 @@ def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
             agent = run_agent(dispatch, spec, workspace, return_state=True).result(raise_on_failure=False)
             if isinstance(agent, BaseException):
                 raise agent
-            outcome = prove(gh, dispatch, spec, agent, html_base=html_base_of(spec.api_url))
+            outcome = prove(gh, dispatch, spec, agent, html_base=web_url_of(spec.api_url))
         except Exception as exc:  # a broken coordinator is a failure, never a crashed pass
             get_run_logger().error("coordinator failed: %s", exc)
             outcome = core.failed_outcome(dispatch, f"coordinator failed: {exc}")
@@ -244,7 +245,7 @@ def _broken(dispatch: Dispatch, reason: str) -> CoordinatorResult:
 
 def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> CoordinatorResult:
     """Run the coordinator as a deployment on a work pool and wait: its agent's claims come
-    back with it, and the pass proves them itself (flows.conductor, "verify artifact proof")."""
+    back with it, and the pass proves them itself (flows.pipeline_pass, "verify artifact proof")."""
     remote_spec = spec.model_copy(update={"repo_path": None, "worktree_root": None})
     try:
         run = run_deployment(deployment, parameters={"dispatch": dispatch, "spec": remote_spec},
@@ -274,13 +275,6 @@ def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
     with ThreadPoolExecutor(max_workers=len(dispatches), thread_name_prefix="coordinator") as pool:
         futures = [pool.submit(contextvars.copy_context().run, one, d) for d in dispatches]
         return [f.result() for f in futures]
-
-
-def html_base_of(api_url: str) -> str:
-    """https://api.github.com -> https://github.com; https://HOST/api/v3 -> https://HOST."""
-    if api_url.rstrip("/") == "https://api.github.com":
-        return "https://github.com"
-    return api_url.rstrip("/").removesuffix("/api/v3")
 
 
 def ensure_agent_slots(limit: int) -> None:

@@ -13,7 +13,7 @@ import os
 
 from pydantic import SecretStr
 
-from conductor.settings import GitHubSettings, RunSettings
+from conductor.core.settings import GitHubSettings, RunSettings
 
 
 def _secret_block(name: str) -> str | None:

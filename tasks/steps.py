@@ -13,18 +13,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from conductor import (attempts, claims, coordinator, finished_issues, label_preflight as preflight_labels, markdown, orphans,
-                       planner, previous_run, reminder, reminder_publish, worktrees)
-from conductor.config import PipelineConfig
-from conductor.coordinator import CoordinatorResult, CoordinatorSpec
-from conductor.errors import ConductorError
-from conductor.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
-from conductor.github_gateway import GitHubError, GitHubGateway
-from conductor.models import Dispatch, Plan
-from conductor.passes import PassInputs, PassReport
-from conductor.render import HEADERS
-from conductor.snapshot import read_snapshot
-from conductor.verify import CoordinatorOutcome
+from conductor.core import attempts, markdown, planner, reminder
+from conductor.actions import claims, coordinator, finished_issues, label_preflight as preflight_labels, orphans, previous_run, reminder_publish
+from conductor.edges import worktrees
+from conductor.core.config import PipelineConfig
+from conductor.actions.coordinator import CoordinatorResult, CoordinatorSpec
+from conductor.core.errors import ConductorError
+from conductor.core.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
+from conductor.edges.github_gateway import GitHubError, GitHubGateway
+from conductor.core.models import Dispatch, Plan
+from conductor.core.passes import PassInputs, PassReport
+from conductor.core.render import HEADERS
+from conductor.actions.snapshot import read_snapshot
+from conductor.core.verify import CoordinatorOutcome
 from tasks.secrets import agent_token
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
@@ -148,7 +149,7 @@ def verify_artifact_proof(gh: GitHubGateway, dispatches: list[Dispatch], results
 def record_failed_attempts(gh: GitHubGateway, outcomes: list[CoordinatorOutcome], pass_id: str,
                            config: PipelineConfig) -> list[int]:
     """Per-item attempts, kept on GitHub: one comment from this pass on every dispatched item
-    without a proved result (`conductor/attempts.py`). A comment that cannot be written is
+    without a proved result (`conductor/core/attempts.py`). A comment that cannot be written is
     logged and skipped: the pass goes on to its reminder."""
     logger = get_run_logger()
     recorded = []

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from conductor.github_gateway import GitHubGateway
-from conductor.settings import GitHubSettings
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.settings import GitHubSettings
 from test_cli import conductor
 
 P4 = "phase-4/new-ui-pages"

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from conductor import planner
-from conductor.config import PipelineConfig
-from conductor.github_gateway import GitHubGateway
-from conductor.settings import GitHubSettings
-from conductor.passes import plan_rules
-from conductor.taskfile import TaskFile
+from conductor.core import planner
+from conductor.core.config import PipelineConfig
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.settings import GitHubSettings
+from conductor.core.passes import plan_rules
+from conductor.core.taskfile import TaskFile
 
 P4 = "phase-4/new-ui-pages"
 
@@ -120,7 +120,7 @@ def test_an_item_that_failed_three_times_is_held_back_and_the_next_one_takes_its
 
 
 def test_a_failed_attempt_is_no_pipeline_progress(sandbox, gh):
-    from conductor.reminder import fingerprint
+    from conductor.core.reminder import fingerprint
 
     number = gh.create_issue("flaky", "", [P4])
     before = fingerprint(gh.read_state())

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from conductor import leaf as leaves
-from conductor import workflows
-from conductor.config import DEFAULT_MIGRATION_PATHS, PromptPaths
-from conductor.leaf import IssueItem, PullItem
-from conductor.models import Dispatch
-from conductor.taskfile import parse_key_values, render_task_file
-from conductor.verify import PullFacts, RunFacts
-from conductor.workflows import LeafTask, read_report, verify
+from conductor.core import leaf as leaves
+from conductor.core import workflows
+from conductor.core.config import DEFAULT_MIGRATION_PATHS, PromptPaths
+from conductor.core.leaf import IssueItem, PullItem
+from conductor.core.models import Dispatch
+from conductor.core.taskfile import parse_key_values, render_task_file
+from conductor.core.verify import PullFacts, RunFacts
+from conductor.core.workflows import LeafTask, read_report, verify
 
 REPO = "owner/repo"
 WT = Path("/tmp/wt/issue-12-abc")

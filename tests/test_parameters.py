@@ -6,11 +6,11 @@ import argparse
 
 import pytest
 
-from conductor.cliargs import add_parameter_flags, parameters_from_args
-from conductor.errors import ConductorError
-from conductor.parameters import PassParameters, env_name, field_meta, resolve_parameters
-from conductor.presets import get_preset
-from conductor.taskfile import parse_task_file
+from shell.cliargs import add_parameter_flags, parameters_from_args
+from conductor.core.errors import ConductorError
+from conductor.core.parameters import PassParameters, env_name, field_meta, resolve_parameters
+from conductor.core.presets import get_preset
+from conductor.core.taskfile import parse_task_file
 
 FLAG, TASK, ENV, TOML = "flag", "task file", "environment", "conductor.toml"
 
@@ -123,7 +123,7 @@ def test_run_flags_are_built_from_the_model_and_read_back_into_it():
 def test_the_flow_signature_is_the_parameter_model():
     import inspect
 
-    from flows.conductor import conductor
+    from flows.pipeline_pass import conductor
 
     signature = inspect.signature(conductor.fn).parameters
     assert list(signature) == list(PassParameters.model_fields)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from conductor.models import Dispatch
-from conductor.reports import AgentReport
-from conductor.verify import (
+from conductor.core.models import Dispatch
+from conductor.core.reports import AgentReport
+from conductor.core.verify import (
     CoordinatorFailure,
     FailedPR,
     PullFacts,
@@ -15,7 +15,7 @@ from conductor.verify import (
     verify_issue_to_pr,
     verify_pr_review,
 )
-from conductor.workflows import verify
+from conductor.core.workflows import verify
 
 REPO = "owner/repo"
 URL = "https://github.com/owner/repo/pull/{}"

@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from conductor import constants, workflows
-from conductor.models import Dispatch
-from conductor.verify import RunFacts
+from conductor.core import constants, workflows
+from conductor.core.models import Dispatch
+from conductor.core.verify import RunFacts
 from pipeline_support import PipelineRepo, pipeline_for_test
 from test_planner import _no_conductor_env, issue, pr, run, state  # noqa: F401 - the fixture isolates the env
 from workflow_support import NEEDS_TRIAGE, TASK_KEYS, TRIAGE, TRIAGED, agent_command

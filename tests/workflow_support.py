@@ -18,12 +18,12 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
-from conductor import workflows
-from conductor.models import Dispatch, Issue, PullRequest
-from conductor.ports import GitHub
-from conductor.reports import AgentReport
-from conductor.taskfile import parse_key_values
-from conductor.verify import CoordinatorOutcome, ItemResult, RunFacts, blocked_reason, check_run_and_report, \
+from conductor.core import workflows
+from conductor.core.models import Dispatch, Issue, PullRequest
+from conductor.core.ports import GitHub
+from conductor.core.reports import AgentReport
+from conductor.core.taskfile import parse_key_values
+from conductor.core.verify import CoordinatorOutcome, ItemResult, RunFacts, blocked_reason, check_run_and_report, \
     finish, new_outcome
 
 NEEDS_TRIAGE, TRIAGED = "needs-triage", "triaged"
