@@ -1,4 +1,4 @@
-"""Coordinator subflows: one flow per workflow kind (`conductor.workflows`), named as the kind
+"""Coordinator subflows: one flow per workflow kind (`conductor.core.workflows`), named as the kind
 is in leaf task files (the issue and the review kind), one run per dispatch group.
 
 Leaf mode (the default): the subflow runs one `leaf` task per item, all at once (a review

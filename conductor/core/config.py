@@ -48,7 +48,7 @@ class PromptPaths(BaseModel):
     pr_review: str | None = Field(None, description="Prompt of pr-review leaves.")
 
     def configured(self, kind: str) -> str | None:
-        """The path set for a workflow kind (`conductor.workflows`), else None."""
+        """The path set for a workflow kind (`conductor.core.workflows`), else None."""
         return self.model_dump().get(kind)
 
 

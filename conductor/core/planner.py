@@ -41,7 +41,7 @@ The rules (each has a test in tests/test_planner.py):
 - Caps: lowest batch number first, then lowest item number, items without a batch
   last; the rest go to `deferred`. `attempt` (ATTEMPT_N) > ANTI_LOOP_LIMIT: stuck, nothing is
   dispatched, everything else is still computed for the report.
-- Kinds (`conductor.workflows`): a ready item goes to the first registered kind of its item
+- Kinds (`conductor.core.workflows`): a ready item goes to the first registered kind of its item
   (issue or PR) whose `takes` accepts it, else to its item's default kind (every issue is
   turned into a PR, every PR reviewed). One dispatch per (kind, phase, batch), ordered by
   kind, phase order, batch number.

@@ -8,7 +8,7 @@ The batch form names its kind and lists its claims, e.g. for the issue kind
 for the review kind `{"workflow": KIND, "status": "done", "reviews": [{"pr": 40, "grade": "A", "merged": true}]}`.
 A leaf (one agent per item) writes the single-item form instead, with the leaf task file's
 workflow name and its one claim's keys at the top: `{"workflow": NAME, "status": "done",
-"issue": 12, "pr_url": ...}`; `conductor.workflows.read_report` reads either form, by kind.
+"issue": 12, "pr_url": ...}`; `conductor.core.workflows.read_report` reads either form, by kind.
 
 `status` is "done" (work finished, claims listed), "blocked" (the agent could not
 proceed; `message` says why, e.g. waiting for MERGE_AFTER) or "failed". A blocked
@@ -42,7 +42,7 @@ class ReviewClaim(_Strict):
 
 
 class AgentReport(_Strict):
-    workflow: str = Field(description="The kind (conductor.workflows) the report is for.")
+    workflow: str = Field(description="The kind (conductor.core.workflows) the report is for.")
     status: Literal["done", "blocked", "failed"] = "done"
     message: str = Field("", max_length=4000)
     issues: list[IssueClaim] = Field(default_factory=list)

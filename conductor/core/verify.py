@@ -1,6 +1,8 @@
 """Artifact proof (seed step 6): check one coordinator's claims against GitHub facts.
 
-Pure rules. The gateway fetches `PullFacts` for the numbers `pr_numbers_to_check` names
+Pure rules: the proofs of the two shipped kinds, and the steps any kind's proof shares
+(`new_outcome`, `check_run_and_report`, `blocked_reason`, `finish`); `conductor.core.workflows`
+says which proof a kind has. The gateway fetches `PullFacts` for the numbers `pr_numbers_to_check` names
 (never another repository's), the runner supplies `RunFacts`; the functions here decide.
 Each coordinator is judged alone: one coordinator's failure never touches another's outcome.
 Reasons may quote untrusted text (agent messages, claimed URLs): escape them when rendering.
@@ -406,12 +408,14 @@ def blocked_reason(report: AgentReport | None) -> str:
 
 
 def new_outcome(dispatch: Dispatch) -> CoordinatorOutcome:
+    """An empty outcome for `dispatch` (any kind's proof starts here, then `check_run_and_report`)."""
     return CoordinatorOutcome(
         kind=dispatch.kind, phase=dispatch.phase, batch=dispatch.batch, items=list(dispatch.items)
     )
 
 
 def finish(outcome: CoordinatorOutcome) -> CoordinatorOutcome:
+    """Proved when nothing failed and nothing is blocked (the last step of any kind's proof)."""
     outcome.ok = not outcome.failures and not outcome.blocked
     return outcome
 
