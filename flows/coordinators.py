@@ -42,6 +42,7 @@ from conductor.actions.coordinator import (
     LeafWorkspace,
     Workspace,
 )
+from conductor.core.ports import GitHub
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.github_urls import web_url_of
 from conductor.core.models import Dispatch
@@ -55,7 +56,7 @@ LEAF_THREADS = 128  # leaves of one coordinator started at once (agents are capp
 
 
 @step(name="claim and prepare")
-def prepare(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
+def prepare(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
     """Label the items first (no other run dispatches them twice), then the worktree and task file."""
     core.claim(gh, dispatch, spec)
     return core.prepare(dispatch, spec)
@@ -85,13 +86,13 @@ def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -
 
 
 @step(name="verify artifact proof")
-def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, result: AgentResult,
+def prove(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, result: AgentResult,
           html_base: str) -> CoordinatorOutcome:
     return core.prove(gh, dispatch, spec, result, html_base=html_base)
 
 
 @step(name="clean up")
-def clean_up(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace | None) -> None:
+def clean_up(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace | None) -> None:
     """Remove the worktree, then take the status labels off (always, even after a failure)."""
     try:
         core.cleanup(spec, workspace)

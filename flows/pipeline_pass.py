@@ -12,6 +12,7 @@ from prefect.states import Cancelled, Completed, Failed, State
 
 from conductor.actions.coordinator import CoordinatorSpec
 from conductor.edges.git_lock import LockError, holder_name
+from conductor.core.ports import GitHub
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.github_urls import web_url_of
 from conductor.core.models import Plan
@@ -144,7 +145,7 @@ def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
             return Failed(message=f"cannot take the conductor lock on GitHub ({exc}); nothing dispatched")
 
 
-def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
+def _steps(gh: GitHub, inputs: PassInputs, pass_id: str) -> State:
     """Snapshot → decide → act → record, in the seed's order of steps."""
     logger = get_run_logger()
     steps.label_preflight(gh, inputs.config, inputs.dry_run)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conductor.core.config import PipelineConfig
 from conductor.core.facts import RefusedApproval
-from conductor.core.ports import GitHub as GitHubGateway
+from conductor.core.ports import GitHub
 from conductor.core.models import PipelineState
 
 
@@ -42,7 +42,7 @@ def refusal(login: str | None, *, not_people: set[str], approvers: list[str],
     return None
 
 
-def check_approvals(gh: GitHubGateway, state: PipelineState, config: PipelineConfig,
+def check_approvals(gh: GitHub, state: PipelineState, config: PipelineConfig,
                     *, not_people: Iterable[str]) -> ApprovalCheck:
     """Approvals of every open item carrying the approval label (whether the planner gates
     it is decided after). `not_people`: the conductor's and the agent's logins."""

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 from conductor.core import workflows
 from conductor.core.config import PipelineConfig
-from conductor.core.ports import GitHub as GitHubGateway
+from conductor.core.ports import GitHub
 from conductor.core.models import PipelineState, Plan
 
 
 Released = dict[int, list[str]]  # item number -> the status labels taken off it
 
 
-def release_stale_claims(gh: GitHubGateway, state: PipelineState, config: PipelineConfig,
+def release_stale_claims(gh: GitHub, state: PipelineState, config: PipelineConfig,
                          dry_run: bool) -> Released:
     """Take off the status labels the conductor's own login added (in a dry run: say which).
     Returns number -> labels; the state given is not changed."""
@@ -42,7 +42,7 @@ def without_claims(state: PipelineState, released: Released) -> PipelineState:
     return state.without_labels(released)
 
 
-def claimed_since(gh: GitHubGateway, plan: Plan, config: PipelineConfig) -> list[int]:
+def claimed_since(gh: GitHub, plan: Plan, config: PipelineConfig) -> list[int]:
     """Re-read, just before claiming, the labels of every item the plan dispatches (one
     request each): those that carry a claim label now were claimed by another pass after
     the snapshot was read, and must be skipped."""

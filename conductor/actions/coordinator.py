@@ -30,7 +30,7 @@ from conductor.edges.agent_process import (
 )
 from conductor.core.config import DEFAULT_MIGRATION_PATHS, PromptPaths
 from conductor.core.constants import REPORT_FILE_NAME, TASK_FILE_NAME
-from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
 from conductor.core.reports import AgentReport
 from conductor.core.settings import RunSettings
@@ -131,7 +131,7 @@ def worktree_name(dispatch: Dispatch, spec: CoordinatorSpec) -> str:
         f"{dispatch.kind}-{dispatch.phase}-{dispatch.batch or 'nobatch'}-{spec.pass_id}")
 
 
-def claim(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+def claim(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
     """Label every item first, so no other run dispatches it twice."""
     label = status_label(dispatch, spec)
     for number in dispatch.items:
@@ -228,7 +228,7 @@ def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
         return None, f"the report does not match the schema ({exc})"
 
 
-def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
+def prove(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
           result: AgentResult, html_base: str | None = None) -> CoordinatorOutcome:
     """Check every claim against GitHub (seed step 6)."""
     outcome = workflows.prove(gh, dispatch, result.report, result.run,
@@ -237,7 +237,7 @@ def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
     return outcome
 
 
-def prove_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, result: CoordinatorResult,
+def prove_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, result: CoordinatorResult,
                 html_base: str | None = None) -> CoordinatorOutcome:
     """The pass's own proof of a coordinator's result: its agent's claims checked again against
     GitHub; a coordinator that broke before its agent could be judged keeps its failure."""
@@ -248,7 +248,7 @@ def prove_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, re
     return prove(gh, dispatch, spec, result.agent, html_base=html_base)
 
 
-def prove_leaves_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec,
+def prove_leaves_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
                        leaf_results: list[LeafResult], html_base: str | None = None) -> CoordinatorOutcome:
     """Every leaf's claim proved again, item by item, keeping what the leaf recorded (prompt,
     attempt, times) and any failure it met besides its claim (its clean-up, say)."""
@@ -273,7 +273,7 @@ def prove_leaves_again(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorS
     return combine(dispatch, proved)
 
 
-def release(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+def release(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
     """Take the status label off every item: done items are now linked or merged,
     failed ones become ready again for the next pass (never stuck in progress)."""
     label = status_label(dispatch, spec)
@@ -318,15 +318,15 @@ def leaf_dispatch(dispatch: Dispatch, number: int) -> Dispatch:
     })
 
 
-def claim_item(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
+def claim_item(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
     gh.set_labels(number, add=[status_label(dispatch, spec)])
 
 
-def release_item(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
+def release_item(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
     gh.set_labels(number, remove=[status_label(dispatch, spec)])
 
 
-def prepare_leaf(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, number: int,
+def prepare_leaf(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int,
                  files: list[str] | None = None) -> LeafWorkspace:
     """The leaf's worktree at the integration tip, its prompt (read afresh from that tip)
     and its `.agent-task`. The item is read from GitHub now, not from the pass's snapshot."""

@@ -18,7 +18,7 @@ import logging
 from conductor.core.config import PipelineConfig
 from conductor.core.errors import ConductorError
 from conductor.core.facts import FinishedIssue
-from conductor.core.ports import GitHub as GitHubGateway
+from conductor.core.ports import GitHub
 from conductor.core.ports import MergedPull
 from conductor.core.linking import linked_issues
 from conductor.core.models import PipelineState
@@ -40,7 +40,7 @@ def finished_by(pulls: list[MergedPull], state: PipelineState, config: PipelineC
     return [FinishedIssue(issue=n, pr=p) for n, p in sorted(found.items())]
 
 
-def find_finished(gh: GitHubGateway, state: PipelineState, config: PipelineConfig) -> list[FinishedIssue]:
+def find_finished(gh: GitHub, state: PipelineState, config: PipelineConfig) -> list[FinishedIssue]:
     """One bounded listing of closed PRs (none when off or no pipeline issue is open)."""
     if not config.close_merged_issues:
         return []
@@ -58,7 +58,7 @@ def without_finished(state: PipelineState, finished: list[FinishedIssue]) -> Pip
     return state.model_copy(update={"issues": [i for i in state.issues if i.number not in done]})
 
 
-def close_finished(gh: GitHubGateway, finished: list[FinishedIssue], dry_run: bool) -> list[FinishedIssue]:
+def close_finished(gh: GitHub, finished: list[FinishedIssue], dry_run: bool) -> list[FinishedIssue]:
     """Close each finished issue with "Fixed by PR #N." (safe to repeat). Returns those closed;
     one whose close fails stays open, is still never dispatched, and is tried next pass."""
     closed = []

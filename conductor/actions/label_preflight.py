@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from conductor.core import constants
 from conductor.core.config import PipelineConfig
-from conductor.core.ports import GitHub as GitHubGateway
+from conductor.core.ports import GitHub
 
 STUCK_LABEL_COLOR = "b60205"
 
@@ -19,7 +19,7 @@ def wanted_labels(config: PipelineConfig) -> dict[str, tuple[str, str]]:
     }
 
 
-def label_preflight(gh: GitHubGateway, config: PipelineConfig, dry_run: bool) -> list[str]:
+def label_preflight(gh: GitHub, config: PipelineConfig, dry_run: bool) -> list[str]:
     """Create the conductor's labels that are missing; returns their names."""
     if dry_run:
         return []

@@ -12,7 +12,7 @@ from __future__ import annotations
 from conductor.core import constants, reminder
 from conductor.core.config import PipelineConfig
 from conductor.core.facts import NotOurs, PreviousRun
-from conductor.core.ports import GitHub as GitHubGateway
+from conductor.core.ports import GitHub
 from conductor.core.ports import IssueRef
 
 
@@ -27,7 +27,7 @@ def _owned(ref: IssueRef, login: str, label: str, is_marked) -> NotOurs | None:
     return None
 
 
-def read_previous_run(gh: GitHubGateway, config: PipelineConfig) -> PreviousRun:
+def read_previous_run(gh: GitHub, config: PipelineConfig) -> PreviousRun:
     """The conductor's own open reminders and stuck issues (two listings and the login)."""
     login = gh.login()
     not_ours: list[NotOurs] = []

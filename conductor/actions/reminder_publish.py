@@ -22,7 +22,7 @@ from conductor.core.config import PipelineConfig
 from conductor.core.errors import ConductorError
 from conductor.core.facts import PreviousRun, ReminderAction, ReminderResult
 from conductor.core.models import Plan
-from conductor.core.ports import GitHub as GitHubGateway
+from conductor.core.ports import GitHub
 from conductor.core.verify import CoordinatorFailure, CoordinatorOutcome, FailedPR
 
 log = logging.getLogger(__name__)
@@ -59,7 +59,7 @@ def _retrying(what: str, fn: Callable[[], T], *, attempts: int, pause: float,
     raise AssertionError("unreachable")
 
 
-def _ours_with(gh: GitHubGateway, config: PipelineConfig, previous: PreviousRun, fp: str) -> int | None:
+def _ours_with(gh: GitHub, config: PipelineConfig, previous: PreviousRun, fp: str) -> int | None:
     """A reminder of ours, not known before, carrying this pass's fingerprint: a creation
     whose answer was lost."""
     login = gh.login().lower()
@@ -71,7 +71,7 @@ def _ours_with(gh: GitHubGateway, config: PipelineConfig, previous: PreviousRun,
     return None
 
 
-def close_superseded(gh: GitHubGateway, previous: PreviousRun, keep: int | None, comment: str,
+def close_superseded(gh: GitHub, previous: PreviousRun, keep: int | None, comment: str,
                      dry_run: bool) -> list[int]:
     """Close the conductor's own reminders but `keep`; one that fails is left for the next pass."""
     closed = []
@@ -88,7 +88,7 @@ def close_superseded(gh: GitHubGateway, previous: PreviousRun, keep: int | None,
     return closed
 
 
-def publish_reminder(gh: GitHubGateway, plan: Plan, *, attempt: int, fingerprint: str,
+def publish_reminder(gh: GitHub, plan: Plan, *, attempt: int, fingerprint: str,
                      outcomes: list[CoordinatorOutcome], previous: PreviousRun,
                      mode: Literal["recreate", "update"], config: PipelineConfig,
                      rerun_hint: str, now: datetime, dry_run: bool,
@@ -105,7 +105,7 @@ def publish_reminder(gh: GitHubGateway, plan: Plan, *, attempt: int, fingerprint
         return ReminderResult(action="failed", number=previous.newest, error=str(exc))
 
 
-def _publish(gh: GitHubGateway, plan: Plan, *, attempt: int, fingerprint: str,
+def _publish(gh: GitHub, plan: Plan, *, attempt: int, fingerprint: str,
              outcomes: list[CoordinatorOutcome], previous: PreviousRun, mode: str,
              config: PipelineConfig, rerun_hint: str, now: datetime, dry_run: bool,
              approvals: Mapping[int, str] | None, attempts: int, pause: float) -> ReminderResult:
@@ -147,7 +147,7 @@ def _publish(gh: GitHubGateway, plan: Plan, *, attempt: int, fingerprint: str,
     return ReminderResult(action=action, number=number, body=body, closed=closed)
 
 
-def open_stuck_issue(gh: GitHubGateway, plan: Plan, *, attempt: int, repo: str,
+def open_stuck_issue(gh: GitHub, plan: Plan, *, attempt: int, repo: str,
                      config: PipelineConfig, dry_run: bool,
                      previous: PreviousRun | None = None) -> int | None:
     """The seed's "Conductor stuck" issue: opened once, never a duplicate. Only a stuck

@@ -16,3 +16,7 @@ class ConfigError(ConductorError):
 
 class TaskFileError(ConductorError):
     """The `.agent-task` file is missing or malformed."""
+
+
+class GitHubError(ConductorError):
+    """GitHub refused or could not be reached; the message says what to do."""

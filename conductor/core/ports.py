@@ -5,14 +5,15 @@ request counting and idempotent writes); tests and other callers can name `GitHu
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from conductor.core.models import ItemAttempts, PipelineState
 from pydantic import SecretStr
 
+from conductor.core.leaf import IssueItem, PullItem
+from conductor.core.models import PipelineState
 from conductor.core.verify import PullFacts
 
 
@@ -26,6 +27,15 @@ class IssueRef:
     body: str
     labels: tuple[str, ...]
     author: str = ""
+
+
+@dataclass(frozen=True)
+class Comment:
+    """A comment on an issue or PR, with its author: only those the conductor's own login
+    wrote can carry a marker the conductor trusts."""
+
+    author: str
+    body: str
 
 
 @dataclass(frozen=True)
@@ -52,20 +62,26 @@ class GitHub(Protocol):
 
     def default_branch(self) -> str: ...
 
-    def read_state(self, files_for: Callable[[PipelineState], Iterable[int]] | None = None,
-                   attempts_for: Callable[[PipelineState], Iterable[int]] | None = None) -> PipelineState:
-        """Every open issue and PR; changed files for the PRs `files_for` names; attempts of
-        the items `attempts_for` names."""
+    def read_state(self) -> PipelineState:
+        """Every open issue and PR (two listings), without changed files."""
 
-    def read_attempts(self, number: int) -> ItemAttempts:
-        """The conductor's own attempt markers on item `number`."""
+    def pull_files(self, number: int) -> list[str]:
+        """The paths PR `number` changes."""
 
-    def record_attempt(self, number: int, pass_id: str, reason: str, *, limit: int) -> bool:
-        """Leave pass `pass_id`'s attempt comment on item `number` once; True when written."""
+    def comments(self, number: int) -> list[Comment]:
+        """Every comment on issue or PR `number`, oldest first."""
+
+    def add_comment(self, number: int, body: str) -> None: ...
 
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]: ...
 
     def pull_facts(self, number: int) -> PullFacts: ...
+
+    def issue_item(self, number: int) -> IssueItem:
+        """What an issue leaf needs: title, URL, labels, body."""
+
+    def pull_item(self, number: int, files: list[str] | None = None) -> PullItem:
+        """What a review leaf needs: title, URL, branch, the issues it closes, its files."""
 
     def login(self) -> str:
         """The login of the token's user."""

@@ -12,7 +12,6 @@ import logging
 import time
 from urllib.parse import quote
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -27,14 +26,13 @@ from github.Requester import (
     RequestsResponse,
 )
 
-from conductor.core.attempts import attempt_pass, read_attempts, render_attempt_comment
-from conductor.core.errors import ConductorError
+from conductor.core.errors import GitHubError
 from conductor.core.leaf import IssueItem, PullItem
 from conductor.edges.http_cache import CURRENT as _CURRENT_CONDITIONAL
 from conductor.edges.http_cache import Conditional, EtagCache, conditional, default_cache_dir
 from conductor.core.linking import linked_issues
-from conductor.core.models import Issue, ItemAttempts, PipelineState, PullRequest
-from conductor.core.ports import IssueRef, MergedPull
+from conductor.core.models import Issue, PipelineState, PullRequest
+from conductor.core.ports import Comment, IssueRef, MergedPull
 from conductor.core.settings import GitHubSettings
 from conductor.core.verify import PullFacts
 
@@ -42,10 +40,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
-
-
-class GitHubError(ConductorError):
-    """GitHub refused or could not be reached; the message says what to do."""
 
 
 class _RequestCounter:
@@ -178,12 +172,9 @@ class GitHubGateway:
         return self._call("read the repository", lambda: self._gh.get_repo(self.repo_name).default_branch)
 
     # ------------------------------------------------------------------ reading
-    def read_state(self, files_for: Callable[[PipelineState], Iterable[int]] | None = None,
-                   attempts_for: Callable[[PipelineState], Iterable[int]] | None = None) -> PipelineState:
+    def read_state(self) -> PipelineState:
         """All open issues and PRs in two listings (GitHub's native issue dependencies come
-        with them: `issue_dependencies_summary`), then changed files for `files_for(state)`,
-        then the attempts (`read_attempts`) of `attempts_for(state)`, asked again after each
-        round until it names no item whose attempts are unread (one request per item)."""
+        with them: `issue_dependencies_summary`). Changed files are read per PR (`pull_files`)."""
         start = self.requests_made
 
         def listings() -> PipelineState:
@@ -210,48 +201,21 @@ class GitHubGateway:
             return PipelineState(repo=self.repo_name, issues=issues, pull_requests=pulls)
 
         state = self._call("list open issues and pull requests", listings)
-        wanted = set(files_for(state)) if files_for else set()
-        if wanted:
-            by_number = {p.number: p for p in state.pull_requests}
-            for number in sorted(wanted & by_number.keys()):
-                files = self._call(f"list the files of PR #{number}",
-                                   lambda n=number: [f.filename for f in self._repo.get_pull(n).get_files()])
-                by_number[number].files = files
-        if attempts_for is not None:
-            while wanted := sorted(set(attempts_for(state)) - state.attempts.keys()):
-                for number in wanted:
-                    state.attempts[number] = self.read_attempts(number)
-        state.api_requests = self.requests_made - start
-        return state
+        return state.model_copy(update={"api_requests": self.requests_made - start})
 
-    def read_attempts(self, number: int) -> ItemAttempts:
-        """The passes that dispatched item `number` without a proved result: the attempt
-        markers in the conductor's own comments on it (`conductor/core/attempts.py`)."""
-        login = self.login()
+    def pull_files(self, number: int) -> list[str]:
+        return self._call(f"list the files of PR #{number}",
+                          lambda: [f.filename for f in self._repo.get_pull(number).get_files()])
 
-        def fetch() -> ItemAttempts:
-            comments = self._repo.get_issue(number).get_comments()
-            return read_attempts(((c.user.login if c.user else "", c.body) for c in comments), login)
+    def comments(self, number: int) -> list[Comment]:
+        def fetch() -> list[Comment]:
+            return [Comment(author=c.user.login if c.user else "", body=c.body or "")
+                    for c in self._repo.get_issue(number).get_comments()]
 
         return self._call(f"read the comments of #{number}", fetch)
 
-    def record_attempt(self, number: int, pass_id: str, reason: str, *, limit: int) -> bool:
-        """Leave the attempt comment of pass `pass_id` on item `number`, once: a pass that
-        is re-run finds its own marker and writes nothing. True when it wrote one."""
-        login = self.login()
-
-        def run() -> bool:
-            issue = self._repo.get_issue(number)
-            mine = [c for c in issue.get_comments()
-                    if c.user is not None and c.user.login.lower() == login.lower()]
-            passes = {attempt_pass(c.body) for c in mine} - {None}
-            if pass_id in passes:
-                return False
-            issue.create_comment(render_attempt_comment(pass_id, reason, attempt=len(passes) + 1,
-                                                        limit=limit))
-            return True
-
-        return self._call(f"comment on #{number}", run)
+    def add_comment(self, number: int, body: str) -> None:
+        self._call(f"comment on #{number}", lambda: self._repo.get_issue(number).create_comment(body))
 
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]:
         def fetch() -> list[IssueRef]:
