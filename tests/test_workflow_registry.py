@@ -76,7 +76,8 @@ def test_a_test_only_kind_runs_end_to_end_through_a_real_pass(triage, sandbox, p
     assert comment["body"] == "task keys: " + ",".join(TASK_KEYS)
     assert TRIAGED in pipe.labels_of(number) and constants.STATUS_IN_PROGRESS not in pipe.labels_of(number)
     assert pipe.pulls() == []  # nothing of the issue kind ran
-    text = report.markdown().replace("\u200b", "")  # the pass report names the kind (Coordinators) and its label (Dispatched)
+    # the pass report names the kind (Coordinators) and its label (Dispatched)
+    text = report.markdown().replace("\u200b", "")
     assert re.search(rf"^\| triage\\_issue \| .* \| \\#{number} \| ok \|", text, re.MULTILINE), text
     assert re.search(rf"\| triage batch\\-01: \\#{number} \|", text), text
     assert pipe.worktrees_left() == []

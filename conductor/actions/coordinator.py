@@ -365,7 +365,8 @@ def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
                      prompt_source=workspace.prompt.source, worktree=workspace.path.name)
     outcome.results = [r.model_copy(update=extra) for r in outcome.results]
     if not outcome.results:
-        outcome.results = [ItemResult(number=number, kind=workflow.item, ok=False, reason="; ".join(outcome.failures), **extra)]
+        outcome.results = [ItemResult(number=number, kind=workflow.item, ok=False,
+                                      reason="; ".join(outcome.failures), **extra)]
     return outcome
 
 
