@@ -1,4 +1,5 @@
-"""Coordinator subflows: `issue-to-pr` and `pr-review`, one per dispatch group.
+"""Coordinator subflows: one flow per workflow kind (`conductor.core.workflows`), named as the kind
+is in leaf task files (the issue and the review kind), one run per dispatch group.
 
 Leaf mode (the default): the subflow runs one `leaf` task per item, all at once (a review
 chained by `merge_after` waits for the leaf it follows, an edge in the UI's graph). Each
@@ -21,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import httpx
-from prefect import flow, get_run_logger, task
+from prefect import Flow, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
@@ -34,6 +35,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from conductor.actions import coordinator as core
 from conductor.core import leaf as leaves
+from conductor.core import workflows
 from conductor.actions.coordinator import (
     AgentResult,
     CoordinatorResult,
@@ -156,12 +158,10 @@ def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorR
     """One leaf per item, all submitted at once; a review waits for the one it merges after."""
     spec = core.localize(spec, RunSettings())
     html_base = web_url_of(spec.api_url)
-    order = dispatch.items
-    if dispatch.kind == "pr_review":
-        order = leaves.review_order(dispatch.items, dispatch.merge_after)
+    order = leaves.review_order(dispatch.items, dispatch.merge_after)
     futures = {}
     for number in order:
-        first = dispatch.merge_after.get(number) if dispatch.kind == "pr_review" else None
+        first = dispatch.merge_after.get(number)
         wait = [futures[first]] if first in futures else []
         futures[number] = leaf.submit(number, dispatch, spec, html_base, wait_for=wait)
     results: list[LeafResult] = []
@@ -209,24 +209,30 @@ def as_state(result: CoordinatorResult) -> State:
     return Failed(message="; ".join(reasons)[:1000] or "not proved", data=result)
 
 
-@flow(name="issue-to-pr", flow_run_name="issue-to-pr {dispatch.phase} {dispatch.batch}",
-      log_prints=True, persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=LEAF_THREADS))
-def issue_to_pr(dispatch: Dispatch, spec: CoordinatorSpec) -> State:
+def _coordinator(dispatch: Dispatch, spec: CoordinatorSpec) -> State:
     return as_state(coordinate(dispatch, spec))
 
 
-@flow(name="pr-review", flow_run_name="pr-review {dispatch.phase} {dispatch.batch}",
-      log_prints=True, persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=LEAF_THREADS))
-def pr_review(dispatch: Dispatch, spec: CoordinatorSpec) -> State:
-    return as_state(coordinate(dispatch, spec))
+def coordinator_flow(workflow: workflows.Workflow) -> Flow:
+    """The coordinator flow of one kind, named as its leaf task files name it."""
+    made = _FLOWS.get(workflow.kind)
+    if made is None:
+        made = _FLOWS[workflow.kind] = flow(
+            _coordinator, name=workflow.name, flow_run_name=workflow.name + " {dispatch.phase} {dispatch.batch}",
+            log_prints=True, persist_result=False, task_runner=ThreadPoolTaskRunner(max_workers=LEAF_THREADS))
+    return made
 
 
-# The same flows deployed onto a work pool (CONDUCTOR_DISPATCH=deployment): their result
-# travels back to the pass through result storage both sides can reach (JSON, no secret).
-remote_issue_to_pr = issue_to_pr.with_options(persist_result=True, result_serializer="json")
-remote_pr_review = pr_review.with_options(persist_result=True, result_serializer="json")
+def remote_flow(workflow: workflows.Workflow) -> Flow:
+    """The same flow deployed onto a work pool (CONDUCTOR_DISPATCH=deployment): its result
+    travels back to the pass through result storage both sides can reach (JSON, no secret)."""
+    return coordinator_flow(workflow).with_options(persist_result=True, result_serializer="json")
 
-COORDINATORS = {"issue_to_pr": issue_to_pr, "pr_review": pr_review}
+
+_FLOWS: dict[str, Flow] = {}
+# prefect.yaml's entrypoints for the coordinator deployments
+remote_issue_to_pr = remote_flow(workflows.ISSUE_TO_PR)
+remote_pr_review = remote_flow(workflows.PR_REVIEW)
 
 
 def _run_here(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
@@ -234,7 +240,7 @@ def _run_here(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     # in a thread their shutdown costs up to 1 s per subflow, so they are off here.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         try:
-            state = COORDINATORS[dispatch.kind](dispatch, spec, return_state=True)
+            state = coordinator_flow(workflows.get(dispatch.kind))(dispatch, spec, return_state=True)
             result = state.result(raise_on_failure=False)
         except Exception as exc:  # the subflow itself crashed
             return _broken(dispatch, f"coordinator subflow crashed: {exc}")

@@ -3,16 +3,17 @@
 It reads its `.agent-task` (CONDUCTOR_TASK_FILE), works in its worktree (the current
 directory) and writes its report (CONDUCTOR_REPORT_FILE), like a real coding agent:
 
-* issue_to_pr: per issue, a branch with one commit pushed with git, and a PR whose body
+* given issues: per issue, a branch with one commit pushed with git, and a PR whose body
   closes the issue;
-* pr_review: per PR, a grade and, when it passes, a merge (closing the linked issues
+* given PRs: per PR, a grade and, when it passes, a merge (closing the linked issues
   that are still open, as a PR_REVIEW agent does when the base is not the default branch).
 
-As a leaf (the conductor's default) it gets one item: `WORKFLOW=issue-to-pr` with
-`ISSUE_NUMBER` (it also edits the files the issue owns, `FILE_OWNERSHIP`, and reports
-blocked while a `DEPENDS_ON` issue is open), or `WORKFLOW=pr-review` with `PR_NUMBER` (it
-reports blocked while its `MERGE_AFTER` PR is unmerged, and brings the base into a branch
-that no longer merges cleanly before merging it); it writes the single-item report.
+As a leaf (the conductor's default) it gets one item: `ISSUE_NUMBER` (it also edits the
+files the issue owns, `FILE_OWNERSHIP`, and reports blocked while a `DEPENDS_ON` issue is
+open), or `PR_NUMBER` (it reports blocked while its `MERGE_AFTER` PR is unmerged, and brings
+the base into a branch that no longer merges cleanly before merging it); it writes the
+single-item report under the task file's `WORKFLOW`. As a coordinator agent it gets `ISSUES`
+or `PRS` and writes the batch report.
 
 `--mode` makes it misbehave on purpose for tests: crash, hang, empty (done with no
 artifact), foreign-url (a PR URL in another repository), grade-d, garbage (a report
@@ -223,9 +224,9 @@ def _run(args: argparse.Namespace) -> int:
     task = parse_key_values(Path(os.environ["CONDUCTOR_TASK_FILE"]).read_text(encoding="utf-8"))
     report_path = Path(os.environ["CONDUCTOR_REPORT_FILE"])
     workflow = task["WORKFLOW"]
-    leaf = workflow in ("issue-to-pr", "pr-review")
+    leaf = "ISSUE_NUMBER" in task or "PR_NUMBER" in task
     if leaf:
-        items = [int(task["ISSUE_NUMBER" if workflow == "issue-to-pr" else "PR_NUMBER"])]
+        items = [int(task["ISSUE_NUMBER"] if "ISSUE_NUMBER" in task else task["PR_NUMBER"])]
         print(f"demo agent: {workflow} #{items[0]} mode {args.mode}", flush=True)
         prompt = Path(task.get("PROMPT") or "")
         if prompt.is_file():
@@ -262,7 +263,7 @@ def _run(args: argparse.Namespace) -> int:
     report: dict[str, Any] = {"workflow": workflow, "status": "done", "issues": [], "reviews": []}
     if args.mode != "empty":
         agent = Agent(task, os.environ.get("GH_TOKEN"))
-        if workflow == "issue_to_pr":
+        if task.get("ISSUES"):
             for issue in items:
                 html = api_url(task).removesuffix("/api/v3")
                 url = (f"{html}/someone-else/other-repo/pull/{issue}" if args.mode == "foreign-url"
@@ -284,7 +285,7 @@ def leaf_report(task: dict[str, str], args: argparse.Namespace, number: int) -> 
     if args.mode == "empty":
         return {"workflow": workflow, "status": "done"}
     agent = Agent(task, os.environ.get("GH_TOKEN"))
-    if workflow == "issue-to-pr":
+    if "ISSUE_NUMBER" in task:
         waiting = [n for n in _numbers(task.get("DEPENDS_ON")) if agent.is_open(n)]
         if waiting:
             message = "depends on " + ", ".join(f"#{n}" for n in waiting) + ", still open"

@@ -6,6 +6,7 @@ processes) > conductor.core (models, rules).
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -141,3 +142,36 @@ def test_every_path_the_readme_layout_names_exists():
         for path in (p.strip("` ") for p in label.split(",")):
             top = path.split(" ")[0].strip("`")
             assert (ROOT / top).exists(), f"{top} does not exist"
+
+
+# The kinds the conductor ships, spelled out (not as part of a longer name): only the workflow
+# registry and the config file's `[prompts]` keys may name them; every other module asks the registry.
+KIND_NAMES = re.compile(r"(?<![A-Za-z0-9_])(?:issue_to_pr|pr_review|issue-to-pr|pr-review)(?![A-Za-z0-9_])")
+PRODUCT = ("conductor", "flows", "tasks", "deployments", "shell")
+SHIPPED_PROMPTS = "prompts"
+
+
+def modules_naming_a_kind(root: Path) -> list[str]:
+    """Product files (not the shipped prompts) that spell out a dispatch kind's name."""
+    found = []
+    for top in PRODUCT:
+        for path in sorted((root / top).rglob("*")) if (root / top).is_dir() else []:
+            if not path.is_file() or "__pycache__" in path.parts or SHIPPED_PROMPTS in path.parts:
+                continue
+            if KIND_NAMES.search(path.read_text(encoding="utf-8", errors="replace")):
+                found.append(path.relative_to(root).as_posix())
+    return found
+
+
+def test_kind_names_are_spelled_in_the_registry_and_the_config_file_alone():
+    found = modules_naming_a_kind(ROOT)
+    assert len(found) <= 2 and {Path(f).name for f in found} == {"workflows.py", "config.py"}, found
+
+
+def test_the_kind_name_count_sees_a_module_that_spells_a_kind(tmp_path):
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "a.py").write_text('remote_pr_review = flows["issue_to_pr"]\n')
+    (tmp_path / "flows" / "b.py").write_text("remote_pr_review = remote(PR_REVIEW)\n")
+    (tmp_path / "conductor" / SHIPPED_PROMPTS).mkdir(parents=True)
+    (tmp_path / "conductor" / SHIPPED_PROMPTS / "pr_review.md").write_text("WORKFLOW=pr-review\n")
+    assert modules_naming_a_kind(tmp_path) == ["flows/a.py"]

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from conductor.core import constants
+from conductor.core import constants, workflows
 from conductor.edges import worktrees
 from conductor.actions.coordinator import CoordinatorResult, CoordinatorSpec
 from conductor.core.models import Dispatch
@@ -92,7 +92,7 @@ def _spec(pipe: PipelineRepo, tmp_path, command: list[str]) -> CoordinatorSpec:
 
 def test_two_prs_touching_one_file_merge_one_after_the_other_beside_a_third(
         pipe: PipelineRepo, prefect_client, tmp_path):
-    from flows.coordinators import pr_review
+    from flows.coordinators import coordinator_flow
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterFlowRunId
 
@@ -106,7 +106,7 @@ def test_two_prs_touching_one_file_merge_one_after_the_other_beside_a_third(
     worktrees.fetch(pipe.clone)
     dispatch = Dispatch(kind="pr_review", phase=UI, batch="batch-01", items=[b, a, c], merge_after={b: a})
 
-    state = pr_review(dispatch, _spec(pipe, tmp_path, agent("work", "--sleep", "3")), return_state=True)
+    state = coordinator_flow(workflows.PR_REVIEW)(dispatch, _spec(pipe, tmp_path, agent("work", "--sleep", "3")), return_state=True)
 
     result = state.result(raise_on_failure=False)
     assert isinstance(result, CoordinatorResult) and result.outcome.ok, result.outcome.failures

@@ -12,10 +12,10 @@ from conductor.core.verify import (
     RunFacts,
     parse_pr_url,
     pr_numbers_to_check,
-    verify,
     verify_issue_to_pr,
     verify_pr_review,
 )
+from conductor.core.workflows import verify
 
 REPO = "owner/repo"
 URL = "https://github.com/owner/repo/pull/{}"
@@ -372,13 +372,3 @@ def test_failure_records_carry_the_coordinator():
         CoordinatorFailure(kind="issue_to_pr", phase="phase-1/db", batch="batch-01", reason=r)
         for r in ["agent exited with status 1", "agent wrote no report"]
     ]
-
-
-@pytest.mark.parametrize(
-    ("function", "dispatch"),
-    [(verify_issue_to_pr, REVIEWS), (verify_pr_review, ISSUES)],
-)
-def test_wrong_dispatch_kind_is_a_programming_error(function, dispatch):
-    kwargs = {"repo": REPO} | ({"default_branch": "main"} if function is verify_issue_to_pr else {})
-    with pytest.raises(ValueError, match="expected"):
-        function(dispatch, None, OK_RUN, {}, **kwargs)

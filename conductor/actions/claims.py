@@ -13,6 +13,7 @@ Before a pass claims the items it dispatches, `claimed_since` re-reads their lab
 """
 from __future__ import annotations
 
+from conductor.core import workflows
 from conductor.core.config import PipelineConfig
 from conductor.core.ports import GitHub
 from conductor.core.models import PipelineState, Plan
@@ -47,7 +48,7 @@ def claimed_since(gh: GitHub, plan: Plan, config: PipelineConfig) -> list[int]:
     the snapshot was read, and must be skipped."""
     claimed = []
     for dispatch in plan.dispatches:
-        label = config.status_in_progress if dispatch.kind == "issue_to_pr" else config.status_pr_open
+        label = getattr(config, workflows.get(dispatch.kind).status)
         for number in dispatch.items:
             if label in gh.labels_of(number):
                 claimed.append(number)

@@ -17,6 +17,7 @@ from typing import Literal
 from pydantic import BaseModel, Field, ValidationError
 
 from conductor.core import leaf as leaves
+from conductor.core import workflows
 from conductor.edges import worktrees
 from conductor.edges.agent_process import (
     AgentRun,
@@ -27,12 +28,8 @@ from conductor.edges.agent_process import (
     stop_orphan,
     write_askpass,
 )
-from conductor.core.constants import (
-    PROMPT_ISSUE_TO_PR,
-    PROMPT_PR_REVIEW,
-    REPORT_FILE_NAME,
-    TASK_FILE_NAME,
-)
+from conductor.core.config import DEFAULT_MIGRATION_PATHS, PromptPaths
+from conductor.core.constants import REPORT_FILE_NAME, TASK_FILE_NAME
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
 from conductor.core.redaction import Redactor
@@ -41,15 +38,13 @@ from conductor.core.settings import RunSettings
 from conductor.core.taskfile import render_task_file
 from conductor.core.usage import Usage, UsageMeter
 from conductor.core.usage import total as usage_total
-from conductor.core.verify import CoordinatorOutcome, ItemResult, PullFacts, RunFacts, pr_numbers_to_check, verify
+from conductor.core.verify import CoordinatorOutcome, ItemResult, RunFacts
 
 AGENT_PID_FILE = "conductor-agent.pid"
 LEAF_PROMPT_FILE = "conductor-prompt.md"
 # What a leaf records on its item result besides the proof (kept when proved again elsewhere).
 LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "started_at",
                       "ended_at", "agent_started_at", "agent_ended_at"}
-REQUIRED_OUTPUT = {"issue_to_pr": "pr_urls", "pr_review": "merge_status_and_grades"}
-PROMPTS = {"issue_to_pr": PROMPT_ISSUE_TO_PR, "pr_review": PROMPT_PR_REVIEW}
 
 
 class CoordinatorSpec(BaseModel):
@@ -74,8 +69,8 @@ class CoordinatorSpec(BaseModel):
     mode: Literal["leaf", "coordinator-agent"] = Field(
         "leaf", description="leaf: one agent per issue and per PR, each in its own worktree; "
         "coordinator-agent: one agent per (kind, phase, batch) group that fans out by itself.")
-    prompts: leaves.PromptPaths = Field(default_factory=leaves.PromptPaths)
-    migration_paths: list[str] = Field(default_factory=lambda: list(leaves.DEFAULT_MIGRATION_PATHS))
+    prompts: PromptPaths = Field(default_factory=PromptPaths)
+    migration_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_MIGRATION_PATHS))
     agent_slots: int | None = Field(
         None, ge=1, description="Agents running at once (Prefect global concurrency limit "
         "`agent-slots`); None: this machine's CONDUCTOR_AGENT_SLOTS.")
@@ -133,7 +128,7 @@ def localize(spec: CoordinatorSpec, settings: RunSettings) -> CoordinatorSpec:
 
 
 def status_label(dispatch: Dispatch, spec: CoordinatorSpec) -> str:
-    return spec.status_in_progress if dispatch.kind == "issue_to_pr" else spec.status_pr_open
+    return getattr(spec, workflows.get(dispatch.kind).status)
 
 
 def worktree_name(dispatch: Dispatch, spec: CoordinatorSpec) -> str:
@@ -150,16 +145,17 @@ def claim(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
 
 def task_values(dispatch: Dispatch, spec: CoordinatorSpec, report_file: Path) -> dict[str, str]:
     items = ",".join(str(n) for n in dispatch.items)
+    workflow = workflows.get(dispatch.kind)
     return {
         "WORKFLOW": dispatch.kind,
         "GH_REPO": spec.repo,
         "GITHUB_API_URL": spec.api_url,
         "PHASE": dispatch.phase,
         "BATCH": dispatch.batch or "",
-        ("ISSUES" if dispatch.kind == "issue_to_pr" else "PRS"): items,
-        "PROMPT": PROMPTS[dispatch.kind],
+        ("ISSUES" if workflow.item == "issue" else "PRS"): items,
+        "PROMPT": workflow.repo_prompt,
         "INTEGRATION_BRANCH": spec.integration_branch,
-        "REQUIRED_OUTPUT": REQUIRED_OUTPUT[dispatch.kind],
+        "REQUIRED_OUTPUT": workflow.required_output,
         "ON_BLOCK": "report",
         "REPORT_PATH": str(report_file),
     }
@@ -184,7 +180,7 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
         "task_file": str(workspace.task_file),
         "report_file": str(workspace.report_file),
         "worktree": str(workspace.path),
-        "prompt_file": str(workspace.prompt_file or workspace.path / PROMPTS[dispatch.kind]),
+        "prompt_file": str(workspace.prompt_file or workspace.path / workflows.get(dispatch.kind).repo_prompt),
         "workflow": workspace.workflow or dispatch.kind,
         "git_dir": str(git_dir),
         "git_common_dir": str(git_common_dir),
@@ -234,24 +230,22 @@ def _parse_report(path: Path, redactor: Redactor) -> tuple[AgentReport | None, s
     except (OSError, UnicodeDecodeError) as exc:
         return None, f"the report could not be read ({type(exc).__name__})"
     try:
-        return AgentReport.model_validate(redactor.data(json.loads(text))), None
+        return workflows.read_report(redactor.data(json.loads(text))), None
     except json.JSONDecodeError as exc:
         return None, f"the report is not valid JSON (line {exc.lineno}: {exc.msg})"
     except ValidationError as exc:
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err.get("loc", ())) or "report"
         return None, f"the report does not match the schema ({where}: {err.get('msg')})"
+    except ValueError as exc:
+        return None, f"the report does not match the schema ({exc})"
 
 
 def prove(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
           result: AgentResult, html_base: str | None = None) -> CoordinatorOutcome:
     """Check every claim against GitHub (seed step 6)."""
-    numbers = pr_numbers_to_check(dispatch, result.report, repo=spec.repo, html_base=html_base)
-    if dispatch.kind == "pr_review":
-        numbers = sorted(set(numbers) | set(dispatch.items))
-    prs: dict[int, PullFacts] = {n: gh.pull_facts(n) for n in numbers}
-    outcome = verify(dispatch, result.report, result.run, prs, repo=spec.repo,
-                     default_branch=spec.default_branch, html_base=html_base)
+    outcome = workflows.prove(gh, dispatch, result.report, result.run,
+                              workflows.Proof(spec.repo, spec.default_branch, html_base))
     outcome.usage = result.usage
     return outcome
 
@@ -285,8 +279,8 @@ def prove_leaves_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
         outcome = annotate_leaf(outcome, one, leaf.number, None, started=keep.get("started_at") or 0.0,
                                 ended=keep.get("ended_at") or 0.0)
         outcome.results = [r.model_copy(update=keep) for r in outcome.results]
-        label = "issue" if dispatch.kind == "issue_to_pr" else "PR"
-        outcome.failures += [f"{label} #{leaf.number}: {p}" for p in leaf.problems]
+        noun = workflows.get(dispatch.kind).noun(leaf.number)
+        outcome.failures += [f"{noun}: {p}" for p in leaf.problems]
         outcome.ok = outcome.ok and not leaf.problems
         proved.append(LeafResult(number=leaf.number, outcome=outcome, agent=leaf.agent, problems=leaf.problems))
     return combine(dispatch, proved)
@@ -349,42 +343,33 @@ def prepare_leaf(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: 
                  files: list[str] | None = None) -> LeafWorkspace:
     """The leaf's worktree at the integration tip, its prompt (read afresh from that tip)
     and its `.agent-task`. The item is read from GitHub now, not from the pass's snapshot."""
-    kind = dispatch.kind
+    workflow = workflows.get(dispatch.kind)
     sha = worktrees.integration_tip(spec.repo_path, spec.integration_branch)
-    prompt = leaves.choose_prompt(kind, spec.prompts,
-                                  lambda path: worktrees.read_blob(spec.repo_path, sha, path))
-    item = gh.issue_item(number) if kind == "issue_to_pr" else gh.pull_item(number, files)
+    prompt = workflow.choose_prompt(spec.prompts, lambda path: worktrees.read_blob(spec.repo_path, sha, path))
+    item = gh.issue_item(number) if workflow.item == "issue" else gh.pull_item(number, files)
     path = worktrees.create_worktree(spec.repo_path, spec.worktree_root,
-                                     leaves.leaf_name(kind, number, spec.pass_id), sha)
+                                     workflow.leaf_name(number, spec.pass_id), sha)
     if prompt.source == "repository":
         prompt_file = path / prompt.path  # the same commit: the very file the tip holds
     else:
         prompt_file = worktrees.private_dir(path) / LEAF_PROMPT_FILE
         prompt_file.write_text(prompt.text, encoding="utf-8")
     task_file, report_file = path / TASK_FILE_NAME, path / REPORT_FILE_NAME
-    attempt = dispatch.attempts.get(number, 0)
-    if kind == "issue_to_pr":
-        values = leaves.issue_task_values(
-            repo=spec.repo, issue=item, phase=dispatch.phase, batch=dispatch.batch,
-            depends_on=dispatch.depends_on.get(number), attempt=attempt,
-            base=spec.integration_branch, worktree=path, report_path=report_file, prompt_path=prompt_file)
-    else:
-        values = leaves.review_task_values(
-            repo=spec.repo, pull=item, merge_after=dispatch.merge_after.get(number),
-            migration_paths=spec.migration_paths, attempt=attempt, base=spec.integration_branch,
-            report_path=report_file, prompt_path=prompt_file)
+    values = workflow.task_values(workflows.LeafTask(
+        repo=spec.repo, item=item, dispatch=leaf_dispatch(dispatch, number), base=spec.integration_branch,
+        worktree=path, report_path=report_file, prompt_path=prompt_file, migration_paths=spec.migration_paths))
     task_file.write_text(render_task_file(values), encoding="utf-8")
     return LeafWorkspace(path=path, task_file=task_file, report_file=report_file,
-                         prompt_file=prompt_file, workflow=leaves.LEAF_WORKFLOW[kind], prompt=prompt)
+                         prompt_file=prompt_file, workflow=workflow.name, prompt=prompt)
 
 
 def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
                   workspace: LeafWorkspace | None, *, started: float, ended: float,
                   agent_started: float | None = None, agent_ended: float | None = None) -> CoordinatorOutcome:
     """Name the leaf's prompt, attempt, merge order and times on its item result."""
-    label = "issue" if dispatch.kind == "issue_to_pr" else "PR"
-    outcome.failures = [r if r.startswith(f"{label} #{number}") else f"{label} #{number}: {r}"
-                        for r in outcome.failures]
+    workflow = workflows.get(dispatch.kind)
+    noun = workflow.noun(number)
+    outcome.failures = [r if r.startswith(noun) else f"{noun}: {r}" for r in outcome.failures]
     extra = {"attempt": dispatch.attempts.get(number, 0), "merge_after": dispatch.merge_after.get(number),
              "started_at": started, "ended_at": ended,
              "agent_started_at": agent_started, "agent_ended_at": agent_ended, "usage": outcome.usage}
@@ -393,8 +378,8 @@ def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
                      prompt_source=workspace.prompt.source, worktree=workspace.path.name)
     outcome.results = [r.model_copy(update=extra) for r in outcome.results]
     if not outcome.results:
-        outcome.results = [ItemResult(number=number, kind="issue" if dispatch.kind == "issue_to_pr" else "pr",
-                                      ok=False, reason="; ".join(outcome.failures), **extra)]
+        outcome.results = [ItemResult(number=number, kind=workflow.item, ok=False,
+                                      reason="; ".join(outcome.failures), **extra)]
     return outcome
 
 
@@ -408,8 +393,7 @@ def combine(dispatch: Dispatch, leaf_results: list[LeafResult]) -> CoordinatorOu
         if one is None:
             one = failed_outcome(leaf_dispatch(dispatch, number), "leaf did not run")
         if not one.results:
-            kind = "issue" if dispatch.kind == "issue_to_pr" else "pr"
-            one.results = [ItemResult(number=number, kind=kind, ok=False,
+            one.results = [ItemResult(number=number, kind=workflows.get(dispatch.kind).item, ok=False,
                                       reason="; ".join(one.failures) or "not proved")]
         total.failures += one.failures
         total.notes += one.notes

@@ -48,7 +48,8 @@ class PromptPaths(BaseModel):
     pr_review: str | None = Field(None, description="Prompt of pr-review leaves.")
 
     def configured(self, kind: str) -> str | None:
-        return self.issue_to_pr if kind == "issue_to_pr" else self.pr_review
+        """The path set for a workflow kind (`conductor.core.workflows`), else None."""
+        return self.model_dump().get(kind)
 
 
 class PhaseSpec(BaseModel):

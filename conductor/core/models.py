@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from conductor.core.config import PipelineConfig
 
-DispatchKind = Literal["issue_to_pr", "pr_review"]
+DispatchKind = str  # a kind of the workflow registry (conductor.core.workflows)
 ItemKind = Literal["issue", "pr"]
 
 

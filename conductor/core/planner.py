@@ -44,7 +44,10 @@ The rules (each has a test in tests/test_planner.py):
 - Caps: lowest batch number first, then lowest item number, items without a batch
   last; the rest go to `deferred`. `attempt` (ATTEMPT_N) > ANTI_LOOP_LIMIT: stuck, nothing is
   dispatched, everything else is still computed for the report.
-- One dispatch per (kind, phase, batch), ordered by kind, phase order, batch number.
+- Kinds (`conductor.core.workflows`): a ready item goes to the first registered kind of its item
+  (issue or PR) whose `takes` accepts it, else to its item's default kind (every issue is
+  turned into a PR, every PR reviewed). One dispatch per (kind, phase, batch), ordered by
+  kind, phase order, batch number.
 - Merge order, among the PRs chosen for review (after the human gates and the caps):
   a PR whose body says `Merge after #N` / `Depends on PR #N` (N an open PR), or that
   changes a file an earlier chosen PR also changes (dispatch order), is chained after it
@@ -62,6 +65,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from conductor.core import workflows
 from conductor.core.config import PipelineConfig
 from conductor.core.constants import ANTI_LOOP_LIMIT
 from conductor.core.dependencies import ChainedPR, References, find_cycles, issue_dependencies, \
@@ -385,13 +389,12 @@ def plan(state: PipelineState, rules: PlanRules) -> Plan:
         ready[it.kind].append(it)
 
     phase_rank = {p: i for i, p in enumerate(a.order)}
-    kinds: dict[ItemKind, DispatchKind] = {"issue": "issue_to_pr", "pr": "pr_review"}
 
     def priority(it: _Item) -> tuple[float, int]:
         return (_batch_rank(config, it.batch), it.number)
 
     def group_key(it: _Item) -> tuple[DispatchKind, str, str | None]:
-        return (kinds[it.kind], it.phases[0], it.batch)
+        return (workflows.kind_of(it.src), it.phases[0], it.batch)
 
     def group_order(key: tuple[DispatchKind, str, str | None]) -> tuple[str, int, float, str]:
         kind, phase, batch = key
@@ -422,7 +425,7 @@ def plan(state: PipelineState, rules: PlanRules) -> Plan:
         return Dispatch(
             kind=key[0], phase=key[1], batch=key[2], items=numbers,
             merge_after={n: merge_after[n] for n in numbers if n in merge_after},
-            depends_on={n: list(refs[n].numbers) for n in numbers if key[0] == "issue_to_pr"},
+            depends_on={n: list(refs[n].numbers) for n in numbers if workflows.get(key[0]).item == "issue"},
             attempts={n: state.attempts[n].count if n in state.attempts else 0 for n in numbers},
         )
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from conductor.core import workflows
 from conductor.core.errors import ConductorError
 
 # What every preset tells the agent; the report shape is conductor.core.reports.AgentReport.
@@ -29,13 +30,9 @@ AGENT_PROMPT = (
     "You are the {workflow} agent for one item (a leaf coordinator). Read the task file at "
     "{task_file} (KEY=value lines) and follow the prompt it names in PROMPT ({prompt_file} if "
     "it names none) exactly. When you finish, or if you cannot proceed, write a JSON report to "
-    "{report_file}: for issue-to-pr "
-    '{"workflow": "issue-to-pr", "status": "done" or "blocked" or "failed", '
-    '"issue": <ISSUE_NUMBER>, "pr_url": "<pull request URL>", "message": "why, if not done"}; '
-    "for pr-review "
-    '{"workflow": "pr-review", "status": "done" or "blocked" or "failed", "pr": <PR_NUMBER>, '
-    '"grade": "A" to "F", "merged": true or false, "message": "why, if not done"}. '
-    "List only work you actually did: every claim is checked against GitHub."
+    "{report_file}: "
+    + "; ".join(f"for {w.name} {w.report_hint}" for w in workflows.registered())
+    + ". List only work you actually did: every claim is checked against GitHub."
 )
 
 GEMINI_POLICY = Path(__file__).resolve().parents[1] / "agent_policies" / "gemini.toml"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
+from conductor.core import workflows
 from conductor.core.constants import ANTI_LOOP_LIMIT
 from conductor.core.models import Dispatch, Plan
 
@@ -21,7 +22,7 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
     costs = costs or {}
     dispatched: dict[str, list[str]] = {}
     for d in plan.dispatches if dispatches is None else dispatches:
-        label = "issue→PR" if d.kind == "issue_to_pr" else "review"
+        label = workflows.get(d.kind).label
         items = ", ".join(f"#{n}" + (f" after #{d.merge_after[n]}" if n in d.merge_after else "")
                           for n in d.items)
         dispatched.setdefault(d.phase, []).append(f"{label} {d.batch or '(no batch)'}: {items}")

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from conductor.core import workflows
 from conductor.core.errors import ConfigError
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -110,7 +111,7 @@ class RunSettings(BaseSettings):
         "deployment: each runs as a flow run of its deployment (run_deployment) on the workers of "
         "its work pool, on other machines; the pass waits and proves every claim itself.")
     coordinator_deployments: dict[str, str] = Field(
-        default_factory=lambda: {"issue_to_pr": "issue-to-pr/agents", "pr_review": "pr-review/agents"},
+        default_factory=lambda: {w.kind: f"{w.name}/agents" for w in workflows.registered()},
         description="With dispatch=deployment: the deployment (FLOW/NAME) of each coordinator kind.")
     guard_wait: float = Field(
         120.0, ge=0, description="Seconds a pass waits for another pass over the same repository "

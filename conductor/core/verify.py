@@ -1,6 +1,8 @@
 """Artifact proof (seed step 6): check one coordinator's claims against GitHub facts.
 
-Pure rules. The gateway fetches `PullFacts` for the numbers `pr_numbers_to_check` names
+Pure rules: the proofs of the two shipped kinds, and the steps any kind's proof shares
+(`new_outcome`, `check_run_and_report`, `blocked_reason`, `finish`); `conductor.core.workflows`
+says which proof a kind has. The gateway fetches `PullFacts` for the numbers `pr_numbers_to_check` names
 (never another repository's), the runner supplies `RunFacts`; the functions here decide.
 Each coordinator is judged alone: one coordinator's failure never touches another's outcome.
 Reasons may quote untrusted text (agent messages, claimed URLs): escape them when rendering.
@@ -84,7 +86,7 @@ class ItemResult(_Model):
     number: int
     kind: ItemKind
     ok: bool
-    pr: int | None = Field(None, description="issue_to_pr: the PR proved for this issue.")
+    pr: int | None = Field(None, description="An issue's result: the PR proved for it.")
     grade: Grade | None = None
     merged: bool = False
     reason: str = ""
@@ -183,34 +185,12 @@ def pr_numbers_to_check(
     if report is None or report.workflow != dispatch.kind:
         return []
     dispatched = set(dispatch.items)
-    if dispatch.kind == "pr_review":
-        numbers = {r.pr for r in report.reviews if r.pr in dispatched}
-    else:
-        numbers = set()
-        for claim in report.issues:
-            parsed = parse_pr_url(claim.pr_url, html_base)
-            if claim.issue in dispatched and parsed and _same_repo(parsed[0], repo):
-                numbers.add(parsed[1])
+    numbers = {r.pr for r in report.reviews if r.pr in dispatched}
+    for claim in report.issues:
+        parsed = parse_pr_url(claim.pr_url, html_base)
+        if claim.issue in dispatched and parsed and _same_repo(parsed[0], repo):
+            numbers.add(parsed[1])
     return sorted(numbers)
-
-
-def verify(
-    dispatch: Dispatch,
-    report: AgentReport | None,
-    run: RunFacts,
-    prs: Mapping[int, PullFacts],
-    *,
-    repo: str,
-    default_branch: str,
-    html_base: str | None = None,
-) -> CoordinatorOutcome:
-    """Verify one coordinator of either kind."""
-    if dispatch.kind == "issue_to_pr":
-        return verify_issue_to_pr(
-            dispatch, report, run, prs, repo=repo, default_branch=default_branch,
-            html_base=html_base,
-        )
-    return verify_pr_review(dispatch, report, run, prs, repo=repo)
 
 
 def verify_issue_to_pr(
@@ -224,11 +204,10 @@ def verify_issue_to_pr(
     html_base: str | None = None,
 ) -> CoordinatorOutcome:
     """Each dispatched issue must have a PR in `repo`, not from `default_branch`, closing it."""
-    _require_kind(dispatch, "issue_to_pr")
-    outcome = _outcome(dispatch)
-    report = _check_run_and_report(outcome, dispatch, report, run)
+    outcome = new_outcome(dispatch)
+    report = check_run_and_report(outcome, dispatch, report, run, claims="issues")
     explained = bool(outcome.failures)  # a run/report failure explains missing items
-    blocked = _blocked_reason(report)
+    blocked = blocked_reason(report)
     proved: dict[int, int] = {}
     claimed: set[int] = set()
     invalid: dict[int, str] = {}
@@ -262,7 +241,7 @@ def verify_issue_to_pr(
         if issue not in invalid and not explained:
             outcome.failures.append(f"issue #{issue}: not done, no PR claimed")
     outcome.verified_prs = sorted(set(proved.values()))
-    return _finish(outcome)
+    return finish(outcome)
 
 
 def verify_pr_review(
@@ -274,11 +253,10 @@ def verify_pr_review(
     repo: str,
 ) -> CoordinatorOutcome:
     """Each claimed merge must be a merge on GitHub; D/F grades must stay open (failed_prs)."""
-    _require_kind(dispatch, "pr_review")
-    outcome = _outcome(dispatch)
-    report = _check_run_and_report(outcome, dispatch, report, run)
+    outcome = new_outcome(dispatch)
+    report = check_run_and_report(outcome, dispatch, report, run, claims="reviews")
     explained = bool(outcome.failures)  # a run/report failure explains missing items
-    blocked = _blocked_reason(report)
+    blocked = blocked_reason(report)
     results: dict[int, ItemResult] = {}
     for claim in report.reviews if report else []:
         number = claim.pr
@@ -338,7 +316,7 @@ def verify_pr_review(
         if not explained:
             outcome.failures.append(f"PR #{number}: not done, no review reported")
     outcome.merged_prs.sort()
-    return _finish(outcome)
+    return finish(outcome)
 
 
 def _check_issue_claim(
@@ -381,13 +359,16 @@ def _check_review(grade: str, claimed_merged: bool, facts: PullFacts) -> str | N
     return None
 
 
-def _check_run_and_report(
+def check_run_and_report(
     outcome: CoordinatorOutcome,
     dispatch: Dispatch,
     report: AgentReport | None,
     run: RunFacts,
+    *,
+    claims: str,
 ) -> AgentReport | None:
-    """Record process- and report-level failures; return the report whose claims to check."""
+    """Record process- and report-level failures; return the report whose claims (its field
+    `claims`) to check."""
     if run.timed_out:
         after = f" after {run.timeout_s:g} s" if run.timeout_s is not None else ""
         outcome.failures.append(f"agent timed out{after}")
@@ -410,36 +391,33 @@ def _check_run_and_report(
         outcome.failures.append(f"agent report is for {report.workflow}, expected {dispatch.kind}")
         return None
     if report.status == "blocked" and report.message.strip():
-        pass  # listed as blocked, item by item (`_blocked_reason`)
+        pass  # listed as blocked, item by item (`blocked_reason`)
     elif report.status != "done":
         message = _quote(report.message) if report.message.strip() else "no message"
         outcome.failures.append(f"agent reported {report.status}: {message}")
-    elif not (report.issues if dispatch.kind == "issue_to_pr" else report.reviews):
+    elif not getattr(report, claims):
         outcome.failures.append("reported done with no artifacts")
     return report
 
 
-def _blocked_reason(report: AgentReport | None) -> str:
+def blocked_reason(report: AgentReport | None) -> str:
     """"blocked: <why>" when the agent reported blocked with a reason, else ""."""
     if report is None or report.status != "blocked" or not report.message.strip():
         return ""
     return f"blocked: {_quote(report.message)}"
 
 
-def _outcome(dispatch: Dispatch) -> CoordinatorOutcome:
+def new_outcome(dispatch: Dispatch) -> CoordinatorOutcome:
+    """An empty outcome for `dispatch` (any kind's proof starts here, then `check_run_and_report`)."""
     return CoordinatorOutcome(
         kind=dispatch.kind, phase=dispatch.phase, batch=dispatch.batch, items=list(dispatch.items)
     )
 
 
-def _finish(outcome: CoordinatorOutcome) -> CoordinatorOutcome:
+def finish(outcome: CoordinatorOutcome) -> CoordinatorOutcome:
+    """Proved when nothing failed and nothing is blocked (the last step of any kind's proof)."""
     outcome.ok = not outcome.failures and not outcome.blocked
     return outcome
-
-
-def _require_kind(dispatch: Dispatch, kind: DispatchKind) -> None:
-    if dispatch.kind != kind:
-        raise ValueError(f"dispatch is {dispatch.kind}, expected {kind}")
 
 
 def _same_repo(a: str, b: str) -> bool:
