@@ -30,17 +30,14 @@ def _github_settings(args: argparse.Namespace):
 
 
 def _load_inputs(args: argparse.Namespace, repo: str | None = None):
-    """The pipeline config and the planner's view of the parameters (repo, phase filter,
-    caps), decided exactly as a pass decides them (`conductor.passes.resolve_inputs`)."""
-    import os
-
+    """The pass's inputs (repository, pipeline config, phase filter, caps, attempt), decided
+    exactly as a pass decides them (`conductor.passes.resolve_inputs`)."""
     from conductor.passes import resolve_inputs
 
     params = parameters_from_args(args)
     if repo and not params.repo:
         params = params.model_copy(update={"repo": repo})
-    inputs = resolve_inputs(params, api_url="https://unused.invalid", env=os.environ)
-    return inputs.config, inputs.task
+    return resolve_inputs(params, api_url="https://unused.invalid")
 
 
 def _read_state_file(path: Path):
@@ -65,18 +62,17 @@ def _read_state_file(path: Path):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from conductor.passes import plan_rules
     from conductor.planner import plan as make_plan
     from conductor.render import plan_table
 
     state = _read_state_file(args.state_file) if args.state_file else None
-    config, task = _load_inputs(args, repo=state.repo if state else None)
-    rules = plan_rules(config, task, task.ATTEMPT_N)
+    inputs = _load_inputs(args, repo=state.repo if state else None)
+    rules = inputs.given_rules()
     if state is None:
         from conductor.github_gateway import GitHubGateway
         from conductor.snapshot import read_snapshot
 
-        with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
+        with GitHubGateway(_github_settings(args), inputs.repo) as gh:
             state = read_snapshot(gh, rules).state
     result = make_plan(state, rules)
     if args.json:
@@ -88,13 +84,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from conductor.github_gateway import GitHubGateway
-    from conductor.passes import plan_rules
     from conductor.planner import plan as make_plan
     from conductor.snapshot import read_snapshot
 
-    config, task = _load_inputs(args)
-    rules = plan_rules(config, task, task.ATTEMPT_N)
-    with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
+    inputs = _load_inputs(args)
+    rules = inputs.given_rules()
+    with GitHubGateway(_github_settings(args), inputs.repo) as gh:
         state = read_snapshot(gh, rules).state
     text = json.dumps(state.model_dump(mode="json"), indent=2) + "\n"
     if args.out:

@@ -23,7 +23,7 @@ from conductor.render import HEADERS, plan_rows
 from conductor.usage import Usage, describe
 from conductor.usage import total as usage_total
 from conductor.settings import RunSettings
-from conductor.taskfile import TaskFile, read_task_file
+from conductor.taskfile import read_task_file
 from conductor.verify import CoordinatorOutcome
 
 
@@ -31,7 +31,9 @@ class PassInputs(BaseModel):
     repo: str
     api_url: str
     config: PipelineConfig
-    task: TaskFile
+    phase_filter: str = ""
+    max_issues_per_dispatch: int = Field(constants.MAX_PER_DISPATCH, ge=1)
+    max_prs_per_dispatch: int = Field(constants.MAX_PER_DISPATCH, ge=1)
     attempt_override: int | None = None
     dry_run: bool = False
     reminder_mode: Literal["recreate", "update"] = "recreate"
@@ -40,7 +42,7 @@ class PassInputs(BaseModel):
     worktree_root: Path
     salvage_dir: Path
     agent_command: list[str] = Field(default_factory=list)
-    agent_timeout: float = 3600.0
+    agent_timeout: float = constants.AGENT_TIMEOUT
     conductor_worktree: Path | None = None
     guard_wait: float = 120.0
     lock: bool = Field(True, description="Take the pass lock on GitHub (refs/conductor/lock).")
@@ -49,8 +51,15 @@ class PassInputs(BaseModel):
         None, description="Set when coordinators run as deployments on a work pool.")
 
     def rules(self, attempt: int = 0) -> PlanRules:
-        """The planner's input for this pass (the task file's limits, plain names)."""
-        return plan_rules(self.config, self.task, attempt)
+        """The planner's input for this pass at `attempt` (ATTEMPT_N)."""
+        return PlanRules(config=self.config, phase_filter=self.phase_filter, attempt=attempt,
+                         max_issues_per_dispatch=self.max_issues_per_dispatch,
+                         max_prs_per_dispatch=self.max_prs_per_dispatch)
+
+    def given_rules(self) -> PlanRules:
+        """The planner's input at the attempt this pass was given (flag or the task file's
+        ATTEMPT_N), 0 when none: what `conductor plan` and `snapshot` plan with."""
+        return self.rules(self.attempt_override or 0)
 
     @property
     def ignore_labels(self) -> list[str]:
@@ -59,13 +68,6 @@ class PassInputs(BaseModel):
     @property
     def status_labels(self) -> list[str]:
         return [self.config.status_in_progress, self.config.status_pr_open]
-
-
-def plan_rules(config: PipelineConfig, task: TaskFile, attempt: int = 0) -> PlanRules:
-    """The seed's task-file fields, parsed at the edge into the planner's own model."""
-    return PlanRules(config=config, phase_filter=task.PHASE_FILTER, attempt=attempt,
-                     max_issues_per_dispatch=task.MAX_ISSUES_PER_DISPATCH,
-                     max_prs_per_dispatch=task.MAX_PRS_PER_DISPATCH)
 
 
 def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
@@ -88,7 +90,9 @@ def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
     if params.task_file and Path(params.task_file).resolve().parent == root / "conductor":
         conductor_wt = root / "conductor"
     return PassInputs(
-        repo=resolved.repo, api_url=api_url, config=config, task=resolved.task(),
+        repo=resolved.repo, api_url=api_url, config=config, phase_filter=resolved.phase_filter,
+        max_issues_per_dispatch=resolved.max_issues_per_dispatch,
+        max_prs_per_dispatch=resolved.max_prs_per_dispatch,
         attempt_override=resolved.attempt, dry_run=resolved.dry_run, reminder_mode=resolved.reminder_mode,
         rerun_hint=resolved.rerun_hint or "conductor run", repo_path=resolved.repo_path.resolve(),
         worktree_root=root, salvage_dir=settings.resolved_salvage_dir(),

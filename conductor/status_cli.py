@@ -43,14 +43,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from conductor import planner
     from conductor.github_gateway import GitHubGateway
-    from conductor.passes import plan_rules, resolve_inputs
+    from conductor.passes import resolve_inputs
     from conductor.render import plan_table
     from conductor.settings import GitHubSettings
     from conductor.snapshot import read_snapshot
 
     settings = GitHubSettings.from_env(args.github_url)
     inputs = resolve_inputs(parameters_from_args(args), api_url=settings.api_url)
-    rules = plan_rules(inputs.config, inputs.task)
+    rules = inputs.rules()
     with GitHubGateway(settings, inputs.repo) as gh:
         snapshot = read_snapshot(gh, rules)
     previous = snapshot.previous

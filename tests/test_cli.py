@@ -55,6 +55,16 @@ def test_snapshot_reproduces_the_same_plan_offline(sandbox, sample, tmp_path):
         assert offline[key] == online[key], key
 
 
+def test_plan_with_a_task_file_at_attempt_4_reports_the_pipeline_stuck(sandbox, sample, tmp_path):
+    """ATTEMPT_N of the task file reaches the planner: above the anti-loop limit nothing is dispatched."""
+    (tmp_path / "t").write_text(f"GH_REPO={sample}\nATTEMPT_N=4\n")
+    result = conductor("plan", "--task-file", str(tmp_path / "t"), "--github-url", sandbox.api_url, "--json",
+                       env={"GITHUB_TOKEN": sandbox.admin_token})
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["stuck"] is True and plan["attempt"] == 4 and plan["dispatches"] == []
+
+
 def test_plan_table_is_the_default(sandbox, sample):
     result = conductor("plan", "--repo", sample, "--github-url", sandbox.api_url,
                        env={"GITHUB_TOKEN": sandbox.admin_token, "COLUMNS": "160"})
