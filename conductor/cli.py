@@ -18,26 +18,23 @@ from conductor.cliargs import (
     UsageError,
     add_config_args,
     add_github_args,
+    add_parameter_flags,
     first_error,
     parameters_from_args,
 )
 from conductor.errors import ConductorError
 
-def _github_settings(args: argparse.Namespace):
-    from conductor.settings import GitHubSettings
-
-    return GitHubSettings.from_env(args.github_url)  # a bad value: one line from main()
-
-
-def _load_inputs(args: argparse.Namespace, repo: str | None = None):
-    """The pass's inputs (repository, pipeline config, phase filter, caps, attempt), decided
-    exactly as a pass decides them (`conductor.passes.resolve_inputs`)."""
-    from conductor.passes import resolve_inputs
+def _load(args: argparse.Namespace, repo: str | None = None):
+    """The settings and the pass's inputs (repository, pipeline config, phase filter, caps,
+    attempt), decided exactly as a pass decides them (`conductor.settings.load_settings`)."""
+    from conductor.passes import pass_inputs
+    from conductor.settings import load_settings
 
     params = parameters_from_args(args)
     if repo and not params.repo:
         params = params.model_copy(update={"repo": repo})
-    return resolve_inputs(params, api_url="https://unused.invalid")
+    settings = load_settings(params)  # a bad value: one line from main()
+    return settings, pass_inputs(settings)
 
 
 def _read_state_file(path: Path):
@@ -66,13 +63,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from conductor.render import plan_table
 
     state = _read_state_file(args.state_file) if args.state_file else None
-    inputs = _load_inputs(args, repo=state.repo if state else None)
+    settings, inputs = _load(args, repo=state.repo if state else None)
     rules = inputs.given_rules()
     if state is None:
         from conductor.github_gateway import GitHubGateway
         from conductor.snapshot import read_snapshot
 
-        with GitHubGateway(_github_settings(args), inputs.repo) as gh:
+        with GitHubGateway(settings.github, inputs.repo) as gh:
             state = read_snapshot(gh, rules).state
     result = make_plan(state, rules)
     if args.json:
@@ -87,9 +84,9 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from conductor.planner import plan as make_plan
     from conductor.snapshot import read_snapshot
 
-    inputs = _load_inputs(args)
+    settings, inputs = _load(args)
     rules = inputs.given_rules()
-    with GitHubGateway(_github_settings(args), inputs.repo) as gh:
+    with GitHubGateway(settings.github, inputs.repo) as gh:
         state = read_snapshot(gh, rules).state
     text = json.dumps(state.model_dump(mode="json"), indent=2) + "\n"
     if args.out:
@@ -99,6 +96,21 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
               f"pipeline ({state.api_requests} requests)", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    """Every setting, its value and where it came from (flag, task file, env, toml, default);
+    secrets only as set or unset."""
+    from conductor.settings import load_settings
+
+    rows = load_settings(parameters_from_args(args)).rows()
+    if args.json:
+        print(json.dumps([{"setting": k, "value": v, "source": s} for k, v, s in rows], indent=2))
+    else:
+        width = max(len(k) for k, _, _ in rows)
+        for key, value, source in rows:
+            print(f"{key:<{width}}  {value or '-'}  ({source})")
     return 0
 
 
@@ -118,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
     p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("config", help="the settings a pass would run with")
+    show = p.add_subparsers(dest="config_command", metavar="{show}", required=True).add_parser(
+        "show", help="every setting, its value and its source (flag, task file, env, toml, default)")
+    add_parameter_flags(show)
+    show.add_argument("--json", action="store_true", help="print the settings as JSON")
+    show.set_defaults(func=cmd_config_show)
 
     for register in _extra_commands():
         register(sub)

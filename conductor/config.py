@@ -360,6 +360,12 @@ def load_run_table(path: Path | None = None) -> dict[str, Any]:
     return table
 
 
+def pipeline_keys(path: Path | None = None) -> set[str]:
+    """The pipeline settings conductor.toml sets (its top-level keys but `[run]`)."""
+    path = _config_path(path)
+    return set(_read_toml(path)) - {"run"} if path is not None else set()
+
+
 def load_pipeline_config(path: Path | None = None) -> PipelineConfig:
     """Defaults, overridden by `path` (TOML), overridden by `CONDUCTOR_*` variables.
 

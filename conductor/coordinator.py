@@ -8,7 +8,6 @@ with reasons, so one coordinator never stops the others.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,7 +35,7 @@ from conductor.constants import (
 from conductor.github_gateway import GitHubGateway
 from conductor.models import Dispatch
 from conductor.reports import AgentReport
-from conductor.settings import RunSettings
+from conductor.settings import RunSettings, process_environment
 from conductor.taskfile import render_task_file
 from conductor.usage import Usage, UsageMeter
 from conductor.usage import total as usage_total
@@ -200,7 +199,7 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
         meter.feed(line)
         on_line(line)
 
-    outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(os.environ, extra),
+    outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(process_environment(), extra),
                                   timeout=spec.agent_timeout, idle_timeout=idle, on_line=each_line,
                                   secrets=secrets, on_start=lambda pid: pid_file.write_text(str(pid)))
     report, error = read_report(workspace.report_file)

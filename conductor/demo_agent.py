@@ -31,7 +31,6 @@ STARTED = time.monotonic()  # before the heavier imports: `--lasting` counts fro
 import argparse  # noqa: E402
 import base64  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path
@@ -41,13 +40,19 @@ import httpx
 from git import Repo
 
 from conductor.linking import linked_issues
+from conductor.settings import AgentEnvironment
 from conductor.taskfile import parse_key_values
 
 MODES = ("work", "crash", "hang", "empty", "foreign-url", "grade-d", "garbage", "no-report", "leak")
 
 
 def api_url(task: dict[str, str]) -> str:
-    return task.get("GITHUB_API_URL") or os.environ["GITHUB_API_URL"]
+    return task.get("GITHUB_API_URL") or AgentEnvironment().api_url
+
+
+def _token() -> str | None:
+    token = AgentEnvironment().token
+    return token.get_secret_value() if token else None
 
 
 def base_branch(task: dict[str, str]) -> str:
@@ -206,8 +211,9 @@ def remaining(lasting: float, elapsed: float) -> float:
 
 
 def _run(args: argparse.Namespace) -> int:
-    task = parse_key_values(Path(os.environ["CONDUCTOR_TASK_FILE"]).read_text(encoding="utf-8"))
-    report_path = Path(os.environ["CONDUCTOR_REPORT_FILE"])
+    given = AgentEnvironment()
+    task = parse_key_values(given.task_file.read_text(encoding="utf-8"))
+    report_path = given.report_file
     workflow = task["WORKFLOW"]
     leaf = workflow in ("issue-to-pr", "pr-review")
     if leaf:
@@ -224,7 +230,7 @@ def _run(args: argparse.Namespace) -> int:
 
     time.sleep(args.sleep)
     if args.mode == "leak":
-        print(f"demo agent: my token is {os.environ.get('GH_TOKEN')}", flush=True)
+        print(f"demo agent: my token is {_token()}", flush=True)
     if args.mode == "crash":
         print("demo agent: crashing on purpose", flush=True)
         return 3
@@ -243,7 +249,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     report: dict[str, Any] = {"workflow": workflow, "status": "done", "issues": [], "reviews": []}
     if args.mode != "empty":
-        agent = Agent(task, os.environ.get("GH_TOKEN"))
+        agent = Agent(task, _token())
         if workflow == "issue_to_pr":
             for issue in items:
                 html = api_url(task).removesuffix("/api/v3")
@@ -265,7 +271,7 @@ def leaf_report(task: dict[str, str], args: argparse.Namespace, number: int) -> 
     workflow = task["WORKFLOW"]
     if args.mode == "empty":
         return {"workflow": workflow, "status": "done"}
-    agent = Agent(task, os.environ.get("GH_TOKEN"))
+    agent = Agent(task, _token())
     if workflow == "issue-to-pr":
         waiting = [n for n in _numbers(task.get("DEPENDS_ON")) if agent.is_open(n)]
         if waiting:

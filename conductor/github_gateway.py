@@ -31,7 +31,7 @@ from conductor.attempts import attempt_pass, read_attempts, render_attempt_comme
 from conductor.errors import ConductorError
 from conductor.leaf import IssueItem, PullItem
 from conductor.http_cache import CURRENT as _CURRENT_CONDITIONAL
-from conductor.http_cache import Conditional, EtagCache, conditional, default_cache_dir
+from conductor.http_cache import Conditional, EtagCache, conditional
 from conductor.linking import linked_issues
 from conductor.models import Issue, ItemAttempts, PipelineState, PullRequest
 from conductor.ports import IssueRef, MergedPull
@@ -109,7 +109,7 @@ class GitHubGateway:
         self.repo_name = repo
         self._counter = _RequestCounter()
         self._conditional = Conditional(  # ETags across passes (conductor/http_cache.py)
-            EtagCache(settings.etag_cache_dir or default_cache_dir()) if settings.conditional_reads else None)
+            EtagCache(settings.etag_cache_dir) if settings.conditional_reads else None)
         retry = _TellingRetry(
             total=settings.retries,
             backoff_factor=settings.backoff_factor,

@@ -95,7 +95,7 @@ class PassParameters(BaseModel):
 
 
 DEFAULTS: dict[str, Any] = {
-    "phase_filter": "", "max_issues_per_dispatch": constants.MAX_PER_DISPATCH,
+    "repo": "", "phase_filter": "", "max_issues_per_dispatch": constants.MAX_PER_DISPATCH,
     "max_prs_per_dispatch": constants.MAX_PER_DISPATCH, "reminder_mode": "recreate", "repo_path": ".",
     "agent_timeout": constants.AGENT_TIMEOUT,
 }
@@ -106,7 +106,7 @@ class ResolvedParameters(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    repo: str
+    repo: str = Field("", description="OWNER/NAME; empty when none was given (a pass refuses to start).")
     phase_filter: str = ""
     max_issues_per_dispatch: int = constants.MAX_PER_DISPATCH
     max_prs_per_dispatch: int = constants.MAX_PER_DISPATCH
@@ -183,9 +183,9 @@ def resolve_parameters(params: PassParameters, *, task: TaskFile | None = None,
                 layers.append(("task file", file_value))
         if meta["layered"]:
             if env.get(env_name(name)):
-                layers.append(("environment", _from_env(name, env[env_name(name)])))
+                layers.append(("env", _from_env(name, env[env_name(name)])))
             if name in run_table:
-                layers.append((config_origin, _from_toml(name, run_table[name], config_origin)))
+                layers.append(("toml", _from_toml(name, run_table[name], config_origin)))
         if name in DEFAULTS:
             layers.append(("default", DEFAULTS[name]))
         for source, value in layers:
@@ -194,9 +194,6 @@ def resolve_parameters(params: PassParameters, *, task: TaskFile | None = None,
                 break
         else:
             values[name] = getattr(params, name)
-    if not values.get("repo"):
-        raise ConductorError("no repository given: pass --repo OWNER/NAME, set GH_REPO in the task file "
-                             "or CONDUCTOR_REPO")
     values["agent_command"] = _agent_command(params, task, env, run_table, config_origin, sources)
     values.pop("agent_preset", None)
     return ResolvedParameters(**values, sources=sources)
@@ -207,10 +204,10 @@ def _agent_command(params: PassParameters, task: TaskFile | None, env: Mapping[s
     """The agent argv from the highest level that names a command or a preset."""
     levels = [
         ("flag", params.agent_command, params.agent_preset),
-        ("environment",
+        ("env",
          _from_env("agent_command", env[env_name("agent_command")]) if env.get(env_name("agent_command")) else None,
          env.get(env_name("agent_preset")) or None),
-        (origin,
+        ("toml",
          _from_toml("agent_command", run_table["agent_command"], origin) if run_table.get("agent_command") else None,
          run_table.get("agent_preset")),
     ]

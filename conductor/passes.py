@@ -1,29 +1,24 @@
 """What one conductor pass takes in (`PassInputs`) and gives back (`PassReport`).
 
-`resolve_inputs` reads the files a pass names and decides its parameters with
-`conductor.parameters.resolve_parameters` (flag > task file > environment >
-conductor.toml > default). It talks to no service and holds no secret: tokens stay in
-`GitHubSettings`.
+`pass_inputs` takes what the steps read from the loaded settings
+(`conductor.settings.load_settings`). It holds no secret: tokens stay in `GitHubSettings`.
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from conductor import constants, markdown
-from conductor.config import PipelineConfig, load_pipeline_config, load_run_table
+from conductor.config import PipelineConfig
+from conductor.errors import ConductorError
 from conductor.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
 from conductor.models import Plan, PlanRules
-from conductor.parameters import PassParameters, resolve_parameters
 from conductor.render import HEADERS, plan_rows
 from conductor.usage import Usage, describe
 from conductor.usage import total as usage_total
-from conductor.settings import RunSettings
-from conductor.taskfile import read_task_file
+from conductor.settings import Settings
 from conductor.verify import CoordinatorOutcome
 
 
@@ -70,36 +65,29 @@ class PassInputs(BaseModel):
         return [self.config.status_in_progress, self.config.status_pr_open]
 
 
-def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
-                   env: Mapping[str, str] | None = None, settings: RunSettings | None = None,
-                   **parameters: Any) -> PassInputs:
-    """Read the task file and conductor.toml named by `params` (or the keyword `parameters`),
-    decide every value (`conductor.parameters.resolve_parameters`) and add this machine's
-    run settings. Reads files, talks to no service, holds no secret."""
-    params = params or PassParameters(**parameters)
-    env = os.environ if env is None else env
-    settings = settings or RunSettings()
-    task = read_task_file(Path(params.task_file)) if params.task_file else None
-    config_path = Path(params.config_file) if params.config_file else None
-    config = load_pipeline_config(config_path)
-    resolved = resolve_parameters(params, task=task, env=env, run_table=load_run_table(config_path),
-                                  config_origin=str(config_path or "conductor.toml"))
-    settings = settings.model_copy(update={"repo_path": resolved.repo_path})
-    root = settings.resolved_worktree_root()
+def pass_inputs(settings: Settings) -> PassInputs:
+    """What the pass's steps read, from the settings `conductor.settings.load_settings`
+    decided once at the top of the pass (flag > task file > environment > conductor.toml >
+    default). Holds no secret."""
+    resolved, run = settings.pass_, settings.run
+    if not resolved.repo:
+        raise ConductorError("no repository given: pass --repo OWNER/NAME, set GH_REPO in the task file "
+                             "or CONDUCTOR_REPO")
+    root = run.resolved_worktree_root()
     conductor_wt = None
-    if params.task_file and Path(params.task_file).resolve().parent == root / "conductor":
+    if resolved.task_file and Path(resolved.task_file).resolve().parent == root / "conductor":
         conductor_wt = root / "conductor"
     return PassInputs(
-        repo=resolved.repo, api_url=api_url, config=config, phase_filter=resolved.phase_filter,
-        max_issues_per_dispatch=resolved.max_issues_per_dispatch,
+        repo=resolved.repo, api_url=settings.github.api_url, config=settings.pipeline,
+        phase_filter=resolved.phase_filter, max_issues_per_dispatch=resolved.max_issues_per_dispatch,
         max_prs_per_dispatch=resolved.max_prs_per_dispatch,
         attempt_override=resolved.attempt, dry_run=resolved.dry_run, reminder_mode=resolved.reminder_mode,
         rerun_hint=resolved.rerun_hint or "conductor run", repo_path=resolved.repo_path.resolve(),
-        worktree_root=root, salvage_dir=settings.resolved_salvage_dir(),
+        worktree_root=root, salvage_dir=run.resolved_salvage_dir(),
         agent_command=resolved.agent_command, agent_timeout=resolved.agent_timeout,
-        conductor_worktree=conductor_wt, guard_wait=settings.guard_wait, lock=settings.lock,
-        lock_lease=settings.resolved_lock_lease(resolved.agent_timeout),
-        coordinator_deployments=settings.coordinator_deployments if settings.dispatch == "deployment" else None,
+        conductor_worktree=conductor_wt, guard_wait=run.guard_wait, lock=run.lock,
+        lock_lease=run.resolved_lock_lease(resolved.agent_timeout),
+        coordinator_deployments=run.coordinator_deployments if run.dispatch == "deployment" else None,
     )
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import threading
 from collections import OrderedDict
@@ -25,14 +24,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
+from conductor.settings import WebhookSettings, load_settings
 from conductor.webhooks import (DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, PrefectEventSpec,
                                 classify, signature_valid)
+from tasks.secrets import github_settings, webhook_secret
 
 log = logging.getLogger("conductor.webhooks")
-SECRET_ENV = "CONDUCTOR_WEBHOOK_SECRET"
-SECRET_BLOCK_ENV = "CONDUCTOR_WEBHOOK_SECRET_BLOCK"
-DEFAULT_SECRET_BLOCK = "github-webhook-secret"
-IGNORE_ENV = "CONDUCTOR_WEBHOOK_IGNORE_LOGINS"
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 SEEN_LIMIT = 10_000
 
@@ -130,35 +127,20 @@ def make_server(receiver: Receiver, host: str, port: int) -> ThreadingHTTPServer
     return ThreadingHTTPServer((host, port), Handler)
 
 
-def resolve_secret() -> SecretStr:
-    value = os.environ.get(SECRET_ENV, "")
-    if not value:
-        value = _secret_block(os.environ.get(SECRET_BLOCK_ENV, DEFAULT_SECRET_BLOCK))
-    if not value:
+def resolve_secret(webhooks: WebhookSettings) -> SecretStr:
+    secret = webhook_secret(webhooks)
+    if secret is None:
         raise WebhookUsageError(
-            f"no webhook secret: set {SECRET_ENV} or create a Prefect Secret block named "
-            f"{os.environ.get(SECRET_BLOCK_ENV, DEFAULT_SECRET_BLOCK)!r} (the hook's secret on GitHub)")
-    return SecretStr(value)
+            f"no webhook secret: set CONDUCTOR_WEBHOOK_SECRET or create a Prefect Secret block named "
+            f"{webhooks.secret_block!r} (the hook's secret on GitHub)")
+    return secret
 
 
-def _secret_block(name: str) -> str:
-    from prefect.blocks.system import Secret
-
-    try:
-        return str(Secret.load(name).get() or "")
-    except Exception:  # noqa: BLE001 - no such block, or no Prefect API to ask: same answer
-        return ""
-
-
-def resolve_own_logins(flags: list[str], github_url: str | None) -> list[str]:
-    logins = [*flags, *(x.strip() for x in os.environ.get(IGNORE_ENV, "").split(",") if x.strip())]
+def resolve_own_logins(flags: list[str], webhooks: WebhookSettings, github_url: str | None) -> list[str]:
+    logins = [*flags, *webhooks.ignore_logins]
     from conductor.github_gateway import GitHubError, GitHubGateway
-    from conductor.settings import GitHubSettings
 
-    settings = GitHubSettings.from_env(github_url)
-    if settings.token is None:
-        block = _secret_block(os.environ.get("CONDUCTOR_GITHUB_TOKEN_BLOCK", "github-token"))
-        settings = settings.model_copy(update={"token": SecretStr(block)}) if block else settings
+    settings = github_settings(github_url)
     if settings.token is not None:
         try:
             with GitHubGateway(settings, "conductor/unused") as gh:
@@ -168,7 +150,7 @@ def resolve_own_logins(flags: list[str], github_url: str | None) -> list[str]:
     if not logins:
         raise WebhookUsageError(
             "the conductor's login is unknown, so its own writes would start passes: set GITHUB_TOKEN "
-            f"(the conductor's token) or pass --ignore-login LOGIN (or {IGNORE_ENV})")
+            "(the conductor's token) or pass --ignore-login LOGIN (or CONDUCTOR_WEBHOOK_IGNORE_LOGINS)")
     return logins
 
 
@@ -193,8 +175,9 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         if not 0 <= args.port <= 65535:
             raise WebhookUsageError(f"--port {args.port} is not a TCP port (0-65535)")
-        secret = resolve_secret()
-        logins = resolve_own_logins(args.ignore_login, args.github_url)
+        webhooks = load_settings().webhooks
+        secret = resolve_secret(webhooks)
+        logins = resolve_own_logins(args.ignore_login, webhooks, args.github_url)
         receiver = Receiver(secret, logins)
         try:
             server = make_server(receiver, args.host, args.port)

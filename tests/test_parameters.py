@@ -12,7 +12,7 @@ from conductor.parameters import PassParameters, env_name, field_meta, resolve_p
 from conductor.presets import get_preset
 from conductor.taskfile import parse_task_file
 
-FLAG, TASK, ENV, TOML = "flag", "task file", "environment", "conductor.toml"
+FLAG, TASK, ENV, TOML = "flag", "task file", "env", "toml"
 
 # (field, flag value, task-file line, env value, [run] value, expected value, expected source)
 CASES = [
