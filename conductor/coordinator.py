@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
+
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -26,6 +26,7 @@ from conductor.agent_process import (
     stop_orphan,
     write_askpass,
 )
+from conductor.config import FanOut
 from conductor.constants import (
     PROMPT_ISSUE_TO_PR,
     PROMPT_PR_REVIEW,
@@ -70,9 +71,7 @@ class CoordinatorSpec(BaseModel):
     status_in_progress: str
     status_pr_open: str
     pass_id: str = Field(description="Short id of the conductor pass, to name worktrees uniquely.")
-    mode: Literal["leaf", "coordinator-agent"] = Field(
-        "leaf", description="leaf: one agent per issue and per PR, each in its own worktree; "
-        "coordinator-agent: one agent per (kind, phase, batch) group that fans out by itself.")
+    fan_out: FanOut = Field("leaf", description="The pipeline's fan_out (conductor.config.PipelineConfig).")
     prompts: leaves.PromptPaths = Field(default_factory=leaves.PromptPaths)
     migration_paths: list[str] = Field(default_factory=lambda: list(leaves.DEFAULT_MIGRATION_PATHS))
     agent_slots: int | None = Field(

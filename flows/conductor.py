@@ -161,7 +161,7 @@ def _steps(gh: GitHubGateway, inputs: PassInputs, pass_id: str) -> State:
             default_branch=gh.default_branch(), agent_command=inputs.agent_command,
             agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
             status_pr_open=inputs.config.status_pr_open, pass_id=pass_id,
-            mode=inputs.config.fan_out, prompts=inputs.config.prompts,
+            fan_out=inputs.config.fan_out, prompts=inputs.config.prompts,
             migration_paths=inputs.config.migration_paths)
         results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
