@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-
 from pydantic import BaseModel, Field, ValidationError
 
 from conductor import leaf as leaves
