@@ -156,7 +156,7 @@ def _children_cpu() -> float:
 
 
 def _free_port() -> int:
-    from conductor.prefect_server import free_port
+    from shell.prefect_server import free_port
 
     return free_port()
 
@@ -281,7 +281,7 @@ def prefect_server(name: str, home: Path) -> Iterator[str]:
     """Start the named server in its own PREFECT_HOME; yield its API URL; stop it after."""
     home.mkdir(parents=True)
     if name == "embedded":
-        from conductor.prefect_server import embedded_server
+        from shell.prefect_server import embedded_server
 
         with embedded_server(prefect_home=str(home), port=_free_port(), startup_timeout=STARTUP_TIMEOUT) as url:
             yield url
@@ -298,7 +298,7 @@ def prefect_server(name: str, home: Path) -> Iterator[str]:
 def make_repo(sandbox, name: str, k: int, workdir: Path) -> tuple[str, Path]:
     """A repository with `main` and `dev`, alice and bob as writers, K issues in batches
     01..K of one phase; plus a local clone. Returns (OWNER/NAME, clone path)."""
-    from conductor import worktrees
+    from conductor.edges import worktrees
 
     full_name = sandbox.create_repo(name)
     sandbox.push_initial(full_name)
@@ -364,11 +364,11 @@ def run_passes(sandbox, api_url: str, home: Path, passes: list[dict[str, Any]], 
 def pass_process(spec_path: Path) -> int:
     """Run each pass with `dispatch_all`, the coordinator bodies and the agent runs timed
     (wrappers around them); write one result per pass as JSON."""
-    import flows.conductor as conductor_flow
+    import flows.pipeline_pass as conductor_flow
     import flows.coordinators as coordinator_flows
-    from conductor import coordinator as core
-    from conductor.prefect_server import drain_prefect_workers
-    from conductor.run_cli import run_pass
+    from conductor.actions import coordinator as core
+    from shell.prefect_server import drain_prefect_workers
+    from shell.run_cli import run_pass
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
 

@@ -90,10 +90,10 @@ def main() -> int:
                            CONDUCTOR_SALVAGE_DIR=str(work / f"salvage{run}"),
                            CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS="0",
                            CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES="0")
-                marks = timed_run([sys.executable, "-m", "conductor.cli", "run", "--repo", pipe.full_name,
+                marks = timed_run([sys.executable, "-m", "shell.cli", "run", "--repo", pipe.full_name,
                                    "--github-url", sandbox.api_url, "--repo-path", str(pipe.clone),
                                    "--log-file", str(work / f"run{run}.log"),
-                                   "--agent-command", f"{sys.executable} -m conductor.demo_agent"], env)
+                                   "--agent-command", f"{sys.executable} -m shell.demo_agent"], env)
 
                 def f(x: float | None) -> str:
                     return "-" if x is None else f"{x:.2f}"

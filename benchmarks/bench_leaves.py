@@ -57,7 +57,7 @@ def goal_line(row: dict[str, Any] | None, sleep_seconds: float) -> str:
 def make_repo(sandbox, name: str, issues: int, prs: int, workdir: Path) -> tuple[str, Path]:
     """`main` and `dev`; `issues` issues and `prs` open PRs (each from its own branch, into
     dev) spread over batches 01..03 of one phase; plus a local clone."""
-    from conductor import worktrees
+    from conductor.edges import worktrees
 
     full_name = sandbox.create_repo(name)
     sandbox.push_initial(full_name)
@@ -83,10 +83,10 @@ def make_repo(sandbox, name: str, issues: int, prs: int, workdir: Path) -> tuple
 
 def pass_process(spec_path: Path) -> int:
     """Run each pass with `dispatch_all` timed (and its spec's mode set); write the figures."""
-    import flows.conductor as conductor_flow
-    from conductor import coordinator as core
-    from conductor.prefect_server import drain_prefect_workers
-    from conductor.run_cli import run_pass
+    import flows.pipeline_pass as conductor_flow
+    from conductor.actions import coordinator as core
+    from shell.prefect_server import drain_prefect_workers
+    from shell.run_cli import run_pass
 
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     marks: dict[str, list[float]] = {}

@@ -8,13 +8,13 @@ same files (#1, #2: their PRs are reviewed one after the other). The human gates
 `security` label, the gated phase 1, the protected path) are switched off with
 `CONDUCTOR_GATE_LABELS`, `CONDUCTOR_GATED_PHASES` and `CONDUCTOR_PROTECTED_PATHS` set to `[]`:
 a person's wait is no part of the conductor's makespan. The leaves are the demo's scripted
-agent (`conductor.demo_agent --lasting D`): each really pushes a branch and opens a PR, or
+agent (`shell.demo_agent --lasting D`): each really pushes a branch and opens a PR, or
 grades, merges and closes the issue, then waits out the rest of its D seconds, so that every
 leaf's agent lasts D seconds from its process start, its own work included (the agents'
 measured durations are printed: the conductor's overhead is everything else).
 
 One sandbox, one embedded Prefect server (the default), one fresh repository per mode, and
-real conductor passes (`conductor.run_cli.run_pass`) in one Python process, after one
+real conductor passes (`shell.run_cli.run_pass`) in one Python process, after one
 unreported dry-run pass that warms it up. Three figures:
 
 - **ideal**: the critical path × D, computed from the pipeline's dependency graph
@@ -100,8 +100,8 @@ class Item(BaseModel):
 def items_from_issues(issues: Iterable[Mapping[str, Any]], phases: Sequence[str], repo: str) -> list[Item]:
     """Items from GitHub issue objects (number, labels, body); issues in no configured phase
     are left out. Files: what the issue says it owns (`Files:` / `File ownership:`)."""
-    from conductor.dependencies import issue_dependencies
-    from conductor.leaf import file_ownership
+    from conductor.core.dependencies import issue_dependencies
+    from conductor.core.leaf import file_ownership
 
     out = []
     for issue in issues:
@@ -220,7 +220,7 @@ def parse_modes(text: str) -> list[str]:
 # -- the pass process --------------------------------------------------------------------------
 
 def _one(pass_kwargs: dict[str, Any], t0: float) -> tuple[dict[str, Any], bool]:
-    from conductor.run_cli import run_pass
+    from shell.run_cli import run_pass
 
     started = time.monotonic()
     report, _ = run_pass(**pass_kwargs)
@@ -272,11 +272,11 @@ def run_event(pass_kwargs: dict[str, Any], hook_port: int, passes: list[dict[str
 
 
 def pass_process(spec_path: Path) -> int:
-    from conductor.prefect_server import drain_prefect_workers
-    from conductor.run_cli import run_pass
+    from shell.prefect_server import drain_prefect_workers
+    from shell.run_cli import run_pass
 
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    agent = [sys.executable, "-m", "conductor.demo_agent", "--lasting", str(spec["step"])]
+    agent = [sys.executable, "-m", "shell.demo_agent", "--lasting", str(spec["step"])]
     results = []
     for i, mode in enumerate(spec["modes"]):
         os.environ["CONDUCTOR_WORKTREE_ROOT"] = str(Path(mode["workdir"]) / "worktrees")
@@ -313,8 +313,8 @@ def _pipeline_idle(github_url: str, token: str, repo: str) -> bool:
     off, so nothing waits for a person)."""
     import httpx
 
-    from conductor.config import PipelineConfig
-    from conductor.demo import _all
+    from conductor.core.config import PipelineConfig
+    from shell.demo import _all
 
     with httpx.Client(base_url=github_url, headers={"Authorization": f"token {token}"}, timeout=30) as gh:
         open_items = _all(gh, f"/repos/{repo}/issues", state="open")  # PRs included, as GitHub lists them
@@ -331,7 +331,7 @@ def serve_on_change(spec_path: Path) -> int:
     from pydantic import SecretStr
 
     from deployments.webhooks import Receiver, emit_to_prefect, make_server
-    from flows.conductor import conductor
+    from flows.pipeline_pass import conductor
     from prefect import serve
     from prefect.cli.deploy._triggers import _initialize_deployment_triggers
     from prefect.client.orchestration import get_client
@@ -404,7 +404,7 @@ def run_deployed(sandbox, tokens: dict[str, str], api_url: str, home: Path, mode
     env = bc.pass_env(api_url, home, tokens[CONDUCTOR], tokens[AGENT], **NO_GATES, **{SECRET_ENV: secret},
                       PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="WARNING", CONDUCTOR_GITHUB_URL=sandbox.api_url,
                       CONDUCTOR_REPO_PATH=mode["clone"], CONDUCTOR_AGENT_TIMEOUT=str(120 + 2 * step),
-                      CONDUCTOR_AGENT_COMMAND=json.dumps([sys.executable, "-m", "conductor.demo_agent",
+                      CONDUCTOR_AGENT_COMMAND=json.dumps([sys.executable, "-m", "shell.demo_agent",
                                                           "--lasting", str(step)]),
                       CONDUCTOR_WORKTREE_ROOT=str(workdir / "worktrees"), CONDUCTOR_SALVAGE_DIR=str(workdir / "salvage"))
     log = home / "deployed.log"
@@ -430,8 +430,8 @@ def make_repo(sandbox, tokens: dict[str, str], name: str, workdir: Path,
               hook: tuple[int, str] | None) -> tuple[str, Path, list]:
     """The demo's sample pipeline in `maintainer/NAME`, the conductor and the agent as writers,
     a clone; with `hook` (port, secret), a signed webhook to the receiver on that port. Returns (repo, clone, issues)."""
-    from conductor import worktrees
-    from conductor.demo import SAMPLE_PIPELINE, _all
+    from conductor.edges import worktrees
+    from shell.demo import SAMPLE_PIPELINE, _all
     from github_sandbox.seed import seed_pipeline
 
     repo = seed_pipeline(sandbox.api_url, tokens[MAINTAINER], f"{MAINTAINER}/{name}", pipeline=SAMPLE_PIPELINE)
@@ -478,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         print("bench_makespan: give --step from 0 to 300 and --every from 1 to 3600 (seconds)", file=sys.stderr)
         return 2
 
-    from conductor.config import PipelineConfig
+    from conductor.core.config import PipelineConfig
     from github_sandbox.testing import running_sandbox
 
     config = PipelineConfig()

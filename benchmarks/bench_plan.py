@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from conductor.config import PipelineConfig
-from conductor.models import Issue, PipelineState, PullRequest
-from conductor.planner import plan, prs_needing_files
-from conductor.models import PlanRules
+from conductor.core.config import PipelineConfig
+from conductor.core.models import Issue, PipelineState, PullRequest
+from conductor.core.planner import plan, prs_needing_files
+from conductor.core.models import PlanRules
 
 GOAL_ITEMS = 10_000
 GOAL_SECONDS = 1.0

@@ -21,14 +21,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from conductor.config import PipelineConfig
-from conductor.github_gateway import GitHubGateway
-from conductor.linking import linked_issues
-from conductor.models import PipelineState
-from conductor.planner import plan, prs_needing_files
+from conductor.core.config import PipelineConfig
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.linking import linked_issues
+from conductor.core.models import PipelineState
+from conductor.core.planner import plan
+from conductor.actions.snapshot import read_open_items
 from github_sandbox.testing import RunningSandbox, running_sandbox
-from conductor.settings import GitHubSettings
-from conductor.models import PlanRules
+from conductor.core.settings import GitHubSettings
+from conductor.core.models import PlanRules
 
 PROTECTED_FILE = "maestro/protocol/events.py"
 PAGE = 100  # per_page of every listing
@@ -283,13 +284,10 @@ def run(issue_count: int, pr_count: int) -> None:
         sb.control.reset_counts()
         dispatchable: list[int] = []
 
-        def files_for(state: PipelineState) -> list[int]:
-            dispatchable[:] = prs_needing_files(state, rules)
-            return dispatchable
-
         with GitHubGateway(settings, full_name) as gateway:
             started = time.perf_counter()
-            state = gateway.read_state(files_for)
+            state = read_open_items(gateway, rules)
+            dispatchable[:] = [p.number for p in state.pull_requests if p.files]
             seconds = time.perf_counter() - started
             client_requests = gateway.requests_made
         server = sb.control.counts()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from flows.conductor import conductor
+from flows.pipeline_pass import conductor
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,8 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     from prefect.deployments.runner import EntrypointType
     from prefect.schedules import Cron
 
-    # A module entrypoint, as prefect.yaml's: a file entrypoint puts flows/ first on the run
-    # process's path, where flows/conductor.py shadows the conductor package (its prompts).
+    # A module entrypoint, as prefect.yaml's: the flow-run process imports the installed project.
     conductor.serve(name="served", schedule=Cron(args.cron, timezone=args.timezone),
                     parameters={"repo": args.repo, "reminder_mode": args.reminder_mode},
                     limit=1, entrypoint_type=EntrypointType.MODULE_PATH)

@@ -4,7 +4,7 @@
 
 Every POST is checked against `X-Hub-Signature-256` before anything else (wrong or missing:
 401, nothing emitted, the body is never logged). A signed delivery that can change the plan
-(`conductor.webhooks.classify`) becomes one Prefect event `github.<event>.<action>` on the
+(`conductor.core.webhooks.classify`) becomes one Prefect event `github.<event>.<action>` on the
 resource `github.repository.OWNER/NAME`, with an id derived from the delivery GUID, so a
 redelivery is the same event (the receiver also remembers the GUIDs it has seen, and
 Prefect's event bus drops a repeated id). The `conductor/on-change` deployment's triggers
@@ -24,12 +24,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from conductor.settings import WebhookSettings, load_settings
-from conductor.webhooks import (DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, PrefectEventSpec,
+from conductor.core.settings import WebhookSettings, load_settings
+from conductor.core.webhooks import (DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, PrefectEventSpec,
                                 classify, signature_valid)
 from tasks.secrets import github_settings, webhook_secret
 
-log = logging.getLogger("conductor.webhooks")
+log = logging.getLogger("conductor.core.webhooks")
 MAX_BODY = 25 * 1024 * 1024  # GitHub caps payloads at 25 MB
 SEEN_LIMIT = 10_000
 
@@ -138,7 +138,7 @@ def resolve_secret(webhooks: WebhookSettings) -> SecretStr:
 
 def resolve_own_logins(flags: list[str], webhooks: WebhookSettings, github_url: str | None) -> list[str]:
     logins = [*flags, *webhooks.ignore_logins]
-    from conductor.github_gateway import GitHubError, GitHubGateway
+    from conductor.edges.github_gateway import GitHubError, GitHubGateway
 
     settings = github_settings(github_url)
     if settings.token is not None:
@@ -169,7 +169,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from conductor.errors import ConductorError
+    from conductor.core.errors import ConductorError
 
     logging.basicConfig(level=logging.INFO, format="webhooks: %(message)s", stream=sys.stderr)
     try:

@@ -30,9 +30,9 @@ from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settin
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from conductor import coordinator as core
-from conductor import leaf as leaves
-from conductor.coordinator import (
+from conductor.actions import coordinator as core
+from conductor.core import leaf as leaves
+from conductor.actions.coordinator import (
     AgentResult,
     CoordinatorResult,
     CoordinatorSpec,
@@ -40,10 +40,12 @@ from conductor.coordinator import (
     LeafWorkspace,
     Workspace,
 )
-from conductor.github_gateway import GitHubGateway
-from conductor.models import Dispatch
-from conductor.settings import RunSettings
-from conductor.verify import CoordinatorOutcome
+from conductor.core.ports import GitHub
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.github_urls import web_url_of
+from conductor.core.models import Dispatch
+from conductor.core.settings import RunSettings
+from conductor.core.verify import CoordinatorOutcome
 from tasks.secrets import agent_token, github_settings
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
@@ -52,7 +54,7 @@ LEAF_THREADS = 128  # leaves of one coordinator started at once (agents are capp
 
 
 @step(name="claim and prepare")
-def prepare(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
+def prepare(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
     """Label the items first (no other run dispatches them twice), then the worktree and task file."""
     core.claim(gh, dispatch, spec)
     return core.prepare(dispatch, spec)
@@ -82,13 +84,13 @@ def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -
 
 
 @step(name="verify artifact proof")
-def prove(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, result: AgentResult,
+def prove(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, result: AgentResult,
           html_base: str) -> CoordinatorOutcome:
     return core.prove(gh, dispatch, spec, result, html_base=html_base)
 
 
 @step(name="clean up")
-def clean_up(gh: GitHubGateway, dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace | None) -> None:
+def clean_up(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace | None) -> None:
     """Remove the worktree, then take the status labels off (always, even after a failure)."""
     try:
         core.cleanup(spec, workspace)
@@ -144,7 +146,7 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
 def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     """One leaf per item, all submitted at once; a review waits for the one it merges after."""
     spec = core.localize(spec, RunSettings())
-    html_base = html_base_of(spec.api_url)
+    html_base = web_url_of(spec.api_url)
     order = dispatch.items
     if dispatch.kind == "pr_review":
         order = leaves.review_order(dispatch.items, dispatch.merge_after)
@@ -178,7 +180,7 @@ def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
             agent = run_agent(dispatch, spec, workspace, return_state=True).result(raise_on_failure=False)
             if isinstance(agent, BaseException):
                 raise agent
-            outcome = prove(gh, dispatch, spec, agent, html_base=html_base_of(spec.api_url))
+            outcome = prove(gh, dispatch, spec, agent, html_base=web_url_of(spec.api_url))
         except Exception as exc:  # a broken coordinator is a failure, never a crashed pass
             get_run_logger().error("coordinator failed: %s", exc)
             outcome = core.failed_outcome(dispatch, f"coordinator failed: {exc}")
@@ -238,7 +240,7 @@ def _broken(dispatch: Dispatch, reason: str) -> CoordinatorResult:
 
 def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> CoordinatorResult:
     """Run the coordinator as a deployment on a work pool and wait: its agent's claims come
-    back with it, and the pass proves them itself (flows.conductor, "verify artifact proof")."""
+    back with it, and the pass proves them itself (flows.pipeline_pass, "verify artifact proof")."""
     remote_spec = spec.model_copy(update={"repo_path": None, "worktree_root": None})
     try:
         run = run_deployment(deployment, parameters={"dispatch": dispatch, "spec": remote_spec},
@@ -268,13 +270,6 @@ def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
     with ThreadPoolExecutor(max_workers=len(dispatches), thread_name_prefix="coordinator") as pool:
         futures = [pool.submit(contextvars.copy_context().run, one, d) for d in dispatches]
         return [f.result() for f in futures]
-
-
-def html_base_of(api_url: str) -> str:
-    """https://api.github.com -> https://github.com; https://HOST/api/v3 -> https://HOST."""
-    if api_url.rstrip("/") == "https://api.github.com":
-        return "https://github.com"
-    return api_url.rstrip("/").removesuffix("/api/v3")
 
 
 def ensure_agent_slots(limit: int) -> None:

@@ -1,4 +1,4 @@
-"""`conductor sandbox serve|seed`: argparse wiring (the lead adds `register` to conductor/cli.py)."""
+"""`conductor sandbox serve|seed`: argparse wiring (the lead adds `register` to shell/cli.py)."""
 from __future__ import annotations
 
 import argparse

@@ -20,8 +20,8 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.concurrency.sync import concurrency
 
-from conductor.git_lock import pass_lock
-from conductor.passlock import PassLock
+from conductor.edges.git_lock import pass_lock
+from conductor.core.passlock import PassLock
 
 
 def _ensure_limit(name: str) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
-from conductor.settings import GitHubSettings, RunSettings, WebhookSettings
+from conductor.core.settings import GitHubSettings, RunSettings, WebhookSettings
 
 
 def _secret_block(name: str) -> str | None:

@@ -13,25 +13,28 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from conductor import (attempts, claims, coordinator, finished_issues, label_preflight as preflight_labels, markdown, orphans,
-                       planner, previous_run, reminder, reminder_publish, worktrees)
-from conductor.config import PipelineConfig
-from conductor.coordinator import CoordinatorResult, CoordinatorSpec
-from conductor.errors import ConductorError
-from conductor.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
-from conductor.github_gateway import GitHubError, GitHubGateway
-from conductor.models import Dispatch, Plan
-from conductor.passes import PassInputs, PassReport
-from conductor.render import HEADERS
-from conductor.snapshot import read_snapshot
-from conductor.verify import CoordinatorOutcome
+from conductor.core import attempts, markdown, planner, reminder
+from conductor.actions import (claims, coordinator, finished_issues, item_attempts, label_preflight as preflight_labels,
+                               orphans, previous_run, reminder_publish)
+from conductor.edges import worktrees
+from conductor.core.config import PipelineConfig
+from conductor.actions.coordinator import CoordinatorResult, CoordinatorSpec
+from conductor.core.errors import ConductorError
+from conductor.core.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
+from conductor.core.errors import GitHubError
+from conductor.core.ports import GitHub
+from conductor.core.models import Dispatch, Plan
+from conductor.core.passes import PassInputs, PassReport
+from conductor.core.render import HEADERS
+from conductor.actions.snapshot import read_snapshot
+from conductor.core.verify import CoordinatorOutcome
 from tasks.secrets import agent_token
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
 
 
 @step(name="label pre-flight")
-def label_preflight(gh: GitHubGateway, config: PipelineConfig, dry_run: bool) -> list[str]:
+def label_preflight(gh: GitHub, config: PipelineConfig, dry_run: bool) -> list[str]:
     created = preflight_labels.label_preflight(gh, config, dry_run)
     if created:
         get_run_logger().info("created labels: %s", ", ".join(created))
@@ -39,7 +42,7 @@ def label_preflight(gh: GitHubGateway, config: PipelineConfig, dry_run: bool) ->
 
 
 @step(name="read state")
-def read_state(gh: GitHubGateway, inputs: PassInputs, not_people: list[str]) -> Snapshot:
+def read_state(gh: GitHub, inputs: PassInputs, not_people: list[str]) -> Snapshot:
     """One snapshot: open issues and PRs, the last pass's reminders and marker, verified approvals."""
     snap = read_snapshot(gh, inputs.rules(), not_people=not_people)
     logger = get_run_logger()
@@ -62,7 +65,7 @@ def read_state(gh: GitHubGateway, inputs: PassInputs, not_people: list[str]) -> 
 
 
 @step(name="who is not a person")
-def not_people(gh: GitHubGateway) -> list[str]:
+def not_people(gh: GitHub) -> list[str]:
     """The conductor's own login and the agent token's: their approvals never count."""
     token = agent_token()
     agent = gh.token_login(SecretStr(token)) if token else None
@@ -70,7 +73,7 @@ def not_people(gh: GitHubGateway) -> list[str]:
 
 
 @step(name="skip items claimed since the snapshot")
-def skip_claimed(gh: GitHubGateway, plan: Plan, config: PipelineConfig) -> tuple[Plan, list[int]]:
+def skip_claimed(gh: GitHub, plan: Plan, config: PipelineConfig) -> tuple[Plan, list[int]]:
     """Re-read, then claim: an item another pass claimed after the snapshot is left out."""
     skipped = claims.claimed_since(gh, plan, config)
     if skipped:
@@ -80,7 +83,7 @@ def skip_claimed(gh: GitHubGateway, plan: Plan, config: PipelineConfig) -> tuple
 
 
 @step(name="close finished issues")
-def close_finished(gh: GitHubGateway, snap: Snapshot, dry_run: bool) -> list[FinishedIssue]:
+def close_finished(gh: GitHub, snap: Snapshot, dry_run: bool) -> list[FinishedIssue]:
     """Part of proof: issues a PR merged into the integration branch closes, closed with
     the canonical reviewer's comment "Fixed by PR #N."."""
     return finished_issues.close_finished(gh, snap.finished, dry_run)
@@ -93,7 +96,7 @@ def clean_orphaned_worktrees(inputs: PassInputs) -> list[OrphanCleanup]:
 
 
 @step(name="release stale claims")
-def release_stale_claims(gh: GitHubGateway, snap: Snapshot, config: PipelineConfig,
+def release_stale_claims(gh: GitHub, snap: Snapshot, config: PipelineConfig,
                          dry_run: bool) -> tuple[Snapshot, list[int]]:
     """Take off the status labels a killed pass left; the snapshot returned has them off."""
     released = claims.release_stale_claims(gh, snap.state, config, dry_run)
@@ -122,7 +125,7 @@ def fetch_clone(inputs: PassInputs) -> None:
 
 
 @step(name="verify artifact proof")
-def verify_artifact_proof(gh: GitHubGateway, dispatches: list[Dispatch], results: list[CoordinatorResult],
+def verify_artifact_proof(gh: GitHub, dispatches: list[Dispatch], results: list[CoordinatorResult],
                           spec: CoordinatorSpec, html_base: str) -> list[CoordinatorOutcome]:
     """Seed step 6, by the pass itself: every claim of every coordinator checked against GitHub,
     whether the coordinator ran here or on another machine (its own verdict is not trusted)."""
@@ -145,16 +148,16 @@ def verify_artifact_proof(gh: GitHubGateway, dispatches: list[Dispatch], results
 
 
 @step(name="record failed attempts")
-def record_failed_attempts(gh: GitHubGateway, outcomes: list[CoordinatorOutcome], pass_id: str,
+def record_failed_attempts(gh: GitHub, outcomes: list[CoordinatorOutcome], pass_id: str,
                            config: PipelineConfig) -> list[int]:
     """Per-item attempts, kept on GitHub: one comment from this pass on every dispatched item
-    without a proved result (`conductor/attempts.py`). A comment that cannot be written is
+    without a proved result (`conductor/core/attempts.py`). A comment that cannot be written is
     logged and skipped: the pass goes on to its reminder."""
     logger = get_run_logger()
     recorded = []
     for number, reason in attempts.failed_items(outcomes):
         try:
-            if gh.record_attempt(number, pass_id, reason, limit=config.item_attempt_limit):
+            if item_attempts.record_attempt(gh, number, pass_id, reason, limit=config.item_attempt_limit):
                 recorded.append(number)
         except GitHubError as exc:
             logger.warning("could not record the failed attempt on #%d: %s", number, exc)
@@ -164,7 +167,7 @@ def record_failed_attempts(gh: GitHubGateway, outcomes: list[CoordinatorOutcome]
 
 
 @step(name="reminder gate")
-def reminder_gate(gh: GitHubGateway, inputs: PassInputs, plan_end: Plan, progress: reminder.Progress,
+def reminder_gate(gh: GitHub, inputs: PassInputs, plan_end: Plan, progress: reminder.Progress,
                   outcomes: list[CoordinatorOutcome], approvals: dict[int, str]) -> ReminderResult:
     """Seed step 7. The reminders are read again just before writing (Renovate's rule): a
     person's edit or close during a long pass is seen, not overwritten from a stale copy.

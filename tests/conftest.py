@@ -15,7 +15,7 @@ import tempfile
 
 import pytest
 
-from conductor.prefect_server import embedded_server, free_port
+from shell.prefect_server import embedded_server, free_port
 from github_sandbox.testing import RunningSandbox, running_sandbox
 
 # One real Prefect server for the whole session (started on first use). Its address is

@@ -328,11 +328,11 @@ def conductor_env(server: PrefectServer, home: Path, *, api_url: str, token: str
 
 
 def demo_agent(*args: str) -> list[str]:
-    return [sys.executable, "-m", "conductor.demo_agent", *args]
+    return [sys.executable, "-m", "shell.demo_agent", *args]
 
 
 def unescape_markdown(text: str) -> str:
-    """Undo conductor.markdown.escape: backslash escapes and the zero-width spaces after '#'/'@'."""
+    """Undo conductor.core.markdown.escape: backslash escapes and the zero-width spaces after '#'/'@'."""
     return re.sub(r"\\(.)", r"\1", text).replace("\u200b", "")
 
 

@@ -9,14 +9,14 @@ from typing import Any
 
 import httpx
 
-from conductor import worktrees
+from conductor.edges import worktrees
 from github_sandbox.testing import RunningSandbox
 
 CONDUCTOR_LOGIN, AGENT_LOGIN, READER_LOGIN = "alice", "bob", "carol"
 
 
 def agent(mode: str = "work", *extra: str) -> list[str]:
-    return [sys.executable, "-m", "conductor.demo_agent", "--mode", mode, *extra]
+    return [sys.executable, "-m", "shell.demo_agent", "--mode", mode, *extra]
 
 
 @dataclass
@@ -59,7 +59,7 @@ class PipelineRepo:
 
     def run(self, mode: str = "work", *agent_args: str, **parameters: Any):
         """One real conductor pass; returns (PassReport, final Prefect state)."""
-        from conductor.run_cli import run_pass
+        from shell.run_cli import run_pass
 
         parameters.setdefault("agent_command", agent(mode, *agent_args))
         parameters.setdefault("agent_timeout", 60)

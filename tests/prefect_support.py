@@ -5,7 +5,7 @@ from uuid import UUID
 
 from prefect.client.orchestration import get_client
 
-from conductor.prefect_server import drain_prefect_workers
+from shell.prefect_server import drain_prefect_workers
 from prefect.client.schemas.filters import (
     ArtifactFilter,
     ArtifactFilterFlowRunId,

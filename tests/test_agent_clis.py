@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 import netns_agent
-from conductor.presets import get_preset
+from conductor.core.presets import get_preset
 from conftest import unique_repo_name
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, make_pipeline_repo
 from scripted_model import (
@@ -112,7 +112,7 @@ class Scenario:
 
     def script_for(self, prompt: str):
         from scripted_model import first_item, task_path
-        from conductor.taskfile import parse_key_values
+        from conductor.core.taskfile import parse_key_values
 
         task = parse_key_values(Path(task_path(prompt)).read_text(encoding="utf-8"))
         item = first_item(task, "ISSUE_NUMBER", "PR_NUMBER", "ISSUE", "ISSUES", "PR", "PRS")
@@ -125,7 +125,7 @@ def pipe(sandbox, prefect_server, tmp_path, request) -> PipelineRepo:
 
 
 def conductor_run(pipe: PipelineRepo, agent: list[str], env: dict[str, str], log: Path) -> dict:
-    command = [sys.executable, "-m", "conductor.cli", "run", "--json", "--repo", pipe.full_name,
+    command = [sys.executable, "-m", "shell.cli", "run", "--json", "--repo", pipe.full_name,
                "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
                "--agent-command", json.dumps(agent), "--agent-timeout", "240", "--log-file", str(log)]
     started = time.monotonic()

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conductor import worktrees
-from conductor.agent_process import agent_environment, agent_github_env, run_agent, write_askpass
+from conductor.edges import worktrees
+from conductor.edges.agent_process import agent_environment, agent_github_env, run_agent, write_askpass
 from pipeline_support import AGENT_LOGIN, READER_LOGIN, make_pipeline_repo
 from conftest import unique_repo_name
 

@@ -1,4 +1,4 @@
-"""conductor.agent_process with real subprocesses (`sys.executable -c ...`)."""
+"""conductor.edges.agent_process with real subprocesses (`sys.executable -c ...`)."""
 from __future__ import annotations
 
 import asyncio
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor.agent_process import (
+from conductor.edges.agent_process import (
     DEFAULT_DROPPED_ENV,
     TAIL_LINES,
     AgentCommandError,
@@ -24,8 +24,8 @@ from conductor.agent_process import (
     redact,
     run_agent,
 )
-from conductor.errors import ConductorError
-from conductor.presets import AGENT_PROMPT, PRESETS, get_preset
+from conductor.core.errors import ConductorError
+from conductor.core.presets import AGENT_PROMPT, PRESETS, get_preset
 
 PY = sys.executable
 
@@ -527,7 +527,7 @@ def test_gemini_preset_trusts_the_worktree_and_allows_git_by_policy() -> None:
 
 
 def test_presets_listing_marks_cursor_unverified() -> None:
-    from conductor.presets import describe_presets
+    from conductor.core.presets import describe_presets
 
     lines = {line.split()[0]: line for line in describe_presets()}
     assert set(lines) == set(PRESETS)
@@ -537,7 +537,7 @@ def test_presets_listing_marks_cursor_unverified() -> None:
 def test_conductor_presets_command_lists_status_and_environment() -> None:
     import subprocess
 
-    out = subprocess.run([PY, "-m", "conductor.cli", "presets", "--env"], capture_output=True, text=True,
+    out = subprocess.run([PY, "-m", "shell.cli", "presets", "--env"], capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
     assert "cursor   unverified" in out.stdout

@@ -1,7 +1,8 @@
 """The layers the code enforces: import-linter contracts (in pyproject.toml) and no import cycles.
 
-shell (CLI, demo, embedded server, demo agent) > Prefect layer (deployments > flows > tasks)
-> edges (GitHub, git, agent processes, and the actions built on them) > core (models, rules).
+One package per layer: shell/ (CLI, demo, embedded server, demo agent) > Prefect layer
+(deployments > flows > tasks) > conductor.actions > conductor.edges (GitHub, git, agent
+processes) > conductor.core (models, rules).
 """
 from __future__ import annotations
 
@@ -14,10 +15,11 @@ from pathlib import Path
 import grimp
 import pytest
 
-from conductor.dependencies import find_cycles
+from conductor.core.dependencies import find_cycles
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("conductor", "flows", "tasks", "deployments", "github_sandbox")
+PACKAGES = ("conductor", "shell", "flows", "tasks", "deployments", "github_sandbox")
+LAYER_PACKAGES = ("conductor/core", "conductor/edges", "conductor/actions", "shell")
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 
 
@@ -39,18 +41,19 @@ def _graph() -> grimp.ImportGraph:
 def test_the_import_contracts_hold():
     result = _lint(ROOT)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-    assert "Contracts: 3 kept, 0 broken." in result.stdout
+    assert "Contracts: 4 kept, 0 broken." in result.stdout
 
 
-def test_every_conductor_module_has_a_layer():
-    """A new module must be placed in a layer (pyproject.toml), so no contract misses it."""
+def test_every_conductor_module_lives_in_a_layer_package():
+    """A module of conductor/ sits in core, edges or actions, each a layer of the contracts, so no
+    contract misses it."""
     contracts = _contracts()
-    named = set(contracts["core"]["source_modules"])
-    for layer in contracts["layers"]["layers"]:
-        named |= {m.strip() for m in layer.replace("|", ":").split(":")}
+    layers = {m.strip() for layer in contracts["layers"]["layers"] for m in layer.replace("|", ":").split(":")}
     modules = {m for m in _graph().modules if m.startswith("conductor.")}
-    top_level = {m for m in modules if m.count(".") == 1}
-    assert top_level - named == set(), "place these modules in a layer in pyproject.toml"
+    packages = {".".join(m.split(".")[:2]) for m in modules}
+    assert packages == {"conductor.core", "conductor.edges", "conductor.actions"}, "no flat module in conductor/"
+    assert packages <= layers and "shell" in layers
+    assert contracts["core"]["source_modules"] == ["conductor.core"]
 
 
 def test_the_project_has_no_import_cycles():
@@ -66,11 +69,15 @@ def test_the_cycle_finder_finds_an_import_cycle():
 
 
 @pytest.mark.parametrize("module,line", [
-    ("conductor/models.py", "import prefect\n"),
-    ("conductor/planner.py", "from github_sandbox import seed\n"),
-    ("conductor/verify.py", "from conductor import github_gateway\n"),
-    ("github_sandbox/store.py", "import conductor.models\n"),
-    ("tasks/guard.py", "import flows.conductor\n"),
+    ("conductor/core/models.py", "import prefect\n"),
+    ("conductor/core/planner.py", "from github_sandbox import seed\n"),
+    ("conductor/core/verify.py", "from conductor.edges import github_gateway\n"),
+    ("github_sandbox/store.py", "import conductor.core.models\n"),
+    ("tasks/guard.py", "import flows.pipeline_pass\n"),
+    ("conductor/edges/worktrees.py", "from conductor.actions import claims\n"),
+    ("conductor/actions/claims.py", "import tasks.steps\n"),
+    ("conductor/actions/claims.py", "import prefect\n"),
+    ("flows/coordinators.py", "import shell.cli\n"),
 ])
 def test_a_forbidden_import_breaks_a_contract(tmp_path, module, line):
     """The contracts can fail: the same tree with one forbidden import added is refused."""
@@ -89,8 +96,8 @@ def test_a_forbidden_import_breaks_a_contract(tmp_path, module, line):
 def test_the_gateway_implements_the_github_port():
     import inspect
 
-    from conductor.github_gateway import GitHubGateway
-    from conductor.ports import GitHub
+    from conductor.edges.github_gateway import GitHubGateway
+    from conductor.core.ports import GitHub
 
     wanted = {n for n, v in vars(GitHub).items() if not n.startswith("_") and (callable(v) or isinstance(v, property))}
     missing = {n for n in wanted if not hasattr(GitHubGateway, n)}
@@ -114,17 +121,13 @@ def _readme_layout(strip_asides: bool = False) -> dict[str, set[str]]:
     return rows
 
 
-def test_the_readme_layout_names_every_module_in_the_layer_its_contract_gives():
-    """Modules are the backticked names outside parentheses (those say what a module holds)."""
-    rows, contracts = _readme_layout(strip_asides=True), _contracts()
-    core, edges, shell = (rows[f"`conductor/` {row}"] for row in ("core", "edges", "shell"))
-    contract_layers = [{m.strip().removeprefix("conductor.") for m in layer.replace("|", ":").split(":")}
-                       for layer in contracts["layers"]["layers"]]
-    assert core == {m.removeprefix("conductor.") for m in contracts["core"]["source_modules"]}
-    assert shell == contract_layers[0]
-    assert edges == set().union(*contract_layers[4:])
-    on_disk = {p.stem for p in (ROOT / "conductor").glob("*.py")} - {"__init__"}
-    assert core | edges | shell == on_disk, "the README's layout table must name every module of conductor/"
+def test_the_readme_layout_names_every_module_of_each_layer_package():
+    """Modules are the backticked names outside parentheses (those say what a module holds): each
+    layer package's row names exactly the modules on disk there."""
+    rows = _readme_layout(strip_asides=True)
+    for package in LAYER_PACKAGES:
+        on_disk = {p.stem for p in (ROOT / package).glob("*.py")} - {"__init__"}
+        assert rows[f"`{package}/`"] == on_disk, f"the README's layout row for {package}/ must name its modules"
 
 
 def test_every_path_the_readme_layout_names_exists():
@@ -142,7 +145,7 @@ def test_every_path_the_readme_layout_names_exists():
 
 # The only product modules that read the process environment: the settings loader and the
 # secrets resolver. Everything else gets settings from `conductor.settings.load_settings`.
-ENVIRONMENT_READERS = {"conductor/settings.py", "conductor/core/settings.py", "tasks/secrets.py"}
+ENVIRONMENT_READERS = {"conductor/core/settings.py", "tasks/secrets.py"}
 PRODUCT = ("conductor", "flows", "tasks", "deployments", "shell")
 
 
@@ -167,6 +170,7 @@ def test_only_the_settings_loader_and_the_secrets_resolver_read_the_environment(
                                   "from os import environ\n", "import os\nos.environ['A'] = 'b'\n"])
 def test_an_environment_read_outside_the_loader_is_found(tmp_path, line):
     (tmp_path / "conductor").mkdir()
-    (tmp_path / "conductor" / "planner.py").write_text("scoped_environ = process_environment = None\n" + line)
-    (tmp_path / "conductor" / "clean.py").write_text("from conductor.settings import process_environment, scoped_environ\n")
-    assert environment_readers(tmp_path) == {"conductor/planner.py"}
+    (tmp_path / "conductor" / "core").mkdir()
+    (tmp_path / "conductor" / "core" / "planner.py").write_text("scoped_environ = process_environment = None\n" + line)
+    (tmp_path / "conductor" / "core" / "clean.py").write_text("from conductor.core.settings import process_environment, scoped_environ\n")
+    assert environment_readers(tmp_path) == {"conductor/core/planner.py"}

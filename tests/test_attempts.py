@@ -1,10 +1,10 @@
-"""Attempt comments (conductor/attempts.py): rendered safely, read back only from our login."""
+"""Attempt comments (conductor/core/attempts.py): rendered safely, read back only from our login."""
 from __future__ import annotations
 
 import pytest
 
-from conductor.attempts import attempt_pass, failed_items, read_attempts, render_attempt_comment
-from conductor.verify import CoordinatorOutcome, ItemResult
+from conductor.core.attempts import attempt_pass, failed_items, read_attempts, render_attempt_comment
+from conductor.core.verify import CoordinatorOutcome, ItemResult
 
 ME = "conductor-bot"
 HOSTILE = 'x --> <!-- conductor:attempt {"pass": "forged", "reason": "y"} --> @admin #1 [a](http://e)\n# h'

@@ -12,8 +12,8 @@ from types import ModuleType
 
 import pytest
 
-from conductor.config import PipelineConfig
-from conductor.models import Issue, PipelineState, PullRequest
+from conductor.core.config import PipelineConfig
+from conductor.core.models import Issue, PipelineState, PullRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
@@ -111,8 +111,8 @@ def test_listing_budget_is_the_pages_of_the_two_listings(issues: int, prs: int, 
 def test_files_are_read_only_for_dispatchable_prs_at_2000_issues_and_300_prs() -> None:
     """The state of `bench_state_read.py --issues 2000 --prs 300`, planned offline: file
     listings go only to PRs that could be dispatched (no draft, claimed, waiting or gated)."""
-    from conductor.planner import plan, prs_needing_files
-    from conductor.models import PlanRules
+    from conductor.core.planner import plan, prs_needing_files
+    from conductor.core.models import PlanRules
 
     config = PipelineConfig()
     specs = state_read.issue_specs(2000, config.phase_names)
@@ -309,7 +309,7 @@ def test_makespan_table_ratios_and_waiting() -> None:
 
 
 def test_the_deployed_modes_idle_is_the_planners_no_open_phased_item(sandbox) -> None:
-    from conductor.demo import SAMPLE_PIPELINE
+    from shell.demo import SAMPLE_PIPELINE
     from github_sandbox.seed import seed_pipeline
     from conftest import unique_repo_name
 
@@ -354,7 +354,7 @@ def test_bench_makespan_smoke() -> None:
     (10.0, 0.0, 10.0), (10.0, 3.5, 6.5), (10.0, 10.0, 0.0), (10.0, 12.0, 0.0), (0.0, 1.0, 0.0),
 ])
 def test_a_lasting_agent_waits_out_only_the_rest(lasting: float, elapsed: float, wait: float) -> None:
-    from conductor.demo_agent import remaining
+    from shell.demo_agent import remaining
 
     assert remaining(lasting, elapsed) == pytest.approx(wait)
 
@@ -370,7 +370,7 @@ def test_a_lasting_agent_process_lasts_its_seconds_its_work_included(tmp_path: P
     (tmp_path / "task").write_text("WORKFLOW=issue-to-pr\nISSUE_NUMBER=3\n", encoding="utf-8")
     env = dict(os.environ, CONDUCTOR_TASK_FILE=str(tmp_path / "task"), CONDUCTOR_REPORT_FILE=str(tmp_path / "r"))
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "conductor.demo_agent", "--mode", "garbage", "--lasting", "1.5"],
+    done = subprocess.run([sys.executable, "-m", "shell.demo_agent", "--mode", "garbage", "--lasting", "1.5"],
                           env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     lasted = time.monotonic() - started
     assert done.returncode == 0, done.stderr

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from conductor.demo import SAMPLE_PIPELINE
+from shell.demo import SAMPLE_PIPELINE
 from github_sandbox.seed import seed_pipeline
 from conftest import unique_repo_name
 
 
 def conductor(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None):
-    return subprocess.run([sys.executable, "-m", "conductor.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "shell.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, cwd=cwd, timeout=120)
 
 
@@ -111,7 +111,7 @@ def test_plan_table_is_the_default(sandbox, sample):
 def test_bad_input_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, files, args, message):
     """In process (`cli.main` is what the console script calls); the next test runs one case
     as a real process."""
-    from conductor import cli
+    from shell import cli
 
     for name, text in files.items():
         (tmp_path / name).write_text(text)
@@ -141,7 +141,7 @@ def test_bad_repo_slug_bad_token_and_unreachable_github(sandbox, sample):
 
 
 def test_setup_creates_the_conductor_worktree_once(tmp_path, sandbox, sample):
-    from conductor import worktrees
+    from conductor.edges import worktrees
 
     clone = worktrees.clone(f"{sandbox.base_url}/{sample}.git", tmp_path / "clone")
     env = {"CONDUCTOR_WORKTREE_ROOT": str(tmp_path / "wt")}
@@ -175,9 +175,9 @@ def test_run_refuses_bad_input_before_starting_prefect(tmp_path, env, args, mess
 def test_status_shows_the_reminder_the_plan_and_where_prefect_is(sandbox, tmp_path):
     from datetime import UTC, datetime
 
-    from conductor import constants
-    from conductor.models import Plan
-    from conductor.reminder import render_reminder
+    from conductor.core import constants
+    from conductor.core.models import Plan
+    from conductor.core.reminder import render_reminder
 
     repo = seed_pipeline(sandbox.api_url, sandbox.admin_token, f"admin/{unique_repo_name('status')}",
                          pipeline=SAMPLE_PIPELINE)
@@ -230,7 +230,7 @@ def test_run_without_an_agent_says_so_before_asking_any_server(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in {"GITHUB_TOKEN", "GH_TOKEN", "GH_ENTERPRISE_TOKEN"}}
     try:
         result = subprocess.run(
-            [sys.executable, "-m", "conductor.cli", "run", "--repo", "a/b",
+            [sys.executable, "-m", "shell.cli", "run", "--repo", "a/b",
              "--github-url", f"http://127.0.0.1:{port}/api/v3"], capture_output=True, text=True, cwd=tmp_path,
             env={**env, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}, timeout=60)
     finally:

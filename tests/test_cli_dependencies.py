@@ -5,8 +5,9 @@ import json
 
 import pytest
 
-from conductor.github_gateway import GitHubGateway
-from conductor.settings import GitHubSettings
+from conductor.actions.item_attempts import record_attempt
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.settings import GitHubSettings
 from test_cli import conductor
 
 P4 = "phase-4/new-ui-pages"
@@ -20,7 +21,7 @@ def test_plan_lists_waiting_held_back_and_outside_items(sandbox, sandbox_repo):
         blocked = gh.create_issue("blocked", f"Depends on #{blocker} and other/repo#3", [P4])
         flaky = gh.create_issue("flaky", "", [P4])
         for k in range(3):
-            gh.record_attempt(flaky, f"pass-{k}", "agent exited with status 1", limit=3)
+            record_attempt(gh, flaky, f"pass-{k}", "agent exited with status 1", limit=3)
         regression = gh.create_issue("regression", "", ["bug", "batch-02"])
     env = {"GITHUB_TOKEN": sandbox.admin_token, "COLUMNS": "200"}
     result = conductor("plan", "--repo", sandbox_repo, "--github-url", sandbox.api_url, "--json", env=env)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conductor.linking import linked_issues
+from conductor.core.linking import linked_issues
 from github_sandbox.closing import closing_references
 
 REPO = "octo/maestro"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conductor.github_gateway import GitHubGateway
-from conductor.http_cache import EtagCache, RateMeter
-from conductor.settings import GitHubSettings
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.edges.http_cache import EtagCache, RateMeter
+from conductor.core.settings import GitHubSettings
 
 
 def settings(sandbox, cache: Path, token: str | None = None, **extra) -> GitHubSettings:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from conductor.config import PhaseSpec, PipelineConfig, load_pipeline_config
-from conductor.errors import ConductorError, ConfigError
+from conductor.core.config import PhaseSpec, PipelineConfig, load_pipeline_config
+from conductor.core.errors import ConductorError, ConfigError
 
 SEED_PHASES = [
     "phase-1/db-schema", "phase-2/core-api", "phase-3/api-extensions",

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.e2e
 
 
 def test_demo_reaches_idle_with_every_sample_issue_merged(prefect_server):
-    result = subprocess.run([sys.executable, "-m", "conductor.cli", "demo", "--json"],
+    result = subprocess.run([sys.executable, "-m", "shell.cli", "demo", "--json"],
                             env={**os.environ, "PREFECT_API_URL": prefect_server},
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

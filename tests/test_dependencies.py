@@ -1,9 +1,9 @@
-"""Dependency text forms, cycles and merge chains (conductor/dependencies.py), as tables."""
+"""Dependency text forms, cycles and merge chains (conductor/core/dependencies.py), as tables."""
 from __future__ import annotations
 
 import pytest
 
-from conductor.dependencies import (
+from conductor.core.dependencies import (
     ChainedPR,
     find_cycles,
     issue_dependencies,

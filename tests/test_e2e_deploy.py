@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from conductor import constants, worktrees
-from conductor.prefect_server import free_port
+from conductor.core import constants
+from conductor.edges import worktrees
+from shell.prefect_server import free_port
 from conftest import unique_repo_name
 from deploy_support import (PREFECT, Background, Launcher, PrefectServer, WorkerSpec, conductor_env, demo_agent,
                             files_containing, scanned_file_count, slug, token_forms, unescape_markdown)

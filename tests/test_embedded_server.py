@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from conductor.prefect_server import EMBEDDED_DB_NAME, EmbeddedServer
+from shell.prefect_server import EMBEDDED_DB_NAME, EmbeddedServer
 
 pytestmark = pytest.mark.slow
 
 PARENT = textwrap.dedent("""
     import json, sys, time
-    from conductor.prefect_server import EmbeddedServer
+    from shell.prefect_server import EmbeddedServer
     server = EmbeddedServer(prefect_home=sys.argv[1]).start()
     url = server.wait_ready()
     print(json.dumps({"pid": server.process.pid, "url": url}), flush=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor import constants
+from conductor.core import constants
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, READER_LOGIN, pipeline_for_test
 
 UI = "phase-4/new-ui-pages"
@@ -200,7 +200,7 @@ def test_attempts_count_up_to_the_stuck_issue_which_is_opened_once(pipe: Pipelin
 
 
 def test_orphaned_dirty_worktree_is_salvaged_then_removed(pipe: PipelineRepo, tmp_path: Path):
-    from conductor import worktrees
+    from conductor.edges import worktrees
 
     root = tmp_path / "worktrees"
     sha = worktrees.integration_tip(pipe.clone, "dev")
@@ -235,9 +235,9 @@ def test_rerun_after_a_killed_pass_leaves_nothing_stuck_or_duplicated(pipe: Pipe
     pipe.run("empty")  # leaves one reminder
     env = {**os.environ, "PREFECT_API_URL": prefect_server}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conductor.cli", "run", "--repo", pipe.full_name,
+        [sys.executable, "-m", "shell.cli", "run", "--repo", pipe.full_name,
          "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
-         "--agent-command", f"{sys.executable} -m conductor.demo_agent --mode hang", "--agent-timeout", "120"],
+         "--agent-command", f"{sys.executable} -m shell.demo_agent --mode hang", "--agent-timeout", "120"],
         env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 90
@@ -266,9 +266,9 @@ def test_rerun_after_a_killed_pass_leaves_nothing_stuck_or_duplicated(pipe: Pipe
 def test_two_passes_started_together_never_both_dispatch(pipe: PipelineRepo, prefect_server):
     pipe.issue("Page", UI, "batch-01")
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "CONDUCTOR_GUARD_WAIT": "0"}
-    command = [sys.executable, "-m", "conductor.cli", "run", "--json", "--repo", pipe.full_name,
+    command = [sys.executable, "-m", "shell.cli", "run", "--json", "--repo", pipe.full_name,
                "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
-               "--agent-command", f"{sys.executable} -m conductor.demo_agent --sleep 3"]
+               "--agent-command", f"{sys.executable} -m shell.demo_agent --sleep 3"]
     runs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             for _ in range(2)]
     results = [proc.communicate(timeout=180) for proc in runs]
@@ -323,9 +323,9 @@ def test_idle_pipeline_leaves_no_reminder(pipe: PipelineRepo):
 
 
 def test_a_pass_run_from_the_conductor_worktree_removes_it_at_the_end(pipe: PipelineRepo, tmp_path: Path):
-    from conductor import worktrees
-    from conductor.run_cli import run_pass
-    from conductor.taskfile import TaskFile
+    from conductor.edges import worktrees
+    from shell.run_cli import run_pass
+    from conductor.core.taskfile import TaskFile
     from pipeline_support import agent
 
     pipe.issue("Page", UI, "batch-01")
@@ -350,7 +350,7 @@ def test_serve_entry_point_runs_a_triggered_pass(pipe: PipelineRepo, prefect_ser
     pipe.issue("Page", UI, "batch-01")
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "CONDUCTOR_GITHUB_URL": pipe.sandbox.api_url,
            "CONDUCTOR_REPO_PATH": str(pipe.clone),
-           "CONDUCTOR_AGENT_COMMAND": json.dumps([sys.executable, "-m", "conductor.demo_agent"])}
+           "CONDUCTOR_AGENT_COMMAND": json.dumps([sys.executable, "-m", "shell.demo_agent"])}
     served = subprocess.Popen([sys.executable, "-m", "deployments.serve", "--repo", pipe.full_name,
                                "--cron", "0 0 1 1 *"], env=env, start_new_session=True,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conductor import constants
+from conductor.core import constants
 from pipeline_support import CONDUCTOR_LOGIN, PipelineRepo, pipeline_for_test
 
 pytestmark = pytest.mark.slow

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from conductor import planner
-from conductor.config import PipelineConfig
-from conductor.github_gateway import GitHubGateway
-from conductor.settings import GitHubSettings
-from conductor.models import PlanRules
+from conductor.core import planner
+from conductor.actions.item_attempts import read_item_attempts, record_attempt
+from conductor.actions.snapshot import read_open_items, with_item_attempts
+from conductor.core.config import PipelineConfig
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.settings import GitHubSettings
+from conductor.core.models import PlanRules
 
 P4 = "phase-4/new-ui-pages"
 
@@ -27,8 +29,7 @@ def gh(sandbox, sandbox_repo):
 def read_and_plan(gh: GitHubGateway, config: PipelineConfig | None = None, **limits):
     config = config or PipelineConfig(protected_paths=[])
     rules = PlanRules(config=config, **limits)
-    state = gh.read_state(lambda s: planner.prs_needing_files(s, rules),
-                          lambda s: planner.items_needing_attempts(s, rules))
+    state = with_item_attempts(gh, read_open_items(gh, rules), rules)
     return state, planner.plan(state, rules)
 
 
@@ -77,16 +78,16 @@ def test_a_blocked_issue_is_dispatched_only_once_its_blocker_is_closed(sandbox, 
 
 def test_attempts_are_read_back_from_the_conductors_own_comments(sandbox, gh):
     number = gh.create_issue("flaky", "", [P4])
-    assert gh.record_attempt(number, "pass-a", "agent exited with status 1", limit=3)
-    assert not gh.record_attempt(number, "pass-a", "agent exited with status 1", limit=3)  # re-run
-    assert gh.record_attempt(number, "pass-b", "the agent wrote no report", limit=3)
-    before = gh.read_attempts(number)
+    assert record_attempt(gh, number, "pass-a", "agent exited with status 1", limit=3)
+    assert not record_attempt(gh, number, "pass-a", "agent exited with status 1", limit=3)  # re-run
+    assert record_attempt(gh, number, "pass-b", "the agent wrote no report", limit=3)
+    before = read_item_attempts(gh, number)
     # another user copying the marker is not the conductor
     sandbox.api().put(f"/repos/{gh.repo_name}/collaborators/alice", json={"permission": "write"})
     with GitHubGateway(settings(sandbox, sandbox.token_of("alice")), gh.repo_name) as alice:
         alice._repo.get_issue(number).create_comment(
             '<!-- conductor:attempt {"pass": "forged", "reason": "x"} -->')
-    attempts = gh.read_attempts(number)
+    attempts = read_item_attempts(gh, number)
     assert attempts == before
     assert (attempts.count, attempts.passes, attempts.last_reason) == (
         2, ["pass-a", "pass-b"], "the agent wrote no report")
@@ -108,7 +109,7 @@ def test_reading_attempts_costs_one_request_per_item_the_plan_would_dispatch(san
 def test_an_item_that_failed_three_times_is_held_back_and_the_next_one_takes_its_place(sandbox, gh):
     flaky, steady, spare = (gh.create_issue(t, "", [P4]) for t in ("flaky", "steady", "spare"))
     for k in range(3):
-        gh.record_attempt(flaky, f"pass-{k}", f"timeout after {k + 1}0 s", limit=3)
+        record_attempt(gh, flaky, f"pass-{k}", f"timeout after {k + 1}0 s", limit=3)
     gh.login()
     state, plan = read_and_plan(gh, max_issues_per_dispatch=2)
     assert [(h.number, h.attempts, h.last_reason) for h in plan.held_back] == [(flaky, 3, "timeout after 30 s")]
@@ -119,11 +120,11 @@ def test_an_item_that_failed_three_times_is_held_back_and_the_next_one_takes_its
 
 
 def test_a_failed_attempt_is_no_pipeline_progress(sandbox, gh):
-    from conductor.reminder import fingerprint
+    from conductor.core.reminder import fingerprint
 
     number = gh.create_issue("flaky", "", [P4])
     before = fingerprint(gh.read_state())
-    gh.record_attempt(number, "pass-x", "agent exited with status 1", limit=3)
+    record_attempt(gh, number, "pass-x", "agent exited with status 1", limit=3)
     state, plan = read_and_plan(gh, PipelineConfig(protected_paths=[], item_attempt_limit=1))
     assert [h.number for h in plan.held_back] == [number]
     assert fingerprint(state) == before  # held back by a comment: the anti-loop counter goes on

@@ -5,8 +5,8 @@ import time
 
 import pytest
 
-from conductor.github_gateway import GitHubError, GitHubGateway
-from conductor.settings import GitHubSettings
+from conductor.edges.github_gateway import GitHubError, GitHubGateway
+from conductor.core.settings import GitHubSettings
 
 
 @pytest.fixture

@@ -8,18 +8,18 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import SecretStr
 
-from conductor import constants, reminder
-from conductor.approvals import check_approvals, with_approvals
-from conductor.claims import release_stale_claims, without_claims
-from conductor.config import PipelineConfig
-from conductor.finished_issues import close_finished, find_finished, without_finished
-from conductor.github_gateway import GitHubGateway
-from conductor.models import Plan
-from conductor.planner import plan as make_plan
-from conductor.previous_run import close_stale_reminders, read_previous_run
-from conductor.reminder_publish import open_stuck_issue, publish_reminder
-from conductor.settings import GitHubSettings
-from conductor.models import PlanRules
+from conductor.core import constants, reminder
+from conductor.actions.approvals import check_approvals, with_approvals
+from conductor.actions.claims import release_stale_claims, without_claims
+from conductor.core.config import PipelineConfig
+from conductor.actions.finished_issues import close_finished, find_finished, without_finished
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.models import Plan
+from conductor.core.planner import plan as make_plan
+from conductor.actions.previous_run import read_previous_run
+from conductor.actions.reminder_publish import close_superseded, open_stuck_issue, publish_reminder
+from conductor.core.settings import GitHubSettings
+from conductor.core.models import PlanRules
 from conftest import unique_repo_name
 
 UI = "phase-4/new-ui-pages"
@@ -127,7 +127,7 @@ def test_a_reminder_of_ours_whose_marker_was_removed_is_reported_not_read(sandbo
     assert previous.reminders == [] and previous.state is None
     assert [n.line() for n in previous.not_ours] == [
         f"issue #{edited} carries {constants.REMINDER_LABEL} but has no conductor marker (edited by hand?)"]
-    assert close_stale_reminders(gh, previous, keep=None, dry_run=False) == []
+    assert close_superseded(gh, previous, None, constants.STALE_REMINDER_COMMENT, dry_run=False) == []
     assert _state_of(sandbox, repo, edited)["state"] == "open"
 
 
@@ -300,7 +300,7 @@ def test_update_mode_edits_the_reminder_in_place_and_unchanged_writes_nothing(sa
 
 
 def test_an_item_another_pass_claimed_since_the_snapshot_is_skipped(sandbox, repo, gh):
-    from conductor.claims import claimed_since, without_items
+    from conductor.actions.claims import claimed_since, without_items
 
     first = _issue(sandbox, repo, "admin", "a", [UI, "batch-01"])
     second = _issue(sandbox, repo, "admin", "b", [UI, "batch-01"])

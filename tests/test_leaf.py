@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from conductor import leaf as leaves
-from conductor.leaf import IssueItem, PromptPaths, PullItem
-from conductor.models import Dispatch
-from conductor.reports import AgentReport
-from conductor.taskfile import parse_key_values, render_task_file
-from conductor.verify import PullFacts, RunFacts, verify
+from conductor.core import leaf as leaves
+from conductor.core.leaf import IssueItem, PromptPaths, PullItem
+from conductor.core.models import Dispatch
+from conductor.core.reports import AgentReport
+from conductor.core.taskfile import parse_key_values, render_task_file
+from conductor.core.verify import PullFacts, RunFacts, verify
 
 REPO = "owner/repo"
 WT = Path("/tmp/wt/issue-12-abc")

@@ -8,9 +8,10 @@ import uuid
 
 import pytest
 
-from conductor import constants, worktrees
-from conductor.coordinator import CoordinatorResult, CoordinatorSpec
-from conductor.models import Dispatch
+from conductor.core import constants
+from conductor.edges import worktrees
+from conductor.actions.coordinator import CoordinatorResult, CoordinatorSpec
+from conductor.core.models import Dispatch
 from pipeline_support import PipelineRepo, agent, pipeline_for_test
 
 pytestmark = pytest.mark.slow

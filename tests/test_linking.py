@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conductor.linking import linked_issues
+from conductor.core.linking import linked_issues
 
 REPO = "octo/maestro"
 

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from conductor import constants, worktrees
+from conductor.core import constants
+from conductor.edges import worktrees
 from conftest import unique_repo_name
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, make_pipeline_repo
 
@@ -35,10 +36,10 @@ def test_two_runs_on_different_prefect_servers_started_together_exactly_one_disp
                "CONDUCTOR_SALVAGE_DIR": str(tmp_path / f"salvage-{name}"),
                "CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS": "0",
                "CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES": "0"}
-        argv = [sys.executable, "-m", "conductor.cli", "run", "--repo", pipe.full_name,
+        argv = [sys.executable, "-m", "shell.cli", "run", "--repo", pipe.full_name,
                 "--github-url", sandbox.api_url, "--repo-path", str(clone), "--json",
                 "--log-file", str(tmp_path / f"{name}.log"),
-                "--agent-command", f"{sys.executable} -m conductor.demo_agent --sleep 30"]
+                "--agent-command", f"{sys.executable} -m shell.demo_agent --sleep 30"]
         runs.append(subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True))
     results = []

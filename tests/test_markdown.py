@@ -6,8 +6,8 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from conductor import markdown
-from conductor.markdown import ZWSP
+from conductor.core import markdown
+from conductor.core.markdown import ZWSP
 
 # CommonMark with raw HTML allowed (GitHub allows a safe subset) plus GFM tables and strikethrough.
 MD = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from pydantic import SecretStr
 
-from conductor.webhooks import sign
+from conductor.core.webhooks import sign
 from deployments.webhooks import Receiver, emit_to_prefect, make_server
 
 pytestmark = pytest.mark.slow

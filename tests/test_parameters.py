@@ -6,11 +6,11 @@ import argparse
 
 import pytest
 
-from conductor.cliargs import add_parameter_flags, parameters_from_args
-from conductor.errors import ConductorError
-from conductor.parameters import PassParameters, env_name, field_meta, resolve_parameters
-from conductor.presets import get_preset
-from conductor.taskfile import parse_task_file
+from shell.cliargs import add_parameter_flags, parameters_from_args
+from conductor.core.errors import ConductorError
+from conductor.core.parameters import PassParameters, env_name, field_meta, resolve_parameters
+from conductor.core.presets import get_preset
+from conductor.core.taskfile import parse_task_file
 
 FLAG, TASK, ENV, TOML = "flag", "task file", "env", "toml"
 
@@ -95,8 +95,8 @@ def test_a_bad_value_at_any_level_is_one_line_naming_it(env, run_table, message)
 
 
 def test_no_repository_anywhere_names_every_way_to_give_one(tmp_path, monkeypatch):
-    from conductor.passes import pass_inputs
-    from conductor.settings import load_settings
+    from conductor.core.passes import pass_inputs
+    from conductor.core.settings import load_settings
 
     monkeypatch.chdir(tmp_path)  # no conductor.toml
     settings = load_settings(PassParameters(), env={})  # settings load without one (`conductor config show`)
@@ -129,7 +129,7 @@ def test_run_flags_are_built_from_the_model_and_read_back_into_it():
 def test_the_flow_signature_is_the_parameter_model():
     import inspect
 
-    from flows.conductor import conductor
+    from flows.pipeline_pass import conductor
 
     signature = inspect.signature(conductor.fn).parameters
     assert list(signature) == list(PassParameters.model_fields)

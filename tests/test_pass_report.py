@@ -1,10 +1,10 @@
 """The line under the pass table says what the pass did, then what remains."""
 from __future__ import annotations
 
-from conductor.facts import ReminderResult
-from conductor.models import Dispatch, GatedItem, Plan
-from conductor.passes import PassReport
-from conductor.verify import CoordinatorOutcome, ItemResult
+from conductor.core.facts import ReminderResult
+from conductor.core.models import Dispatch, GatedItem, Plan
+from conductor.core.passes import PassReport
+from conductor.core.verify import CoordinatorOutcome, ItemResult
 
 
 def dispatch(phase: str, batch: str, *items: int) -> Dispatch:

@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import SecretStr
 
-from conductor.constants import LOCK_REF
-from conductor.git_lock import GitRefLock
-from conductor.passlock import Lease, LockState, PassLock, decide
+from conductor.core.constants import LOCK_REF
+from conductor.edges.git_lock import GitRefLock
+from conductor.core.passlock import Lease, LockState, PassLock, decide
 
 NOW = datetime(2026, 12, 2, 18, 0, tzinfo=UTC)
 
@@ -112,8 +112,8 @@ def test_of_passes_taking_over_an_expired_lease_together_exactly_one_wins(lock_u
 HOLDER = textwrap.dedent("""
     import sys, time
     from pydantic import SecretStr
-    from conductor.git_lock import GitRefLock
-    from conductor.passlock import PassLock
+    from conductor.edges.git_lock import GitRefLock
+    from conductor.core.passlock import PassLock
     url, token, lease = sys.argv[1], sys.argv[2], float(sys.argv[3])
     lock = PassLock(GitRefLock(url, SecretStr(token)), pass_id="killed", holder="killed@test",
                     lease_seconds=lease)
@@ -188,7 +188,7 @@ def test_the_lock_needs_write_access(sandbox, lock_url):
 
 
 def test_a_dead_holder_on_this_machine_is_taken_over_at_once(lock_url, token):
-    from conductor.git_lock import holder_dead, holder_name, pass_lock
+    from conductor.edges.git_lock import holder_dead, holder_name, pass_lock
 
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()

@@ -1,4 +1,4 @@
-"""The planner's rules, one table per rule (see the docstring of conductor/planner.py)."""
+"""The planner's rules, one table per rule (see the docstring of conductor/core/planner.py)."""
 from __future__ import annotations
 
 import os
@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from conductor.config import PipelineConfig, load_pipeline_config
-from conductor.models import Issue, PipelineState, Plan, PullRequest
-from conductor.planner import PlanRules, plan, prs_needing_files
+from conductor.core.config import PipelineConfig, load_pipeline_config
+from conductor.core.models import Issue, PipelineState, Plan, PullRequest
+from conductor.core.planner import PlanRules, plan, prs_needing_files
 
 REPO = "octo/maestro"
 P1, P2, P3 = "phase-1/db-schema", "phase-2/core-api", "phase-3/api-extensions"

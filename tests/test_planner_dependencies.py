@@ -1,14 +1,14 @@
 """The planner's rules for dependencies, merge order, per-item attempts and unphased batch
-issues, one table per rule (see the docstring of conductor/planner.py)."""
+issues, one table per rule (see the docstring of conductor/core/planner.py)."""
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
 
-from conductor.config import PipelineConfig
-from conductor.models import Issue, ItemAttempts, PipelineState, Plan, PlanRules, PullRequest
-from conductor.planner import items_needing_attempts, plan, prs_needing_files
+from conductor.core.config import PipelineConfig
+from conductor.core.models import Issue, ItemAttempts, PipelineState, Plan, PlanRules, PullRequest
+from conductor.core.planner import items_needing_attempts, plan, prs_needing_files
 
 import test_planner
 

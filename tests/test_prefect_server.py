@@ -7,7 +7,7 @@ import httpx
 import pytest
 from fastapi import FastAPI, Response
 
-from conductor.prefect_server import SerializedWrites
+from shell.prefect_server import SerializedWrites
 
 
 def make_app():

@@ -7,7 +7,7 @@ import logging
 import pytest
 from rich.console import Console
 
-from conductor.progress import ProgressHandler, route_logs, start_logging
+from shell.progress import ProgressHandler, route_logs, start_logging
 
 
 def shown(name: str, level: int, message: str, **extra: str) -> str:
@@ -28,8 +28,8 @@ def shown(name: str, level: int, message: str, **extra: str) -> str:
     ("prefect.flow_runs", logging.INFO, "Beginning flow run 'x' for flow 'conductor'", {}, ""),
     ("prefect.task_runs", logging.ERROR, "coordinator failed: boom\nTraceback (most recent call last):\n  ...",
      {"task_run_name": "run agent-1ab"}, "run agent coordinator failed: boom\n"),
-    ("conductor.github_gateway", logging.INFO, "read 3 pages", {}, ""),
-    ("conductor.github_gateway", logging.WARNING, "GitHub unreachable, retry 2/6 in 4.0 s", {},
+    ("conductor.edges.github_gateway", logging.INFO, "read 3 pages", {}, ""),
+    ("conductor.edges.github_gateway", logging.WARNING, "GitHub unreachable, retry 2/6 in 4.0 s", {},
      "GitHub unreachable, retry 2/6 in 4.0 s\n"),
     ("prefect.task_runs", logging.INFO, "title [bold]not markup[/bold]", {}, "title [bold]not markup[/bold]\n"),
 ])

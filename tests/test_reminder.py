@@ -9,8 +9,8 @@ import pytest
 from markdown_it import MarkdownIt
 from pydantic import ValidationError
 
-from conductor.errors import ConductorError
-from conductor.models import (
+from conductor.core.errors import ConductorError
+from conductor.core.models import (
     GatedItem,
     HeldItem,
     Issue,
@@ -22,7 +22,7 @@ from conductor.models import (
     PullRequest,
     WaitingItem,
 )
-from conductor.reminder import (
+from conductor.core.reminder import (
     ReminderState,
     body_changed,
     fingerprint,
@@ -34,7 +34,7 @@ from conductor.reminder import (
     render_stuck,
     stuck_title,
 )
-from conductor.verify import CoordinatorFailure, FailedPR
+from conductor.core.verify import CoordinatorFailure, FailedPR
 
 MD = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 NOW = datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC)

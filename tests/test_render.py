@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from rich.console import Console
 
-from conductor.models import Dispatch, HeldItem, OutsideItem, PhaseStatus, Plan, WaitingItem
-from conductor.passes import PassReport
-from conductor.render import plan_rows, plan_table, summary_line
+from conductor.core.models import Dispatch, HeldItem, OutsideItem, PhaseStatus, Plan, WaitingItem
+from conductor.core.passes import PassReport
+from conductor.core.render import plan_rows, plan_table, summary_line
 
 HOSTILE = "[bold red]boom[/] | <!-- x --> @admin"
 

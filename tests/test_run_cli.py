@@ -25,7 +25,7 @@ CLOSED = "http://127.0.0.1:9/api"
 
 def conductor(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 120):
     base = {k: v for k, v in os.environ.items() if not k.startswith(("CONDUCTOR_", "GITHUB_TOKEN", "GH_TOKEN"))}
-    return subprocess.run([sys.executable, "-m", "conductor.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "shell.cli", *args], capture_output=True, text=True,
                           env={**base, **(env or {})}, cwd=cwd, timeout=timeout)
 
 
@@ -45,10 +45,10 @@ def bad_inputs(pipe, tmp_path: Path):
     sandbox = pipe.sandbox
     good = {"GITHUB_TOKEN": sandbox.users[CONDUCTOR_LOGIN], "PREFECT_API_URL": CLOSED}
     base = ["run", "--repo", pipe.full_name, "--github-url", sandbox.api_url, "--repo-path", str(pipe.clone),
-            "--agent-command", f"{sys.executable} -m conductor.demo_agent"]
+            "--agent-command", f"{sys.executable} -m shell.demo_agent"]
     other = sandbox.create_repo(unique_repo_name("other"))
     sandbox.push_initial(other)
-    from conductor import worktrees
+    from conductor.edges import worktrees
 
     other_clone = worktrees.clone(f"{sandbox.base_url}/{other}.git", tmp_path / "other")
     (tmp_path / "latin1.task").write_bytes("GH_REPO=a/b\n# caf\xe9\n".encode("latin-1"))
@@ -112,7 +112,7 @@ def test_a_failed_coordinator_exits_1_and_json_is_the_only_stdout(pipe, tmp_path
     result = conductor("run", "--repo", pipe.full_name, "--github-url", pipe.sandbox.api_url,
                        "--config", str(tmp_path / "coordinators.toml"),
                        "--repo-path", str(pipe.clone), "--json", "--log-file", str(tmp_path / "run.log"),
-                       "--agent-command", f"{sys.executable} -m conductor.demo_agent --mode crash",
+                       "--agent-command", f"{sys.executable} -m shell.demo_agent --mode crash",
                        env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 1, result.stderr[-3000:]
     report = json.loads(result.stdout)

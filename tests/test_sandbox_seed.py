@@ -10,9 +10,9 @@ from collections import Counter
 import pytest
 from pydantic import SecretStr
 
-from conductor.constants import REMINDER_LABEL, SECURITY_LABEL
+from conductor.core.constants import REMINDER_LABEL, SECURITY_LABEL
 from github_sandbox.cli import register
-from conductor.demo import SAMPLE_PIPELINE
+from shell.demo import SAMPLE_PIPELINE
 from github_sandbox.seed import SeedError, load_pipeline, seed_pipeline
 from github_sandbox.server import ServeOptions, prepare_store
 from conftest import unique_repo_name

@@ -1,15 +1,16 @@
-"""One read of the pipeline (`conductor.snapshot.read_snapshot`) and the claims fold, against
+"""One read of the pipeline (`conductor.actions.snapshot.read_snapshot`) and the claims fold, against
 the sandbox gateway over real HTTP: no Prefect pass needed."""
 from __future__ import annotations
 
 import pytest
 
-from conductor import claims, constants, planner
-from conductor.config import PipelineConfig
-from conductor.github_gateway import GitHubGateway
-from conductor.models import PlanRules
-from conductor.settings import GitHubSettings
-from conductor.snapshot import read_snapshot
+from conductor.actions import claims
+from conductor.core import constants, planner
+from conductor.core.config import PipelineConfig
+from conductor.edges.github_gateway import GitHubGateway
+from conductor.core.models import PlanRules
+from conductor.core.settings import GitHubSettings
+from conductor.actions.snapshot import read_snapshot
 
 UI = "phase-4/new-ui-pages"
 

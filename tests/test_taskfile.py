@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from conductor.errors import ConductorError
-from conductor.taskfile import (
+from conductor.core.errors import ConductorError
+from conductor.core.taskfile import (
     TaskFile,
     TaskFileError,
     parse_key_values,

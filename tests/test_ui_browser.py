@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conductor.prefect_server import embedded_server, free_port
+from shell.prefect_server import embedded_server, free_port
 from conftest import unique_repo_name
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, make_pipeline_repo
 
@@ -91,9 +91,9 @@ def conductor_pass(pipe: PipelineRepo, api_url: str, workdir: Path, mode: str = 
                CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS="0",
                CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES="0")
     done = subprocess.run(
-        [sys.executable, "-m", "conductor.cli", "run", "--repo", pipe.full_name,
+        [sys.executable, "-m", "shell.cli", "run", "--repo", pipe.full_name,
          "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
-         "--agent-command", f"{sys.executable} -m conductor.demo_agent --mode {mode}",
+         "--agent-command", f"{sys.executable} -m shell.demo_agent --mode {mode}",
          "--log-file", str(log_file)],
         env=env, cwd=workdir, capture_output=True, text=True, timeout=300)
     assert done.returncode == status, done.stderr[-3000:]

@@ -1,4 +1,4 @@
-"""conductor.usage on real output captured from the CLIs (tests/data/agent_outputs/, each
+"""conductor.core.usage on real output captured from the CLIs (tests/data/agent_outputs/, each
 a run against the scripted model: two model answers of 1000 input / 50 output tokens), and
 on the shapes each CLI documents."""
 from __future__ import annotations
@@ -8,9 +8,17 @@ from pathlib import Path
 
 import pytest
 
-from conductor.usage import Usage, UsageMeter, describe, parse_usage, total
+from conductor.core.usage import Usage, UsageMeter, describe, total
 
 OUTPUTS = Path(__file__).parent / "data" / "agent_outputs"
+
+
+def parse_usage(lines: list[str]) -> Usage | None:
+    """The figures a meter fed `lines` one by one ends with (as a leaf's output reader feeds it)."""
+    meter = UsageMeter()
+    for line in lines:
+        meter.feed(line)
+    return meter.usage
 
 
 @pytest.mark.parametrize(("file", "expected"), [
@@ -70,7 +78,7 @@ def test_totals_and_description() -> None:
 
 
 def test_verified_presets_name_the_pinned_cli_versions() -> None:
-    from conductor.presets import PRESETS
+    from conductor.core.presets import PRESETS
 
     pins = json.loads((Path(__file__).parent / "agent_clis.json").read_text())
     for name, preset in PRESETS.items():

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from conductor.models import Dispatch
-from conductor.reports import AgentReport
-from conductor.verify import (
+from conductor.core.models import Dispatch
+from conductor.core.reports import AgentReport
+from conductor.core.verify import (
     CoordinatorFailure,
     FailedPR,
     PullFacts,

@@ -30,7 +30,7 @@ def env_without_secrets(**extra: str) -> dict[str, str]:
     ({"CONDUCTOR_WEBHOOK_SECRET": "s"}, ["--ignore-login", "bot", "--port", "70000"], "not a TCP port"),
 ])
 def test_bad_input_is_one_line_and_exit_2(env, args, message):
-    done = subprocess.run([sys.executable, "-m", "conductor.cli", "webhooks", "serve", *args],
+    done = subprocess.run([sys.executable, "-m", "shell.cli", "webhooks", "serve", *args],
                           capture_output=True, text=True, env=env_without_secrets(**env), timeout=120)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -40,7 +40,7 @@ def test_bad_input_is_one_line_and_exit_2(env, args, message):
 def test_serve_answers_401_to_an_unsigned_delivery(tmp_path: Path):
     ready = tmp_path / "ready"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "conductor.cli", "webhooks", "serve", "--port", "0", "--ignore-login", "bot",
+        [sys.executable, "-m", "shell.cli", "webhooks", "serve", "--port", "0", "--ignore-login", "bot",
          "--ready-file", str(ready)],
         env=env_without_secrets(CONDUCTOR_WEBHOOK_SECRET="s3cret"), stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True)

@@ -1,5 +1,5 @@
 """The pure webhook rules: GitHub's signature, which deliveries can change the plan, and the
-Prefect event each one becomes (conductor/webhooks.py)."""
+Prefect event each one becomes (conductor/core/webhooks.py)."""
 from __future__ import annotations
 
 import uuid
@@ -8,7 +8,7 @@ import pytest
 from githubkit.webhooks import sign as githubkit_sign
 from githubkit.webhooks import verify as githubkit_verify
 
-from conductor.webhooks import PLAN_EVENTS, classify, event_id, sign, signature_valid
+from conductor.core.webhooks import PLAN_EVENTS, classify, event_id, sign, signature_valid
 
 SECRET = b"It's a Secret to Everybody"
 BODY = b"Hello, World!"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from conductor.webhooks import event_id, sign
+from conductor.core.webhooks import event_id, sign
 from deployments.webhooks import Receiver, emit_to_prefect, make_server
 
 pytestmark = pytest.mark.slow

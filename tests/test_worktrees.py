@@ -1,4 +1,4 @@
-"""conductor.worktrees against real git repositories: a bare origin and a clone in tmp_path."""
+"""conductor.edges.worktrees against real git repositories: a bare origin and a clone in tmp_path."""
 from __future__ import annotations
 
 import subprocess
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conductor.constants import CONDUCTOR_FILES, REPORT_FILE_NAME, TASK_FILE_NAME
-from conductor.errors import ConductorError
-from conductor.worktrees import (
+from conductor.core.constants import CONDUCTOR_FILES, REPORT_FILE_NAME, TASK_FILE_NAME
+from conductor.core.errors import ConductorError
+from conductor.edges.worktrees import (
     WorktreeError,
     clean_orphans,
     create_worktree,

@@ -1,0 +1,412 @@
+"""One coordinator run, step by step: claim → worktree → task file → agent → proof → labels → cleanup.
+
+Each step is a plain function over the gateways (GitHub, git, agent process) so the
+Prefect layer only wraps them. A coordinator never raises for its agent's failures:
+a crash, a timeout or an unreadable report all become a verified `CoordinatorOutcome`
+with reasons, so one coordinator never stops the others.
+"""
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from conductor.core import leaf as leaves
+from conductor.edges import worktrees
+from conductor.edges.agent_process import (
+    AgentRun,
+    agent_environment,
+    agent_github_env,
+    expand_command,
+    run_agent,
+    stop_orphan,
+    write_askpass,
+)
+from conductor.core.config import FanOut
+from conductor.core.constants import (
+    PROMPT_ISSUE_TO_PR,
+    PROMPT_PR_REVIEW,
+    REPORT_FILE_NAME,
+    TASK_FILE_NAME,
+)
+from conductor.core.ports import GitHub
+from conductor.core.models import Dispatch
+from conductor.core.reports import AgentReport
+from conductor.core.settings import RunSettings, process_environment
+from conductor.core.taskfile import render_task_file
+from conductor.core.usage import Usage, UsageMeter
+from conductor.core.usage import total as usage_total
+from conductor.core.verify import CoordinatorOutcome, ItemResult, PullFacts, RunFacts, pr_numbers_to_check, verify
+
+AGENT_PID_FILE = "conductor-agent.pid"
+LEAF_PROMPT_FILE = "conductor-prompt.md"
+# What a leaf records on its item result besides the proof (kept when proved again elsewhere).
+LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "started_at",
+                      "ended_at", "agent_started_at", "agent_ended_at"}
+REQUIRED_OUTPUT = {"issue_to_pr": "pr_urls", "pr_review": "merge_status_and_grades"}
+PROMPTS = {"issue_to_pr": PROMPT_ISSUE_TO_PR, "pr_review": PROMPT_PR_REVIEW}
+
+
+class CoordinatorSpec(BaseModel):
+    """Everything a coordinator needs besides its dispatch. Holds no secret."""
+
+    repo: str
+    api_url: str
+    repo_path: Path | None = Field(
+        None, description="Local clone; None on another machine: its own CONDUCTOR_REPO_PATH.")
+    worktree_root: Path | None = Field(
+        None, description="Worktree root; None on another machine: its own setting.")
+    integration_branch: str
+    default_branch: str
+    agent_command: list[str]
+    agent_timeout: float = Field(gt=0)
+    agent_idle_timeout: float | None = Field(
+        None, gt=0, description="Seconds without output before the agent is stopped; None: "
+        "this machine's CONDUCTOR_AGENT_IDLE_TIMEOUT (RunSettings.agent_idle_timeout).")
+    status_in_progress: str
+    status_pr_open: str
+    pass_id: str = Field(description="Short id of the conductor pass, to name worktrees uniquely.")
+    fan_out: FanOut = Field("leaf", description="The pipeline's fan_out (conductor.core.config.PipelineConfig).")
+    prompts: leaves.PromptPaths = Field(default_factory=leaves.PromptPaths)
+    migration_paths: list[str] = Field(default_factory=lambda: list(leaves.DEFAULT_MIGRATION_PATHS))
+    agent_slots: int | None = Field(
+        None, ge=1, description="Agents running at once (Prefect global concurrency limit "
+        "`agent-slots`); None: this machine's CONDUCTOR_AGENT_SLOTS.")
+
+
+class Workspace(BaseModel):
+    path: Path
+    task_file: Path
+    report_file: Path
+    prompt_file: Path | None = None
+    workflow: str | None = None
+
+
+class AgentResult(BaseModel):
+    run: RunFacts
+    report: AgentReport | None = None
+    output_tail: list[str] = Field(default_factory=list)
+    usage: Usage | None = Field(None, description="What the agent's CLI reported (conductor.core.usage).")
+
+
+class LeafResult(BaseModel):
+    """What one leaf returns: its verified one-item outcome (whose result names the prompt,
+    attempt and times) and its agent's raw result, to be proved again elsewhere if need be."""
+
+    number: int
+    outcome: CoordinatorOutcome
+    agent: AgentResult | None = None
+    problems: list[str] = Field(default_factory=list, description="Failures besides the claim "
+                                "(its clean-up), kept when the claim is proved again.")
+
+
+class CoordinatorResult(BaseModel):
+    """What a coordinator flow returns: its verified outcome and the agent's raw result
+    (so a pass that ran it on another machine can prove the claims again itself); in leaf
+    mode, one `LeafResult` per item instead of one agent."""
+
+    outcome: CoordinatorOutcome
+    agent: AgentResult | None = None
+    leaves: list[LeafResult] = Field(default_factory=list)
+
+
+def localize(spec: CoordinatorSpec, settings: RunSettings) -> CoordinatorSpec:
+    """Fill what the pass left to this machine (a coordinator deployment on another
+    worker) from its own settings, and fetch its clone."""
+    if spec.repo_path is not None and spec.worktree_root is not None:
+        return spec
+    local = spec.model_copy(update={"repo_path": settings.repo_path.resolve(),
+                                    "worktree_root": settings.resolved_worktree_root()})
+    worktrees.fetch(local.repo_path)
+    return local
+
+
+def status_label(dispatch: Dispatch, spec: CoordinatorSpec) -> str:
+    return spec.status_in_progress if dispatch.kind == "issue_to_pr" else spec.status_pr_open
+
+
+def worktree_name(dispatch: Dispatch, spec: CoordinatorSpec) -> str:
+    return worktrees.worktree_dir_name(
+        f"{dispatch.kind}-{dispatch.phase}-{dispatch.batch or 'nobatch'}-{spec.pass_id}")
+
+
+def claim(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+    """Label every item first, so no other run dispatches it twice."""
+    label = status_label(dispatch, spec)
+    for number in dispatch.items:
+        gh.set_labels(number, add=[label])
+
+
+def task_values(dispatch: Dispatch, spec: CoordinatorSpec, report_file: Path) -> dict[str, str]:
+    items = ",".join(str(n) for n in dispatch.items)
+    return {
+        "WORKFLOW": dispatch.kind,
+        "GH_REPO": spec.repo,
+        "GITHUB_API_URL": spec.api_url,
+        "PHASE": dispatch.phase,
+        "BATCH": dispatch.batch or "",
+        ("ISSUES" if dispatch.kind == "issue_to_pr" else "PRS"): items,
+        "PROMPT": PROMPTS[dispatch.kind],
+        "INTEGRATION_BRANCH": spec.integration_branch,
+        "REQUIRED_OUTPUT": REQUIRED_OUTPUT[dispatch.kind],
+        "ON_BLOCK": "report",
+        "REPORT_PATH": str(report_file),
+    }
+
+
+def prepare(dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
+    """A fresh worktree at the integration tip (fetched by the pass), with its `.agent-task`."""
+    sha = worktrees.integration_tip(spec.repo_path, spec.integration_branch)
+    path = worktrees.create_worktree(spec.repo_path, spec.worktree_root, worktree_name(dispatch, spec), sha)
+    task_file = path / TASK_FILE_NAME
+    report_file = path / REPORT_FILE_NAME
+    task_file.write_text(render_task_file(task_values(dispatch, spec, report_file)), encoding="utf-8")
+    return Workspace(path=path, task_file=task_file, report_file=report_file)
+
+
+def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
+        on_line: Callable[[str], None], agent_token: str | None, secrets: list[str]) -> AgentResult:
+    """Run the agent (never through a shell) and read its report."""
+    git_dir, git_common_dir = worktrees.git_dirs(workspace.path)
+    argv = expand_command(spec.agent_command, {
+        "task_file": str(workspace.task_file),
+        "report_file": str(workspace.report_file),
+        "worktree": str(workspace.path),
+        "prompt_file": str(workspace.prompt_file or workspace.path / PROMPTS[dispatch.kind]),
+        "workflow": workspace.workflow or dispatch.kind,
+        "git_dir": str(git_dir),
+        "git_common_dir": str(git_common_dir),
+    })
+    extra = {
+        "CONDUCTOR_TASK_FILE": str(workspace.task_file),
+        "CONDUCTOR_REPORT_FILE": str(workspace.report_file),
+        "GH_REPO": spec.repo,
+        "GITHUB_API_URL": spec.api_url,
+        **agent_github_env(spec.api_url, agent_token,
+                           askpass=write_askpass(git_dir) if agent_token else None),
+    }
+    idle = spec.agent_idle_timeout or RunSettings().agent_idle_timeout
+    pid_file = git_dir / AGENT_PID_FILE
+    meter = UsageMeter()
+
+    def each_line(line: str) -> None:
+        meter.feed(line)
+        on_line(line)
+
+    outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(process_environment(), extra),
+                                  timeout=spec.agent_timeout, idle_timeout=idle, on_line=each_line,
+                                  secrets=secrets, on_start=lambda pid: pid_file.write_text(str(pid)))
+    report, error = read_report(workspace.report_file)
+    facts = RunFacts(returncode=outcome.returncode, timed_out=outcome.timed_out,
+                     timeout_s=spec.agent_timeout, idle_timed_out=outcome.idle_timed_out,
+                     idle_timeout_s=idle, report_error=error)
+    usage = meter.usage
+    if usage is not None and usage.duration_ms is None:  # Codex reports no duration: ours
+        usage = usage.model_copy(update={"duration_ms": int(outcome.duration_s * 1000)})
+    return AgentResult(run=facts, report=report, output_tail=outcome.output_tail, usage=usage)
+
+
+def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
+    """The agent's report, or why there is none (missing, not JSON, wrong shape)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, "the agent wrote no report"
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"the report could not be read ({type(exc).__name__})"
+    try:
+        return AgentReport.model_validate(json.loads(text)), None
+    except json.JSONDecodeError as exc:
+        return None, f"the report is not valid JSON (line {exc.lineno}: {exc.msg})"
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err.get("loc", ())) or "report"
+        return None, f"the report does not match the schema ({where}: {err.get('msg')})"
+
+
+def prove(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
+          result: AgentResult, html_base: str | None = None) -> CoordinatorOutcome:
+    """Check every claim against GitHub (seed step 6)."""
+    numbers = pr_numbers_to_check(dispatch, result.report, repo=spec.repo, html_base=html_base)
+    if dispatch.kind == "pr_review":
+        numbers = sorted(set(numbers) | set(dispatch.items))
+    prs: dict[int, PullFacts] = {n: gh.pull_facts(n) for n in numbers}
+    outcome = verify(dispatch, result.report, result.run, prs, repo=spec.repo,
+                     default_branch=spec.default_branch, html_base=html_base)
+    outcome.usage = result.usage
+    return outcome
+
+
+def prove_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, result: CoordinatorResult,
+                html_base: str | None = None) -> CoordinatorOutcome:
+    """The pass's own proof of a coordinator's result: its agent's claims checked again against
+    GitHub; a coordinator that broke before its agent could be judged keeps its failure."""
+    if result.leaves:
+        return prove_leaves_again(gh, dispatch, spec, result.leaves, html_base=html_base)
+    if result.agent is None:
+        return result.outcome
+    return prove(gh, dispatch, spec, result.agent, html_base=html_base)
+
+
+def prove_leaves_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
+                       leaf_results: list[LeafResult], html_base: str | None = None) -> CoordinatorOutcome:
+    """Every leaf's claim proved again, item by item, keeping what the leaf recorded (prompt,
+    attempt, times) and any failure it met besides its claim (its clean-up, say)."""
+    proved: list[LeafResult] = []
+    for leaf in leaf_results:
+        if leaf.number not in dispatch.items:
+            continue  # a result for an item this coordinator was not given
+        if leaf.agent is None:  # broke before its agent could be judged: keeps its failure
+            proved.append(leaf)
+            continue
+        one = leaf_dispatch(dispatch, leaf.number)
+        outcome = prove(gh, one, spec, leaf.agent, html_base=html_base)
+        recorded = leaf.outcome.results[0] if leaf.outcome.results else None
+        keep = recorded.model_dump(include=LEAF_RECORD_FIELDS) if recorded else {}
+        outcome = annotate_leaf(outcome, one, leaf.number, None, started=keep.get("started_at") or 0.0,
+                                ended=keep.get("ended_at") or 0.0)
+        outcome.results = [r.model_copy(update=keep) for r in outcome.results]
+        label = "issue" if dispatch.kind == "issue_to_pr" else "PR"
+        outcome.failures += [f"{label} #{leaf.number}: {p}" for p in leaf.problems]
+        outcome.ok = outcome.ok and not leaf.problems
+        proved.append(LeafResult(number=leaf.number, outcome=outcome, agent=leaf.agent, problems=leaf.problems))
+    return combine(dispatch, proved)
+
+
+def release(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+    """Take the status label off every item: done items are now linked or merged,
+    failed ones become ready again for the next pass (never stuck in progress)."""
+    label = status_label(dispatch, spec)
+    for number in dispatch.items:
+        gh.set_labels(number, remove=[label])
+
+
+def cleanup(spec: CoordinatorSpec, workspace: Workspace | None) -> None:
+    if workspace is not None:
+        worktrees.remove_worktree(spec.repo_path, workspace.path)
+
+
+def stop_orphaned_agent(worktree: Path) -> bool:
+    """Stop the agent a dead pass left running in `worktree` (seed: orphaned subagent)."""
+    try:
+        pid = int((worktrees.private_dir(worktree) / AGENT_PID_FILE).read_text().strip())
+    except (OSError, ValueError, worktrees.WorktreeError):
+        return False
+    return stop_orphan(pid, worktree)
+
+
+def failed_outcome(dispatch: Dispatch, reason: str) -> CoordinatorOutcome:
+    """The outcome of a coordinator that broke before its agent could be judged."""
+    return CoordinatorOutcome(kind=dispatch.kind, phase=dispatch.phase, batch=dispatch.batch,
+                              items=list(dispatch.items), ok=False, failures=[reason])
+
+
+# ── leaves: one agent per item ─────────────────────────────────────────────────
+
+
+class LeafWorkspace(Workspace):
+    prompt: leaves.Prompt
+
+
+def leaf_dispatch(dispatch: Dispatch, number: int) -> Dispatch:
+    """The one-item dispatch a leaf is proved against."""
+    return dispatch.model_copy(update={
+        "items": [number],
+        "merge_after": {k: v for k, v in dispatch.merge_after.items() if k == number},
+        "depends_on": {k: v for k, v in dispatch.depends_on.items() if k == number},
+        "attempts": {k: v for k, v in dispatch.attempts.items() if k == number},
+    })
+
+
+def claim_item(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
+    gh.set_labels(number, add=[status_label(dispatch, spec)])
+
+
+def release_item(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
+    gh.set_labels(number, remove=[status_label(dispatch, spec)])
+
+
+def prepare_leaf(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int,
+                 files: list[str] | None = None) -> LeafWorkspace:
+    """The leaf's worktree at the integration tip, its prompt (read afresh from that tip)
+    and its `.agent-task`. The item is read from GitHub now, not from the pass's snapshot."""
+    kind = dispatch.kind
+    sha = worktrees.integration_tip(spec.repo_path, spec.integration_branch)
+    prompt = leaves.choose_prompt(kind, spec.prompts,
+                                  lambda path: worktrees.read_blob(spec.repo_path, sha, path))
+    item = gh.issue_item(number) if kind == "issue_to_pr" else gh.pull_item(number, files)
+    path = worktrees.create_worktree(spec.repo_path, spec.worktree_root,
+                                     leaves.leaf_name(kind, number, spec.pass_id), sha)
+    if prompt.source == "repository":
+        prompt_file = path / prompt.path  # the same commit: the very file the tip holds
+    else:
+        prompt_file = worktrees.private_dir(path) / LEAF_PROMPT_FILE
+        prompt_file.write_text(prompt.text, encoding="utf-8")
+    task_file, report_file = path / TASK_FILE_NAME, path / REPORT_FILE_NAME
+    attempt = dispatch.attempts.get(number, 0)
+    if kind == "issue_to_pr":
+        values = leaves.issue_task_values(
+            repo=spec.repo, issue=item, phase=dispatch.phase, batch=dispatch.batch,
+            depends_on=dispatch.depends_on.get(number), attempt=attempt,
+            base=spec.integration_branch, worktree=path, report_path=report_file, prompt_path=prompt_file)
+    else:
+        values = leaves.review_task_values(
+            repo=spec.repo, pull=item, merge_after=dispatch.merge_after.get(number),
+            migration_paths=spec.migration_paths, attempt=attempt, base=spec.integration_branch,
+            report_path=report_file, prompt_path=prompt_file)
+    task_file.write_text(render_task_file(values), encoding="utf-8")
+    return LeafWorkspace(path=path, task_file=task_file, report_file=report_file,
+                         prompt_file=prompt_file, workflow=leaves.LEAF_WORKFLOW[kind], prompt=prompt)
+
+
+def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
+                  workspace: LeafWorkspace | None, *, started: float, ended: float,
+                  agent_started: float | None = None, agent_ended: float | None = None) -> CoordinatorOutcome:
+    """Name the leaf's prompt, attempt, merge order and times on its item result."""
+    label = "issue" if dispatch.kind == "issue_to_pr" else "PR"
+    outcome.failures = [r if r.startswith(f"{label} #{number}") else f"{label} #{number}: {r}"
+                        for r in outcome.failures]
+    extra = {"attempt": dispatch.attempts.get(number, 0), "merge_after": dispatch.merge_after.get(number),
+             "started_at": started, "ended_at": ended,
+             "agent_started_at": agent_started, "agent_ended_at": agent_ended, "usage": outcome.usage}
+    if workspace is not None:
+        extra.update(prompt_path=workspace.prompt.path, prompt_sha=workspace.prompt.sha,
+                     prompt_source=workspace.prompt.source, worktree=workspace.path.name)
+    outcome.results = [r.model_copy(update=extra) for r in outcome.results]
+    if not outcome.results:
+        outcome.results = [ItemResult(number=number, kind="issue" if dispatch.kind == "issue_to_pr" else "pr",
+                                      ok=False, reason="; ".join(outcome.failures), **extra)]
+    return outcome
+
+
+def combine(dispatch: Dispatch, leaf_results: list[LeafResult]) -> CoordinatorOutcome:
+    """The coordinator's outcome: its leaves' outcomes side by side, in dispatch order."""
+    by_number = {leaf.number: leaf.outcome for leaf in leaf_results}
+    total = CoordinatorOutcome(kind=dispatch.kind, phase=dispatch.phase, batch=dispatch.batch,
+                               items=list(dispatch.items))
+    for number in dispatch.items:
+        one = by_number.get(number)
+        if one is None:
+            one = failed_outcome(leaf_dispatch(dispatch, number), "leaf did not run")
+        if not one.results:
+            kind = "issue" if dispatch.kind == "issue_to_pr" else "pr"
+            one.results = [ItemResult(number=number, kind=kind, ok=False,
+                                      reason="; ".join(one.failures) or "not proved")]
+        total.failures += one.failures
+        total.notes += one.notes
+        total.verified_prs += one.verified_prs
+        total.merged_prs += one.merged_prs
+        total.failed_prs += one.failed_prs
+        total.results += one.results
+    total.usage = usage_total(leaf.outcome.usage for leaf in leaf_results if leaf.number in dispatch.items)
+    total.verified_prs = sorted(set(total.verified_prs))
+    total.merged_prs = sorted(set(total.merged_prs))
+    total.ok = not total.failures and not total.blocked and len(total.results) == len(dispatch.items)
+    return total
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,90 @@
+"""Per-item attempts, kept on GitHub: the comment a pass leaves on an item it dispatched
+without a proved result, and reading those comments back. Pure.
+
+A pass that dispatched an item and could not prove a result for it (no PR, no verified
+review, a crash, a timeout) comments once on the item: a line for humans and a hidden
+marker `<!-- conductor:attempt {"pass": ID, "reason": TEXT} -->`. ATTEMPT_N of the item is
+the number of distinct passes with such a marker *in a comment by the conductor's own
+login* (anyone else's comment is ignored, so a marker cannot be forged), and the last
+reason is that of the newest one. No local state: any machine reads the same count.
+A human resets an item by deleting those comments. The count never feeds the pipeline
+fingerprint (comments are not part of it), so failing again is no progress.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+
+from conductor.core import markdown
+from conductor.core.constants import ATTEMPT_MARKER
+from conductor.core.models import ItemAttempts
+from conductor.core.verify import CoordinatorOutcome
+
+REASON_LIMIT = 300
+_MARKER = re.compile(r"<!--\s*" + re.escape(ATTEMPT_MARKER) + r"\s+(\{[^<>]*?\})\s*-->")
+
+
+def render_attempt_comment(pass_id: str, reason: str, *, attempt: int, limit: int) -> str:
+    """The comment for a failed attempt (`attempt`: this one's number, from 1)."""
+    reason = markdown.one_line(reason)[:REASON_LIMIT] or "no reason given"
+    payload = json.dumps({"pass": pass_id, "reason": reason}, ensure_ascii=True)
+    payload = payload.replace("<", "\\u003c").replace(">", "\\u003e")  # never closes the comment
+    held = " It is held back until a human looks at it." if attempt >= limit else ""
+    return (f"Conductor pass {markdown.code(pass_id)} could not finish this item "
+            f"(attempt {attempt} of {limit}): {markdown.escape(reason)}.{held}\n\n"
+            f"<!-- {ATTEMPT_MARKER} {payload} -->\n")
+
+
+def failed_items(outcomes: Iterable[CoordinatorOutcome]) -> list[tuple[int, str]]:
+    """(item, reason) for every dispatched item whose result was not proved, in order: the
+    items a pass leaves an attempt comment on. The reason is the item's own, then the
+    coordinator's failures. A proved D/F grade is a result, not a failure."""
+    failed: list[tuple[int, str]] = []
+    for outcome in outcomes:
+        results = {r.number: r for r in outcome.results}
+        for number in outcome.items:
+            result = results.get(number)
+            if result is not None and result.ok:
+                continue
+            parts = [result.reason] if result is not None and result.reason else []
+            parts += [f for f in outcome.failures if f not in parts]  # why the whole run failed
+            failed.append((number, "; ".join(parts) or "no proved result"))
+    return failed
+
+
+def attempt_pass(body: str | None) -> str | None:
+    """The pass id in an attempt comment's marker, or None."""
+    found = _parse(body)
+    return found[0] if found else None
+
+
+def read_attempts(comments: Iterable[tuple[str, str | None]], login: str) -> ItemAttempts:
+    """ItemAttempts from an item's comments, oldest first, as (author login, body) pairs."""
+    passes: list[str] = []
+    last_reason = ""
+    for author, body in comments:
+        if author.lower() != login.lower():
+            continue
+        found = _parse(body)
+        if found is None:
+            continue
+        pass_id, reason = found
+        if pass_id not in passes:
+            passes.append(pass_id)
+        last_reason = reason
+    return ItemAttempts(count=len(passes), last_reason=last_reason, passes=passes)
+
+
+def _parse(body: str | None) -> tuple[str, str] | None:
+    matches = list(_MARKER.finditer(body or ""))
+    if not matches:
+        return None
+    try:
+        data = json.loads(matches[-1].group(1))
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("pass"), str) or not data["pass"]:
+        return None
+    reason = data.get("reason")
+    return data["pass"], reason if isinstance(reason, str) else ""

@@ -1,0 +1,389 @@
+"""`PipelineConfig`: the phase graph, label names and gate rules, as data.
+
+The seed's phases and gates are only defaults. Sources, highest first:
+`CONDUCTOR_*` environment variables > `conductor.toml` > the defaults below
+(`load_pipeline_config`). Constructing `PipelineConfig(...)` directly follows
+pydantic-settings' usual order: keyword arguments > environment > defaults.
+
+    # conductor.toml
+    gate_labels = ["security", "migration"]
+    [[phases]]
+    name = "backend"
+    [[phases]]
+    name = "frontend"
+    depends_on = ["backend"]
+"""
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from conductor.core import constants
+from conductor.core.errors import ConfigError
+
+ENV_PREFIX = "CONDUCTOR_"
+DEFAULT_GATED_PHASES = ("phase-1/db-schema",)  # seed: Alembic migration chains need an audit
+
+
+FanOut = Literal["leaf", "coordinator-agent"]
+DEFAULT_MIGRATION_PATHS = ("alembic/versions/**", "migrations/**", "**/migrations/*.py", "*.sql")
+
+
+class PromptPaths(BaseModel):
+    """`[prompts]` in conductor.toml: a repository's own leaf prompts, relative to its root.
+
+    Unset, the seed's `.cursor/PARALLEL_ISSUE_TO_PR.md` / `.cursor/PARALLEL_PR_REVIEW.md`
+    are used when the integration branch has them, else the prompts the package ships."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issue_to_pr: str | None = Field(None, description="Prompt of issue-to-pr leaves.")
+    pr_review: str | None = Field(None, description="Prompt of pr-review leaves.")
+
+    def configured(self, kind: str) -> str | None:
+        return self.issue_to_pr if kind == "issue_to_pr" else self.pr_review
+
+
+class PhaseSpec(BaseModel):
+    """One node of the phase graph: its label and the phases that must complete first."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(description="The phase label, e.g. phase-2/core-api.")
+    depends_on: list[str] = Field(
+        default_factory=list,
+        description="Phases that must have no open issue or PR before this one is dispatched.",
+    )
+
+
+def _chain(*names: str) -> list[PhaseSpec]:
+    return [PhaseSpec(name=n, depends_on=[names[i - 1]] if i else []) for i, n in enumerate(names)]
+
+
+def default_phases() -> list[PhaseSpec]:
+    """The seed's three chains."""
+    return [
+        *_chain("phase-1/db-schema", "phase-2/core-api", "phase-3/api-extensions"),
+        *_chain("phase-4/new-ui-pages", "phase-5/ui-enhancements"),
+        *_chain("phase-6/seed-data", "phase-7/machine-access"),
+    ]
+
+
+def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
+    """A dependency cycle as a closed path [a, b, ..., a], or None. Graph values must be keys."""
+    done: set[str] = set()
+    path: list[str] = []
+    on_path: set[str] = set()
+
+    def visit(node: str) -> list[str] | None:
+        path.append(node)
+        on_path.add(node)
+        for dep in graph[node]:
+            if dep in on_path:
+                return path[path.index(dep):] + [dep]
+            if dep not in done and (cycle := visit(dep)):
+                return cycle
+        path.pop()
+        on_path.discard(node)
+        done.add(node)
+        return None
+
+    for node in graph:
+        if node not in done and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+class PipelineConfig(BaseSettings):
+    """Everything about a repository's pipeline that is data rather than code."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    phases: list[PhaseSpec] = Field(
+        default_factory=default_phases,
+        description="The phase graph (a DAG). Each phase is a label; a phase is dispatched only "
+        "when every phase it depends on, transitively, has no open issue or PR.",
+    )
+    phase_prefix: str = Field(
+        constants.PHASE_PREFIX,
+        description="Labels starting with this that are not a configured phase are reported "
+        "as problems (a typo must not silently drop an item).",
+    )
+    batch_prefix: str = Field(
+        constants.BATCH_PREFIX,
+        min_length=1,
+        description="Batch labels are this prefix followed by a number (batch-02); lower "
+        "numbers are dispatched first.",
+    )
+    status_in_progress: str = Field(
+        constants.STATUS_IN_PROGRESS,
+        description="Label on an issue an ISSUE_TO_PR agent is working on (not re-dispatched).",
+    )
+    status_pr_open: str = Field(
+        constants.STATUS_PR_OPEN,
+        description="Label on a PR a PR_REVIEW agent was dispatched for (not re-dispatched).",
+    )
+    reminder_label: str = Field(
+        constants.REMINDER_LABEL,
+        description="Label of the reminder issue left while the pipeline is not idle.",
+    )
+    approval_label: str = Field(
+        constants.APPROVAL_LABEL,
+        description="Label a maintainer adds to a gated item to let it be dispatched.",
+    )
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="When set, only these logins may approve gated items (besides needing write, "
+        "maintain or admin permission). Empty: any such user. The conductor's and the agent's "
+        "own logins never approve.",
+    )
+    close_merged_issues: bool = Field(
+        True,
+        description="Close open pipeline issues whose PR was merged into the integration branch "
+        "(\"Fixed by PR #N.\"), and never dispatch them again. Off for teams that close issues "
+        "otherwise.",
+    )
+    gate_labels: list[str] = Field(
+        default_factory=lambda: [constants.SECURITY_LABEL],
+        description="Items with any of these labels need approval (a PR also inherits them "
+        "from the issues it links).",
+    )
+    gated_phases: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_GATED_PHASES),
+        description="Every item in these phases needs approval. When `phases` is replaced and "
+        "this is not set, it defaults to those of the seed's gated phases that still exist.",
+    )
+    protected_paths: list[str] = Field(
+        default_factory=lambda: ["maestro/protocol/events.py"],
+        description="A PR changing one of these needs approval. Exact paths, fnmatch globs "
+        "(`*` also matches `/`), or a directory ending in `/` (everything below it).",
+    )
+    gate_forks: bool = Field(
+        True, description="A PR whose head branch lives in another repository needs approval."
+    )
+    integration_branch: str = Field(
+        "dev", min_length=1, description="The branch coordinators branch from and merge into."
+    )
+    fan_out: FanOut = Field(
+        "leaf", description="(CONDUCTOR_FAN_OUT; not CONDUCTOR_DISPATCH, which says where coordinators "
+        "run) leaf: one agent per issue and per PR, each in its own worktree with "
+        "its own task file (the canonical coordinators' fan-out, done by the conductor); "
+        "coordinator-agent: one agent per (kind, phase, batch) group, for teams that run their "
+        "own coordinator prompt.",
+    )
+    prompts: PromptPaths = Field(
+        default_factory=PromptPaths,
+        description="[prompts] issue_to_pr / pr_review: the repository's own leaf prompts "
+        "(paths in the repository, read from the integration branch's tip at every leaf start). "
+        "Unset: .cursor/PARALLEL_ISSUE_TO_PR.md / .cursor/PARALLEL_PR_REVIEW.md when present, "
+        "else the prompts the conductor ships.",
+    )
+    migration_paths: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_MIGRATION_PATHS),
+        description="Globs of database migrations (`*` matches across `/`): a PR changing one "
+        "has HAS_MIGRATION=true in its review leaf's task file.",
+    )
+    unphased_batch_issues: Literal["report", "lowest-active-phase"] = Field(
+        "report",
+        description="Open issues with a batch label and no phase label (the regression issues "
+        "a reviewer files after a failed post-merge check): `report` lists them under "
+        "\"outside the pipeline\" and dispatches nothing; `lowest-active-phase` also dispatches "
+        "them in the first active phase (in dependency order), if any.",
+    )
+    item_attempt_limit: int = Field(
+        constants.ITEM_ATTEMPT_LIMIT, ge=1,
+        description="An item dispatched this many times without a proved result is held back "
+        "and listed as needing a human.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_gated_phases(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "phases" in data and "gated_phases" not in data:
+            phases = data["phases"] if isinstance(data["phases"], list) else []
+            names = {p.get("name") if isinstance(p, dict) else getattr(p, "name", None) for p in phases}
+            data = {**data, "gated_phases": [n for n in DEFAULT_GATED_PHASES if n in names]}
+        return data
+
+    @field_validator("phases")
+    @classmethod
+    def _check_phases(cls, phases: list[PhaseSpec]) -> list[PhaseSpec]:
+        names: set[str] = set()
+        for i, phase in enumerate(phases, start=1):
+            if not phase.name.strip():
+                raise ValueError(f"phase #{i} has an empty name; give every phase a label name")
+            if phase.name in names:
+                raise ValueError(f"duplicate phase name {phase.name!r}; phase names must be unique")
+            names.add(phase.name)
+        for phase in phases:
+            for dep in phase.depends_on:
+                if dep not in names:
+                    raise ValueError(
+                        f"phase {phase.name!r} depends on unknown phase {dep!r}; "
+                        "add that phase or fix the depends_on"
+                    )
+        cycle = find_cycle({p.name: p.depends_on for p in phases})
+        if cycle:
+            raise ValueError(f"phase dependency cycle: {' -> '.join(cycle)}; remove one depends_on")
+        return phases
+
+    @model_validator(mode="after")
+    def _check_gated_phases(self) -> PipelineConfig:
+        names = self.phase_names
+        for name in self.gated_phases:
+            if name not in names:
+                raise ValueError(
+                    f"gated_phases names unknown phase {name!r}; use one of the configured phases"
+                )
+        return self
+
+    # -- the phase graph --------------------------------------------------------------
+
+    @property
+    def phase_names(self) -> list[str]:
+        """Phase names in configuration order."""
+        return [p.name for p in self.phases]
+
+    def topological_order(self) -> list[str]:
+        """Every phase after its dependencies; ties keep configuration order."""
+        deps = {p.name: set(p.depends_on) for p in self.phases}
+        order: list[str] = []
+        placed: set[str] = set()
+        while len(order) < len(deps):
+            nxt = next(n for n in deps if n not in placed and deps[n] <= placed)
+            order.append(nxt)
+            placed.add(nxt)
+        return order
+
+    def dependencies_closure(self, phase: str) -> set[str]:
+        """Every phase `phase` depends on, transitively (not itself)."""
+        deps = {p.name: p.depends_on for p in self.phases}
+        if phase not in deps:
+            raise ValueError(f"unknown phase {phase!r}")
+        seen: set[str] = set()
+        stack = list(deps[phase])
+        while stack:
+            dep = stack.pop()
+            if dep not in seen:
+                seen.add(dep)
+                stack.extend(deps[dep])
+        return seen
+
+    # -- reading labels -----------------------------------------------------------------
+
+    def phase_of(self, labels: Iterable[str]) -> list[str]:
+        """The configured phase labels among `labels`, in configuration order."""
+        present = set(labels)
+        return [n for n in self.phase_names if n in present]
+
+    def unknown_phase_labels(self, labels: Iterable[str]) -> list[str]:
+        """Labels that look like a phase (start with `phase_prefix`) but are not configured."""
+        names = set(self.phase_names)
+        return sorted(
+            {lb for lb in labels if self.phase_prefix and lb.startswith(self.phase_prefix)} - names
+        )
+
+    def batch_number(self, label: str) -> int | None:
+        """NN of a `batch-NN` label, else None."""
+        if not label.startswith(self.batch_prefix):
+            return None
+        rest = label[len(self.batch_prefix):]
+        return int(rest) if re.fullmatch(r"[0-9]+", rest) else None
+
+    def batch_labels(self, labels: Iterable[str]) -> list[str]:
+        """The `batch-NN` labels among `labels`, lowest number first."""
+        found = {lb for lb in labels if self.batch_number(lb) is not None}
+        return sorted(found, key=lambda lb: (self.batch_number(lb), lb))
+
+    def protected_matches(self, files: Iterable[str]) -> list[str]:
+        """The changed paths that match a protected path, sorted."""
+        return sorted({f for f in files if any(_path_matches(f, p) for p in self.protected_paths)})
+
+
+def _path_matches(path: str, pattern: str) -> bool:
+    if pattern.endswith("/"):
+        return path.startswith(pattern)
+    return path == pattern or fnmatch.fnmatchcase(path, pattern)
+
+
+# -- loading ---------------------------------------------------------------------------
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; create it or drop --config") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}; check the path and its permissions") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax") from None
+
+
+def _one_line(exc: ValidationError, origin: str) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        known = ", ".join(PipelineConfig.model_fields)
+        msg = f"unknown setting; known settings: {known}"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"invalid configuration in {origin}: {where + ': ' if where else ''}{msg}{more}"
+
+
+def _config_path(path: Path | None) -> Path | None:
+    if path is None:
+        default = Path(constants.CONFIG_FILE_NAME)
+        return default if default.is_file() else None
+    return path
+
+
+def load_run_table(path: Path | None = None) -> dict[str, Any]:
+    """The `[run]` table of conductor.toml (pass parameters: `conductor.core.parameters`)."""
+    path = _config_path(path)
+    table = _read_toml(path).get("run", {}) if path is not None else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: run must be a table ([run]); fix the file")
+    return table
+
+
+def pipeline_keys(path: Path | None = None) -> set[str]:
+    """The pipeline settings conductor.toml sets (its top-level keys but `[run]`)."""
+    path = _config_path(path)
+    return set(_read_toml(path)) - {"run"} if path is not None else set()
+
+
+def load_pipeline_config(path: Path | None = None) -> PipelineConfig:
+    """Defaults, overridden by `path` (TOML), overridden by `CONDUCTOR_*` variables.
+
+    With `path=None`, `./conductor.toml` is read if it exists. Every user error is a
+    `ConfigError` with a one-line message.
+    """
+    path = _config_path(path)
+    data = _read_toml(path) if path is not None else {}
+    data.pop("run", None)  # the pass parameters' layer: conductor.core.parameters
+    origin = f"{path} or {ENV_PREFIX}* environment" if path else f"{ENV_PREFIX}* environment"
+    try:
+        env = EnvSettingsSource(PipelineConfig)()
+        return PipelineConfig(**{**data, **env})
+    except SettingsError as exc:
+        raise ConfigError(
+            f"{exc}; {ENV_PREFIX}* list values must be JSON, e.g. "
+            f"{ENV_PREFIX}PROTECTED_PATHS='[\"a.py\"]'"
+        ) from None
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, origin)) from None

@@ -1,0 +1,63 @@
+"""Names the conductor writes to or reads from GitHub and disk, in one place.
+
+Label names here are the *defaults*; the live values come from `PipelineConfig`
+so a repository can rename them. Markers are fixed: they are how the conductor
+recognises what it owns.
+"""
+from __future__ import annotations
+
+# Status labels (seed: "Source of truth signals").
+STATUS_IN_PROGRESS = "status/in-progress"
+STATUS_PR_OPEN = "status/pr-open"
+REMINDER_LABEL = "conductor-reminder"
+REMINDER_LABEL_COLOR = "e4e669"
+REMINDER_LABEL_DESCRIPTION = "Open: pipeline incomplete — re-run the conductor"
+STUCK_LABEL = "conductor-stuck"
+APPROVAL_LABEL = "conductor/approved"
+SECURITY_LABEL = "security"
+BATCH_PREFIX = "batch-"
+PHASE_PREFIX = "phase-"
+
+# Workflows (seed: canonical coordinator prompts).
+WORKFLOW_CONDUCTOR = "conductor"
+PROMPT_ISSUE_TO_PR = ".cursor/PARALLEL_ISSUE_TO_PR.md"
+PROMPT_PR_REVIEW = ".cursor/PARALLEL_PR_REVIEW.md"
+
+# Files.
+TASK_FILE_NAME = ".agent-task"
+REPORT_FILE_NAME = ".agent-report.json"
+CONFIG_FILE_NAME = "conductor.toml"
+# Files the conductor itself writes into a worktree: never the agent's work, never committed
+# (each worktree's git excludes list them; salvage skips them).
+CONDUCTOR_FILES = (TASK_FILE_NAME, REPORT_FILE_NAME)
+
+# The pass lock: a git ref in the repository (see conductor/core/passlock.py).
+LOCK_REF = "refs/conductor/lock"
+
+# Hidden markers in issue bodies the conductor writes.
+REMINDER_MARKER = "conductor:reminder"
+STUCK_MARKER = "conductor:stuck"
+# Hidden marker in the comment a pass leaves on an item it dispatched without a proved result.
+ATTEMPT_MARKER = "conductor:attempt"
+
+# Seed texts.
+STALE_REMINDER_COMMENT = (
+    "Superseded by new conductor run. New reminder will be created if pipeline is still incomplete."
+)
+IDLE_MESSAGE = (
+    "✅ Pipeline is fully idle. No open issues or PRs with phase labels.\n"
+    "   All batches are implemented and merged. Well done.\n"
+    "   Push new GitHub issues with phase/batch labels to start the next development cycle."
+)
+MAX_PER_DISPATCH = 12  # the seed's default cap on issues, and on PRs, dispatched per pass
+AGENT_TIMEOUT = 3600.0  # default seconds before an agent is killed
+ANTI_LOOP_LIMIT = 3  # ATTEMPT_N > 3 -> stuck
+ITEM_ATTEMPT_LIMIT = 3  # an item that failed 3 times is held back for a human
+# Possible causes listed in the stuck issue (seed STEP 0 anti-loop guard).
+STUCK_CAUSES = (
+    "All remaining batches have unresolved DEPENDS_ON dependencies",
+    "All remaining PRs are in D/F grade rejection state",
+    "All remaining items are gated and wait for human approval",
+    "Label misconfiguration (phase/batch labels missing or wrong)",
+    "GitHub API failures",
+)

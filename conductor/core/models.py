@@ -1,0 +1,211 @@
+"""The data the conductor reasons about: a snapshot of GitHub, and the decision it makes.
+
+Everything here is a plain pydantic model with no I/O. `PipelineState` is also the
+`--state-file` format (`conductor snapshot` writes it, `conductor plan --state-file`
+reads it), so every plan can be reproduced offline.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from conductor.core.config import PipelineConfig
+from conductor.core.constants import MAX_PER_DISPATCH
+
+DispatchKind = Literal["issue_to_pr", "pr_review"]
+ItemKind = Literal["issue", "pr"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False)
+
+
+class Issue(_Model):
+    """An open issue (never a pull request)."""
+
+    number: int = Field(gt=0)
+    title: str = ""
+    labels: list[str] = Field(default_factory=list)
+    body: str = ""
+    created_at: datetime | None = Field(
+        None, description="When it was opened; bounds the listing of merged PRs that finish issues.")
+    native_blockers: int = Field(
+        0, ge=0,
+        description="GitHub's native issue dependencies: open issues blocking this one "
+        "(`issue_dependencies_summary.blocked_by` of the issues listing).",
+    )
+
+
+class PullRequest(_Model):
+    """An open pull request."""
+
+    number: int = Field(gt=0)
+    title: str = ""
+    labels: list[str] = Field(default_factory=list)
+    body: str = ""
+    draft: bool = False
+    fork: bool = Field(False, description="The head branch lives in another repository.")
+    head_ref: str = ""
+    base_ref: str = ""
+    files: list[str] = Field(
+        default_factory=list,
+        description="Changed paths. Only read for PRs that could be dispatched.",
+    )
+
+
+class ItemAttempts(_Model):
+    """The passes that dispatched one item without a proved result."""
+
+    count: int = Field(0, ge=0)
+    last_reason: str = ""
+    passes: list[str] = Field(default_factory=list, description="Their pass ids, oldest first.")
+
+
+class PipelineState(_Model):
+    """A snapshot of every *open* issue and PR of one repository."""
+
+    repo: str = Field(description="OWNER/NAME")
+    issues: list[Issue] = Field(default_factory=list)
+    pull_requests: list[PullRequest] = Field(default_factory=list)
+    approved: list[int] = Field(
+        default_factory=list,
+        description="Gated items whose approval label was verified (added by a user with "
+        "write, maintain or admin permission). Filled by the approval check.",
+    )
+    attempts: dict[int, ItemAttempts] = Field(
+        default_factory=dict,
+        description="Failed attempts per item, read back from the conductor's own attempt "
+        "markers on GitHub; only for items the plan would dispatch.",
+    )
+    api_requests: int = Field(0, description="GitHub requests made to read this snapshot.")
+
+    def without_labels(self, removed: dict[int, list[str]]) -> PipelineState:
+        """A copy with `removed[number]` labels taken off those items; this state is unchanged."""
+        def strip(item):
+            gone = removed.get(item.number)
+            if not gone:
+                return item
+            return item.model_copy(update={"labels": [lb for lb in item.labels if lb not in gone]})
+
+        return self.model_copy(update={"issues": [strip(i) for i in self.issues],
+                                       "pull_requests": [strip(p) for p in self.pull_requests]})
+
+
+class PlanRules(BaseModel):
+    """What the planner decides by, besides the snapshot: the pipeline's rules and this pass's limits."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    config: PipelineConfig = Field(default_factory=PipelineConfig,
+                                   description="Phases, gates and labels (conductor.toml, CONDUCTOR_*).")
+    phase_filter: str = Field("", description="Dispatch only this phase (the seed's PHASE_FILTER); empty for all.")
+    max_issues_per_dispatch: int = Field(MAX_PER_DISPATCH, ge=1, description="Cap on issues dispatched per pass.")
+    max_prs_per_dispatch: int = Field(MAX_PER_DISPATCH, ge=1, description="Cap on PRs dispatched per pass.")
+    attempt: int = Field(0, ge=0, description="ATTEMPT_N: passes without progress; above 3 is stuck.")
+
+
+class Dispatch(_Model):
+    """One coordinator to start: a (kind, phase, batch) group of items."""
+
+    kind: DispatchKind
+    phase: str
+    batch: str | None = None
+    items: list[int]
+    merge_after: dict[int, int] = Field(
+        default_factory=dict,
+        description="PR -> the PR of this dispatch it waits for (its review starts when that "
+        "one's ended; MERGE_AFTER).",
+    )
+    depends_on: dict[int, list[int]] = Field(
+        default_factory=dict,
+        description="Issue -> the issue/PR numbers its body says it depends on, all closed "
+        "now (DEPENDS_ON); only issues that name some.",
+    )
+    attempts: dict[int, int] = Field(
+        default_factory=dict,
+        description="Item -> earlier passes that dispatched it without a proved result (ATTEMPT_N).",
+    )
+
+
+class GatedItem(_Model):
+    number: int
+    kind: ItemKind
+    title: str = ""
+    reason: str
+    approved: bool = False
+
+
+class WaitingItem(_Model):
+    """An item that would be ready but waits for others (its dependencies, a merge order)."""
+
+    number: int
+    kind: ItemKind
+    title: str = ""
+    blockers: list[int] = Field(default_factory=list, description="Open items it waits for.")
+    native_blockers: int = Field(0, description="Open blockers in GitHub's native dependencies.")
+    reason: str
+
+
+class HeldItem(_Model):
+    """An item held back after failing too often: needs a human."""
+
+    number: int
+    kind: ItemKind
+    title: str = ""
+    attempts: int
+    last_reason: str = ""
+
+
+class OutsideItem(_Model):
+    """An open issue with a batch label and no phase label (e.g. a regression issue)."""
+
+    number: int
+    title: str = ""
+    batch: str
+    placed_in: str | None = Field(
+        None, description="The phase it was dispatched in (unphased_batch_issues = "
+        "'lowest-active-phase'), else None: only reported.")
+
+
+class Problem(_Model):
+    number: int | None = None
+    message: str
+
+
+class PhaseStatus(_Model):
+    """One row of the pipeline state table."""
+
+    name: str
+    open_issues: int = 0
+    open_prs: int = 0
+    state: Literal["complete", "active", "waiting"]
+    waiting_on: list[str] = Field(default_factory=list)
+
+
+class Plan(_Model):
+    """The decision record of one pass: pure output of `planner.plan`."""
+
+    repo: str
+    active_phases: list[str] = Field(default_factory=list)
+    dispatches: list[Dispatch] = Field(default_factory=list)
+    gated: list[GatedItem] = Field(default_factory=list)
+    problems: list[Problem] = Field(default_factory=list)
+    phases: list[PhaseStatus] = Field(default_factory=list)
+    idle: bool = False
+    stuck: bool = False
+    attempt: int = 0
+    open_issues: int = Field(0, description="Open issues that belong to a phase.")
+    open_prs: int = Field(0, description="Open PRs that belong to a phase.")
+    deferred: list[int] = Field(
+        default_factory=list, description="Ready items left for a later pass by the caps."
+    )
+    waiting: list[WaitingItem] = Field(
+        default_factory=list,
+        description="Items not dispatched while others they depend on or merge after are open.")
+    held_back: list[HeldItem] = Field(
+        default_factory=list, description="Items that failed too often; they need a human.")
+    outside_pipeline: list[OutsideItem] = Field(
+        default_factory=list, description="Issues with a batch label and no phase label.")
+    api_requests: int = 0
