@@ -280,18 +280,18 @@ def scoped_environ(updates: Mapping[str, str | None]) -> Iterator[None]:
     """Set (or, with None, unset) environment variables, and put every one back after."""
     saved = {key: os.environ.get(key) for key in updates}
     try:
-        for key, value in updates.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _put(updates)
         yield
     finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        _put(saved)
+
+
+def _put(values: Mapping[str, str | None]) -> None:
+    for key, value in values.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def load_settings(params: PassParameters | None = None, *,
