@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from conductor.core import constants, markdown
 from conductor.core.config import PipelineConfig
@@ -23,6 +23,10 @@ from conductor.core.verify import CoordinatorOutcome
 
 
 class PassInputs(BaseModel):
+    """What the pass's steps read: decided once (`pass_inputs`), never changed."""
+
+    model_config = ConfigDict(frozen=True)
+
     repo: str
     api_url: str
     config: PipelineConfig

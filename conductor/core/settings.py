@@ -322,7 +322,8 @@ def load_settings(params: PassParameters | None = None, *,
             sources.setdefault(f"{section}.{name}", _env_or_default(SECTIONS[section], name, env))
     in_toml = pipeline_keys(config_path)
     for name in PipelineConfig.model_fields:
-        env_set = any(key.upper().startswith(f"CONDUCTOR_{name.upper()}") for key in env)
+        var = f"CONDUCTOR_{name.upper()}"
+        env_set = any(key.upper() == var or key.upper().startswith(var + "__") for key in env)
         sources[f"pipeline.{name}"] = "env" if env_set else "toml" if name in in_toml else "default"
     return Settings(**values, sources=sources)
 
