@@ -19,7 +19,6 @@ import argparse
 import io
 import json
 import logging
-import os
 import socket
 import sys
 import tempfile
@@ -32,12 +31,12 @@ from typing import Any, BinaryIO
 
 from pydantic import SecretStr
 
+from conductor.core.settings import WebhookSettings, load_settings
 from conductor.core.webhooks import (DELIVERY_HEADER, EVENT_HEADER, MAX_BODY, SIGNATURE_HEADER, Framing,
                                      PrefectEventSpec, SignatureCheck, body_framing, chunk_size, classify)
-from tasks.secrets import WEBHOOK_SECRET_ENV, webhook_secret, webhook_secret_block
+from tasks.secrets import github_settings, webhook_secret
 
 log = logging.getLogger("conductor.core.webhooks")
-IGNORE_ENV = "CONDUCTOR_WEBHOOK_IGNORE_LOGINS"
 SEEN_LIMIT = 10_000
 # What one request may cost: GitHub gives up on a delivery after 10 s, so a request that takes
 # longer to arrive is dropped (READ_TIMEOUT, for the whole request however slowly it trickles);
@@ -314,33 +313,20 @@ def require_prefect_api() -> None:
                                 f"({type(problem).__name__}); start that server or fix PREFECT_API_URL")
 
 
-def resolve_secret() -> SecretStr:
-    value = webhook_secret()
-    if not value:
+def resolve_secret(webhooks: WebhookSettings) -> SecretStr:
+    secret = webhook_secret(webhooks)
+    if secret is None:
         raise WebhookUsageError(
-            f"no webhook secret: set {WEBHOOK_SECRET_ENV} or create a Prefect Secret block named "
-            f"{webhook_secret_block()!r} (the hook's secret on GitHub)")
-    return SecretStr(value)
+            f"no webhook secret: set CONDUCTOR_WEBHOOK_SECRET or create a Prefect Secret block named "
+            f"{webhooks.secret_block!r} (the hook's secret on GitHub)")
+    return secret
 
 
-def _secret_block(name: str) -> str:
-    from prefect.blocks.system import Secret
-
-    try:
-        return str(Secret.load(name).get() or "")
-    except Exception:  # noqa: BLE001 - no such block, or no Prefect API to ask: same answer
-        return ""
-
-
-def resolve_own_logins(flags: list[str], github_url: str | None) -> list[str]:
-    logins = [*flags, *(x.strip() for x in os.environ.get(IGNORE_ENV, "").split(",") if x.strip())]
+def resolve_own_logins(flags: list[str], webhooks: WebhookSettings, github_url: str | None) -> list[str]:
+    logins = [*flags, *webhooks.ignore_logins]
     from conductor.edges.github_gateway import GitHubError, GitHubGateway
-    from conductor.core.settings import GitHubSettings
 
-    settings = GitHubSettings.from_env(github_url)
-    if settings.token is None:
-        block = _secret_block(os.environ.get("CONDUCTOR_GITHUB_TOKEN_BLOCK", "github-token"))
-        settings = settings.model_copy(update={"token": SecretStr(block)}) if block else settings
+    settings = github_settings(github_url)
     if settings.token is not None:
         try:
             with GitHubGateway(settings, "conductor/unused") as gh:
@@ -350,7 +336,7 @@ def resolve_own_logins(flags: list[str], github_url: str | None) -> list[str]:
     if not logins:
         raise WebhookUsageError(
             "the conductor's login is unknown, so its own writes would start passes: set GITHUB_TOKEN "
-            f"(the conductor's token) or pass --ignore-login LOGIN (or {IGNORE_ENV})")
+            "(the conductor's token) or pass --ignore-login LOGIN (or CONDUCTOR_WEBHOOK_IGNORE_LOGINS)")
     return logins
 
 
@@ -382,8 +368,9 @@ def run_serve(args: argparse.Namespace) -> int:
         if not args.read_timeout > 0:
             raise WebhookUsageError(f"--read-timeout {args.read_timeout:g} is not a positive number of seconds")
         require_prefect_api()
-        secret = resolve_secret()
-        logins = resolve_own_logins(args.ignore_login, args.github_url)
+        webhooks = load_settings().webhooks
+        secret = resolve_secret(webhooks)
+        logins = resolve_own_logins(args.ignore_login, webhooks, args.github_url)
         receiver = Receiver(secret, logins)
         try:
             server = make_server(receiver, args.host, args.port, read_timeout=args.read_timeout)

@@ -178,7 +178,7 @@ def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorR
 
 def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     """The body both coordinator flows share."""
-    if spec.mode == "leaf":
+    if spec.fan_out == "leaf":
         return coordinate_leaves(dispatch, spec)
     spec = core.localize(spec, RunSettings())
     workspace = None
@@ -276,7 +276,7 @@ def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
     of those deployments on their work pool's workers."""
     if not dispatches:
         return []
-    if spec.mode == "leaf":
+    if spec.fan_out == "leaf":
         ensure_agent_slots(spec.agent_slots or RunSettings().agent_slots)
 
     def one(d: Dispatch) -> CoordinatorResult:

@@ -1,10 +1,8 @@
 """The conductor: one full pass over the pipeline, as the seed's steps in order."""
 from __future__ import annotations
 
-import os
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -17,16 +15,15 @@ from conductor.core.ports import GitHub
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.github_urls import web_url_of
 from conductor.core.models import Plan
-from conductor.core.parameters import PassParameters, resolve_parameters
+from conductor.core.parameters import PassParameters
 from conductor.core.passlock import Lease, LockLost
-from conductor.core.passes import PassInputs, PassReport, approved_gates, resolve_inputs
-from conductor.core.settings import GitHubSettings
-from conductor.core.taskfile import read_task_file
+from conductor.core.passes import PassInputs, PassReport, approved_gates, pass_inputs
+from conductor.core.settings import GitHubSettings, load_settings
 from conductor.core.verify import CoordinatorOutcome
 from flows.coordinators import dispatch_all
 from tasks import steps
 from tasks.guard import fence_of, one_pass_on_github, one_pass_per_repo
-from tasks.secrets import github_settings
+from tasks.secrets import with_token
 
 
 def _pass_run_name() -> str:
@@ -40,10 +37,7 @@ def _repo_of(parameters: dict[str, Any]) -> str | None:
     """The repository a pass will run on, decided as the pass decides it (None if unknown yet)."""
     try:
         params = PassParameters(**{k: v for k, v in parameters.items() if k in PassParameters.model_fields})
-        if params.repo:
-            return params.repo
-        task = read_task_file(Path(params.task_file)) if params.task_file else None
-        return resolve_parameters(params, task=task, env=os.environ).repo
+        return params.repo or load_settings(params).pass_.repo or None
     except Exception:  # noqa: BLE001 - a bad input fails the pass itself, with its own message
         return None
 
@@ -86,8 +80,8 @@ def conductor(
         reminder_mode=reminder_mode, task_file=task_file, config_file=config_file, repo_path=repo_path,
         github_url=github_url, agent_command=agent_command, agent_preset=agent_preset,
         agent_timeout=agent_timeout, rerun_hint=rerun_hint)
-    settings = github_settings(params.github_url)
-    inputs = resolve_inputs(params, api_url=settings.api_url)
+    settings = load_settings(params)  # once, at the top of the pass
+    inputs = pass_inputs(settings)
     inputs = inputs.model_copy(update={"rerun_hint": _rerun_hint(params, inputs.repo)})
     logger = get_run_logger()
     with one_pass_per_repo(inputs.repo, wait_seconds=inputs.guard_wait) as mine:
@@ -95,7 +89,7 @@ def conductor(
             message = f"another conductor pass over {inputs.repo} is running; this one dispatched nothing"
             logger.warning(message)
             return Cancelled(message=message)
-        return _one_pass(settings, inputs)
+        return _one_pass(with_token(settings.github), inputs)
 
 
 def _log_plan(logger: Any, plan: Plan, dry_run: bool) -> None:
@@ -187,7 +181,7 @@ def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = 
             default_branch=gh.default_branch(), agent_command=inputs.agent_command,
             agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
             status_pr_open=inputs.config.status_pr_open, pass_id=pass_id,
-            mode=inputs.config.fan_out, prompts=inputs.config.prompts,
+            fan_out=inputs.config.fan_out, prompts=inputs.config.prompts,
             migration_paths=inputs.config.migration_paths, lock_url=lock_url, lock_margin=inputs.lock_margin)
         results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,

@@ -18,29 +18,23 @@ from shell.cliargs import (
     UsageError,
     add_config_args,
     add_github_args,
+    add_parameter_flags,
     first_error,
     parameters_from_args,
 )
 from conductor.core.errors import ConductorError
 
-def _github_settings(args: argparse.Namespace):
-    from conductor.core.settings import GitHubSettings
-
-    return GitHubSettings.from_env(args.github_url)  # a bad value: one line from main()
-
-
-def _load_inputs(args: argparse.Namespace, repo: str | None = None):
-    """The pipeline config and the planner's view of the parameters (repo, phase filter,
-    caps), decided exactly as a pass decides them (`conductor.core.passes.resolve_inputs`)."""
-    import os
-
-    from conductor.core.passes import resolve_inputs
+def _load(args: argparse.Namespace, repo: str | None = None):
+    """The settings and the pass's inputs (repository, pipeline config, phase filter, caps,
+    attempt), decided exactly as a pass decides them (`conductor.core.settings.load_settings`)."""
+    from conductor.core.passes import pass_inputs
+    from conductor.core.settings import load_settings
 
     params = parameters_from_args(args)
     if repo and not params.repo:
         params = params.model_copy(update={"repo": repo})
-    inputs = resolve_inputs(params, api_url="https://unused.invalid", env=os.environ)
-    return inputs.config, inputs.task
+    settings = load_settings(params)  # a bad value: one line from main()
+    return settings, pass_inputs(settings)
 
 
 def _read_state_file(path: Path):
@@ -65,18 +59,17 @@ def _read_state_file(path: Path):
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from conductor.core.passes import plan_rules
     from conductor.core.planner import plan as make_plan
     from conductor.core.render import plan_table
 
     state = _read_state_file(args.state_file) if args.state_file else None
-    config, task = _load_inputs(args, repo=state.repo if state else None)
-    rules = plan_rules(config, task, task.ATTEMPT_N)
+    settings, inputs = _load(args, repo=state.repo if state else None)
+    rules = inputs.given_rules()
     if state is None:
         from conductor.edges.github_gateway import GitHubGateway
         from conductor.actions.snapshot import read_snapshot
 
-        with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
+        with GitHubGateway(settings.github, inputs.repo) as gh:
             state = read_snapshot(gh, rules).state
     result = make_plan(state, rules)
     if args.json:
@@ -88,13 +81,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from conductor.edges.github_gateway import GitHubGateway
-    from conductor.core.passes import plan_rules
     from conductor.core.planner import plan as make_plan
     from conductor.actions.snapshot import read_snapshot
 
-    config, task = _load_inputs(args)
-    rules = plan_rules(config, task, task.ATTEMPT_N)
-    with GitHubGateway(_github_settings(args), task.GH_REPO) as gh:
+    settings, inputs = _load(args)
+    rules = inputs.given_rules()
+    with GitHubGateway(settings.github, inputs.repo) as gh:
         state = read_snapshot(gh, rules).state
     text = json.dumps(state.model_dump(mode="json"), indent=2) + "\n"
     if args.out:
@@ -104,6 +96,21 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
               f"pipeline ({state.api_requests} requests)", file=sys.stderr)
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_config_show(args: argparse.Namespace) -> int:
+    """Every setting, its value and where it came from (flag, task file, env, toml, default);
+    secrets only as set or unset."""
+    from conductor.core.settings import load_settings
+
+    rows = load_settings(parameters_from_args(args)).rows()
+    if args.json:
+        print(json.dumps([{"setting": k, "value": v, "source": s} for k, v, s in rows], indent=2))
+    else:
+        width = max(len(k) for k, _, _ in rows)
+        for key, value, source in rows:
+            print(f"{key:<{width}}  {value or '-'}  ({source})")
     return 0
 
 
@@ -123,6 +130,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_args(p)
     p.add_argument("--out", type=Path, default=None, help="file to write (default: stdout)")
     p.set_defaults(func=cmd_snapshot)
+
+    p = sub.add_parser("config", help="the settings a pass would run with")
+    show = p.add_subparsers(dest="config_command", metavar="{show}", required=True).add_parser(
+        "show", help="every setting, its value and its source (flag, task file, env, toml, default)")
+    add_parameter_flags(show)
+    show.add_argument("--json", action="store_true", help="print the settings as JSON")
+    show.set_defaults(func=cmd_config_show)
 
     for register in _extra_commands():
         register(sub)

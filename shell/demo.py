@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import sys
 import tempfile
@@ -53,7 +52,8 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
     from conductor.edges import worktrees
     from conductor.core.passes import ITEM_HEADERS, PassReport, item_rows
     from conductor.core.render import pass_table
-    from shell.run_cli import PrefectAPI, run_pass, scoped_environ
+    from shell.run_cli import PrefectAPI, run_pass
+    from conductor.core.settings import PrefectSettings, scoped_environ
     from github_sandbox.seed import seed_pipeline
     from github_sandbox.testing import running_sandbox
 
@@ -81,7 +81,7 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
         items: list[dict[str, Any]] = []
         passes, idle, leaves = 0, False, 0
         echo("starting Prefect (embedded server)…")
-        with scoped_environ(machine), PrefectAPI(ephemeral_home=True) as api:
+        with scoped_environ(machine), PrefectAPI(PrefectSettings(), ephemeral_home=True) as api:
             api.url()
             for passes in range(1, max_passes + 1):
                 echo(f"pass {passes}: running…")
@@ -118,14 +118,15 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
 def cmd_demo(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from shell.run_cli import scoped_environ
+    from conductor.core.settings import process_environment, scoped_environ
 
     if args.max_passes < 1:
         raise ConductorError(f"--max-passes {args.max_passes}: give 1 or more")
     console = Console(stderr=args.json, width=None if sys.stderr.isatty() else 110)
     # The tables are the demo's output: keep Prefect's per-task lines off the terminal (they
     # still reach the server, as every run's logs do).
-    quiet = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": os.environ.get("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")}
+    level = process_environment().get("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+    quiet = {"PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL": level}
     with tempfile.TemporaryDirectory(prefix="conductor-demo-") as tmp, scoped_environ(quiet):
         result = run_demo(Path(tmp), max_passes=args.max_passes, echo=console.print)
     if args.json:

@@ -33,7 +33,6 @@ STARTED = time.monotonic()  # before the heavier imports: `--lasting` counts fro
 import argparse  # noqa: E402
 import base64  # noqa: E402
 import json  # noqa: E402
-import os  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path
@@ -43,6 +42,7 @@ import httpx
 from git import Repo
 
 from conductor.core.linking import linked_issues
+from conductor.core.settings import AgentEnvironment
 from conductor.core.taskfile import parse_key_values
 
 MODES = ("work", "crash", "hang", "empty", "foreign-url", "grade-d", "garbage", "no-report", "leak", "half-done")
@@ -51,7 +51,12 @@ IDENTITY = {"GIT_AUTHOR_NAME": "demo-agent", "GIT_AUTHOR_EMAIL": "demo-agent@san
 
 
 def api_url(task: dict[str, str]) -> str:
-    return task.get("GITHUB_API_URL") or os.environ["GITHUB_API_URL"]
+    return task.get("GITHUB_API_URL") or AgentEnvironment().api_url
+
+
+def _token() -> str | None:
+    token = AgentEnvironment().token
+    return token.get_secret_value() if token else None
 
 
 def base_branch(task: dict[str, str]) -> str:
@@ -221,8 +226,9 @@ def remaining(lasting: float, elapsed: float) -> float:
 
 
 def _run(args: argparse.Namespace) -> int:
-    task = parse_key_values(Path(os.environ["CONDUCTOR_TASK_FILE"]).read_text(encoding="utf-8"))
-    report_path = Path(os.environ["CONDUCTOR_REPORT_FILE"])
+    given = AgentEnvironment()
+    task = parse_key_values(given.task_file.read_text(encoding="utf-8"))
+    report_path = given.report_file
     workflow = task["WORKFLOW"]
     leaf = "ISSUE_NUMBER" in task or "PR_NUMBER" in task
     if leaf:
@@ -239,7 +245,7 @@ def _run(args: argparse.Namespace) -> int:
 
     time.sleep(args.sleep)
     if args.mode == "leak":
-        print(f"demo agent: my token is {os.environ.get('GH_TOKEN')}", flush=True)
+        print(f"demo agent: my token is {_token()}", flush=True)
     if args.mode == "crash":
         print("demo agent: crashing on purpose", flush=True)
         return 3
@@ -262,7 +268,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     report: dict[str, Any] = {"workflow": workflow, "status": "done", "issues": [], "reviews": []}
     if args.mode != "empty":
-        agent = Agent(task, os.environ.get("GH_TOKEN"))
+        agent = Agent(task, _token())
         if task.get("ISSUES"):
             for issue in items:
                 html = api_url(task).removesuffix("/api/v3")
@@ -284,7 +290,7 @@ def leaf_report(task: dict[str, str], args: argparse.Namespace, number: int) -> 
     workflow = task["WORKFLOW"]
     if args.mode == "empty":
         return {"workflow": workflow, "status": "done"}
-    agent = Agent(task, os.environ.get("GH_TOKEN"))
+    agent = Agent(task, _token())
     if "ISSUE_NUMBER" in task:
         waiting = [n for n in _numbers(task.get("DEPENDS_ON")) if agent.is_open(n)]
         if waiting:

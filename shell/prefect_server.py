@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from conductor.core.errors import ConductorError
+from conductor.core.settings import PrefectSettings, process_environment
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EMBEDDED_DB_NAME = "conductor-embedded.db"
@@ -108,7 +109,7 @@ def database_url(prefect_home: str | Path) -> str:
 
 
 def default_home() -> Path:
-    return Path(os.environ.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+    return PrefectSettings().home
 
 
 class EmbeddedServer:
@@ -135,7 +136,7 @@ class EmbeddedServer:
 
     def start(self) -> EmbeddedServer:
         self.home.mkdir(parents=True, exist_ok=True)
-        env = dict(os.environ)
+        env = process_environment()
         env.pop("PREFECT_API_URL", None)
         env.update({
             "PREFECT_HOME": str(self.home),

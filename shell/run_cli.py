@@ -15,46 +15,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shlex
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from shell.cliargs import add_parameter_flags, parameters_from_args
 from conductor.core.errors import ConductorError
+from conductor.core.settings import PrefectSettings, scoped_environ
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
-
-
-@contextmanager
-def scoped_environ(updates: Mapping[str, str | None]) -> Iterator[None]:
-    """Set (or, with None, unset) environment variables, and put every one back after."""
-    saved = {key: os.environ.get(key) for key in updates}
-    try:
-        for key, value in updates.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        yield
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 class PrefectAPI:
     """PREFECT_API_URL when set; else the embedded server, started at once and waited for
     only when needed (`url()`), so inputs are checked while it starts."""
 
-    def __init__(self, ephemeral_home: bool = False, log_file: Path | None = None) -> None:
-        self._given = os.environ.get("PREFECT_API_URL") or None
+    def __init__(self, prefect: PrefectSettings, ephemeral_home: bool = False,
+                 log_file: Path | None = None) -> None:
+        self._given = prefect.api_url or None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server = None
         self._url: str | None = self._given
@@ -64,7 +44,7 @@ class PrefectAPI:
 
             if ephemeral_home:
                 self._tmp = tempfile.TemporaryDirectory(prefix="conductor-prefect-")
-            home = self._tmp.name if self._tmp else os.environ.get("PREFECT_HOME")
+            home = self._tmp.name if self._tmp else prefect.home
             self._server = EmbeddedServer(prefect_home=home, log_file=log_file).start()
 
     @property
@@ -166,22 +146,29 @@ def cmd_run(args: argparse.Namespace) -> int:
         params = params.model_copy(update={"rerun_hint": rerun_command(args.argv)})
     log_file = args.log_file or default_log_file()
     start_logging(log_file, err)
-    api = PrefectAPI(ephemeral_home=params.dry_run, log_file=log_file)
     try:
-        from conductor.core.passes import StandInReport, resolve_inputs
+        from conductor.core.passes import StandInReport, pass_inputs
+        from conductor.core.settings import load_settings
+
+        settings = load_settings(params)
+        inputs = pass_inputs(settings)
+    except BaseException:
+        if status:
+            status.stop()
+        raise
+    api = PrefectAPI(settings.prefect, ephemeral_home=params.dry_run, log_file=log_file)
+    try:
         from conductor.actions.preflight import check_agent_command, check_inputs
         from conductor.core.render import pass_table
-        from conductor.core.settings import GitHubSettings
 
-        settings = GitHubSettings.from_env(params.github_url)
-        inputs = resolve_inputs(params, api_url=settings.api_url)
         check_agent_command(inputs.agent_command, inputs.dry_run)  # local: before asking any server
-        if settings.token is None:  # only a Prefect block can hold it: ask the server
+        github = settings.github
+        if github.token is None:  # only a Prefect block can hold it: ask the server
             api.url()
-            from tasks.secrets import github_settings
+            from tasks.secrets import with_token
 
-            settings = github_settings(params.github_url)
-        checked = check_inputs(inputs, settings)
+            github = with_token(github)
+        checked = check_inputs(inputs, github)
         if status:
             status.update(f"inputs checked (token of {checked.login}); starting Prefect…")
         api.url()
@@ -244,12 +231,13 @@ def _end(as_json: bool, report: Any, last_line: str | None = None) -> None:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     from conductor.edges import worktrees
-    from conductor.core.config import load_pipeline_config
-    from conductor.core.settings import RunSettings
+    from conductor.core.parameters import PassParameters
+    from conductor.core.settings import load_settings
     from conductor.core.taskfile import TaskFile
 
-    settings = RunSettings(**({"repo_path": args.repo_path} if args.repo_path else {}))
-    config = load_pipeline_config(args.config)
+    loaded = load_settings(PassParameters(repo=args.repo, repo_path=args.repo_path and str(args.repo_path),
+                                          config_file=args.config and str(args.config)))
+    settings, config = loaded.run, loaded.pipeline
     root = settings.resolved_worktree_root()
     path = root / "conductor"
     if path.exists():
@@ -263,7 +251,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     print(f"conductor worktree ready: {created}")
     command = ["conductor", "run", "--task-file", str(created / ".agent-task"),
                "--repo-path", str(settings.repo_path.resolve())]
-    if not os.environ.get("CONDUCTOR_AGENT_COMMAND") and not os.environ.get("CONDUCTOR_AGENT_PRESET"):
+    if not loaded.pass_.agent_command:
         command += ["--agent-preset", "claude"]
     if args.github_url:
         command += ["--github-url", args.github_url]

@@ -8,21 +8,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from shell.cliargs import add_config_args, add_github_args, parameters_from_args
 
+if TYPE_CHECKING:
+    from conductor.core.settings import PrefectSettings
 
-def flow_run_link(api_url: str, run_id: object) -> str:
-    """A flow run's page in the Prefect UI of the server at `api_url` (PREFECT_UI_URL if set)."""
-    ui = os.environ.get("PREFECT_UI_URL") or api_url.removesuffix("/api")
-    return f"{ui}/runs/flow-run/{run_id}"
+def flow_run_link(ui_url: str, run_id: object) -> str:
+    """A flow run's page in the Prefect UI at `ui_url`."""
+    return f"{ui_url}/runs/flow-run/{run_id}"
 
 
-def last_pass(repo: str) -> dict[str, Any] | None:
+def last_pass(repo: str, prefect: PrefectSettings) -> dict[str, Any] | None:
     """The newest `conductor` flow run over `repo` on the Prefect server at PREFECT_API_URL."""
-    api_url = os.environ.get("PREFECT_API_URL")
+    api_url = prefect.api_url
     if not api_url:
         return None
     try:
@@ -37,9 +37,10 @@ def last_pass(repo: str) -> dict[str, Any] | None:
         return {"error": f"Prefect at {api_url} not reachable ({type(exc).__name__})"}
     for run in runs:
         if run.parameters.get("repo") == repo or run.name.startswith(f"{repo} "):
+            ui = prefect.ui_url or api_url.removesuffix("/api")
             return {"name": run.name, "state": run.state_name,
                     "when": (run.start_time or run.expected_start_time).isoformat() if (run.start_time or run.expected_start_time) else None,
-                    "link": flow_run_link(api_url, run.id)}
+                    "link": flow_run_link(ui, run.id)}
     return {"error": f"no conductor pass over {repo} on the Prefect server at {api_url}"}
 
 
@@ -48,15 +49,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from conductor.core import planner
     from conductor.edges.github_gateway import GitHubGateway
-    from conductor.core.passes import plan_rules, resolve_inputs
+    from conductor.core.passes import pass_inputs
     from conductor.core.render import plan_table
-    from conductor.core.settings import GitHubSettings
+    from conductor.core.settings import load_settings
     from conductor.actions.snapshot import read_snapshot
 
-    settings = GitHubSettings.from_env(args.github_url)
-    inputs = resolve_inputs(parameters_from_args(args), api_url=settings.api_url)
-    rules = plan_rules(inputs.config, inputs.task)
-    with GitHubGateway(settings, inputs.repo) as gh:
+    settings = load_settings(parameters_from_args(args))
+    inputs = pass_inputs(settings)
+    rules = inputs.rules()
+    with GitHubGateway(settings.github, inputs.repo) as gh:
         snapshot = read_snapshot(gh, rules)
     previous = snapshot.previous
     attempt = previous.state.attempt if previous.state else 0
@@ -68,7 +69,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "fingerprint": previous.state.fingerprint if previous.state else None,
                     "written": previous.state.generated_at.isoformat() if previous.state else None,
                     "next": _what_next(previous.newest_body)}
-    prefect = last_pass(inputs.repo)
+    prefect = last_pass(inputs.repo, settings.prefect)
     if args.json:
         print(json.dumps({"repo": inputs.repo, "reminder": reminder, "last_pass": prefect,
                           "plan": plan.model_dump(mode="json")}, indent=2))

@@ -17,7 +17,7 @@ import os
 from pydantic import SecretStr
 
 from conductor.core.redaction import Redactor
-from conductor.core.settings import GitHubSettings, RunSettings
+from conductor.core.settings import GitHubSettings, RunSettings, WebhookSettings
 
 WEBHOOK_SECRET_ENV = "CONDUCTOR_WEBHOOK_SECRET"
 WEBHOOK_SECRET_BLOCK_ENV = "CONDUCTOR_WEBHOOK_SECRET_BLOCK"
@@ -51,36 +51,39 @@ def _credentials_block(name: str) -> str | None:
     return block.token.get_secret_value() if block.token else None
 
 
-def github_settings(api_url: str | None = None) -> GitHubSettings:
-    """GITHUB_TOKEN/GH_TOKEN, else the Secret block `github-token`, else the `GitHubCredentials`
-    block `github-credentials` (names: CONDUCTOR_GITHUB_TOKEN_BLOCK, CONDUCTOR_GITHUB_CREDENTIALS_BLOCK)."""
-    settings = GitHubSettings.from_env(api_url)
+def with_token(settings: GitHubSettings) -> GitHubSettings:
+    """`settings` with its token: GITHUB_TOKEN/GH_TOKEN, else the Secret block `token_block`,
+    else the `GitHubCredentials` block `credentials_block`."""
     if settings.token is None:
-        value = (_secret_block(os.environ.get("CONDUCTOR_GITHUB_TOKEN_BLOCK", "github-token"))
-                 or _credentials_block(os.environ.get("CONDUCTOR_GITHUB_CREDENTIALS_BLOCK", "github-credentials")))
+        value = _secret_block(settings.token_block) or _credentials_block(settings.credentials_block)
         if value:
             settings = settings.model_copy(update={"token": SecretStr(value)})
     return settings
 
 
+def github_settings(api_url: str | None = None) -> GitHubSettings:
+    """This machine's GitHub settings (`api_url` winning when given), with their token."""
+    return with_token(GitHubSettings.from_env(api_url))
+
+
 def agent_token() -> str | None:
-    token = RunSettings().agent_token
-    if token is not None:
-        return token.get_secret_value()
-    return _secret_block(os.environ.get("CONDUCTOR_AGENT_TOKEN_BLOCK", ""))
+    """CONDUCTOR_AGENT_TOKEN, else the Secret block CONDUCTOR_AGENT_TOKEN_BLOCK names."""
+    run = RunSettings()
+    if run.agent_token is not None:
+        return run.agent_token.get_secret_value()
+    return _secret_block(run.agent_token_block)
 
 
-def webhook_secret_block() -> str:
-    return os.environ.get(WEBHOOK_SECRET_BLOCK_ENV, DEFAULT_WEBHOOK_SECRET_BLOCK)
-
-
-def webhook_secret() -> str | None:
-    return os.environ.get(WEBHOOK_SECRET_ENV) or _secret_block(webhook_secret_block())
+def webhook_secret(webhooks: WebhookSettings) -> SecretStr | None:
+    """CONDUCTOR_WEBHOOK_SECRET, else the Secret block `secret_block`; None when neither."""
+    value = webhooks.secret.get_secret_value() if webhooks.secret else _secret_block(webhooks.secret_block)
+    return SecretStr(value) if value else None
 
 
 def redactor(api_url: str | None = None) -> Redactor:
     """Every secret this machine knows (the conductor's token, the agent's, the webhook
     secret, the Prefect API key), for what an agent says to pass before it goes anywhere."""
     token = github_settings(api_url).token
-    return Redactor([token.get_secret_value() if token else None, agent_token(), webhook_secret(),
-                     os.environ.get("PREFECT_API_KEY")])
+    webhook = webhook_secret(WebhookSettings())
+    return Redactor([token.get_secret_value() if token else None, agent_token(),
+                     webhook.get_secret_value() if webhook else None, os.environ.get("PREFECT_API_KEY")])

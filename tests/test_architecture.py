@@ -175,3 +175,35 @@ def test_the_kind_name_count_sees_a_module_that_spells_a_kind(tmp_path):
     (tmp_path / "conductor" / SHIPPED_PROMPTS).mkdir(parents=True)
     (tmp_path / "conductor" / SHIPPED_PROMPTS / "pr_review.md").write_text("WORKFLOW=pr-review\n")
     assert modules_naming_a_kind(tmp_path) == ["flows/a.py"]
+
+
+# The only product modules that read the process environment: the settings loader and the
+# secrets resolver. Everything else gets settings from `conductor.settings.load_settings`.
+ENVIRONMENT_READERS = {"conductor/core/settings.py", "tasks/secrets.py"}
+
+
+def environment_readers(root: Path) -> set[str]:
+    """Product modules under `root` naming os.environ, environ, os.getenv or getenv."""
+    import re
+
+    reads = re.compile(r"(?<![\w.])(?:os\.)?(?:environb?|getenvb?)\b")
+    found = set()
+    for package in PRODUCT:
+        for path in sorted((root / package).rglob("*.py")):
+            if reads.search(path.read_text(encoding="utf-8")):
+                found.add(path.relative_to(root).as_posix())
+    return found
+
+
+def test_only_the_settings_loader_and_the_secrets_resolver_read_the_environment():
+    assert environment_readers(ROOT) - ENVIRONMENT_READERS == set()
+
+
+@pytest.mark.parametrize("line", ["x = os.environ.get('HOME')\n", "x = os.getenv('HOME')\n",
+                                  "from os import environ\n", "import os\nos.environ['A'] = 'b'\n"])
+def test_an_environment_read_outside_the_loader_is_found(tmp_path, line):
+    (tmp_path / "conductor").mkdir()
+    (tmp_path / "conductor" / "core").mkdir()
+    (tmp_path / "conductor" / "core" / "planner.py").write_text("scoped_environ = process_environment = None\n" + line)
+    (tmp_path / "conductor" / "core" / "clean.py").write_text("from conductor.core.settings import process_environment, scoped_environ\n")
+    assert environment_readers(tmp_path) == {"conductor/core/planner.py"}

@@ -55,6 +55,41 @@ def test_snapshot_reproduces_the_same_plan_offline(sandbox, sample, tmp_path):
         assert offline[key] == online[key], key
 
 
+def test_plan_with_a_task_file_at_attempt_4_reports_the_pipeline_stuck(sandbox, sample, tmp_path):
+    """ATTEMPT_N of the task file reaches the planner: above the anti-loop limit nothing is dispatched."""
+    (tmp_path / "t").write_text(f"GH_REPO={sample}\nATTEMPT_N=4\n")
+    result = conductor("plan", "--task-file", str(tmp_path / "t"), "--github-url", sandbox.api_url, "--json",
+                       env={"GITHUB_TOKEN": sandbox.admin_token})
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["stuck"] is True and plan["attempt"] == 4 and plan["dispatches"] == []
+
+
+def test_config_show_names_the_source_of_every_setting_and_masks_secrets(tmp_path):
+    (tmp_path / "conductor.toml").write_text('integration_branch = "main"\n[run]\nreminder_mode = "update"\n')
+    (tmp_path / "t").write_text("GH_REPO=a/b\nPHASE_FILTER=phase-4/new-ui-pages\nATTEMPT_N=4\n")
+    secrets = {"GITHUB_TOKEN": "ghp_never_shown_1", "CONDUCTOR_AGENT_TOKEN": "ghp_never_shown_2",
+               "CONDUCTOR_WEBHOOK_SECRET": "never_shown_3"}
+    env = {**secrets, "CONDUCTOR_AGENT_TIMEOUT": "99", "CONDUCTOR_GITHUB_URL": "http://127.0.0.1:9/api/v3"}
+    shown = conductor("config", "show", "--task-file", "t", "--max-issues", "3", "--json", env=env, cwd=tmp_path)
+    assert shown.returncode == 0, shown.stderr
+    rows = {r["setting"]: (r["value"], r["source"]) for r in json.loads(shown.stdout)}
+    assert rows["pass.max_issues_per_dispatch"] == ("3", "flag")
+    assert rows["pass.phase_filter"] == ("phase-4/new-ui-pages", "task file")
+    assert rows["pass.attempt"] == ("4", "task file")
+    assert rows["pass.agent_timeout"] == ("99.0", "env")
+    assert rows["github.api_url"] == ("http://127.0.0.1:9/api/v3", "env")
+    assert rows["pass.reminder_mode"] == ("update", "toml")
+    assert rows["pipeline.integration_branch"] == ("main", "toml")
+    assert rows["pass.max_prs_per_dispatch"] == ("12", "default")
+    assert rows["pipeline.gate_forks"] == ("True", "default")
+    assert rows["github.token"][1] == rows["run.agent_token"][1] == rows["webhooks.secret"][1] == "env"
+    table = conductor("config", "show", "--task-file", "t", env=env, cwd=tmp_path)
+    assert table.returncode == 0 and "pass.phase_filter" in table.stdout and "(task file)" in table.stdout
+    for secret in secrets.values():
+        assert secret not in shown.stdout + shown.stderr + table.stdout + table.stderr
+
+
 def test_plan_table_is_the_default(sandbox, sample):
     result = conductor("plan", "--repo", sample, "--github-url", sandbox.api_url,
                        env={"GITHUB_TOKEN": sandbox.admin_token, "COLUMNS": "160"})

@@ -10,8 +10,7 @@ from conductor.actions.snapshot import read_open_items, with_item_attempts
 from conductor.core.config import PipelineConfig
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.settings import GitHubSettings
-from conductor.core.passes import plan_rules
-from conductor.core.taskfile import TaskFile
+from conductor.core.models import PlanRules
 
 P4 = "phase-4/new-ui-pages"
 
@@ -27,9 +26,9 @@ def gh(sandbox, sandbox_repo):
         yield gateway
 
 
-def read_and_plan(gh: GitHubGateway, config: PipelineConfig | None = None, **task):
+def read_and_plan(gh: GitHubGateway, config: PipelineConfig | None = None, **limits):
     config = config or PipelineConfig(protected_paths=[])
-    rules = plan_rules(config, TaskFile(GH_REPO=gh.repo_name, **task))
+    rules = PlanRules(config=config, **limits)
     state = with_item_attempts(gh, read_open_items(gh, rules), rules)
     return state, planner.plan(state, rules)
 
@@ -101,7 +100,7 @@ def test_reading_attempts_costs_one_request_per_item_the_plan_would_dispatch(san
     numbers = [gh.create_issue(f"issue {n}", "", [P4]) for n in range(3)]
     other = gh.create_issue("waiting phase", "", ["phase-5/ui-enhancements"])
     gh.login()  # cached: the count below is the reads themselves
-    state, plan = read_and_plan(gh, MAX_ISSUES_PER_DISPATCH=2)
+    state, plan = read_and_plan(gh, max_issues_per_dispatch=2)
     assert sorted(state.attempts) == numbers[:2]
     assert state.api_requests == 2 + 2
     assert dispatched(plan) == numbers[:2] and other not in state.attempts
@@ -112,7 +111,7 @@ def test_an_item_that_failed_three_times_is_held_back_and_the_next_one_takes_its
     for k in range(3):
         record_attempt(gh, flaky, f"pass-{k}", f"timeout after {k + 1}0 s", limit=3)
     gh.login()
-    state, plan = read_and_plan(gh, MAX_ISSUES_PER_DISPATCH=2)
+    state, plan = read_and_plan(gh, max_issues_per_dispatch=2)
     assert [(h.number, h.attempts, h.last_reason) for h in plan.held_back] == [(flaky, 3, "timeout after 30 s")]
     assert dispatched(plan) == [steady, spare]
     assert sorted(state.attempts) == [flaky, steady, spare]

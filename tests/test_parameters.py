@@ -12,7 +12,7 @@ from conductor.core.parameters import PassParameters, env_name, field_meta, reso
 from conductor.core.presets import get_preset
 from conductor.core.taskfile import parse_task_file
 
-FLAG, TASK, ENV, TOML = "flag", "task file", "environment", "conductor.toml"
+FLAG, TASK, ENV, TOML = "flag", "task file", "env", "toml"
 
 # (field, flag value, task-file line, env value, [run] value, expected value, expected source)
 CASES = [
@@ -94,9 +94,15 @@ def test_a_bad_value_at_any_level_is_one_line_naming_it(env, run_table, message)
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
-def test_no_repository_anywhere_names_every_way_to_give_one():
+def test_no_repository_anywhere_names_every_way_to_give_one(tmp_path, monkeypatch):
+    from conductor.core.passes import pass_inputs
+    from conductor.core.settings import load_settings
+
+    monkeypatch.chdir(tmp_path)  # no conductor.toml
+    settings = load_settings(PassParameters(), env={})  # settings load without one (`conductor config show`)
+    assert settings.pass_.repo == ""
     with pytest.raises(ConductorError, match="--repo OWNER/NAME.*GH_REPO.*CONDUCTOR_REPO"):
-        resolve_parameters(PassParameters())
+        pass_inputs(settings)  # a pass refuses to start
 
 
 def test_every_field_is_described():

@@ -7,10 +7,8 @@ from typing import Any
 import pytest
 
 from conductor.core.config import PipelineConfig
-from conductor.core.models import Issue, ItemAttempts, PipelineState, Plan, PullRequest
+from conductor.core.models import Issue, ItemAttempts, PipelineState, Plan, PlanRules, PullRequest
 from conductor.core.planner import items_needing_attempts, plan, prs_needing_files
-from conductor.core.passes import plan_rules
-from conductor.core.taskfile import TaskFile
 
 import test_planner
 
@@ -249,7 +247,7 @@ def test_held_item_frees_its_cap_slot() -> None:
 
 def test_items_needing_attempts_follows_the_line() -> None:
     st = state(issue(1, P4), issue(2, P4), issue(3, P4), issue(4, P5))
-    rules = plan_rules(PipelineConfig(), TaskFile(GH_REPO=REPO, MAX_ISSUES_PER_DISPATCH=2))
+    rules = PlanRules(max_issues_per_dispatch=2)
     assert items_needing_attempts(st, rules) == [1, 2]
     st.attempts = {1: ItemAttempts(count=3, last_reason="x"), 2: ItemAttempts()}
     assert items_needing_attempts(st, rules) == [3]
@@ -291,4 +289,4 @@ def test_unphased_mode_rejects_unknown_values() -> None:
 
 def test_files_are_read_for_overlap_even_without_protected_paths() -> None:
     st = state(pr(1, P4), pr(2, P4))
-    assert prs_needing_files(st, plan_rules(PipelineConfig(protected_paths=[]), TaskFile(GH_REPO=REPO))) == [1, 2]
+    assert prs_needing_files(st, PlanRules(config=PipelineConfig(protected_paths=[]))) == [1, 2]

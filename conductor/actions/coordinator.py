@@ -8,11 +8,9 @@ with reasons, so one coordinator never stops the others.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -28,13 +26,13 @@ from conductor.edges.agent_process import (
     stop_orphan,
     write_askpass,
 )
-from conductor.core.config import DEFAULT_MIGRATION_PATHS, PromptPaths
+from conductor.core.config import DEFAULT_MIGRATION_PATHS, FanOut, PromptPaths
 from conductor.core.constants import REPORT_FILE_NAME, TASK_FILE_NAME
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
 from conductor.core.redaction import Redactor
 from conductor.core.reports import AgentReport
-from conductor.core.settings import RunSettings
+from conductor.core.settings import RunSettings, process_environment
 from conductor.core.taskfile import render_task_file
 from conductor.core.usage import Usage, UsageMeter
 from conductor.core.usage import total as usage_total
@@ -66,9 +64,7 @@ class CoordinatorSpec(BaseModel):
     status_in_progress: str
     status_pr_open: str
     pass_id: str = Field(description="Short id of the conductor pass, to name worktrees uniquely.")
-    mode: Literal["leaf", "coordinator-agent"] = Field(
-        "leaf", description="leaf: one agent per issue and per PR, each in its own worktree; "
-        "coordinator-agent: one agent per (kind, phase, batch) group that fans out by itself.")
+    fan_out: FanOut = Field("leaf", description="The pipeline's fan_out (conductor.core.config.PipelineConfig).")
     prompts: PromptPaths = Field(default_factory=PromptPaths)
     migration_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_MIGRATION_PATHS))
     agent_slots: int | None = Field(
@@ -201,7 +197,7 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
         meter.feed(line)
         on_line(line)
 
-    outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(os.environ, extra),
+    outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(process_environment(), extra),
                                   timeout=spec.agent_timeout, idle_timeout=idle, on_line=each_line,
                                   redactor=redactor, on_start=lambda pid: pid_file.write_text(str(pid)))
     report, error = read_report(workspace.report_file, redactor)

@@ -33,6 +33,7 @@ ENV_PREFIX = "CONDUCTOR_"
 DEFAULT_GATED_PHASES = ("phase-1/db-schema",)  # seed: Alembic migration chains need an audit
 
 
+FanOut = Literal["leaf", "coordinator-agent"]
 DEFAULT_MIGRATION_PATHS = ("alembic/versions/**", "migrations/**", "**/migrations/*.py", "*.sql")
 
 
@@ -174,7 +175,7 @@ class PipelineConfig(BaseSettings):
     integration_branch: str = Field(
         "dev", min_length=1, description="The branch coordinators branch from and merge into."
     )
-    fan_out: Literal["leaf", "coordinator-agent"] = Field(
+    fan_out: FanOut = Field(
         "leaf", description="(CONDUCTOR_FAN_OUT; not CONDUCTOR_DISPATCH, which says where coordinators "
         "run) leaf: one agent per issue and per PR, each in its own worktree with "
         "its own task file (the canonical coordinators' fan-out, done by the conductor); "
@@ -359,6 +360,12 @@ def load_run_table(path: Path | None = None) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: run must be a table ([run]); fix the file")
     return table
+
+
+def pipeline_keys(path: Path | None = None) -> set[str]:
+    """The pipeline settings conductor.toml sets (its top-level keys but `[run]`)."""
+    path = _config_path(path)
+    return set(_read_toml(path)) - {"run"} if path is not None else set()
 
 
 def load_pipeline_config(path: Path | None = None) -> PipelineConfig:

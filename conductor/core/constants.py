@@ -58,6 +58,8 @@ IDLE_MESSAGE = (
     "   All batches are implemented and merged. Well done.\n"
     "   Push new GitHub issues with phase/batch labels to start the next development cycle."
 )
+MAX_PER_DISPATCH = 12  # the seed's default cap on issues, and on PRs, dispatched per pass
+AGENT_TIMEOUT = 3600.0  # default seconds before an agent is killed
 ANTI_LOOP_LIMIT = 3  # ATTEMPT_N > 3 -> stuck
 ITEM_ATTEMPT_LIMIT = 3  # an item that failed 3 times is held back for a human
 # Possible causes listed in the stuck issue (seed STEP 0 anti-loop guard).

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from conductor.core import constants
 from conductor.core.errors import ConductorError
 from conductor.core.presets import get_preset
 from conductor.core.taskfile import REPO_SLUG_RE, TaskFile
@@ -44,10 +45,12 @@ class PassParameters(BaseModel):
         None, description="Dispatch only this phase (task file: PHASE_FILTER).",
         json_schema_extra=_meta(flag="--phase-filter", task_key="PHASE_FILTER"))
     max_issues_per_dispatch: int | None = Field(
-        None, ge=1, description="Cap on issues dispatched per pass (task file: MAX_ISSUES_PER_DISPATCH; default 12).",
+        None, ge=1, description="Cap on issues dispatched per pass (task file: MAX_ISSUES_PER_DISPATCH; default "
+        f"{constants.MAX_PER_DISPATCH}).",
         json_schema_extra=_meta(flag="--max-issues", task_key="MAX_ISSUES_PER_DISPATCH"))
     max_prs_per_dispatch: int | None = Field(
-        None, ge=1, description="Cap on PRs dispatched per pass (task file: MAX_PRS_PER_DISPATCH; default 12).",
+        None, ge=1, description="Cap on PRs dispatched per pass (task file: MAX_PRS_PER_DISPATCH; default "
+        f"{constants.MAX_PER_DISPATCH}).",
         json_schema_extra=_meta(flag="--max-prs", task_key="MAX_PRS_PER_DISPATCH"))
     attempt: int | None = Field(
         None, ge=0, description="Override the attempt counter (task file: ATTEMPT_N when > 0); "
@@ -83,7 +86,8 @@ class PassParameters(BaseModel):
         "no agent command is given at the same or a higher level (env: CONDUCTOR_AGENT_PRESET).",
         json_schema_extra=_meta(flag="--agent-preset"))
     agent_timeout: float | None = Field(
-        None, gt=0, description="Seconds before an agent is killed (env: CONDUCTOR_AGENT_TIMEOUT; default 3600).",
+        None, gt=0, description="Seconds before an agent is killed (env: CONDUCTOR_AGENT_TIMEOUT; default "
+        f"{constants.AGENT_TIMEOUT:.0f}).",
         json_schema_extra=_meta(flag="--agent-timeout"))
     rerun_hint: str | None = Field(
         None, description="The command the reminder tells a human to run next (default: how this pass "
@@ -91,8 +95,9 @@ class PassParameters(BaseModel):
 
 
 DEFAULTS: dict[str, Any] = {
-    "phase_filter": "", "max_issues_per_dispatch": 12, "max_prs_per_dispatch": 12,
-    "reminder_mode": "recreate", "repo_path": ".", "agent_timeout": 3600.0,
+    "repo": "", "phase_filter": "", "max_issues_per_dispatch": constants.MAX_PER_DISPATCH,
+    "max_prs_per_dispatch": constants.MAX_PER_DISPATCH, "reminder_mode": "recreate", "repo_path": ".",
+    "agent_timeout": constants.AGENT_TIMEOUT,
 }
 
 
@@ -101,10 +106,10 @@ class ResolvedParameters(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    repo: str
+    repo: str = Field("", description="OWNER/NAME; empty when none was given (a pass refuses to start).")
     phase_filter: str = ""
-    max_issues_per_dispatch: int = 12
-    max_prs_per_dispatch: int = 12
+    max_issues_per_dispatch: int = constants.MAX_PER_DISPATCH
+    max_prs_per_dispatch: int = constants.MAX_PER_DISPATCH
     attempt: int | None = None
     dry_run: bool = False
     reminder_mode: Literal["recreate", "update"] = "recreate"
@@ -113,15 +118,9 @@ class ResolvedParameters(BaseModel):
     repo_path: Path = Path(".")
     github_url: str | None = None
     agent_command: list[str] = Field(default_factory=list)
-    agent_timeout: float = 3600.0
+    agent_timeout: float = constants.AGENT_TIMEOUT
     rerun_hint: str | None = None
     sources: dict[str, str] = Field(default_factory=dict, description="Where each value came from.")
-
-    def task(self) -> TaskFile:
-        """The planner's view of these values, in the seed's task-file shape."""
-        return TaskFile(GH_REPO=self.repo, PHASE_FILTER=self.phase_filter,
-                        MAX_ISSUES_PER_DISPATCH=self.max_issues_per_dispatch,
-                        MAX_PRS_PER_DISPATCH=self.max_prs_per_dispatch)
 
 
 def field_meta(name: str) -> dict[str, Any]:
@@ -184,9 +183,9 @@ def resolve_parameters(params: PassParameters, *, task: TaskFile | None = None,
                 layers.append(("task file", file_value))
         if meta["layered"]:
             if env.get(env_name(name)):
-                layers.append(("environment", _from_env(name, env[env_name(name)])))
+                layers.append(("env", _from_env(name, env[env_name(name)])))
             if name in run_table:
-                layers.append((config_origin, _from_toml(name, run_table[name], config_origin)))
+                layers.append(("toml", _from_toml(name, run_table[name], config_origin)))
         if name in DEFAULTS:
             layers.append(("default", DEFAULTS[name]))
         for source, value in layers:
@@ -195,9 +194,6 @@ def resolve_parameters(params: PassParameters, *, task: TaskFile | None = None,
                 break
         else:
             values[name] = getattr(params, name)
-    if not values.get("repo"):
-        raise ConductorError("no repository given: pass --repo OWNER/NAME, set GH_REPO in the task file "
-                             "or CONDUCTOR_REPO")
     values["agent_command"] = _agent_command(params, task, env, run_table, config_origin, sources)
     values.pop("agent_preset", None)
     return ResolvedParameters(**values, sources=sources)
@@ -208,10 +204,10 @@ def _agent_command(params: PassParameters, task: TaskFile | None, env: Mapping[s
     """The agent argv from the highest level that names a command or a preset."""
     levels = [
         ("flag", params.agent_command, params.agent_preset),
-        ("environment",
+        ("env",
          _from_env("agent_command", env[env_name("agent_command")]) if env.get(env_name("agent_command")) else None,
          env.get(env_name("agent_preset")) or None),
-        (origin,
+        ("toml",
          _from_toml("agent_command", run_table["agent_command"], origin) if run_table.get("agent_command") else None,
          run_table.get("agent_preset")),
     ]

@@ -1,37 +1,38 @@
 """What one conductor pass takes in (`PassInputs`) and gives back (`PassReport`).
 
-`resolve_inputs` reads the files a pass names and decides its parameters with
-`conductor.core.parameters.resolve_parameters` (flag > task file > environment >
-conductor.toml > default). It talks to no service and holds no secret: tokens stay in
-`GitHubSettings`.
+`pass_inputs` takes what the steps read from the loaded settings
+(`conductor.core.settings.load_settings`). It holds no secret: tokens stay in `GitHubSettings`.
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from conductor.core import constants, markdown
-from conductor.core.config import PipelineConfig, load_pipeline_config, load_run_table
+from conductor.core.config import PipelineConfig
+from conductor.core.errors import ConductorError
 from conductor.core.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
 from conductor.core.models import Plan, PlanRules
-from conductor.core.parameters import PassParameters, resolve_parameters
 from conductor.core.render import HEADERS, plan_rows
 from conductor.core.usage import Usage, describe
 from conductor.core.usage import total as usage_total
-from conductor.core.settings import RunSettings
-from conductor.core.taskfile import TaskFile, read_task_file
+from conductor.core.settings import Settings
 from conductor.core.verify import CoordinatorOutcome
 
 
 class PassInputs(BaseModel):
+    """What the pass's steps read: decided once (`pass_inputs`), never changed."""
+
+    model_config = ConfigDict(frozen=True)
+
     repo: str
     api_url: str
     config: PipelineConfig
-    task: TaskFile
+    phase_filter: str = ""
+    max_issues_per_dispatch: int = Field(constants.MAX_PER_DISPATCH, ge=1)
+    max_prs_per_dispatch: int = Field(constants.MAX_PER_DISPATCH, ge=1)
     attempt_override: int | None = None
     dry_run: bool = False
     reminder_mode: Literal["recreate", "update"] = "recreate"
@@ -40,7 +41,7 @@ class PassInputs(BaseModel):
     worktree_root: Path
     salvage_dir: Path
     agent_command: list[str] = Field(default_factory=list)
-    agent_timeout: float = 3600.0
+    agent_timeout: float = constants.AGENT_TIMEOUT
     conductor_worktree: Path | None = None
     guard_wait: float = 120.0
     lock: bool = Field(True, description="Take the pass lock on GitHub (refs/conductor/lock).")
@@ -50,8 +51,15 @@ class PassInputs(BaseModel):
         None, description="Set when coordinators run as deployments on a work pool.")
 
     def rules(self, attempt: int = 0) -> PlanRules:
-        """The planner's input for this pass (the task file's limits, plain names)."""
-        return plan_rules(self.config, self.task, attempt)
+        """The planner's input for this pass at `attempt` (ATTEMPT_N)."""
+        return PlanRules(config=self.config, phase_filter=self.phase_filter, attempt=attempt,
+                         max_issues_per_dispatch=self.max_issues_per_dispatch,
+                         max_prs_per_dispatch=self.max_prs_per_dispatch)
+
+    def given_rules(self) -> PlanRules:
+        """The planner's input at the attempt this pass was given (flag or the task file's
+        ATTEMPT_N), 0 when none: what `conductor plan` and `snapshot` plan with."""
+        return self.rules(self.attempt_override or 0)
 
     @property
     def ignore_labels(self) -> list[str]:
@@ -62,42 +70,30 @@ class PassInputs(BaseModel):
         return [self.config.status_in_progress, self.config.status_pr_open]
 
 
-def plan_rules(config: PipelineConfig, task: TaskFile, attempt: int = 0) -> PlanRules:
-    """The seed's task-file fields, parsed at the edge into the planner's own model."""
-    return PlanRules(config=config, phase_filter=task.PHASE_FILTER, attempt=attempt,
-                     max_issues_per_dispatch=task.MAX_ISSUES_PER_DISPATCH,
-                     max_prs_per_dispatch=task.MAX_PRS_PER_DISPATCH)
-
-
-def resolve_inputs(params: PassParameters | None = None, *, api_url: str,
-                   env: Mapping[str, str] | None = None, settings: RunSettings | None = None,
-                   **parameters: Any) -> PassInputs:
-    """Read the task file and conductor.toml named by `params` (or the keyword `parameters`),
-    decide every value (`conductor.core.parameters.resolve_parameters`) and add this machine's
-    run settings. Reads files, talks to no service, holds no secret."""
-    params = params or PassParameters(**parameters)
-    env = os.environ if env is None else env
-    settings = settings or RunSettings()
-    task = read_task_file(Path(params.task_file)) if params.task_file else None
-    config_path = Path(params.config_file) if params.config_file else None
-    config = load_pipeline_config(config_path)
-    resolved = resolve_parameters(params, task=task, env=env, run_table=load_run_table(config_path),
-                                  config_origin=str(config_path or "conductor.toml"))
-    settings = settings.model_copy(update={"repo_path": resolved.repo_path})
-    root = settings.resolved_worktree_root()
+def pass_inputs(settings: Settings) -> PassInputs:
+    """What the pass's steps read, from the settings `conductor.core.settings.load_settings`
+    decided once at the top of the pass (flag > task file > environment > conductor.toml >
+    default). Holds no secret."""
+    resolved, run = settings.pass_, settings.run
+    if not resolved.repo:
+        raise ConductorError("no repository given: pass --repo OWNER/NAME, set GH_REPO in the task file "
+                             "or CONDUCTOR_REPO")
+    root = run.resolved_worktree_root()
     conductor_wt = None
-    if params.task_file and Path(params.task_file).resolve().parent == root / "conductor":
+    if resolved.task_file and Path(resolved.task_file).resolve().parent == root / "conductor":
         conductor_wt = root / "conductor"
-    lease = settings.resolved_lock_lease(resolved.agent_timeout)
+    lease = run.resolved_lock_lease(resolved.agent_timeout)
     return PassInputs(
-        repo=resolved.repo, api_url=api_url, config=config, task=resolved.task(),
+        repo=resolved.repo, api_url=settings.github.api_url, config=settings.pipeline,
+        phase_filter=resolved.phase_filter, max_issues_per_dispatch=resolved.max_issues_per_dispatch,
+        max_prs_per_dispatch=resolved.max_prs_per_dispatch,
         attempt_override=resolved.attempt, dry_run=resolved.dry_run, reminder_mode=resolved.reminder_mode,
         rerun_hint=resolved.rerun_hint or "conductor run", repo_path=resolved.repo_path.resolve(),
-        worktree_root=root, salvage_dir=settings.resolved_salvage_dir(),
+        worktree_root=root, salvage_dir=run.resolved_salvage_dir(),
         agent_command=resolved.agent_command, agent_timeout=resolved.agent_timeout,
-        conductor_worktree=conductor_wt, guard_wait=settings.guard_wait, lock=settings.lock,
-        lock_lease=lease, lock_margin=settings.resolved_lock_margin(lease),
-        coordinator_deployments=settings.coordinator_deployments if settings.dispatch == "deployment" else None,
+        conductor_worktree=conductor_wt, guard_wait=run.guard_wait, lock=run.lock,
+        lock_lease=lease, lock_margin=run.resolved_lock_margin(lease),
+        coordinator_deployments=run.coordinator_deployments if run.dispatch == "deployment" else None,
     )
 
 

@@ -126,8 +126,8 @@ class TaskFile(BaseModel):
         "", pattern=REPO_SLUG_RE,
         description="OWNER/NAME; empty means the repository is given another way (--repo).")
     PHASE_FILTER: str = Field("", description="Dispatch only this phase; empty for all.")
-    MAX_ISSUES_PER_DISPATCH: int = Field(12, ge=1, description="Cap on issues dispatched per pass.")
-    MAX_PRS_PER_DISPATCH: int = Field(12, ge=1, description="Cap on PRs dispatched per pass.")
+    MAX_ISSUES_PER_DISPATCH: int = Field(constants.MAX_PER_DISPATCH, ge=1, description="Cap on issues dispatched per pass.")
+    MAX_PRS_PER_DISPATCH: int = Field(constants.MAX_PER_DISPATCH, ge=1, description="Cap on PRs dispatched per pass.")
     ATTEMPT_N: int = Field(0, ge=0, description="Passes without progress; > 3 means stuck.")
     REQUIRED_OUTPUT: str = Field("pipeline_status_report", description="What the run must produce.")
     ON_BLOCK: str = Field("escalate", description="What to do when blocked.")

@@ -32,6 +32,7 @@ from pydantic import SecretStr
 from conductor.core.constants import LOCK_REF
 from conductor.core.errors import ConductorError
 from conductor.core.passlock import Lease, LockState, PassLock
+from conductor.core.settings import process_environment
 
 _SEEN = "refs/conductor/seen"
 _EMPTY_TREE_INPUT = b""
@@ -100,7 +101,7 @@ class GitRefLock:
 
     # ------------------------------------------------------------------ git
     def _env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+        env = {k: v for k, v in process_environment().items() if not k.startswith("GIT_")}
         env.update({
             "GIT_TERMINAL_PROMPT": "0",
             "GIT_CONFIG_NOSYSTEM": "1",

@@ -30,7 +30,7 @@ from conductor.core.constants import GITHUB_BODY_LIMIT
 from conductor.core.errors import GitHubError
 from conductor.core.leaf import IssueItem, PullItem
 from conductor.edges.http_cache import CURRENT as _CURRENT_CONDITIONAL
-from conductor.edges.http_cache import Conditional, EtagCache, conditional, default_cache_dir
+from conductor.edges.http_cache import Conditional, EtagCache, conditional
 from conductor.core.linking import linked_issues
 from conductor.core.models import Issue, PipelineState, PullRequest
 from conductor.core.ports import Comment, IssueRef, MergedPull
@@ -110,7 +110,7 @@ class GitHubGateway:
         self.repo_name = repo
         self._counter = _RequestCounter()
         self._conditional = Conditional(  # ETags across passes (conductor/edges/http_cache.py)
-            EtagCache(settings.etag_cache_dir or default_cache_dir()) if settings.conditional_reads else None)
+            EtagCache(settings.etag_cache_dir) if settings.conditional_reads else None)
         retry = _TellingRetry(
             total=settings.retries,
             backoff_factor=settings.backoff_factor,

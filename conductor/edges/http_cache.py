@@ -26,11 +26,6 @@ from requests.structures import CaseInsensitiveDict
 _KEPT_HEADERS = ("content-type", "link", "etag", "last-modified")
 
 
-def default_cache_dir() -> Path:
-    home = os.environ.get("PREFECT_HOME") or str(Path.home() / ".prefect")
-    return Path(home).expanduser() / "conductor-http-cache"
-
-
 class EtagCache:
     """ETag + body per (URL, credential hash), one file each."""
 
