@@ -31,7 +31,7 @@ from conductor.core.leaf import IssueItem, PullItem
 from conductor.edges.http_cache import CURRENT as _CURRENT_CONDITIONAL
 from conductor.edges.http_cache import Conditional, EtagCache, conditional, default_cache_dir
 from conductor.core.linking import linked_issues
-from conductor.core.models import Issue, PipelineState, PullRequest
+from conductor.core.models import Issue, NumberKind, PipelineState, PullRequest
 from conductor.core.ports import Comment, IssueRef, MergedPull
 from conductor.core.settings import GitHubSettings
 from conductor.core.verify import PullFacts
@@ -206,6 +206,24 @@ class GitHubGateway:
     def pull_files(self, number: int) -> list[str]:
         return self._call(f"list the files of PR #{number}",
                           lambda: [f.filename for f in self._repo.get_pull(number).get_files()])
+
+    def number_kind(self, number: int) -> NumberKind:
+        """What the repository has under `number` (one `GET /issues/N`, which serves PRs too):
+        `missing` when GitHub answers 404 or 410 (deleted)."""
+        url = f"{self._repo.url}/issues/{number}"
+
+        def fetch() -> NumberKind:
+            try:
+                _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+            except GithubException as exc:
+                if exc.status in (404, 410):
+                    return "missing"
+                raise
+            if "pull_request" in data:
+                return "pull_request"
+            return "open_issue" if data.get("state") == "open" else "closed_issue"
+
+        return self._call(f"read #{number}", fetch)
 
     def comments(self, number: int) -> list[Comment]:
         def fetch() -> list[Comment]:
