@@ -35,6 +35,7 @@ from conductor.core.constants import (
 )
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
+from conductor.core.outages import outage
 from conductor.core.reports import AgentReport
 from conductor.core.settings import RunSettings
 from conductor.core.taskfile import render_task_file
@@ -46,7 +47,7 @@ AGENT_PID_FILE = "conductor-agent.pid"
 LEAF_PROMPT_FILE = "conductor-prompt.md"
 # What a leaf records on its item result besides the proof (kept when proved again elsewhere).
 LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "started_at",
-                      "ended_at", "agent_started_at", "agent_ended_at"}
+                      "ended_at", "agent_started_at", "agent_ended_at", "github_unavailable"}
 REQUIRED_OUTPUT = {"issue_to_pr": "pr_urls", "pr_review": "merge_status_and_grades"}
 PROMPTS = {"issue_to_pr": PROMPT_ISSUE_TO_PR, "pr_review": PROMPT_PR_REVIEW}
 
@@ -365,10 +366,19 @@ def prepare_leaf(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: 
                          prompt_file=prompt_file, workflow=leaves.LEAF_WORKFLOW[kind], prompt=prompt)
 
 
+def github_outage(agent: AgentResult | None, api_url: str, faults_met: int) -> str:
+    """Why a failed leaf counts as "GitHub unavailable" (`conductor/core/outages.py`): its
+    agent's output and report, and the 5xx/429 answers its own GitHub calls met."""
+    lines = [*agent.output_tail, *([agent.report.message] if agent.report else [])] if agent else []
+    return outage(lines, api_url, faults_met)
+
+
 def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
                   workspace: LeafWorkspace | None, *, started: float, ended: float,
-                  agent_started: float | None = None, agent_ended: float | None = None) -> CoordinatorOutcome:
-    """Name the leaf's prompt, attempt, merge order and times on its item result."""
+                  agent_started: float | None = None, agent_ended: float | None = None,
+                  github_unavailable: str = "") -> CoordinatorOutcome:
+    """Name the leaf's prompt, attempt, merge order and times on its item result, and, when
+    it was not proved, whether GitHub was failing (`github_outage`)."""
     label = "issue" if dispatch.kind == "issue_to_pr" else "PR"
     outcome.failures = [r if r.startswith(f"{label} #{number}") else f"{label} #{number}: {r}"
                         for r in outcome.failures]
@@ -382,6 +392,9 @@ def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
     if not outcome.results:
         outcome.results = [ItemResult(number=number, kind="issue" if dispatch.kind == "issue_to_pr" else "pr",
                                       ok=False, reason="; ".join(outcome.failures), **extra)]
+    if github_unavailable:
+        outcome.results = [r if r.ok else r.model_copy(update={"github_unavailable": github_unavailable})
+                           for r in outcome.results]
     return outcome
 
 

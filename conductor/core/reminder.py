@@ -136,6 +136,7 @@ def render_reminder(
     now: datetime,
     failures: Iterable[CoordinatorFailure] = (),
     failed_prs: Iterable[FailedPR] = (),
+    unavailable: Iterable[tuple[int, str]] = (),
     rerun_hint: str,
     approval_label: str = APPROVAL_LABEL,
     approvals: Mapping[int, str] | None = None,
@@ -143,7 +144,8 @@ def render_reminder(
     """The reminder issue body (seed step 7) ending with the state marker.
 
     `approvals` (item number -> login) are the verified approvals of gated items: the
-    reminder says who approved what.
+    reminder says who approved what. `unavailable` (item, evidence): items not proved while
+    GitHub was failing, retried by the next pass with no attempt charged.
 
     `rerun_hint` is the command that re-runs the conductor (for example
     `prefect deployment run 'conductor/default'`); it is shown verbatim in a code span.
@@ -172,6 +174,8 @@ def render_reminder(
             [_failed_pr_line(pr) for pr in failed_prs],
         ),
         _section("### Failed coordinators", [_failure_line(f) for f in failures]),
+        _section("### GitHub unavailable (retried next pass, no attempt charged)",
+                 [f"- #{n}: {markdown.escape(why, max_length=REASON_LIMIT)}" for n, why in unavailable]),
         _problems_section(plan),
         f"<!-- {REMINDER_MARKER} {marker} -->",
     ]

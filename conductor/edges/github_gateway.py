@@ -42,14 +42,20 @@ T = TypeVar("T")
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 
 
+FAULT_STATUSES = frozenset({429, *range(500, 600)})
+
+
 class _RequestCounter:
     def __init__(self) -> None:
         self.count = 0
+        self.faults = 0  # answers 5xx/429 and unreachable tries, retried ones included
 
     def add(self, response: requests.Response) -> None:
         retries = getattr(getattr(response, "raw", None), "retries", None)
         history = getattr(retries, "history", ()) or ()
         self.count += 1 + len(history)
+        self.faults += sum(1 for h in history if h.status in FAULT_STATUSES or (h.status is None and h.error))
+        self.faults += response.status_code in FAULT_STATUSES
 
 
 # PyGithub copies its Requester for every object it builds, so counting is installed on
@@ -107,7 +113,7 @@ class GitHubGateway:
         retry = _TellingRetry(
             total=settings.retries,
             backoff_factor=settings.backoff_factor,
-            status_forcelist=[429, *range(500, 600)],
+            status_forcelist=sorted(FAULT_STATUSES),
             # POST is left out on purpose: a retried creation can duplicate an issue.
             allowed_methods=frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"}),
         )
@@ -130,6 +136,11 @@ class GitHubGateway:
     @property
     def requests_made(self) -> int:
         return self._counter.count
+
+    @property
+    def faults_met(self) -> int:
+        """Answers 5xx/429 (and tries that could not reach GitHub) this gateway met, retries included."""
+        return self._counter.faults
 
     @property
     def rate_points(self) -> int:
