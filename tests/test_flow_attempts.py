@@ -75,6 +75,7 @@ def test_agents_failing_on_githubs_injected_faults_are_charged_no_attempt(pipe: 
     reminder = pipe.issues(labels=constants.REMINDER_LABEL)[0]["body"]
     assert "### GitHub unavailable (retried next pass, no attempt charged)" in reminder
     assert f"- #{number}: the agent met GitHub failing: " in reminder
+    assert "GitHub was unavailable in 2 passes in a row" in reminder
 
     report, _ = pipe.run()  # GitHub answers again: retried and proved
     assert report.outcomes[0].ok and attempt_comments(pipe, number) == []

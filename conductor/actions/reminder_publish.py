@@ -120,9 +120,11 @@ def _publish(gh: GitHub, plan: Plan, *, attempt: int, fingerprint: str,
         return ReminderResult(action="closed" if newest else "none", number=newest,
                               closed=closed + ([newest] if newest else []))
     failures, failed_prs = failures_of(outcomes)
+    unavailable = unavailable_items(outcomes)
     body = reminder.render_reminder(plan, attempt=attempt, fingerprint=fingerprint, now=now,
                                     failures=failures, failed_prs=failed_prs, rerun_hint=rerun_hint,
-                                    unavailable=unavailable_items(outcomes),
+                                    unavailable=unavailable,
+                                    unavailable_passes=reminder.unavailable_streak(previous.state, bool(unavailable)),
                                     approval_label=config.approval_label, approvals=approvals)
     kept = previous.newest if mode == "update" else None
     if kept is not None:
