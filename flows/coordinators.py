@@ -150,6 +150,7 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
     outcome.failures += problems
     outcome.ok = outcome.ok and not problems
     outcome = core.annotate_leaf(outcome, one, number, workspace, started=started, ended=core.now(),
+                                 github_unavailable=core.github_outage(agent, spec.api_url, gh.faults_met),
                                  **agent_times)
     return LeafResult(number=number, outcome=outcome, agent=agent, problems=problems)
 

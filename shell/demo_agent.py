@@ -94,7 +94,7 @@ class Agent:
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = self.api.request(method, f"/repos/{self.repo}{path}", **kwargs)
         if response.status_code >= 400 and response.status_code != 422:
-            raise RuntimeError(f"{method} {path}: {response.status_code} {response.text[:200]}")
+            raise RuntimeError(f"{method} {response.request.url}: HTTP {response.status_code} {response.text[:200]}")
         return response
 
     def implement(self, issue: int, owned: list[str] = ()) -> str:

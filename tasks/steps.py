@@ -151,7 +151,8 @@ def verify_artifact_proof(gh: GitHub, dispatches: list[Dispatch], results: list[
 def record_failed_attempts(gh: GitHub, outcomes: list[CoordinatorOutcome], pass_id: str,
                            config: PipelineConfig) -> list[int]:
     """Per-item attempts, kept on GitHub: one comment from this pass on every dispatched item
-    without a proved result (`conductor/core/attempts.py`). A comment that cannot be written is
+    without a proved result (`conductor/core/attempts.py`), except those that failed while
+    GitHub was failing (`conductor/core/outages.py`): those are retried, never charged. A comment that cannot be written is
     logged and skipped: the pass goes on to its reminder."""
     logger = get_run_logger()
     recorded = []
@@ -163,6 +164,8 @@ def record_failed_attempts(gh: GitHub, outcomes: list[CoordinatorOutcome], pass_
             logger.warning("could not record the failed attempt on #%d: %s", number, exc)
     if recorded:
         logger.warning("failed attempts recorded on %s", ", ".join(f"#{n}" for n in recorded))
+    for number, why in attempts.unavailable_items(outcomes):
+        logger.warning("#%d: GitHub unavailable (%s); retried next pass, no attempt charged", number, why)
     return recorded
 
 

@@ -61,3 +61,13 @@ def test_failed_items_are_those_without_a_proved_result() -> None:
     ]
     assert failed_items(outcomes) == [(2, "PR #8 does not close #2; agent exited 1"), (3, "agent exited 1"),
                                       (5, "no proved result")]
+
+
+def test_an_item_that_failed_while_github_was_failing_is_no_attempt() -> None:
+    from conductor.core.attempts import unavailable_items
+
+    outcomes = [CoordinatorOutcome(kind="issue_to_pr", phase="p", items=[1, 2], failures=["agent exited 1"], results=[
+        ItemResult(number=1, kind="issue", ok=False, reason="agent exited 1", github_unavailable="HTTP 503 (github)"),
+        ItemResult(number=2, kind="issue", ok=False, reason="agent exited 1")])]
+    assert failed_items(outcomes) == [(2, "agent exited 1")]
+    assert unavailable_items(outcomes) == [(1, "HTTP 503 (github)")]

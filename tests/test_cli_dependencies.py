@@ -23,11 +23,13 @@ def test_plan_lists_waiting_held_back_and_outside_items(sandbox, sandbox_repo):
         for k in range(3):
             record_attempt(gh, flaky, f"pass-{k}", "agent exited with status 1", limit=3)
         regression = gh.create_issue("regression", "", ["bug", "batch-02"])
+        nowhere = gh.create_issue("on nothing", "Depends on #9999", [P4])
     env = {"GITHUB_TOKEN": sandbox.admin_token, "COLUMNS": "200"}
     result = conductor("plan", "--repo", sandbox_repo, "--github-url", sandbox.api_url, "--json", env=env)
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
-    assert [(w["number"], w["blockers"]) for w in plan["waiting"]] == [(blocked, [blocker])]
+    assert [(w["number"], w["blockers"]) for w in plan["waiting"]] == [(blocked, [blocker]), (nowhere, [])]
+    assert plan["waiting"][1]["reason"] == "depends on #9999, which does not exist"
     assert [(h["number"], h["attempts"], h["last_reason"]) for h in plan["held_back"]] == [
         (flaky, 3, "agent exited with status 1")]
     assert [(o["number"], o["batch"]) for o in plan["outside_pipeline"]] == [(regression, "batch-02")]
@@ -36,6 +38,6 @@ def test_plan_lists_waiting_held_back_and_outside_items(sandbox, sandbox_repo):
 
     table = conductor("plan", "--repo", sandbox_repo, "--github-url", sandbox.api_url, env=env)
     assert table.returncode == 0, table.stderr
-    for text in (f"#{blocked} on #{blocker}", "needs a human", f"#{flaky} (3 failures)",
+    for text in (f"#{blocked} on #{blocker}", f"#{nowhere} on #9999 (does not exist)", "needs a human", f"#{flaky} (3 failures)",
                  "(outside the pipeline)", f"#{regression} (batch-02)"):
         assert text in table.stdout, text

@@ -6,7 +6,7 @@ import pytest
 
 from conductor.core import planner
 from conductor.actions.item_attempts import read_item_attempts, record_attempt
-from conductor.actions.snapshot import read_open_items, with_item_attempts
+from conductor.actions.snapshot import read_open_items, with_dispatch_facts
 from conductor.core.config import PipelineConfig
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.settings import GitHubSettings
@@ -29,7 +29,7 @@ def gh(sandbox, sandbox_repo):
 def read_and_plan(gh: GitHubGateway, config: PipelineConfig | None = None, **limits):
     config = config or PipelineConfig(protected_paths=[])
     rules = PlanRules(config=config, **limits)
-    state = with_item_attempts(gh, read_open_items(gh, rules), rules)
+    state = with_dispatch_facts(gh, read_open_items(gh, rules), rules)
     return state, planner.plan(state, rules)
 
 
@@ -128,3 +128,30 @@ def test_a_failed_attempt_is_no_pipeline_progress(sandbox, gh):
     state, plan = read_and_plan(gh, PipelineConfig(protected_paths=[], item_attempt_limit=1))
     assert [h.number for h in plan.held_back] == [number]
     assert fingerprint(state) == before  # held back by a comment: the anti-loop counter goes on
+
+
+def test_a_dependency_that_names_no_issue_holds_its_issue_with_one_lookup_per_number(sandbox, gh):
+    closed = gh.create_issue("done", "", [P4])
+    close(sandbox, gh.repo_name, closed)
+    sandbox.commit_files(gh.repo_name, "side", {"a.txt": "1\n"})
+    with sandbox.api() as api:  # a PR, closed: a number GitHub has, but no issue
+        pull = api.post(f"/repos/{gh.repo_name}/pulls", json={"title": "side", "head": "side", "base": "main"})
+        assert pull.status_code == 201, pull.text
+        pull = pull.json()["number"]
+        api.patch(f"/repos/{gh.repo_name}/pulls/{pull}", json={"state": "closed"})
+    missing = gh.create_issue("missing", "Depends on #9999", [P4])
+    on_pull = gh.create_issue("on a PR", f"Depends on #{pull}", [P4])
+    ready = gh.create_issue("ready", f"Depends on #{closed}", [P4])
+    gh.login()
+    state, plan = read_and_plan(gh)
+    assert state.named == {9999: "missing", pull: "pull_request", closed: "closed_issue"}
+    assert state.api_requests == 2 + 3 + 1  # listings, one lookup per number, attempts of #ready
+    assert dispatched(plan) == [ready] and plan.dispatches[0].depends_on == {ready: [closed]}
+    assert {w.number: (w.reason, w.not_issues) for w in plan.waiting} == {
+        missing: ("depends on #9999, which does not exist", ["#9999 (does not exist)"]),
+        on_pull: (f"depends on #{pull}, which is a pull request, not an issue", [f"#{pull} (a pull request)"])}
+    assert sorted(state.attempts) == [ready]  # a held issue's attempts are never read
+
+    gh.edit_issue_body(missing, f"Depends on #{closed}")  # the text fixed: dispatched
+    _, plan = read_and_plan(gh)
+    assert dispatched(plan) == [missing, ready] and missing not in {w.number for w in plan.waiting}

@@ -43,6 +43,16 @@ def test_a_502_on_a_listing_is_retried_and_both_requests_count(sandbox, gh):
 def test_429_without_retry_after_backs_off_and_succeeds(sandbox, gh):
     sandbox.control.add_fault(429, method="GET", path=_repo_path(gh, "/issues"), times=2)
     assert gh.read_state().issues == []
+    assert gh.faults_met == 2  # retried faults count: a leaf that met them failed while GitHub was failing
+
+
+def test_a_final_fault_counts_and_other_errors_do_not(sandbox, gh):
+    sandbox.control.add_fault(500, method="POST", path=_repo_path(gh, "/issues"), times=1)
+    with pytest.raises(GitHubError):
+        gh.create_issue("x", "", [])
+    with pytest.raises(GitHubError):
+        gh.issue_item(9999)  # 404: GitHub answered, no fault
+    assert gh.faults_met == 1
 
 
 def test_secondary_rate_limit_waits_for_retry_after(sandbox, gh):

@@ -69,10 +69,10 @@ _no_conductor_env = test_planner._no_conductor_env  # the same isolation from CO
                      [1, 3], {2: [1, 3]}, id="only the open ones are listed"),
         pytest.param(state(issue(1, "bug"), issue(2, P4, body="requires #1")), [], {2: [1]},
                      id="a blocker outside the pipeline still blocks"),
-        pytest.param(state(pr(1, P4), issue(2, P4, body="Depends on PR #1")), [], {2: [1]},
-                     id="an open PR blocks an issue"),
-        pytest.param(state(issue(1, P4), issue(2, P4, body="Depends on other/repo#1")), [1, 2], {},
-                     id="another repository is not followed"),
+        pytest.param(state(pr(1, P4), issue(2, P4, body="Depends on PR #1")), [], {2: []},
+                     id="a PR named holds an issue"),
+        pytest.param(state(issue(1, P4), issue(2, P4, body="Depends on other/repo#1")), [1], {2: []},
+                     id="another repository is not followed: held"),
         pytest.param(state(issue(1, P4), issue(2, P4, body="Depends on https://ghe.corp/octo/maestro/issues/1")),
                      [1], {2: [1]}, id="full URL of this repository"),
         pytest.param(state(issue(2, P4, native=1)), [], {2: []}, id="native summary blocks"),
@@ -104,13 +104,64 @@ def test_a_waiting_item_is_not_listed_as_gated() -> None:
     assert waiting(p) == {2: [1]} and p.gated == []
 
 
-def test_cross_repository_reference_is_reported_not_followed() -> None:
+def test_cross_repository_reference_is_reported_not_followed_and_holds() -> None:
     p = run(state(issue(2, P4, body="Depends on other/repo#1 and #7")))
-    assert dispatched(p)["issue_to_pr"] == [2]
+    assert dispatched(p)["issue_to_pr"] == []
     assert [(m.number, m.message) for m in p.problems] == [(2, (
         "issue #2 depends on other/repo#1 in another repository; not followed (the conductor "
-        "reads only this repository): check it by hand"))]
-    assert p.dispatches[0].depends_on == {2: [7]}
+        "reads only this repository): it is held until that reference is removed"))]
+    assert [(w.number, w.not_issues, w.reason) for w in p.waiting] == [(2, ["other/repo#1 (another repository)"], (
+        "depends on other/repo#1 in another repository, which the conductor cannot check"))]
+
+
+def named(st: PipelineState, **kinds: str) -> PipelineState:
+    return st.model_copy(update={"named": {int(k[1:]): v for k, v in kinds.items()}})
+
+
+@pytest.mark.parametrize(
+    ("st", "issues", "not_issues", "reason"),
+    [
+        pytest.param(named(state(issue(2, P4, body="Depends on #9999")), n9999="missing"), [],
+                     ["#9999 (does not exist)"], "depends on #9999, which does not exist", id="nothing under it"),
+        pytest.param(named(state(issue(2, P4, body="Depends on #8, #9")), n8="missing", n9="missing"), [],
+                     ["#8 (does not exist)", "#9 (does not exist)"], "depends on #8, #9, which do not exist",
+                     id="two missing"),
+        pytest.param(named(state(issue(2, P4, body="Depends on #7")), n7="pull_request"), [],
+                     ["#7 (a pull request)"], "depends on #7, which is a pull request, not an issue",
+                     id="a closed PR"),
+        pytest.param(named(state(issue(2, P4, body="Depends on #7")), n7="closed_issue"), [2], [], None,
+                     id="a closed issue is a met dependency"),
+        pytest.param(state(issue(2, P4, body="Depends on #7")), [2], [], None,
+                     id="a number not looked up counts as a closed issue"),
+        pytest.param(named(state(issue(2, P4, body="Depends on #7")), n7="open_issue"), [], [],
+                     "depends on #7 (open)", id="an issue opened since the listing waits"),
+        pytest.param(named(state(issue(1, P4), issue(2, P4, body="Depends on #1, #9999 and x/y#3", native=1)),
+                           n9999="missing"), [1],
+                     ["#9999 (does not exist)", "x/y#3 (another repository)"],
+                     "depends on #1 (open); depends on #9999, which does not exist; depends on x/y#3 in another "
+                     "repository, which the conductor cannot check; blocked by 1 open issue (GitHub issue "
+                     "dependencies)", id="every reason at once"),
+    ],
+)
+def test_a_dependency_that_is_no_issue_holds_with_its_reason(st: PipelineState, issues: list[int],
+                                                              not_issues: list[str], reason: str | None) -> None:
+    p = run(st)
+    assert dispatched(p)["issue_to_pr"] == issues
+    held = {w.number: (w.not_issues, w.reason) for w in p.waiting}
+    assert held.get(2) == ((not_issues, reason) if reason else None)
+
+
+def test_dependencies_needing_lookup_are_those_of_dispatched_issues_only() -> None:
+    from conductor.core.planner import dependencies_needing_lookup
+
+    rules = test_planner.rules(None, MAX_ISSUES_PER_DISPATCH=1)
+    st = state(issue(1, P4, body="Depends on #50 and #3"), issue(2, P4, body="Depends on #60"),
+               issue(3, P6, "status/in-progress"), issue(4, P5, body="Depends on #70"))
+    assert dependencies_needing_lookup(st, rules) == [60]  # #1 waits for open #3; #4's phase waits
+    st = state(issue(1, P4, body="Depends on #50"), issue(2, P4, body="Depends on #60"))
+    assert dependencies_needing_lookup(st, rules) == [50]  # #2 is capped out
+    assert dependencies_needing_lookup(named(st, n50="missing"), rules) == [60]  # #1 held: #2 takes its place
+    assert dependencies_needing_lookup(named(st, n50="missing", n60="closed_issue"), rules) == []
 
 
 def test_owned_paths_outside_the_repository_are_problems_on_their_issue() -> None:

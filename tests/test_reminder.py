@@ -457,3 +457,22 @@ def test_stuck_body_with_hostile_names():
 )
 def test_is_stuck_issue(body, expected):
     assert is_stuck_issue(body) is expected
+
+
+@pytest.mark.parametrize(("previous", "now", "expected"), [(None, True, 1), (None, False, 0), (2, True, 3), (2, False, 0)])
+def test_a_run_of_outage_passes_is_counted_in_the_marker_and_reported(previous, now, expected):
+    from conductor.core.reminder import unavailable_streak
+
+    before = None if previous is None else ReminderState(attempt=0, fingerprint=FP, generated_at=NOW,
+                                                         unavailable_passes=previous)
+    streak = unavailable_streak(before, now)
+    assert streak == expected
+    body = render(unavailable=[(4, "the agent met GitHub failing: HTTP 503 <b>")] if now else [],
+                  unavailable_passes=streak)
+    assert parse_reminder(body).unavailable_passes == expected
+    if now:
+        assert "### GitHub unavailable (retried next pass, no attempt charged)" in body
+        assert f"GitHub was unavailable in {expected} pass{'es' if expected > 1 else ''} in a row" in body
+        assert "- #4: the agent met GitHub failing: HTTP 503 " in body and "<b>" not in body
+    else:
+        assert "GitHub unavailable" not in body and "GitHub was unavailable" not in body

@@ -31,6 +31,7 @@ from conductor.core.constants import REPORT_FILE_NAME, TASK_FILE_NAME
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
 from conductor.core.redaction import Redactor
+from conductor.core.outages import outage
 from conductor.core.reports import AgentReport
 from conductor.core.settings import RunSettings, process_environment
 from conductor.core.taskfile import render_task_file
@@ -42,7 +43,7 @@ AGENT_PID_FILE = "conductor-agent.pid"
 LEAF_PROMPT_FILE = "conductor-prompt.md"
 # What a leaf records on its item result besides the proof (kept when proved again elsewhere).
 LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "started_at",
-                      "ended_at", "agent_started_at", "agent_ended_at"}
+                      "ended_at", "agent_started_at", "agent_ended_at", "github_unavailable"}
 
 
 class CoordinatorSpec(BaseModel):
@@ -359,10 +360,19 @@ def prepare_leaf(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: 
                          prompt_file=prompt_file, workflow=workflow.name, prompt=prompt)
 
 
+def github_outage(agent: AgentResult | None, api_url: str, faults_met: int) -> str:
+    """Why a failed leaf counts as "GitHub unavailable" (`conductor/core/outages.py`): its
+    agent's output and report, and the 5xx/429 answers its own GitHub calls met."""
+    lines = [*agent.output_tail, *([agent.report.message] if agent.report else [])] if agent else []
+    return outage(lines, api_url, faults_met)
+
+
 def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
                   workspace: LeafWorkspace | None, *, started: float, ended: float,
-                  agent_started: float | None = None, agent_ended: float | None = None) -> CoordinatorOutcome:
-    """Name the leaf's prompt, attempt, merge order and times on its item result."""
+                  agent_started: float | None = None, agent_ended: float | None = None,
+                  github_unavailable: str = "") -> CoordinatorOutcome:
+    """Name the leaf's prompt, attempt, merge order and times on its item result, and, when
+    it was not proved, whether GitHub was failing (`github_unavailable`)."""
     workflow = workflows.get(dispatch.kind)
     noun = workflow.noun(number)
     outcome.failures = [r if r.startswith(noun) else f"{noun}: {r}" for r in outcome.failures]
@@ -376,6 +386,9 @@ def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
     if not outcome.results:
         outcome.results = [ItemResult(number=number, kind=workflow.item, ok=False,
                                       reason="; ".join(outcome.failures), **extra)]
+    if github_unavailable:
+        outcome.results = [r if r.ok else r.model_copy(update={"github_unavailable": github_unavailable})
+                           for r in outcome.results]
     return outcome
 
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Literal, TypeVar
 
 from conductor.core import constants, reminder
+from conductor.core.attempts import unavailable_items
 from conductor.core.config import PipelineConfig
 from conductor.core.errors import ConductorError
 from conductor.core.facts import PreviousRun, ReminderAction, ReminderResult
@@ -119,8 +120,11 @@ def _publish(gh: GitHub, plan: Plan, *, attempt: int, fingerprint: str,
         return ReminderResult(action="closed" if newest else "none", number=newest,
                               closed=closed + ([newest] if newest else []))
     failures, failed_prs = failures_of(outcomes)
+    unavailable = unavailable_items(outcomes)
     body = reminder.render_reminder(plan, attempt=attempt, fingerprint=fingerprint, now=now,
                                     failures=failures, failed_prs=failed_prs, rerun_hint=rerun_hint,
+                                    unavailable=unavailable,
+                                    unavailable_passes=reminder.unavailable_streak(previous.state, bool(unavailable)),
                                     approval_label=config.approval_label, approvals=approvals)
     kept = previous.newest if mode == "update" else None
     if kept is not None:

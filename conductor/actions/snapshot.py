@@ -1,7 +1,9 @@
 """One read of the pipeline (seed steps "anti-loop guard" and "read state"): one snapshot.
 
 Open issues and PRs (changed files only for PRs that could be dispatched; issues a merged PR
-finished left out), the approvals people made (and those that count for nothing), the per-item attempts of the items the plan would dispatch, and the previous
+finished left out), the approvals people made (and those that count for nothing), what GitHub
+has under the numbers the issues the plan would dispatch depend on (a closed issue, a PR,
+nothing), the per-item attempts of the items the plan would dispatch, and the previous
 pass's reminders and marker. The plan is made from this alone,
 and the re-plan after dispatch reads a new snapshot through this same function.
 """
@@ -29,16 +31,21 @@ def read_open_items(gh: GitHub, rules: PlanRules) -> PipelineState:
         p.model_copy(update={"files": files[p.number]}) if p.number in files else p for p in state.pull_requests]})
 
 
-def with_item_attempts(gh: GitHub, state: PipelineState, rules: PlanRules) -> PipelineState:
-    """`state` with the per-item attempts of the items the plan would dispatch (one request
-    each): reading one may hold it back and let the next in line in, whose attempts are read
-    in turn, until no such item is unread."""
+def with_dispatch_facts(gh: GitHub, state: PipelineState, rules: PlanRules) -> PipelineState:
+    """`state` with what GitHub has under the numbers the issues the plan would dispatch
+    depend on (when not open items), and with the per-item attempts of the items the plan
+    would dispatch: one request each. A number that is no closed issue holds its issue, and
+    reading attempts may hold an item back; either lets the next in line in, whose numbers
+    and attempts are read in turn, until nothing the plan would dispatch is unread."""
     start = gh.requests_made
-    attempts = dict(state.attempts)
-    while unread := sorted(set(planner.items_needing_attempts(state, rules)) - attempts.keys()):
-        for number in unread:
-            attempts[number] = read_item_attempts(gh, number)
-        state = state.model_copy(update={"attempts": dict(attempts)})
+    while True:
+        if names := planner.dependencies_needing_lookup(state, rules):
+            state = state.model_copy(update={"named": {**state.named, **{n: gh.number_kind(n) for n in names}}})
+        elif unread := planner.items_needing_attempts(state, rules):
+            state = state.model_copy(update={
+                "attempts": {**state.attempts, **{n: read_item_attempts(gh, n) for n in unread}}})
+        else:
+            break
     return state.model_copy(update={"api_requests": state.api_requests + gh.requests_made - start})
 
 
@@ -53,7 +60,7 @@ def read_snapshot(gh: GitHub, rules: PlanRules, not_people: Iterable[str] = ()) 
     check = check_approvals(gh, state, rules.config, not_people={gh.login(), *not_people})
     approvals = check.approved
     state = with_approvals(state, check)
-    state = with_item_attempts(gh, state, rules)  # approvals known: what the plan would dispatch
+    state = with_dispatch_facts(gh, state, rules)  # approvals known: what the plan would dispatch
     previous = read_previous_run(gh, rules.config)
     state = state.model_copy(update={"api_requests": gh.requests_made - start})
     return Snapshot(state=state, previous=previous, approvals=approvals,

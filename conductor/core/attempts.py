@@ -40,18 +40,26 @@ def render_attempt_comment(pass_id: str, reason: str, *, attempt: int, limit: in
 def failed_items(outcomes: Iterable[CoordinatorOutcome]) -> list[tuple[int, str]]:
     """(item, reason) for every dispatched item whose result was not proved, in order: the
     items a pass leaves an attempt comment on. The reason is the item's own, then the
-    coordinator's failures. A proved D/F grade is a result, not a failure."""
+    coordinator's failures. A proved D/F grade is a result, not a failure; an item that
+    failed while GitHub was failing (`unavailable_items`) is no attempt."""
     failed: list[tuple[int, str]] = []
     for outcome in outcomes:
         results = {r.number: r for r in outcome.results}
         for number in outcome.items:
             result = results.get(number)
-            if result is not None and result.ok:
+            if result is not None and (result.ok or result.github_unavailable):
                 continue
             parts = [result.reason] if result is not None and result.reason else []
             parts += [f for f in outcome.failures if f not in parts]  # why the whole run failed
             failed.append((number, "; ".join(parts) or "no proved result"))
     return failed
+
+
+def unavailable_items(outcomes: Iterable[CoordinatorOutcome]) -> list[tuple[int, str]]:
+    """(item, evidence) for every dispatched item not proved while GitHub was failing
+    (`conductor/core/outages.py`): retried next pass, no attempt charged."""
+    return [(r.number, r.github_unavailable) for outcome in outcomes for r in outcome.results
+            if not r.ok and r.github_unavailable and r.number in outcome.items]
 
 
 def attempt_pass(body: str | None) -> str | None:

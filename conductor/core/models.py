@@ -16,6 +16,7 @@ from conductor.core.constants import MAX_PER_DISPATCH
 
 DispatchKind = str  # a kind of the workflow registry (conductor.core.workflows)
 ItemKind = Literal["issue", "pr"]
+NumberKind = Literal["closed_issue", "open_issue", "pull_request", "missing"]
 
 
 class _Model(BaseModel):
@@ -78,6 +79,13 @@ class PipelineState(_Model):
         default_factory=dict,
         description="Failed attempts per item, read back from the conductor's own attempt "
         "markers on GitHub; only for items the plan would dispatch.",
+    )
+    named: dict[int, NumberKind] = Field(
+        default_factory=dict,
+        description="What GitHub has under each number that an issue the plan would dispatch says it "
+        "depends on and that is not an open item here: a closed issue (a met dependency), an issue "
+        "opened since the listing, a pull request, or nothing (`missing`). Filled by the snapshot, "
+        "one request per number; a number not here counts as a closed issue.",
     )
     api_requests: int = Field(0, description="GitHub requests made to read this snapshot.")
 
@@ -145,6 +153,11 @@ class WaitingItem(_Model):
     title: str = ""
     blockers: list[int] = Field(default_factory=list, description="Open items it waits for.")
     native_blockers: int = Field(0, description="Open blockers in GitHub's native dependencies.")
+    not_issues: list[str] = Field(
+        default_factory=list,
+        description="What its `Depends on` names that is no issue of this repository (`#9999 (does not "
+        "exist)`, `#12 (a pull request)`, `other/repo#3 (another repository)`): held until that text "
+        "is fixed.")
     reason: str
 
 

@@ -252,7 +252,7 @@ class PassReport(BaseModel):
         if plan.waiting:
             lines += ["## Waiting for other items", "", markdown.table(
                 ["Item", "Title", "Waits for", "Why"],
-                [[f"#{w.number}", w.title, ", ".join(f"#{n}" for n in w.blockers) or "-", w.reason]
+                [[f"#{w.number}", w.title, ", ".join([f"#{n}" for n in w.blockers] + w.not_issues) or "-", w.reason]
                  for w in plan.waiting]), ""]
         if plan.held_back:
             lines += ["## Needs a human (failed too often)", "", markdown.table(

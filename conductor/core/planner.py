@@ -25,14 +25,16 @@ The rules (each has a test in tests/test_planner.py):
   active phase they are only reported.
 - Dependencies (`conductor/core/dependencies.py`): an otherwise ready issue waits, listed in
   `waiting` with its blockers, while its body names (`Depends on`, `Blocked by`,
-  `Requires`) an open issue or PR of this repository, or while GitHub's native
-  `issue_dependencies_summary.blocked_by` is above 0. References to other repositories are
-  reported as problems and not followed. A cycle among open issues is a problem naming its
-  members (they all keep waiting; nothing loops). A dispatched issue's named numbers (all
-  closed by then) go to `Dispatch.depends_on` (DEPENDS_ON).
-- Owned files (`leaf.ownership`, the issue's `Files:` line, FILE_OWNERSHIP): a path that is
-  absolute or has a `..` part is left out and reported as a problem on that issue (the issue
-  is still dispatched, with the paths that stay inside the repository).
+  `Requires`) an open issue of this repository, or while GitHub's native
+  `issue_dependencies_summary.blocked_by` is above 0. It is held the same way, with the
+  reason (`WaitingItem.not_issues`), while it names what is no issue it can wait for: a
+  number with nothing under it ("depends on #9999, which does not exist"), a pull request,
+  or another repository's issue (also a problem: never followed). What GitHub has under a
+  number that is not an open item comes from `state.named`; a number not there counts as a
+  closed issue (`dependencies_needing_lookup` names those to look up). A cycle among open
+  issues is a problem naming its members (they all keep waiting; nothing loops). A
+  dispatched issue's named numbers (all closed issues by then) go to `Dispatch.depends_on`
+  (DEPENDS_ON).
 - Gates (reasons joined with "; "): a gate label (on the item, or for a PR on an issue
   it closes), a gated phase, a protected path changed, a head in a fork. Only items that
   are otherwise ready are listed in `gated` (an in-progress or waiting item is not);
@@ -89,7 +91,7 @@ from conductor.core.models import (
 )
 from conductor.core.models import PlanRules
 
-__all__ = ["PlanRules", "items_needing_attempts", "plan", "prs_needing_files"]
+__all__ = ["PlanRules", "dependencies_needing_lookup", "items_needing_attempts", "plan", "prs_needing_files"]
 
 
 @dataclass
@@ -299,17 +301,68 @@ def items_needing_attempts(state: PipelineState, rules: PlanRules) -> list[int]:
     return sorted(n for d in p.dispatches for n in d.items if n not in state.attempts)
 
 
+def dependencies_needing_lookup(state: PipelineState, rules: PlanRules) -> list[int]:
+    """Numbers that issues the plan would dispatch say they depend on, that are no open item
+    and whose kind is not known yet (`state.named`): the snapshot looks each up once.
+
+    The reader calls it again after each lookup: an issue held for what it names frees a
+    place that the next issue in line takes, whose numbers are looked up in turn."""
+    p = plan(state, rules)
+    known = {i.number for i in state.issues} | {pr.number for pr in state.pull_requests} | state.named.keys()
+    return sorted({m for d in p.dispatches for named in d.depends_on.values() for m in named} - known)
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _waiting_reason(blockers: list[int], native: int) -> str:
-    parts = []
-    if blockers:
-        parts.append("depends on " + ", ".join(f"#{n}" for n in blockers) + " (open)")
-    if native:
-        parts.append(f"blocked by {_count(native, 'open issue')} (GitHub issue dependencies)")
-    return "; ".join(parts)
+@dataclass
+class _Hold:
+    """What an issue's `Depends on` names that keeps it from being dispatched."""
+
+    blockers: list[int] = field(default_factory=list)  # open issues
+    pulls: list[int] = field(default_factory=list)
+    missing: list[int] = field(default_factory=list)
+    foreign: list[str] = field(default_factory=list)
+
+    def not_issues(self) -> list[str]:
+        return ([f"#{n} (a pull request)" for n in self.pulls] + [f"#{n} (does not exist)" for n in self.missing]
+                + [f"{ref} (another repository)" for ref in self.foreign])
+
+    def reason(self, native: int) -> str:
+        def refs(numbers: list[int]) -> str:
+            return ", ".join(f"#{n}" for n in numbers)
+
+        parts = []
+        if self.blockers:
+            parts.append(f"depends on {refs(self.blockers)} (open)")
+        if self.missing:
+            parts.append(f"depends on {refs(self.missing)}, which "
+                         + ("does not exist" if len(self.missing) == 1 else "do not exist"))
+        if self.pulls:
+            parts.append(f"depends on {refs(self.pulls)}, which "
+                         + ("is a pull request, not an issue" if len(self.pulls) == 1
+                            else "are pull requests, not issues"))
+        if self.foreign:
+            parts.append(f"depends on {', '.join(self.foreign)} in another repository, which the "
+                         "conductor cannot check")
+        if native:
+            parts.append(f"blocked by {_count(native, 'open issue')} (GitHub issue dependencies)")
+        return "; ".join(parts)
+
+
+def _hold(number: int, refs: References, state: PipelineState) -> _Hold:
+    """Sort what issue `number` names by what GitHub has under each number."""
+    open_prs = {p.number for p in state.pull_requests}
+    open_issues = {i.number for i in state.issues} - open_prs
+    hold = _Hold(foreign=list(refs.foreign))
+    for n in refs.numbers:
+        kind = ("pull_request" if n in open_prs else "open_issue" if n in open_issues
+                else state.named.get(n, "closed_issue"))
+        if n == number or kind == "closed_issue":
+            continue
+        {"open_issue": hold.blockers, "pull_request": hold.pulls, "missing": hold.missing}[kind].append(n)
+    return hold
 
 
 def _issue_dependencies(state: PipelineState, a: _Analysis) -> tuple[dict[int, References], list[Problem]]:
@@ -319,7 +372,7 @@ def _issue_dependencies(state: PipelineState, a: _Analysis) -> tuple[dict[int, R
     problems = [
         Problem(number=n, message=(
             f"issue #{n} depends on {ref} in another repository; not followed (the conductor "
-            "reads only this repository): check it by hand"))
+            "reads only this repository): it is held until that reference is removed"))
         for n in sorted(in_pipeline) for ref in refs[n].foreign
     ]
     graph = {n: [d for d in r.numbers if d in refs and d != n] for n, r in refs.items()}
@@ -355,7 +408,6 @@ def plan(state: PipelineState, rules: PlanRules) -> Plan:
     a = _analyse(state, config, rules)
     stuck = rules.attempt > ANTI_LOOP_LIMIT
     approved = set(state.approved)
-    open_numbers = {i.number for i in state.issues} | {p.number for p in state.pull_requests}
     open_prs = {p.number for p in state.pull_requests}
     refs, dep_problems = _issue_dependencies(state, a)
     problems = a.problems + dep_problems + _ownership_problems(a)
@@ -367,12 +419,12 @@ def plan(state: PipelineState, rules: PlanRules) -> Plan:
         if not _candidate(it, a, config):
             continue
         if isinstance(it.src, Issue):
-            blockers = [n for n in refs[it.number].numbers if n in open_numbers and n != it.number]
-            if blockers or it.src.native_blockers:
+            hold = _hold(it.number, refs[it.number], state)
+            if hold.blockers or hold.not_issues() or it.src.native_blockers:
                 waiting.append(WaitingItem(
-                    number=it.number, kind="issue", title=it.src.title, blockers=blockers,
-                    native_blockers=it.src.native_blockers,
-                    reason=_waiting_reason(blockers, it.src.native_blockers)))
+                    number=it.number, kind="issue", title=it.src.title, blockers=hold.blockers,
+                    native_blockers=it.src.native_blockers, not_issues=hold.not_issues(),
+                    reason=hold.reason(it.src.native_blockers)))
                 continue
         reasons = _gate_reasons(it, a, config)
         if reasons:

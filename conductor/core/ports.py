@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import SecretStr
 
 from conductor.core.leaf import IssueItem, PullItem
-from conductor.core.models import PipelineState
+from conductor.core.models import NumberKind, PipelineState
 from conductor.core.verify import PullFacts
 
 
@@ -67,6 +67,10 @@ class GitHub(Protocol):
 
     def pull_files(self, number: int) -> list[str]:
         """The paths PR `number` changes."""
+
+    def number_kind(self, number: int) -> NumberKind:
+        """What the repository has under `number`: an issue (closed or open), a pull request,
+        or nothing (`missing`); one request."""
 
     def comments(self, number: int) -> list[Comment]:
         """Every comment on issue or PR `number`, oldest first."""

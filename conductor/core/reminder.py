@@ -49,6 +49,8 @@ class ReminderState(BaseModel):
     attempt: int = Field(ge=0)
     fingerprint: str = Field(pattern=r"^[0-9a-f]{1,64}$")
     generated_at: datetime
+    unavailable_passes: int = Field(
+        0, ge=0, description="Passes in a row, up to this one, in which items failed while GitHub was failing.")
 
     @field_validator("generated_at")
     @classmethod
@@ -137,6 +139,8 @@ def render_reminder(
     now: datetime,
     failures: Iterable[CoordinatorFailure] = (),
     failed_prs: Iterable[FailedPR] = (),
+    unavailable: Iterable[tuple[int, str]] = (),
+    unavailable_passes: int = 0,
     rerun_hint: str,
     approval_label: str = APPROVAL_LABEL,
     approvals: Mapping[int, str] | None = None,
@@ -144,18 +148,26 @@ def render_reminder(
     """The reminder issue body (seed step 7) ending with the state marker.
 
     `approvals` (item number -> login) are the verified approvals of gated items: the
-    reminder says who approved what.
+    reminder says who approved what. `unavailable` (item, evidence): items not proved while
+    GitHub was failing, retried by the next pass with no attempt charged;
+    `unavailable_passes`: how many passes in a row that happened (kept in the marker,
+    `unavailable_streak`), reported as GitHub's outage, never as the items' fault.
 
     `rerun_hint` is the command that re-runs the conductor (for example
     `prefect deployment run 'conductor/default'`); it is shown verbatim in a code span.
     """
     now = _utc(now)
     state = ReminderState(attempt=attempt, fingerprint=fingerprint, generated_at=now)
+    unavailable = list(unavailable)
+    outage_note = (f"GitHub was unavailable in {unavailable_passes} pass{'es' if unavailable_passes > 1 else ''} in a row: the items "
+                   "below failed on GitHub's 5xx/429 answers, not by their own fault; each pass retries them."
+                   if unavailable_passes else "")
     marker = json.dumps(
         {
             "attempt": state.attempt,
             "fingerprint": state.fingerprint,
             "generated_at": now.replace(microsecond=0).isoformat(),
+            **({"unavailable_passes": unavailable_passes} if unavailable_passes else {}),
         }
     )
     sections = [
@@ -173,10 +185,18 @@ def render_reminder(
             [_failed_pr_line(pr) for pr in failed_prs],
         ),
         _section("### Failed coordinators", [_failure_line(f) for f in failures]),
+        _section("### GitHub unavailable (retried next pass, no attempt charged)",
+                 ([outage_note, ""] if outage_note else [])
+                 + [f"- #{n}: {markdown.escape(why, max_length=REASON_LIMIT)}" for n, why in unavailable]),
         _problems_section(plan),
         f"<!-- {REMINDER_MARKER} {marker} -->",
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
+
+
+def unavailable_streak(previous: ReminderState | None, unavailable_now: bool) -> int:
+    """Passes in a row in which items failed while GitHub was failing, this one included."""
+    return (previous.unavailable_passes if previous else 0) + 1 if unavailable_now else 0
 
 
 def parse_reminder(body: str | None) -> ReminderState | None:

@@ -46,7 +46,7 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
                      ", ".join(f"#{n}" for n in sorted(gated_numbers)), ""])
     if plan.waiting:
         rows.append(["(waiting items)", "wait for open items", "", "", "",
-                     ", ".join(f"#{w.number} on " + _blockers(w.blockers, w.native_blockers)
+                     ", ".join(f"#{w.number} on " + _blockers(w.blockers, w.native_blockers, w.not_issues)
                                for w in plan.waiting), ""])
     if plan.held_back:
         rows.append(["(failed items)", "needs a human", "", "", "",
@@ -64,8 +64,8 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
     return rows
 
 
-def _blockers(numbers: list[int], native: int) -> str:
-    parts = [f"#{n}" for n in numbers]
+def _blockers(numbers: list[int], native: int, not_issues: list[str]) -> str:
+    parts = [f"#{n}" for n in numbers] + not_issues
     if native:
         parts.append(f"{native} native blocker{'s' if native > 1 else ''}")
     return " and ".join(parts)

@@ -96,6 +96,9 @@ class ItemResult(_Model):
     prompt_sha: str | None = Field(None, description="Leaf: that prompt's git blob sha.")
     prompt_source: Literal["repository", "shipped"] | None = None
     attempt: int = Field(0, description="Leaf: ATTEMPT_N written in its task file.")
+    github_unavailable: str = Field(
+        "", description="Leaf: not proved while GitHub was failing, and the evidence "
+        "(`conductor/core/outages.py`); retried next pass with no attempt charged.")
     worktree: str | None = Field(None, description="Leaf: its worktree's directory name.")
     usage: Usage | None = Field(None, description="Leaf: tokens, cost and effort its agent reported.")
     merge_after: int | None = Field(None, description="Leaf: the PR this review waited for.")

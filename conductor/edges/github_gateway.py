@@ -32,7 +32,7 @@ from conductor.core.leaf import IssueItem, PullItem
 from conductor.edges.http_cache import CURRENT as _CURRENT_CONDITIONAL
 from conductor.edges.http_cache import Conditional, EtagCache, conditional
 from conductor.core.linking import linked_issues
-from conductor.core.models import Issue, PipelineState, PullRequest
+from conductor.core.models import Issue, NumberKind, PipelineState, PullRequest
 from conductor.core.ports import Comment, IssueRef, MergedPull
 from conductor.core.settings import GitHubSettings
 from conductor.core.verify import PullFacts
@@ -43,14 +43,20 @@ T = TypeVar("T")
 WRITE_PERMISSIONS = frozenset({"admin", "maintain", "write"})
 
 
+FAULT_STATUSES = frozenset({429, *range(500, 600)})
+
+
 class _RequestCounter:
     def __init__(self) -> None:
         self.count = 0
+        self.faults = 0  # answers 5xx/429 and unreachable tries, retried ones included
 
     def add(self, response: requests.Response) -> None:
         retries = getattr(getattr(response, "raw", None), "retries", None)
         history = getattr(retries, "history", ()) or ()
         self.count += 1 + len(history)
+        self.faults += sum(1 for h in history if h.status in FAULT_STATUSES or (h.status is None and h.error))
+        self.faults += response.status_code in FAULT_STATUSES
 
 
 # PyGithub copies its Requester for every object it builds, so counting is installed on
@@ -114,7 +120,7 @@ class GitHubGateway:
         retry = _TellingRetry(
             total=settings.retries,
             backoff_factor=settings.backoff_factor,
-            status_forcelist=[429, *range(500, 600)],
+            status_forcelist=sorted(FAULT_STATUSES),
             # POST is left out on purpose: a retried creation can duplicate an issue.
             allowed_methods=frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE"}),
         )
@@ -138,6 +144,11 @@ class GitHubGateway:
     @property
     def requests_made(self) -> int:
         return self._counter.count
+
+    @property
+    def faults_met(self) -> int:
+        """Answers 5xx/429 (and tries that could not reach GitHub) this gateway met, retries included."""
+        return self._counter.faults
 
     @property
     def rate_points(self) -> int:
@@ -222,6 +233,24 @@ class GitHubGateway:
     def pull_files(self, number: int) -> list[str]:
         return self._call(f"list the files of PR #{number}",
                           lambda: [f.filename for f in self._repo.get_pull(number).get_files()])
+
+    def number_kind(self, number: int) -> NumberKind:
+        """What the repository has under `number` (one `GET /issues/N`, which serves PRs too):
+        `missing` when GitHub answers 404 or 410 (deleted)."""
+        url = f"{self._repo.url}/issues/{number}"
+
+        def fetch() -> NumberKind:
+            try:
+                _, data = self._gh.requester.requestJsonAndCheck("GET", url)
+            except GithubException as exc:
+                if exc.status in (404, 410):
+                    return "missing"
+                raise
+            if "pull_request" in data:
+                return "pull_request"
+            return "open_issue" if data.get("state") == "open" else "closed_issue"
+
+        return self._call(f"read #{number}", fetch)
 
     def comments(self, number: int) -> list[Comment]:
         def fetch() -> list[Comment]:
