@@ -8,6 +8,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from conductor.core import markdown
+from conductor.core import workflows
 from conductor.core.redaction import Redactor, basic_credential
 from conductor.core.reports import AgentReport
 
@@ -74,7 +75,7 @@ def test_every_string_in_data_is_redacted_keys_too() -> None:
 
 
 def test_a_model_copy_is_redacted_and_validated() -> None:
-    report = AgentReport.model_validate({"workflow": "issue-to-pr", "status": "failed", "issue": 3,
+    report = workflows.read_report({"workflow": "issue-to-pr", "status": "failed", "issue": 3,
                                          "message": f"token {TOKEN}",
                                          "pr_url": f"https://x-access-token:{TOKEN}@h/o/r/pull/9"})
     clean = Redactor([TOKEN]).model(report)
@@ -134,7 +135,7 @@ def test_the_report_is_redacted_where_it_is_read(tmp_path, name: str, text: str,
     report, error = read_report(path, Redactor([TOKEN]))
     assert error == expected_error, name
     assert TOKEN not in repr((report, error)) and (report is None or "***" in repr(report)), name
-    assert read_report(path, Redactor([]))[0] == (AgentReport.model_validate(json.loads(text)) if report else None)
+    assert read_report(path, Redactor([]))[0] == (workflows.read_report(json.loads(text)) if report else None)
 
 
 def test_a_coordinator_result_is_redacted_whole() -> None:
