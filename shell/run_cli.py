@@ -34,6 +34,7 @@ class PrefectAPI:
 
     def __init__(self, prefect: PrefectSettings, ephemeral_home: bool = False,
                  log_file: Path | None = None) -> None:
+        self._prefect = prefect
         self._given = prefect.api_url or None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server = None
@@ -71,7 +72,7 @@ class PrefectAPI:
         if self._server is None:
             from shell.status_cli import flow_run_link
 
-            return f"Prefect flow run {flow_run_link(self._url or '', flow_run_id)}"
+            return f"Prefect flow run {flow_run_link(self._prefect, self._url or '', flow_run_id)}"
         return f"Prefect flow run {flow_run_id} (PREFECT_HOME={self._server.home})"
 
     def close(self, drain: bool = True) -> None:

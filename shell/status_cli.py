@@ -15,9 +15,10 @@ from shell.cliargs import add_config_args, add_github_args, parameters_from_args
 if TYPE_CHECKING:
     from conductor.core.settings import PrefectSettings
 
-def flow_run_link(ui_url: str, run_id: object) -> str:
-    """A flow run's page in the Prefect UI at `ui_url`."""
-    return f"{ui_url}/runs/flow-run/{run_id}"
+def flow_run_link(prefect: PrefectSettings, api_url: str, run_id: object) -> str:
+    """A flow run's page in the Prefect UI of the server at `api_url` (PREFECT_UI_URL if set)."""
+    ui = prefect.ui_url or api_url.removesuffix("/api")
+    return f"{ui}/runs/flow-run/{run_id}"
 
 
 def last_pass(repo: str, prefect: PrefectSettings) -> dict[str, Any] | None:
@@ -37,10 +38,9 @@ def last_pass(repo: str, prefect: PrefectSettings) -> dict[str, Any] | None:
         return {"error": f"Prefect at {api_url} not reachable ({type(exc).__name__})"}
     for run in runs:
         if run.parameters.get("repo") == repo or run.name.startswith(f"{repo} "):
-            ui = prefect.ui_url or api_url.removesuffix("/api")
             return {"name": run.name, "state": run.state_name,
                     "when": (run.start_time or run.expected_start_time).isoformat() if (run.start_time or run.expected_start_time) else None,
-                    "link": flow_run_link(ui, run.id)}
+                    "link": flow_run_link(prefect, api_url, run.id)}
     return {"error": f"no conductor pass over {repo} on the Prefect server at {api_url}"}
 
 
