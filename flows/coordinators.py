@@ -21,14 +21,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
-import httpx
 from prefect import Flow, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -50,7 +46,7 @@ from conductor.core.github_urls import web_url_of
 from conductor.core.models import Dispatch
 from conductor.core.settings import RunSettings
 from conductor.core.verify import CoordinatorOutcome
-from tasks.guard import coordinator_fence
+from tasks.guard import coordinator_fence, ensure_limit
 from tasks.secrets import agent_token, github_settings, redactor
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
@@ -290,15 +286,4 @@ def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
 
 def ensure_agent_slots(limit: int) -> None:
     """The global concurrency limit `agent-slots` exists and caps agents at `limit`."""
-    with get_client(sync_client=True) as client:
-        try:
-            current = client.read_global_concurrency_limit_by_name(AGENT_SLOTS)
-        except ObjectNotFound:
-            try:
-                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=AGENT_SLOTS, limit=limit))
-                return
-            except (ObjectAlreadyExists, httpx.HTTPStatusError):
-                current = client.read_global_concurrency_limit_by_name(AGENT_SLOTS)  # made meanwhile
-        if current.limit != limit or not current.active:
-            client.update_global_concurrency_limit(
-                AGENT_SLOTS, GlobalConcurrencyLimitUpdate(limit=limit, active=True))
+    ensure_limit(AGENT_SLOTS, limit)

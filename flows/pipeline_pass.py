@@ -108,16 +108,6 @@ def _log_plan(logger: Any, plan: Plan, dry_run: bool) -> None:
         logger.info("nothing to dispatch")
 
 
-def _log_outcomes(logger: Any, outcomes: list[CoordinatorOutcome]) -> None:
-    for o in outcomes:
-        items = ", ".join(f"#{n}" for n in o.items)
-        if o.ok:
-            logger.info("proved %s %s %s: %s", o.kind, o.phase, o.batch or "(no batch)", items)
-        else:
-            logger.warning("failed %s %s %s: %s — %s", o.kind, o.phase, o.batch or "(no batch)", items,
-                           "; ".join(o.failures))
-
-
 def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
     """The pass lock on GitHub first (no dry run writes it), then the pass itself, every write
     of it fenced by the lock: once another pass took it over, the pass stops its agents,
@@ -186,18 +176,19 @@ def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = 
         results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
                                                html_base=web_url_of(inputs.api_url))
-        _log_outcomes(logger, outcomes)
         steps.record_failed_attempts(gh, outcomes, spec.pass_id, inputs.config)
     finished = steps.close_finished(gh, snapshot, inputs.dry_run) if snapshot.finished else []
 
     # The pipeline after the coordinators: a new snapshot, planned the same way.
     after_snapshot = steps.read_state(gh, inputs, not_people) if outcomes else snapshot
     after = steps.make_plan(after_snapshot, inputs, progress.attempt) if outcomes else plan
-    result = steps.reminder_gate(gh, inputs, after, progress, outcomes, approved_gates(after, after_snapshot))
+    approvals = approved_gates(plan, snapshot)
+    result = steps.reminder_gate(gh, inputs, after, progress, outcomes,
+                                 approved_gates(after, after_snapshot) if outcomes else approvals)
     destroyed = steps.self_destruct(inputs)
     report = steps.report(PassReport(
         repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,
-        plan_after=after if outcomes else None, approvals=approved_gates(plan, snapshot),
+        plan_after=after if outcomes else None, approvals=approvals,
         closed_reminders=result.closed, released_claims=released, orphans=orphans, outcomes=outcomes,
         reminder=result, api_requests=gh.requests_made, rate_points=gh.rate_points, self_destructed=str(destroyed) if destroyed else None,
         not_ours=[n.line() for n in snapshot.previous.not_ours],

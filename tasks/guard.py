@@ -17,7 +17,7 @@ from functools import partial
 import httpx
 from pydantic import SecretStr
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.concurrency.sync import concurrency
 
@@ -25,18 +25,20 @@ from conductor.edges.git_lock import GitRefLock, pass_lock
 from conductor.core.passlock import LeaseReader, PassLock
 
 
-def _ensure_limit(name: str) -> None:
-    """Create the limit unless it exists; two passes starting together may race to it."""
+def ensure_limit(name: str, limit: int) -> None:
+    """The global concurrency limit `name` exists, is active and caps at `limit`; two passes
+    starting together may race to create it."""
     with get_client(sync_client=True) as client:
         try:
-            client.read_global_concurrency_limit_by_name(name)
-            return
+            current = client.read_global_concurrency_limit_by_name(name)
         except ObjectNotFound:
-            pass
-        try:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-        except (ObjectAlreadyExists, httpx.HTTPStatusError):
-            client.read_global_concurrency_limit_by_name(name)  # the other pass made it
+            try:
+                client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=limit))
+                return
+            except (ObjectAlreadyExists, httpx.HTTPStatusError):
+                current = client.read_global_concurrency_limit_by_name(name)  # the other pass made it
+        if current.limit != limit or not current.active:
+            client.update_global_concurrency_limit(name, GlobalConcurrencyLimitUpdate(limit=limit, active=True))
 
 
 def limit_name(repo: str) -> str:
@@ -47,7 +49,7 @@ def limit_name(repo: str) -> str:
 def one_pass_per_repo(repo: str, wait_seconds: float, lease_seconds: float = 60.0) -> Iterator[bool]:
     """Yield True holding the repository's slot, or False if another pass kept it `wait_seconds`."""
     name = limit_name(repo)
-    _ensure_limit(name)
+    ensure_limit(name, 1)
     with ExitStack() as held:
         try:
             # A zero timeout fails even when the slot is free (acquiring takes a round trip).
