@@ -1,20 +1,32 @@
-"""Create the conductor's process work pools (idempotent): `python -m deployments.pools`.
+"""Create the conductor's process work pools and its automation (idempotent):
+`python -m deployments.pools`.
 
-`conductor` runs the passes; `conductor-agents` runs coordinator deployments when
-CONDUCTOR_DISPATCH=deployment (start its workers on the machines that host the agents).
+`conductor` runs the passes; `conductor-agents` runs leaves when CONDUCTOR_DISPATCH=deployment
+(start its workers on the machines that host the agents). The automation marks a leaf run
+Crashed once its heartbeats stop (its worker was lost): the pass that waits for it records a
+failed attempt and takes its claim off, and the next pass dispatches the item again.
 """
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 
+from prefect.automations import Automation
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists
+
+from flows.coordinators import LEAF_FLOW, LEAF_SILENCE_S
 
 POOLS = {
     "conductor": "Conductor passes (scheduled and manual).",
-    "conductor-agents": "Coordinator flow runs: agents turning issues into PRs and reviewing PRs.",
+    "conductor-agents": "Leaf flow runs: one agent turning an issue into a PR or reviewing a PR.",
 }
+SILENT_LEAVES = "conductor: crash leaf runs whose worker was lost"
 
 
 def ensure_pools(names: dict[str, str] = POOLS) -> list[str]:
@@ -29,9 +41,43 @@ def ensure_pools(names: dict[str, str] = POOLS) -> list[str]:
     return created
 
 
+def silent_leaves(within: float = LEAF_SILENCE_S) -> Automation:
+    """Prefect's zombie-run recipe, for leaf runs only: a heartbeat not followed within
+    `within` seconds by another heartbeat or a final state marks the run Crashed."""
+    return Automation(
+        name=SILENT_LEAVES,
+        description="A leaf run that stopped beating lost its worker: Crashed, so its pass moves on.",
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                    "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            match_related=ResourceSpecification({"prefect.resource.role": "flow",
+                                                 "prefect.resource.name": LEAF_FLOW}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=within),
+        ),
+        actions=[ChangeFlowRunState(state=StateType.CRASHED,
+                                    message=f"no heartbeat for {within:g} s: its worker was lost")],
+    )
+
+
+def ensure_automation(automation: Automation) -> bool:
+    """Create `automation` unless one of its name exists; True when created."""
+    with get_client(sync_client=True) as client:
+        if client.read_automations_by_name(name=automation.name):
+            return False
+    automation.create()
+    return True
+
+
 def main() -> int:
     created = ensure_pools()
-    print(f"work pools ready: {', '.join(POOLS)} (created: {', '.join(created) or 'none'})")
+    made = ensure_automation(silent_leaves())
+    print(f"work pools ready: {', '.join(POOLS)} (created: {', '.join(created) or 'none'}); "
+          f"automation {SILENT_LEAVES!r} {'created' if made else 'already there'}")
     return 0
 
 

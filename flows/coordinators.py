@@ -8,6 +8,11 @@ leaf claims its item, makes its own worktree (`issue-<N>-<pass>` / `pr-<N>-<pass
 `agent-slots`, proves its claim against GitHub, removes its worktree and takes its status
 label off. The subflow's result is the list of leaf results.
 
+Leaves on workers (CONDUCTOR_DISPATCH=deployment): each leaf task claims its item and starts
+a flow run of `leaf/<kind>` (`remote_leaf`) on the `conductor-agents` pool, with an
+idempotency key of pass and item; the worker clones, runs the agent and hands its report
+back as an artifact; the task reads it, takes the claim off, and the pass proves it.
+
 Coordinator-agent mode: one agent for the whole group, in one worktree, which fans out by
 itself. It reads like its steps: claim the items, make a worktree and task file, run the
 agent, prove its claims against GitHub, release the labels, remove the worktree.
@@ -26,7 +31,21 @@ from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.deployments import run_deployment
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
-from prefect.states import Completed, Failed, State
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.actions import ArtifactCreate
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    ArtifactFilterKey,
+    FlowFilter,
+    FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.context import FlowRunContext
+from prefect.states import Cancelling, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from conductor.actions import coordinator as core
@@ -52,6 +71,7 @@ from tasks.secrets import agent_token, github_settings, redactor
 step = task(cache_policy=NO_CACHE, persist_result=False)
 AGENT_SLOTS = "agent-slots"
 LEAF_THREADS = 128  # leaves of one coordinator started at once (agents are capped by AGENT_SLOTS)
+LEAF_FLOW = "leaf"  # the flow of leaves on workers; its deployments are `leaf/<kind>`
 
 
 @contextmanager
@@ -105,11 +125,12 @@ def clean_up(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, workspace: W
         core.release(gh, dispatch, spec)
 
 
-@task(cache_policy=NO_CACHE, persist_result=False, name="leaf",
-      task_run_name="{dispatch.kind} #{number}")
-def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str) -> LeafResult:
+def work_leaf(gh: GitHub, number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str, *,
+              here: bool = True) -> LeafResult:
     """One item, start to finish: claim, worktree, task file, agent (holding an agent slot),
-    proof, clean-up. Never raises: whatever breaks is the leaf's failure, not its siblings'."""
+    proof, clean-up. Never raises: whatever breaks is the leaf's failure, not its siblings'.
+    `here` False: a leaf on a worker (`remote_leaf`), which neither claims, proves nor
+    releases its item: the pass that started it does."""
     logger = get_run_logger()
     one = core.leaf_dispatch(dispatch, number)
     started = core.now()
@@ -117,32 +138,34 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
     agent: AgentResult | None = None
     agent_times: dict[str, float] = {}
     problems: list[str] = []
-    with fenced_gateway(spec) as gh:
-        try:
+    try:
+        if here:
             core.claim_item(gh, dispatch, spec, number)
-            workspace = core.prepare_leaf(gh, dispatch, spec, number)
-            logger.info("worktree %s; prompt %s (%s, blob %s)", workspace.path.name,
-                        workspace.prompt.path, workspace.prompt.source, workspace.prompt.sha[:12])
-            # the pass sets the limit up (`ensure_agent_slots`); a coordinator run on its own
-            # without one runs its agents unlimited
-            with concurrency(AGENT_SLOTS, occupy=1, lease_duration=60, strict=False,
-                             raise_on_lease_renewal_failure=False):
-                agent_times["agent_started"] = core.now()
-                agent = _agent(one, spec, workspace)
-                agent_times["agent_ended"] = core.now()
-            outcome = core.prove(gh, one, spec, agent, html_base=html_base)
-        except Exception as exc:  # a broken leaf is a failure, never a crashed coordinator
-            logger.error("leaf failed: %s", exc)
-            outcome = core.failed_outcome(one, f"leaf failed: {exc}")
-        finally:
-            for what, action in (("remove the worktree", lambda: core.cleanup(spec, workspace)),
-                                 ("release the status label",
-                                  lambda: core.release_item(gh, dispatch, spec, number))):
-                try:
-                    action()
-                except Exception as exc:
-                    logger.error("could not %s: %s", what, exc)
-                    problems.append(f"could not {what}: {exc}")
+        workspace = core.prepare_leaf(gh, dispatch, spec, number)
+        logger.info("worktree %s; prompt %s (%s, blob %s)", workspace.path.name,
+                    workspace.prompt.path, workspace.prompt.source, workspace.prompt.sha[:12])
+        # the pass sets the limit up (`ensure_agent_slots`); a coordinator run on its own
+        # without one runs its agents unlimited
+        with concurrency(AGENT_SLOTS, occupy=1, lease_duration=60, strict=False,
+                         raise_on_lease_renewal_failure=False):
+            agent_times["agent_started"] = core.now()
+            agent = _agent(one, spec, workspace)
+            agent_times["agent_ended"] = core.now()
+        outcome = (core.prove(gh, one, spec, agent, html_base=html_base) if here
+                   else core.failed_outcome(one, "not proved on the worker: the pass proves it"))
+    except Exception as exc:  # a broken leaf is a failure, never a crashed coordinator
+        logger.error("leaf failed: %s", exc)
+        outcome = core.failed_outcome(one, f"leaf failed: {exc}")
+    finally:
+        actions = [("remove the worktree", lambda: core.cleanup(spec, workspace))]
+        if here:
+            actions.append(("release the status label", lambda: core.release_item(gh, dispatch, spec, number)))
+        for what, action in actions:
+            try:
+                action()
+            except Exception as exc:
+                logger.error("could not %s: %s", what, exc)
+                problems.append(f"could not {what}: {exc}")
     outcome.failures += problems
     outcome.ok = outcome.ok and not problems
     outcome = core.annotate_leaf(outcome, one, number, workspace, started=started, ended=core.now(),
@@ -151,9 +174,142 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
     return LeafResult(number=number, outcome=outcome, agent=agent, problems=problems)
 
 
+@task(cache_policy=NO_CACHE, persist_result=False, name="leaf",
+      task_run_name="{dispatch.kind} #{number}")
+def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str) -> LeafResult:
+    """One item: here (`work_leaf`), or, with CONDUCTOR_DISPATCH=deployment, on a worker (`leaf_on_worker`)."""
+    if spec.dispatch == "deployment":
+        return leaf_on_worker(number, dispatch, spec)
+    with fenced_gateway(spec) as gh:
+        return work_leaf(gh, number, dispatch, spec, html_base)
+
+
+# ── leaves on workers (CONDUCTOR_DISPATCH=deployment) ──────────────────────────────
+LEAF_HEARTBEAT_S = 30  # leaf runs beat this often (prefect.yaml: PREFECT_FLOWS_HEARTBEAT_FREQUENCY)
+LEAF_SILENCE_S = 90  # a leaf run silent this long is marked Crashed (deployments.pools: the automation)
+LEAF_START_S = 300.0  # what a leaf run may take besides its agent: a worker to take it, the clone
+LEAF_POLL_S = 1.0
+LEAF_REPORT = "conductor-leaf-report"  # the artifact type of a leaf's report
+
+
+def leaf_key(pass_id: str, dispatch: Dispatch, number: int) -> str:
+    """`leaf-<pass>-<kind name>-<N>`: the leaf's idempotency key and its report's artifact key
+    (lowercase letters, digits and dashes, as Prefect wants artifact keys)."""
+    return f"leaf-{pass_id}-{workflows.get(dispatch.kind).name}-{number}".lower()
+
+
+def leaf_wait(spec: CoordinatorSpec) -> float:
+    """How long the pass waits for a leaf run: its agent's timeout, a start, and the silence
+    after which a run whose worker was lost is marked Crashed."""
+    return spec.agent_timeout + LEAF_START_S + LEAF_SILENCE_S
+
+
+def leaf_on_worker(number: int, dispatch: Dispatch, spec: CoordinatorSpec) -> LeafResult:
+    """Claim the item, start the leaf as a flow run of `leaf/<kind>` on the `conductor-agents`
+    pool (`run_deployment`, idempotency key `leaf_key`: a retried start makes no second run),
+    wait for it, read its report back (an artifact) and take the claim off. The pass proves
+    the claim afterwards (`verify artifact proof`). A run still going after `leaf_wait` keeps
+    its claim: the item is not dispatched again while the run might be alive."""
+    one = core.leaf_dispatch(dispatch, number)
+    workflow = workflows.get(dispatch.kind)
+    started = core.now()
+    alive = False
+    with fenced_gateway(spec) as gh:
+        core.claim_item(gh, dispatch, spec, number)
+        try:
+            run = run_deployment(
+                workflow.leaf_deployment, timeout=leaf_wait(spec), poll_interval=LEAF_POLL_S,
+                parameters={"number": number, "dispatch": one,
+                            "spec": spec.model_copy(update={"repo_path": None, "worktree_root": None})},
+                idempotency_key=leaf_key(spec.pass_id, dispatch, number), tags=["conductor-leaf"])
+            result, alive = _leaf_report(run, one, number, spec, started)
+        except Exception as exc:
+            result = _failed_leaf(one, number, started, f"leaf deployment {workflow.leaf_deployment} failed: {exc}")
+        finally:
+            if not alive:
+                core.release_item(gh, dispatch, spec, number)
+    return result
+
+
+def _failed_leaf(one: Dispatch, number: int, started: float, reason: str) -> LeafResult:
+    get_run_logger().error("%s", reason)
+    outcome = core.annotate_leaf(core.failed_outcome(one, reason), one, number, None, started=started,
+                                 ended=core.now())
+    return LeafResult(number=number, outcome=outcome)
+
+
+def _leaf_report(run: FlowRun, one: Dispatch, number: int, spec: CoordinatorSpec,
+                 started: float) -> tuple[LeafResult, bool]:
+    """The leaf's report (redacted again, with this machine's secrets), and whether its run
+    might still be alive."""
+    state = run.state
+    if state is None or not state.is_final():
+        _stop(run)
+        return _failed_leaf(one, number, started, f"leaf run {run.name} still {run.state_name} after "
+                            f"{leaf_wait(spec):g} s: asked to cancel; its claim stays until it ends"), True
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=[leaf_key(spec.pass_id, one, number)]),
+            flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
+    if not found:
+        return _failed_leaf(one, number, started, f"leaf run {run.name} ended {run.state_name} without a "
+                            f"report: {state.message or 'no message'}"), False
+    result = LeafResult.model_validate(found[0].data)
+    if result.number != number:
+        return _failed_leaf(one, number, started, f"leaf run {run.name} reported on #{result.number}"), False
+    return redactor(spec.api_url).model(result), False
+
+
+def _stop(run: FlowRun) -> None:
+    """Ask the run's worker to cancel it (a lost worker never will: the run is marked Crashed
+    once its heartbeats stop, deployments.pools)."""
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(run.id, Cancelling(message="the conductor pass stopped waiting"))
+    except Exception as exc:  # noqa: BLE001 - the claim stays either way
+        get_run_logger().warning("could not cancel leaf run %s: %s", run.name, exc)
+
+
+def live_leaf_items(repo: str) -> list[int]:
+    """Items of `repo` whose leaf runs (on workers) are not final yet: their claims stay."""
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[LEAF_FLOW])),
+            flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
+                not_any_=[StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED]))))
+    return sorted({run.parameters["number"] for run in runs
+                   if (run.parameters.get("spec") or {}).get("repo") == repo and "number" in run.parameters})
+
+
+
+@flow(name=LEAF_FLOW, flow_run_name="{dispatch.kind} #{number}", log_prints=True, persist_result=False)
+def remote_leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec) -> State:
+    """A leaf on a worker of the `conductor-agents` pool (the deployments `leaf/<kind>`): this
+    machine's own clone of the repository (a cache per repository, fetched with this worker's
+    token), its own worktree and agent; it proves nothing and writes nothing to GitHub. Its
+    report (redacted) goes back to the pass through the Prefect API, as an artifact keyed by
+    pass and item (`leaf_key`): no storage is shared between machines."""
+    github = github_settings(spec.api_url)
+    with GitHubGateway(github, spec.repo) as gh:
+        try:
+            local = core.on_worker(spec, RunSettings(), gh.clone_url(), github.token)
+            result = work_leaf(gh, number, dispatch, local, web_url_of(spec.api_url), here=False)
+        except Exception as exc:  # no clone: the leaf's failure, reported like any other
+            result = _failed_leaf(dispatch, number, core.now(), f"leaf failed: {exc}")
+    result = redactor(spec.api_url).model(result)
+    with get_client(sync_client=True) as client:
+        client.create_artifact(ArtifactCreate(
+            key=leaf_key(spec.pass_id, dispatch, number), type=LEAF_REPORT, data=result.model_dump(mode="json"),
+            description=f"The report of leaf {dispatch.kind} #{number}; the pass proves its claim.",
+            flow_run_id=FlowRunContext.get().flow_run.id))
+    if result.agent is None:
+        return Failed(message="; ".join(result.outcome.failures)[:1000] or "leaf failed", data=result)
+    return Completed(message=f"agent exited {result.agent.run.returncode}; report handed to the pass",
+                     data=result)
+
+
 def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     """One leaf per item, all submitted at once; a review waits for the one it merges after."""
-    spec = core.localize(spec, RunSettings())
     html_base = web_url_of(spec.api_url)
     order = leaves.review_order(dispatch.items, dispatch.merge_after)
     futures = {}
@@ -177,7 +333,6 @@ def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
     """The body both coordinator flows share."""
     if spec.fan_out == "leaf":
         return coordinate_leaves(dispatch, spec)
-    spec = core.localize(spec, RunSettings())
     workspace = None
     agent = None
     with fenced_gateway(spec) as gh:
@@ -220,16 +375,7 @@ def coordinator_flow(workflow: workflows.Workflow) -> Flow:
     return made
 
 
-def remote_flow(workflow: workflows.Workflow) -> Flow:
-    """The same flow deployed onto a work pool (CONDUCTOR_DISPATCH=deployment): its result
-    travels back to the pass through result storage both sides can reach (JSON, no secret)."""
-    return coordinator_flow(workflow).with_options(persist_result=True, result_serializer="json")
-
-
 _FLOWS: dict[str, Flow] = {}
-# prefect.yaml's entrypoints for the coordinator deployments
-remote_issue_to_pr = remote_flow(workflows.ISSUE_TO_PR)
-remote_pr_review = remote_flow(workflows.PR_REVIEW)
 
 
 def _run_here(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
@@ -250,37 +396,16 @@ def _broken(dispatch: Dispatch, reason: str) -> CoordinatorResult:
     return CoordinatorResult(outcome=core.failed_outcome(dispatch, reason))
 
 
-def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> CoordinatorResult:
-    """Run the coordinator as a deployment on a work pool and wait: its agent's claims come
-    back with it, and the pass proves them itself (flows.pipeline_pass, "verify artifact proof")."""
-    remote_spec = spec.model_copy(update={"repo_path": None, "worktree_root": None})
-    try:
-        run = run_deployment(deployment, parameters={"dispatch": dispatch, "spec": remote_spec},
-                             timeout=None, as_subflow=True)
-        result = run.state.result(raise_on_failure=False) if run.state else None
-        if not isinstance(result, CoordinatorResult):
-            message = run.state.message if run.state else "no state"
-            return _broken(dispatch, f"coordinator run {run.name} ended {run.state_name}: {message}")
-    except Exception as exc:
-        return _broken(dispatch, f"coordinator deployment {deployment} failed: {exc}")
-    return redactor(spec.api_url).model(result)  # the door again, with this machine's secrets
-
-
-def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
-                 deployments: dict[str, str] | None = None) -> list[CoordinatorResult]:
-    """Start every coordinator at once and wait for all: in-process subflows (threads sharing
-    the parent's run context), or, given `deployments` (kind -> "flow/deployment"), flow runs
-    of those deployments on their work pool's workers."""
+def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec) -> list[CoordinatorResult]:
+    """Start every coordinator at once, as in-process subflows (threads sharing the parent's
+    run context), and wait for all; their leaves run here or, with spec.dispatch
+    "deployment", as flow runs on the workers of the `conductor-agents` pool."""
     if not dispatches:
         return []
     if spec.fan_out == "leaf":
         ensure_agent_slots(spec.agent_slots or RunSettings().agent_slots)
-
-    def one(d: Dispatch) -> CoordinatorResult:
-        return _run_remote(d, spec, deployments[d.kind]) if deployments else _run_here(d, spec)
-
     with ThreadPoolExecutor(max_workers=len(dispatches), thread_name_prefix="coordinator") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, one, d) for d in dispatches]
+        futures = [pool.submit(contextvars.copy_context().run, _run_here, d, spec) for d in dispatches]
         return [f.result() for f in futures]
 
 

@@ -20,7 +20,7 @@ from conductor.core.passlock import Lease, LockLost
 from conductor.core.passes import PassInputs, PassReport, approved_gates, pass_inputs
 from conductor.core.settings import GitHubSettings, load_settings
 from conductor.core.verify import CoordinatorOutcome
-from flows.coordinators import dispatch_all
+from flows.coordinators import dispatch_all, live_leaf_items
 from tasks import steps
 from tasks.guard import fence_of, one_pass_on_github, one_pass_per_repo
 from tasks.secrets import with_token
@@ -154,7 +154,8 @@ def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = 
     not_people = steps.not_people(gh)
     snapshot = steps.read_state(gh, inputs, not_people)
     orphans = steps.clean_orphaned_worktrees(inputs)
-    snapshot, released = steps.release_stale_claims(gh, snapshot, inputs.config, inputs.dry_run)
+    live = live_leaf_items(inputs.repo) if inputs.dispatch == "deployment" else []
+    snapshot, released = steps.release_stale_claims(gh, snapshot, inputs.config, inputs.dry_run, live)
     progress = steps.count_attempts(snapshot, inputs)
     plan = steps.make_plan(snapshot, inputs, progress.attempt)
     _log_plan(logger, plan, inputs.dry_run)
@@ -172,8 +173,9 @@ def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = 
             agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
             status_pr_open=inputs.config.status_pr_open, pass_id=pass_id,
             fan_out=inputs.config.fan_out, prompts=inputs.config.prompts,
-            migration_paths=inputs.config.migration_paths, lock_url=lock_url, lock_margin=inputs.lock_margin)
-        results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
+            migration_paths=inputs.config.migration_paths, lock_url=lock_url, lock_margin=inputs.lock_margin,
+            dispatch=inputs.dispatch)
+        results = dispatch_all(plan.dispatches, spec)
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
                                                html_base=web_url_of(inputs.api_url))
         steps.record_failed_attempts(gh, outcomes, spec.pass_id, inputs.config)

@@ -96,10 +96,14 @@ def clean_orphaned_worktrees(inputs: PassInputs) -> list[OrphanCleanup]:
 
 
 @step(name="release stale claims")
-def release_stale_claims(gh: GitHub, snap: Snapshot, config: PipelineConfig,
-                         dry_run: bool) -> tuple[Snapshot, list[int]]:
-    """Take off the status labels a killed pass left; the snapshot returned has them off."""
-    released = claims.release_stale_claims(gh, snap.state, config, dry_run)
+def release_stale_claims(gh: GitHub, snap: Snapshot, config: PipelineConfig, dry_run: bool,
+                         keep: list[int]) -> tuple[Snapshot, list[int]]:
+    """Take off the status labels a killed pass left, but not those of items in `keep`
+    (leaf runs on workers not ended yet); the snapshot returned has them off."""
+    if keep:
+        get_run_logger().warning("leaf runs on workers not ended yet, their claims stay: %s",
+                                 ", ".join(f"#{n}" for n in keep))
+    released = claims.release_stale_claims(gh, snap.state, config, dry_run, keep)
     return snap.without_claims(released), sorted(released)
 
 

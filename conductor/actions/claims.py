@@ -2,7 +2,8 @@
 
 No coordinator of the conductor runs between passes (the pass lock sees to that), so a
 status label the conductor added and that is still there when a pass starts was left by a
-pass that died; taking it off makes the item ready again. Labels anyone else added (a
+pass that died; taking it off makes the item ready again, unless the item's leaf still runs
+on a worker (CONDUCTOR_DISPATCH=deployment): that claim stays until the run ends. Labels anyone else added (a
 person running an agent by hand) stay.
 
 `release_stale_claims` returns the facts (number -> labels taken off); `without_claims` folds them
@@ -12,6 +13,8 @@ Before a pass claims the items it dispatches, `claimed_since` re-reads their lab
 `without_items` leaves out any another pass claimed meanwhile (re-read, then claim).
 """
 from __future__ import annotations
+
+from collections.abc import Collection
 
 from conductor.core import workflows
 from conductor.core.config import PipelineConfig
@@ -23,12 +26,15 @@ Released = dict[int, list[str]]  # item number -> the status labels taken off it
 
 
 def release_stale_claims(gh: GitHub, state: PipelineState, config: PipelineConfig,
-                         dry_run: bool) -> Released:
-    """Take off the status labels the conductor's own login added (in a dry run: say which).
+                         dry_run: bool, keep: Collection[int] = ()) -> Released:
+    """Take off the status labels the conductor's own login added (in a dry run: say which),
+    except on the items in `keep` (their leaf runs on workers may still be alive).
     Returns number -> labels; the state given is not changed."""
     login = gh.login()
     released: Released = {}
     for item in [*state.issues, *state.pull_requests]:
+        if item.number in keep:
+            continue
         for label in (config.status_in_progress, config.status_pr_open):
             if label in item.labels and gh.last_labeler(item.number, label) == login:
                 if not dry_run:

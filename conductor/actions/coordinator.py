@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from pydantic import BaseModel, Field, ValidationError
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from conductor.core import leaf as leaves
 from conductor.core import workflows
@@ -52,9 +54,9 @@ class CoordinatorSpec(BaseModel):
     repo: str
     api_url: str
     repo_path: Path | None = Field(
-        None, description="Local clone; None on another machine: its own CONDUCTOR_REPO_PATH.")
+        None, description="Local clone; None on a worker: its own clone (`on_worker`).")
     worktree_root: Path | None = Field(
-        None, description="Worktree root; None on another machine: its own setting.")
+        None, description="Worktree root; None on a worker: its own setting.")
     integration_branch: str
     default_branch: str
     agent_command: list[str]
@@ -66,6 +68,8 @@ class CoordinatorSpec(BaseModel):
     status_pr_open: str
     pass_id: str = Field(description="Short id of the conductor pass, to name worktrees uniquely.")
     fan_out: FanOut = Field("leaf", description="The pipeline's fan_out (conductor.core.config.PipelineConfig).")
+    dispatch: Literal["subflow", "deployment"] = Field(
+        "subflow", description="Where leaves run (conductor.core.settings.RunSettings.dispatch).")
     prompts: PromptPaths = Field(default_factory=PromptPaths)
     migration_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_MIGRATION_PATHS))
     agent_slots: int | None = Field(
@@ -113,15 +117,14 @@ class CoordinatorResult(BaseModel):
     leaves: list[LeafResult] = Field(default_factory=list)
 
 
-def localize(spec: CoordinatorSpec, settings: RunSettings) -> CoordinatorSpec:
-    """Fill what the pass left to this machine (a coordinator deployment on another
-    worker) from its own settings, and fetch its clone."""
-    if spec.repo_path is not None and spec.worktree_root is not None:
-        return spec
-    local = spec.model_copy(update={"repo_path": settings.repo_path.resolve(),
-                                    "worktree_root": settings.resolved_worktree_root()})
-    worktrees.fetch(local.repo_path)
-    return local
+def on_worker(spec: CoordinatorSpec, settings: RunSettings, clone_url: str,
+              token: SecretStr | None) -> CoordinatorSpec:
+    """A leaf's spec on a worker: this machine's clone of the repository (`RunSettings.clone_of`,
+    made or fetched now with the worker's token) and its worktree root."""
+    clone = worktrees.synced_clone(clone_url, settings.clone_of(spec.repo),
+                                   token.get_secret_value() if token else None)
+    here = settings.model_copy(update={"repo_path": clone})
+    return spec.model_copy(update={"repo_path": clone.resolve(), "worktree_root": here.resolved_worktree_root()})
 
 
 def status_label(dispatch: Dispatch, spec: CoordinatorSpec) -> str:

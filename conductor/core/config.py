@@ -176,7 +176,7 @@ class PipelineConfig(BaseSettings):
         "dev", min_length=1, description="The branch coordinators branch from and merge into."
     )
     fan_out: FanOut = Field(
-        "leaf", description="(CONDUCTOR_FAN_OUT; not CONDUCTOR_DISPATCH, which says where coordinators "
+        "leaf", description="(CONDUCTOR_FAN_OUT; not CONDUCTOR_DISPATCH, which says where leaves "
         "run) leaf: one agent per issue and per PR, each in its own worktree with "
         "its own task file (the canonical coordinators' fan-out, done by the conductor); "
         "coordinator-agent: one agent per (kind, phase, batch) group, for teams that run their "

@@ -47,8 +47,8 @@ class PassInputs(BaseModel):
     lock: bool = Field(True, description="Take the pass lock on GitHub (refs/conductor/lock).")
     lock_lease: float = Field(3900.0, gt=0, description="Seconds the GitHub pass lock is leased for.")
     lock_margin: float = Field(60.0, gt=0, description="Seconds of lease a write to GitHub needs left.")
-    coordinator_deployments: dict[str, str] | None = Field(
-        None, description="Set when coordinators run as deployments on a work pool.")
+    dispatch: Literal["subflow", "deployment"] = Field(
+        "subflow", description="Where leaves run (conductor.core.settings.RunSettings.dispatch).")
 
     def rules(self, attempt: int = 0) -> PlanRules:
         """The planner's input for this pass at `attempt` (ATTEMPT_N)."""
@@ -93,7 +93,7 @@ def pass_inputs(settings: Settings) -> PassInputs:
         agent_command=resolved.agent_command, agent_timeout=resolved.agent_timeout,
         conductor_worktree=conductor_wt, guard_wait=run.guard_wait, lock=run.lock,
         lock_lease=lease, lock_margin=run.resolved_lock_margin(lease),
-        coordinator_deployments=run.coordinator_deployments if run.dispatch == "deployment" else None,
+        dispatch=run.dispatch,
     )
 
 

@@ -28,7 +28,6 @@ from conductor.core.config import PipelineConfig, load_pipeline_config, load_run
 from conductor.core.parameters import PassParameters, ResolvedParameters, resolve_parameters
 from conductor.core.taskfile import read_task_file
 
-from conductor.core import workflows
 from conductor.core.errors import ConfigError
 
 DEFAULT_API_URL = "https://api.github.com"
@@ -133,12 +132,11 @@ class RunSettings(BaseSettings):
     agent_token_block: str = Field(
         "", description="Prefect Secret block holding the agent's token when CONDUCTOR_AGENT_TOKEN is unset.")
     dispatch: Literal["subflow", "deployment"] = Field(
-        "subflow", description="subflow: coordinators run in this process, as concurrent subflows. "
-        "deployment: each runs as a flow run of its deployment (run_deployment) on the workers of "
-        "its work pool, on other machines; the pass waits and proves every claim itself.")
-    coordinator_deployments: dict[str, str] = Field(
-        default_factory=lambda: {w.kind: f"{w.name}/agents" for w in workflows.registered()},
-        description="With dispatch=deployment: the deployment (FLOW/NAME) of each coordinator kind.")
+        "subflow", description="Where leaves run (fan_out = \"leaf\"). subflow: in this process, as "
+        "task runs of their coordinator subflows. deployment: each leaf is a flow run of its kind's "
+        "deployment `leaf/<kind>` (run_deployment, idempotency key: pass and item) on the workers of "
+        "the `conductor-agents` pool, on other machines; each worker clones and runs the agent, the "
+        "pass waits, reads every leaf's report (an artifact) and proves every claim itself.")
     guard_wait: float = Field(
         120.0, ge=0, description="Seconds a pass waits for another pass over the same repository "
         "to finish before it gives up without dispatching (a killed pass frees its slot within 60 s).")
@@ -166,6 +164,10 @@ class RunSettings(BaseSettings):
 
     def resolved_worktree_root(self) -> Path:
         return (self.worktree_root or Path.home() / ".conductor" / "worktrees" / self._repo_name()).resolve()
+
+    def clone_of(self, repo: str) -> Path:
+        """A worker's clone of OWNER/NAME (leaves on workers): ~/.conductor/clones/OWNER/NAME."""
+        return Path.home() / ".conductor" / "clones" / repo
 
     def resolved_salvage_dir(self) -> Path:
         return (self.salvage_dir or Path.home() / ".conductor" / "salvage" / self._repo_name()).resolve()

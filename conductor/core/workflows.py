@@ -106,6 +106,12 @@ class Workflow:
         """`issue-<N>-<pass>` / `pr-<N>-<pass>`: a leaf's worktree directory."""
         return f"{self.item}-{number}-{pass_id}"
 
+    @property
+    def leaf_deployment(self) -> str:
+        """`leaf/<name>`: the deployment a leaf of this kind runs as on a work pool
+        (CONDUCTOR_DISPATCH=deployment)."""
+        return f"leaf/{self.name}"
+
     def noun(self, number: int) -> str:
         """`issue #12` / `PR #40`: how reasons name an item."""
         return f"{'issue' if self.item == 'issue' else 'PR'} #{number}"

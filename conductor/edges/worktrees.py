@@ -21,6 +21,7 @@ worktree), so an agent's `git add -A` never commits them, and salvage never coun
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import tempfile
@@ -37,6 +38,8 @@ from pydantic import BaseModel, ConfigDict
 from conductor.core.constants import CONDUCTOR_FILES
 from conductor.core.facts import OrphanCleanup  # noqa: F401 (re-exported)
 from conductor.core.errors import ConductorError
+from conductor.core.redaction import basic_credential
+from conductor.core.settings import process_environment
 
 CONDUCTOR_WORKTREE = "conductor"
 _MAX_NAME = 100
@@ -183,6 +186,31 @@ def clone(url: str, dest: Path | str) -> Path:
     except GitCommandError as exc:
         raise WorktreeError(f"git clone {_scrub(url)} failed: {_git_failure(exc)}") from None
     return Path(dest)
+
+
+def synced_clone(url: str, dest: Path | str, token: str | None) -> Path:
+    """The clone of `url` at `dest`, made now or fetched now (a cache a worker keeps per
+    repository). The token travels as git's HTTP header in the environment only: never in
+    the URL, an argument or the clone's config. Flow runs of one worker share the cache: one
+    clone or fetch at a time (a lock file beside it)."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in process_environment().items() if not k.startswith("GIT_CONFIG")}
+    env["GIT_TERMINAL_PROMPT"] = "0"
+    if token:
+        env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
+                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic_credential(token)}"})
+    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if (dest / ".git").is_dir():
+                with _open(dest) as repo, repo.git.custom_environment(**env):
+                    _git(repo, "fetch", "--prune", "origin", what="git fetch origin")
+            else:
+                Repo.clone_from(url, str(dest), env=env).close()
+        except GitCommandError as exc:
+            raise WorktreeError(f"git clone {_scrub(url)} failed: {_git_failure(exc)}") from None
+    return dest
 
 
 def private_dir(worktree: Path | str) -> Path:
