@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from conductor.core import constants
-from conductor.edges import worktrees
 from shell.prefect_server import free_port
 from conftest import unique_repo_name
 from deploy_support import (PREFECT, Background, Launcher, PrefectServer, WorkerSpec, conductor_env, demo_agent,
@@ -115,7 +114,7 @@ def test_deploy_schedule_and_run_twice(deployed: PrefectServer, start_workers, p
     assert (manual["global_concurrency_limit"]["limit"], manual["concurrency_options"]["collision_strategy"]) \
         == (1, "ENQUEUE")
     for name, pool in (("conductor/scheduled", "conductor"), ("conductor/manual", "conductor"),
-                       ("issue-to-pr/agents", "conductor-agents"), ("pr-review/agents", "conductor-agents")):
+                       ("leaf/issue-to-pr", "conductor-agents"), ("leaf/pr-review", "conductor-agents")):
         deployment = deployed.deployment(name)
         assert deployment["work_pool_name"] == pool, name
         assert deployment["pull_steps"] == [{"prefect.deployments.steps.set_working_directory": {
@@ -150,66 +149,6 @@ def test_deploy_schedule_and_run_twice(deployed: PrefectServer, start_workers, p
     for number in (first, second):
         assert pipe.call("GET", f"/issues/{number}")["state"] == "closed"
     assert pipe.worktrees_left() == []
-
-
-# What a user sets up for CONDUCTOR_DISPATCH=deployment (coordinators on other machines):
-# * the pass's worker (pool `conductor`) has CONDUCTOR_DISPATCH=deployment;
-# * workers of pool `conductor-agents` on the agent machines, each with the project installed
-#   (CONDUCTOR_PROJECT_DIR for the pull step), a clone of the target repository of its own
-#   (CONDUCTOR_REPO_PATH), its worktree root, GITHUB_TOKEN (claims and labels) and the agent's
-#   CONDUCTOR_AGENT_TOKEN; the agent command travels with the dispatch, from the pass;
-# * result storage that both sides reach: a coordinator's result (JSON, no secret) goes back to
-#   the pass through it. Here a shared directory, PREFECT_RESULTS_LOCAL_STORAGE_PATH, on every
-#   worker; across machines, a shared volume or a storage block (S3, GCS, ...) set as
-#   PREFECT_DEFAULT_RESULT_STORAGE_BLOCK on both sides.
-def test_coordinators_run_on_other_workers(deployed: PrefectServer, start_workers, pipe: PipelineRepo,
-                                           sandbox, tmp_path: Path):
-    first = pipe.issue("Page A", UI, "batch-01")
-    second = pipe.issue("Page B", UI, "batch-02")
-    results = tmp_path / "shared-results"
-    tokens = dict(api_url=sandbox.api_url, token=sandbox.users[CONDUCTOR_LOGIN],
-                  agent_token=sandbox.users[AGENT_LOGIN])
-    specs, clones = [], {}
-    for name in ("agents-a", "agents-b"):  # two "machines", each with its own clone and home
-        machine = tmp_path / name
-        clones[name] = worktrees.clone(sandbox.repo_url(pipe.full_name), machine / "clone")
-        env = conductor_env(deployed, machine / "home", repo_path=clones[name], work=machine,
-                            PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(results), **tokens)
-        specs.append(WorkerSpec("conductor-agents", name, env, limit=1))
-    env = conductor_env(deployed, tmp_path / "conductor-home", repo_path=pipe.clone, work=tmp_path / "conductor",
-                        agent_command=demo_agent("--sleep", "2"), CONDUCTOR_DISPATCH="deployment",
-                        PREFECT_RESULTS_LOCAL_STORAGE_PATH=str(results), **tokens)
-    specs.append(WorkerSpec("conductor", f"conductor-{secrets.token_hex(3)}", env))
-    *started, conductor = start_workers(*specs)
-    agents = dict(zip(("agents-a", "agents-b"), started))
-    deployed.wait_online(agents.values())  # both must be there when the pass dispatches
-
-    run = run_pass(deployed, pipe, conductor, *agents.values())
-
-    children = deployed.child_flow_runs(run["id"])
-    assert [(c["state_type"], c["state"]["message"]) for c in children if c["state_type"] != "COMPLETED"] == []
-    assert sorted(c["name"] for c in children) == ISSUE_TO_PR
-    remote = deployed.deployment("issue-to-pr/agents")
-    assert {(c["deployment_id"], c["work_pool_name"]) for c in children} == {(remote["id"], "conductor-agents")}
-    # every coordinator was taken up by an agents worker (which one is the workers' race: on a
-    # loaded machine one may take both, one after the other; both may try to submit one run,
-    # and Prefect lets only one of them start it)
-    taken = {name: {c["id"] for c in children if f"submitting flow run '{c['id']}'" in worker.output()}
-             for name, worker in agents.items()}
-    assert sorted(set().union(*taken.values())) == sorted(c["id"] for c in children), \
-        {n: w.tail(20) for n, w in agents.items()}
-    # the result came back through the shared storage and the pass proved it again: a result it
-    # could not read, or a claim it could not verify, would be a failure in the summary
-    rows = coordinator_rows(assert_pass_artifacts(deployed, run, pipe.full_name), pipe.full_name)
-    assert sorted((row[0], row[2], row[4]) for row in rows) == [
-        ("issue_to_pr", "batch-01", "ok"), ("issue_to_pr", "batch-02", "ok")], rows
-    assert any(results.iterdir()), "no coordinator result was written to the shared result storage"
-    assert sorted(p["body"] for p in pipe.pulls()) == sorted([f"Closes #{first}", f"Closes #{second}"])
-    # no secret in what the pass sent to the other workers
-    parameters = json.dumps([c["parameters"] for c in children])
-    assert sandbox.users[CONDUCTOR_LOGIN] not in parameters and sandbox.users[AGENT_LOGIN] not in parameters
-    for clone in clones.values():
-        assert [Path(w.path) for w in worktrees.list_worktrees(clone)] == [clone.resolve()]
 
 
 def test_no_token_anywhere(deployed: PrefectServer, start_workers, pipe: PipelineRepo, sandbox, tmp_path: Path):

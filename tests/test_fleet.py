@@ -7,7 +7,11 @@ One deploy serves the module; each test starts (and stops) its own workers.
 """
 from __future__ import annotations
 
+import os
+import signal
 import sys
+import threading
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -16,13 +20,17 @@ import yaml
 
 from conductor.core import constants, workflows
 from conductor.edges import worktrees
-from deploy_support import PREFECT, PROJECT_DIR, Background, Launcher, PrefectServer, WorkerSpec, demo_agent
+from conductor.actions.coordinator import CoordinatorSpec
+from conductor.core.models import Dispatch
+from deploy_support import PREFECT, PROJECT_DIR, Background, Launcher, PrefectServer, WorkerSpec, descendants
+from deployments.pools import ensure_automation, silent_leaves
 from flows.coordinators import LEAF_FLOW
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, READER_LOGIN, PipelineRepo, pipeline_for_test
 
 pytestmark = pytest.mark.slow
 
 UI = "phase-4/new-ui-pages"
+SILENCE_S = 40  # the automation's window here (90 s in production): a lost worker's run is Crashed sooner
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +40,7 @@ def deployed(prefect_server: str, tmp_path_factory: pytest.TempPathFactory):
     launcher = Launcher(root / "processes")
     server = PrefectServer(launcher, root / "server-home", urlsplit(prefect_server).port)
     env = server.env(root / "deploy-home")
+    ensure_automation(silent_leaves(SILENCE_S))  # before deployments.pools, which keeps it
     server.cli([sys.executable, "-m", "deployments.pools"], env)
     names = [arg for w in workflows.registered() for arg in ("--name", w.name)]
     server.cli([PREFECT, "--no-prompt", "deploy", *names], env)
@@ -131,3 +140,95 @@ def test_leaves_run_on_a_worker_report_through_artifacts_and_the_pass_proves_the
                            parameters=runs[0]["parameters"], idempotency_key=runs[0]["idempotency_key"])
     assert str(again.id) == runs[0]["id"] and again.state.is_completed()
     assert len(leaf_runs(deployed, pipe.full_name)) == len(numbers)
+
+
+def kill_machine(worker: Background) -> None:
+    """A lost machine: SIGKILL to the worker and to every process under it (its flow run, the
+    agent), nobody told."""
+    groups = {worker.process.pid}
+    for pid in descendants(worker.process.pid):
+        try:
+            groups.add(os.getpgid(pid))
+        except ProcessLookupError:
+            pass
+    for group in groups:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    worker.process.wait(timeout=10)
+    worker.stopped = True
+
+
+def agent_running(worker: Background) -> bool:
+    return any(b"shell.demo_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
+               for pid in descendants(worker.process.pid) if Path(f"/proc/{pid}/cmdline").exists())
+
+
+def test_a_lost_worker_is_a_failed_attempt_and_the_next_pass_dispatches_the_item_once_more(
+        deployed: PrefectServer, start_workers, pipe: PipelineRepo, sandbox, tmp_path: Path):
+    number = pipe.issue("Page A", UI, "batch-01")
+    [lost] = start_workers(WorkerSpec("conductor-agents", "machine-a",
+                                      worker_env(deployed, sandbox, tmp_path / "machine-a")))
+    killed: list[float] = []
+
+    def kill_mid_leaf() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not agent_running(lost):
+            time.sleep(0.2)
+        time.sleep(1)
+        kill_machine(lost)
+        killed.append(time.monotonic())
+
+    killer = threading.Thread(target=kill_mid_leaf, daemon=True)
+    killer.start()
+    report, state = pipe.run("work", "--sleep", "600", agent_timeout=900)
+    killer.join()
+
+    assert killed, "the agent never started on the worker"
+    assert state.is_completed(), state.message
+    [result] = [r for o in report.outcomes for r in o.results]
+    assert (result.number, result.ok) == (number, False)
+    assert "Crashed" in result.reason and "worker was lost" in result.reason, result.reason
+    [crashed] = leaf_runs(deployed, pipe.full_name)
+    assert crashed["state_type"] == "CRASHED"
+    assert constants.STATUS_IN_PROGRESS not in pipe.labels_of(number)  # the claim was released
+    assert pipe.pulls() == []
+
+    [_] = start_workers(WorkerSpec("conductor-agents", "machine-b",
+                                   worker_env(deployed, sandbox, tmp_path / "machine-b")))
+    again, state = pipe.run("work")
+
+    assert state.is_completed(), state.message
+    [result] = [r for o in again.outcomes for r in o.results]
+    assert (result.number, result.ok, result.attempt) == (number, True, 1)
+    assert sorted(r["state_type"] for r in leaf_runs(deployed, pipe.full_name)) == ["COMPLETED", "CRASHED"]
+    assert [p["body"] for p in pipe.pulls()] == [f"Closes #{number}"]
+
+
+def test_an_item_whose_leaf_run_may_be_alive_keeps_its_claim_until_the_run_ends(
+        deployed: PrefectServer, pipe: PipelineRepo, sandbox):
+    from prefect.deployments import run_deployment
+
+    number = pipe.issue("Page A", UI, "batch-01")
+    pipe.add_label(number, constants.STATUS_IN_PROGRESS, login=CONDUCTOR_LOGIN)  # a dead pass's claim...
+    spec = CoordinatorSpec(repo=pipe.full_name, api_url=sandbox.api_url, integration_branch="dev",
+                           default_branch="main", agent_command=["true"], agent_timeout=60,
+                           status_in_progress=constants.STATUS_IN_PROGRESS,
+                           status_pr_open=constants.STATUS_PR_OPEN, pass_id="dead0001")
+    dispatch = Dispatch(kind=workflows.ISSUE_TO_PR.kind, phase=UI, batch="batch-01", items=[number])
+    run = run_deployment(workflows.ISSUE_TO_PR.leaf_deployment, timeout=0, as_subflow=False,  # ...and its leaf run
+                         parameters={"number": number, "dispatch": dispatch, "spec": spec})
+    try:
+        report, state = pipe.run("work")
+
+        assert state.is_completed(), state.message
+        assert report.released_claims == [] and report.outcomes == []
+        assert constants.STATUS_IN_PROGRESS in pipe.labels_of(number)
+    finally:
+        deployed.post(f"/flow_runs/{run.id}/set_state", {"state": {"type": "CANCELLED"}, "force": True})
+
+    report, state = pipe.run("work", dry_run=True)  # the run ended: the claim is stale now
+
+    assert report.released_claims == [number]
+    assert [d.items for d in report.plan.dispatches] == [[number]]
