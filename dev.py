@@ -6,8 +6,8 @@
 
 Each creates ./.venv on first use, installs the project (and, for `test`, its dev
 dependencies) into it, and re-installs only when pyproject.toml changes. `test` also
-installs Debian's Chromium for the browser test when run as root; otherwise it says how
-in one line and that test is reported as skipped.
+installs Debian's Chromium for the browser test and Debian's PostgreSQL for the fleet test
+when run as root; otherwise it says how in one line and that test is reported as skipped.
 Anything after the command name is passed on (to `conductor demo` or to pytest).
 """
 from __future__ import annotations
@@ -64,6 +64,26 @@ def _ensure_chromium() -> None:
     message = f"{reason}; install it with `sudo apt-get install chromium` (Debian) to run the browser test"
     print(f"dev.py: {message}; tests/test_ui_browser.py will be skipped", file=sys.stderr)
     os.environ[CHROMIUM_SKIP_ENV] = message
+
+
+POSTGRESQL_SKIP_ENV = "CONDUCTOR_POSTGRESQL_MISSING"
+
+
+def _ensure_postgresql() -> None:
+    """The fleet test runs a Prefect server on Debian's PostgreSQL (deployments/postgres_server.py).
+    As root, install it; otherwise say in one line how, and that test reports itself skipped."""
+    if list(Path("/usr/lib/postgresql").glob("*/bin/postgres")) or shutil.which("postgres"):
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print("dev.py: installing Debian's postgresql for the fleet test", file=sys.stderr)
+        if _apt_install(["postgresql"]) and list(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
+            return
+        reason = "apt-get install postgresql failed"
+    else:
+        reason = "postgresql is not installed and dev.py is not root"
+    message = f"{reason}; install it with `sudo apt-get install postgresql` (Debian) to run the fleet test"
+    print(f"dev.py: {message}; tests/test_fleet_e2e.py will be skipped", file=sys.stderr)
+    os.environ[POSTGRESQL_SKIP_ENV] = message
 
 
 AGENT_CLIS = ROOT / "tests" / "agent_clis.json"
@@ -141,6 +161,7 @@ def main(argv: list[str]) -> int:
     workers = _worker_args(rest)  # checked before anything is installed
     _ensure_env("dev")
     _ensure_chromium()
+    _ensure_postgresql()
     _ensure_agent_clis()
     return subprocess.call([str(PY), "-m", "pytest", *workers, *rest], cwd=ROOT)
 
