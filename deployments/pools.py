@@ -1,5 +1,4 @@
-"""Create the conductor's process work pools and its automation (idempotent):
-`python -m deployments.pools`.
+"""Create the conductor's process work pools and its automation (idempotent): `python -m deployments.pools`.
 
 `conductor` runs the passes; `conductor-agents` runs leaves when CONDUCTOR_DISPATCH=deployment
 (start its workers on the machines that host the agents). The automation marks a leaf run
@@ -8,6 +7,7 @@ failed attempt and takes its claim off, and the next pass dispatches the item ag
 """
 from __future__ import annotations
 
+import argparse
 import sys
 from datetime import timedelta
 
@@ -42,13 +42,16 @@ def ensure_pools(names: dict[str, str] = POOLS) -> list[str]:
 
 
 def silent_leaves(within: float = LEAF_SILENCE_S) -> Automation:
-    """Prefect's zombie-run recipe, for leaf runs only: a heartbeat not followed within
-    `within` seconds by another heartbeat or a final state marks the run Crashed."""
+    """Prefect's zombie-run recipe, for leaf runs only: a worker's take (Pending), a start or
+    a heartbeat not followed within `within` seconds by a heartbeat or a final state marks the
+    run Crashed. `within` must exceed the time a worker needs to start a flow-run process."""
     return Automation(
         name=SILENT_LEAVES,
         description="A leaf run that stopped beating lost its worker: Crashed, so its pass moves on.",
         trigger=EventTrigger(
-            after={"prefect.flow-run.heartbeat"},
+            # Pending and Running too: a worker lost before its run's first beat went out
+            # (starting a flow-run process takes seconds) would leave the run open forever
+            after={"prefect.flow-run.Pending", "prefect.flow-run.Running", "prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
                     "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
             match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
@@ -73,9 +76,14 @@ def ensure_automation(automation: Automation) -> bool:
     return True
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m deployments.pools", description=__doc__.splitlines()[0])
+    parser.add_argument("--silence", type=float, default=LEAF_SILENCE_S,
+                        help="seconds without a heartbeat after which a leaf run is marked Crashed "
+                        f"(more than the 30 s between heartbeats; default {LEAF_SILENCE_S})")
+    args = parser.parse_args(argv)
     created = ensure_pools()
-    made = ensure_automation(silent_leaves())
+    made = ensure_automation(silent_leaves(args.silence))
     print(f"work pools ready: {', '.join(POOLS)} (created: {', '.join(created) or 'none'}); "
           f"automation {SILENT_LEAVES!r} {'created' if made else 'already there'}")
     return 0

@@ -207,8 +207,8 @@ def leaf_wait(spec: CoordinatorSpec) -> float:
 def leaf_on_worker(number: int, dispatch: Dispatch, spec: CoordinatorSpec) -> LeafResult:
     """Claim the item, start the leaf as a flow run of `leaf/<kind>` on the `conductor-agents`
     pool (`run_deployment`, idempotency key `leaf_key`: a retried start makes no second run),
-    wait for it, read its report back (an artifact) and take the claim off. The pass proves
-    the claim afterwards (`verify artifact proof`). A run still going after `leaf_wait` keeps
+    wait for it, read its report back (an artifact), prove its claim and take the claim off
+    (the pass proves it once more in `verify artifact proof`, as every leaf). A run still going after `leaf_wait` keeps
     its claim: the item is not dispatched again while the run might be alive."""
     one = core.leaf_dispatch(dispatch, number)
     workflow = workflows.get(dispatch.kind)
@@ -223,6 +223,9 @@ def leaf_on_worker(number: int, dispatch: Dispatch, spec: CoordinatorSpec) -> Le
                             "spec": spec.model_copy(update={"repo_path": None, "worktree_root": None})},
                 idempotency_key=leaf_key(spec.pass_id, dispatch, number), tags=["conductor-leaf"])
             result, alive = _leaf_report(run, one, number, spec, started)
+            if result.agent is not None:  # proved here, by the pass, like a leaf run in its process
+                result = result.model_copy(update={"outcome": core.prove_leaves_again(
+                    gh, one, spec, [result], html_base=web_url_of(spec.api_url))})
         except Exception as exc:
             result = _failed_leaf(one, number, started, f"leaf deployment {workflow.leaf_deployment} failed: {exc}")
         finally:

@@ -23,7 +23,6 @@ from conductor.edges import worktrees
 from conductor.actions.coordinator import CoordinatorSpec
 from conductor.core.models import Dispatch
 from deploy_support import PREFECT, PROJECT_DIR, Background, Launcher, PrefectServer, WorkerSpec, descendants
-from deployments.pools import ensure_automation, silent_leaves
 from flows.coordinators import LEAF_FLOW
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, READER_LOGIN, PipelineRepo, pipeline_for_test
 
@@ -40,8 +39,7 @@ def deployed(prefect_server: str, tmp_path_factory: pytest.TempPathFactory):
     launcher = Launcher(root / "processes")
     server = PrefectServer(launcher, root / "server-home", urlsplit(prefect_server).port)
     env = server.env(root / "deploy-home")
-    ensure_automation(silent_leaves(SILENCE_S))  # before deployments.pools, which keeps it
-    server.cli([sys.executable, "-m", "deployments.pools"], env)
+    server.cli([sys.executable, "-m", "deployments.pools", "--silence", str(SILENCE_S)], env)
     names = [arg for w in workflows.registered() for arg in ("--name", w.name)]
     server.cli([PREFECT, "--no-prompt", "deploy", *names], env)
     try:
