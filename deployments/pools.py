@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
-from prefect.events.schemas.automations import EventTrigger, Posture
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists
 
@@ -68,9 +68,11 @@ def silent_leaves(within: float = LEAF_SILENCE_S) -> Automation:
 
 
 def ensure_automation(automation: Automation) -> bool:
-    """Create `automation` unless one of its name exists; True when created."""
+    """Create `automation`, or bring the one of its name up to it; True when created."""
     with get_client(sync_client=True) as client:
-        if client.read_automations_by_name(name=automation.name):
+        found = client.read_automations_by_name(name=automation.name)
+        if found:
+            client.update_automation(found[0].id, AutomationCore(**automation.model_dump(exclude={"id"})))
             return False
     automation.create()
     return True
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     created = ensure_pools()
     made = ensure_automation(silent_leaves(args.silence))
     print(f"work pools ready: {', '.join(POOLS)} (created: {', '.join(created) or 'none'}); "
-          f"automation {SILENT_LEAVES!r} {'created' if made else 'already there'}")
+          f"automation {SILENT_LEAVES!r} {'created' if made else 'updated'}")
     return 0
 
 

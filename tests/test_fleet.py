@@ -23,6 +23,7 @@ from conductor.edges import worktrees
 from conductor.actions.coordinator import CoordinatorSpec
 from conductor.core.models import Dispatch
 from deploy_support import PREFECT, PROJECT_DIR, Background, Launcher, PrefectServer, WorkerSpec, descendants
+from deployments.pools import SILENT_LEAVES
 from flows.coordinators import LEAF_FLOW
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, READER_LOGIN, PipelineRepo, pipeline_for_test
 
@@ -230,3 +231,17 @@ def test_an_item_whose_leaf_run_may_be_alive_keeps_its_claim_until_the_run_ends(
 
     assert report.released_claims == [number]
     assert [d.items for d in report.plan.dispatches] == [[number]]
+
+
+def test_the_lost_worker_automation_is_made_once_and_kept_current(deployed: PrefectServer, tmp_path: Path):
+    env = deployed.env(tmp_path / "home")
+    for silence in (45, SILENCE_S):  # a second run brings the one automation up to its arguments
+        out = deployed.cli([sys.executable, "-m", "deployments.pools", "--silence", str(silence)], env)
+        assert "updated" in out, out
+        [automation] = deployed.post("/automations/filter", {"automations": {"name": {"any_": [SILENT_LEAVES]}}})
+        assert automation["trigger"]["within"] == silence
+    assert set(automation["trigger"]["after"]) == {
+        "prefect.flow-run.Pending", "prefect.flow-run.Running", "prefect.flow-run.heartbeat"}
+    assert automation["trigger"]["match_related"] == {"prefect.resource.role": "flow",
+                                                      "prefect.resource.name": LEAF_FLOW}
+    assert automation["actions"][0]["state"] == "CRASHED"
