@@ -16,7 +16,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,26 @@ class PrefectServer:
             workers.append(worker)
         return workers
 
+    @contextmanager
+    def test_workers(self, online: bool = False) -> Iterator[Callable[..., list[Background]]]:
+        """`start(*specs)` for one test (waiting until they are online, with `online`); stops
+        them, and cancels what they left, at its end."""
+        started: list[Background] = []
+
+        def start(*specs: WorkerSpec) -> list[Background]:
+            workers = self.start_workers(list(specs))
+            started.extend(workers)
+            if online:
+                self.wait_online(workers)
+            return workers
+
+        try:
+            yield start
+        finally:
+            for worker in started:
+                worker.stop()
+            self.cancel_unfinished()
+
     def wait_online(self, workers: Iterable[Background], timeout: float = 90) -> None:
         """Return once the server lists every worker as online in its pool."""
         deadline = time.monotonic() + timeout
@@ -302,6 +323,31 @@ class PrefectServer:
         concurrency slot for the next one)."""
         for run in self.flow_runs(state={"type": {"not_any_": sorted(TERMINAL)}}):
             self.post(f"/flow_runs/{run['id']}/set_state", {"state": {"type": "CANCELLED"}, "force": True})
+
+
+def lose_machine(worker: Background) -> None:
+    """A lost machine: SIGKILL to the worker and to every process under it (its flow runs,
+    their agents), nobody told."""
+    groups = {worker.process.pid}
+    for pid in descendants(worker.process.pid):
+        try:
+            groups.add(os.getpgid(pid))
+        except ProcessLookupError:
+            pass
+    _signal_groups(sorted(groups), signal.SIGKILL)
+    worker.process.wait(timeout=10)
+    worker.stopped = True
+
+
+def agents_of(worker: Background) -> int:
+    """How many scripted agents (`shell.demo_agent`) run under the worker now."""
+    found = 0
+    for pid in descendants(worker.process.pid):
+        try:
+            found += b"shell.demo_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            pass
+    return found
 
 
 def conductor_env(server: PrefectServer, home: Path, *, api_url: str, token: str, agent_token: str,

@@ -44,7 +44,7 @@ def _pipe(a: socket.socket, b: socket.socket) -> None:
                 pass
 
 
-def _splice(client: socket.socket, upstream: socket.socket) -> None:
+def splice(client: socket.socket, upstream: socket.socket) -> None:
     threading.Thread(target=_pipe, args=(client, upstream), daemon=True).start()
     threading.Thread(target=_pipe, args=(upstream, client), daemon=True).start()
 
@@ -73,7 +73,7 @@ class UnixRelay:
             except OSError:
                 client.close()
                 continue
-            _splice(client, upstream)
+            splice(client, upstream)
 
     def close(self) -> None:
         self._stop = True
@@ -143,7 +143,7 @@ def _forward(port: int, target: str) -> None:
             except OSError:
                 client.close()
                 continue
-            _splice(client, upstream)
+            splice(client, upstream)
 
     threading.Thread(target=serve, daemon=True, name=f"forward-{port}").start()
 

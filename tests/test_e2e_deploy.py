@@ -53,19 +53,8 @@ def deployed(launcher: Launcher, tmp_path_factory: pytest.TempPathFactory) -> Pr
 @pytest.fixture
 def start_workers(deployed: PrefectServer):
     """Start workers for this test only; stop them (and cancel what they left) at its end."""
-    started: list[Background] = []
-
-    def start(*specs: WorkerSpec) -> list[Background]:
-        workers = deployed.start_workers(list(specs))
-        started.extend(workers)
-        return workers
-
-    try:
+    with deployed.test_workers() as start:
         yield start
-    finally:
-        for worker in started:
-            worker.stop()
-        deployed.cancel_unfinished()
 
 
 @pytest.fixture

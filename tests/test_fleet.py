@@ -7,8 +7,6 @@ One deploy serves the module; each test starts (and stops) its own workers.
 """
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import threading
 import time
@@ -22,7 +20,7 @@ from conductor.core import constants, workflows
 from conductor.edges import worktrees
 from conductor.actions.coordinator import CoordinatorSpec
 from conductor.core.models import Dispatch
-from deploy_support import PREFECT, PROJECT_DIR, Background, Launcher, PrefectServer, WorkerSpec, descendants
+from deploy_support import PREFECT, PROJECT_DIR, Launcher, PrefectServer, WorkerSpec, agents_of, lose_machine
 from deployments.pools import SILENT_LEAVES
 from flows.coordinators import LEAF_FLOW
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, READER_LOGIN, PipelineRepo, pipeline_for_test
@@ -66,19 +64,8 @@ def worker_env(server: PrefectServer, sandbox, machine: Path, **extra: str) -> d
 
 @pytest.fixture
 def start_workers(deployed: PrefectServer):
-    started: list[Background] = []
-
-    def start(*specs: WorkerSpec) -> list[Background]:
-        workers = deployed.start_workers(list(specs))
-        started.extend(workers)
-        deployed.wait_online(workers)
-        return workers
-
-    try:
+    with deployed.test_workers(online=True) as start:
         yield start
-    finally:
-        for worker in started:
-            worker.stop()
 
 
 def leaf_runs(server: PrefectServer, repo: str) -> list[dict]:
@@ -141,29 +128,6 @@ def test_leaves_run_on_a_worker_report_through_artifacts_and_the_pass_proves_the
     assert len(leaf_runs(deployed, pipe.full_name)) == len(numbers)
 
 
-def kill_machine(worker: Background) -> None:
-    """A lost machine: SIGKILL to the worker and to every process under it (its flow run, the
-    agent), nobody told."""
-    groups = {worker.process.pid}
-    for pid in descendants(worker.process.pid):
-        try:
-            groups.add(os.getpgid(pid))
-        except ProcessLookupError:
-            pass
-    for group in groups:
-        try:
-            os.killpg(group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    worker.process.wait(timeout=10)
-    worker.stopped = True
-
-
-def agent_running(worker: Background) -> bool:
-    return any(b"shell.demo_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
-               for pid in descendants(worker.process.pid) if Path(f"/proc/{pid}/cmdline").exists())
-
-
 def test_a_lost_worker_is_a_failed_attempt_and_the_next_pass_dispatches_the_item_once_more(
         deployed: PrefectServer, start_workers, pipe: PipelineRepo, sandbox, tmp_path: Path):
     number = pipe.issue("Page A", UI, "batch-01")
@@ -173,10 +137,10 @@ def test_a_lost_worker_is_a_failed_attempt_and_the_next_pass_dispatches_the_item
 
     def kill_mid_leaf() -> None:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not agent_running(lost):
+        while time.monotonic() < deadline and not agents_of(lost):
             time.sleep(0.2)
         time.sleep(1)
-        kill_machine(lost)
+        lose_machine(lost)
         killed.append(time.monotonic())
 
     killer = threading.Thread(target=kill_mid_leaf, daemon=True)

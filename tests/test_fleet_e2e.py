@@ -16,7 +16,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -28,11 +27,12 @@ from pathlib import Path
 
 import pytest
 
+import netns_agent
 from conductor.core import constants, workflows
 from conductor.edges import worktrees
 from conftest import unique_repo_name
-from deploy_support import (PREFECT, PROJECT_DIR, Background, Launcher, PrefectServer, clean_env, demo_agent,
-                            descendants)
+from deploy_support import (PREFECT, PROJECT_DIR, Background, Launcher, PrefectServer, agents_of, clean_env,
+                            demo_agent, lose_machine)
 from deployments.postgres_server import prefect_on_postgresql
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, READER_LOGIN, PipelineRepo, make_pipeline_repo
 
@@ -76,23 +76,7 @@ class TcpRelay:
                 client, _ = self._sock.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(("127.0.0.1", self.target))
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        try:
-            while data := a.recv(65536):
-                b.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (a, b):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
+            netns_agent.splice(client, socket.create_connection(("127.0.0.1", self.target)))
 
     def close(self) -> None:
         self._sock.close()
@@ -187,28 +171,6 @@ def run_pass(server: PrefectServer, pipe: PipelineRepo, github: str, work: Path,
     return json.loads(done.stdout)
 
 
-def kill_machine(worker: Background) -> None:
-    """A lost machine: SIGKILL to the worker and everything under it, nobody told."""
-    groups = {worker.process.pid}
-    for pid in descendants(worker.process.pid):
-        try:
-            groups.add(os.getpgid(pid))
-        except ProcessLookupError:
-            pass
-    for group in groups:
-        try:
-            os.killpg(group, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    worker.process.wait(timeout=10)
-    worker.stopped = True
-
-
-def agents_of(worker: Background) -> int:
-    return sum(b"shell.demo_agent" in Path(f"/proc/{pid}/cmdline").read_bytes()
-               for pid in descendants(worker.process.pid) if Path(f"/proc/{pid}/cmdline").exists())
-
-
 def started_leaves(worker: Background) -> list[str]:
     """The leaf runs whose flow began on this worker (its log: "Flow run 'issue_to_pr #3' - Beginning")."""
     return re.findall(r"Flow run '([^']+)' - Beginning", worker.output())
@@ -252,7 +214,7 @@ def test_eight_leaves_on_two_machines_and_a_lost_machine(fleet, network, sandbox
                 seen, steady = now, time.monotonic()
             time.sleep(0.2)
         killed.append(agents_of(lost))
-        kill_machine(lost)
+        lose_machine(lost)
 
     killer = threading.Thread(target=kill_mid_leaf, daemon=True)
     killer.start()
