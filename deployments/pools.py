@@ -16,7 +16,7 @@ from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import ChangeFlowRunState
-from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.automations import EventTrigger, Posture
 from prefect.events.schemas.events import ResourceSpecification
 from prefect.exceptions import ObjectAlreadyExists
 
@@ -72,7 +72,7 @@ def ensure_automation(automation: Automation) -> bool:
     with get_client(sync_client=True) as client:
         found = client.read_automations_by_name(name=automation.name)
         if found:
-            client.update_automation(found[0].id, AutomationCore(**automation.model_dump(exclude={"id"})))
+            client.update_automation(found[0].id, automation)  # its unset fields (id) are left out
             return False
     automation.create()
     return True
