@@ -53,7 +53,7 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
     from conductor.core.passes import ITEM_HEADERS, PassReport, item_rows
     from conductor.core.render import pass_table
     from shell.run_cli import PrefectAPI, run_pass
-    from conductor.core.settings import PrefectSettings, scoped_environ
+    from conductor.core.settings import load_settings, scoped_environ
     from github_sandbox.seed import seed_pipeline
     from github_sandbox.testing import running_sandbox
 
@@ -81,7 +81,7 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
         items: list[dict[str, Any]] = []
         passes, idle, leaves = 0, False, 0
         echo("starting Prefect (embedded server)…")
-        with scoped_environ(machine), PrefectAPI(PrefectSettings(), ephemeral_home=True) as api:
+        with scoped_environ(machine), PrefectAPI(load_settings().run, ephemeral_home=True) as api:
             api.url()
             for passes in range(1, max_passes + 1):
                 echo(f"pass {passes}: running…")

@@ -42,7 +42,8 @@ import httpx
 from git import Repo
 
 from conductor.core.linking import linked_issues
-from conductor.core.settings import AgentEnvironment
+from conductor.core.constants import AGENT_REPORT_FILE_ENV, AGENT_TASK_FILE_ENV
+from conductor.core.settings import process_environment
 from conductor.core.taskfile import parse_key_values
 
 MODES = ("work", "crash", "hang", "empty", "foreign-url", "grade-d", "garbage", "no-report", "leak", "half-done")
@@ -51,12 +52,11 @@ IDENTITY = {"GIT_AUTHOR_NAME": "demo-agent", "GIT_AUTHOR_EMAIL": "demo-agent@san
 
 
 def api_url(task: dict[str, str]) -> str:
-    return task.get("GITHUB_API_URL") or AgentEnvironment().api_url
+    return task.get("GITHUB_API_URL") or process_environment().get("GITHUB_API_URL", "")
 
 
 def _token() -> str | None:
-    token = AgentEnvironment().token
-    return token.get_secret_value() if token else None
+    return process_environment().get("GH_TOKEN") or None
 
 
 def base_branch(task: dict[str, str]) -> str:
@@ -226,9 +226,9 @@ def remaining(lasting: float, elapsed: float) -> float:
 
 
 def _run(args: argparse.Namespace) -> int:
-    given = AgentEnvironment()
-    task = parse_key_values(given.task_file.read_text(encoding="utf-8"))
-    report_path = given.report_file
+    given = process_environment()  # what the conductor handed this agent
+    task = parse_key_values(Path(given[AGENT_TASK_FILE_ENV]).read_text(encoding="utf-8"))
+    report_path = Path(given[AGENT_REPORT_FILE_ENV])
     workflow = task["WORKFLOW"]
     leaf = "ISSUE_NUMBER" in task or "PR_NUMBER" in task
     if leaf:

@@ -10,7 +10,8 @@ import pytest
 
 from conductor.core import constants, workflows
 from conductor.edges import worktrees
-from conductor.actions.coordinator import CoordinatorResult, CoordinatorSpec
+from conductor.actions.coordinator import CoordinatorResult, PassContext
+from conductor.core.settings import Settings
 from conductor.core.models import Dispatch
 from pipeline_support import PipelineRepo, agent, pipeline_for_test
 
@@ -82,12 +83,12 @@ def test_agent_slots_cap_how_many_agents_run_at_once(pipe: PipelineRepo, monkeyp
     assert max_overlap(intervals) == 2  # never three at once, yet two side by side
 
 
-def _spec(pipe: PipelineRepo, tmp_path, command: list[str]) -> CoordinatorSpec:
-    return CoordinatorSpec(
-        repo=pipe.full_name, api_url=pipe.sandbox.api_url, repo_path=pipe.clone.resolve(),
-        worktree_root=(tmp_path / "worktrees").resolve(), integration_branch="dev", default_branch="main",
-        agent_command=command, agent_timeout=120, status_in_progress=constants.STATUS_IN_PROGRESS,
-        status_pr_open=constants.STATUS_PR_OPEN, pass_id=uuid.uuid4().hex[:8])
+def _spec(pipe: PipelineRepo, tmp_path, command: list[str]) -> PassContext:
+    # this machine's settings (the conductor's token from GITHUB_TOKEN) for this repository
+    settings = Settings(github={"api_url": pipe.sandbox.api_url},
+                        run={"repo": pipe.full_name, "repo_path": pipe.clone, "agent_command": command,
+                             "worktree_root": (tmp_path / "worktrees").resolve(), "agent_timeout": 120})
+    return PassContext(settings=settings, default_branch="main", pass_id=uuid.uuid4().hex[:8])
 
 
 def test_two_prs_touching_one_file_merge_one_after_the_other_beside_a_third(

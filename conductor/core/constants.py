@@ -70,3 +70,8 @@ STUCK_CAUSES = (
     "Label misconfiguration (phase/batch labels missing or wrong)",
     "GitHub API failures",
 )
+# Globs of database migrations: a PR changing one has HAS_MIGRATION=true in its review task file.
+DEFAULT_MIGRATION_PATHS = ("alembic/versions/**", "migrations/**", "**/migrations/*.py", "*.sql")
+# What the conductor hands an agent in its environment: its task file and where its report goes.
+AGENT_TASK_FILE_ENV = "CONDUCTOR_TASK_FILE"
+AGENT_REPORT_FILE_ENV = "CONDUCTOR_REPORT_FILE"

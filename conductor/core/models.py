@@ -11,8 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conductor.core.config import PipelineConfig
-from conductor.core.constants import MAX_PER_DISPATCH
 
 DispatchKind = str  # a kind of the workflow registry (conductor.core.workflows)
 ItemKind = Literal["issue", "pr"]
@@ -99,19 +97,6 @@ class PipelineState(_Model):
 
         return self.model_copy(update={"issues": [strip(i) for i in self.issues],
                                        "pull_requests": [strip(p) for p in self.pull_requests]})
-
-
-class PlanRules(BaseModel):
-    """What the planner decides by, besides the snapshot: the pipeline's rules and this pass's limits."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    config: PipelineConfig = Field(default_factory=PipelineConfig,
-                                   description="Phases, gates and labels (conductor.toml, CONDUCTOR_*).")
-    phase_filter: str = Field("", description="Dispatch only this phase (the seed's PHASE_FILTER); empty for all.")
-    max_issues_per_dispatch: int = Field(MAX_PER_DISPATCH, ge=1, description="Cap on issues dispatched per pass.")
-    max_prs_per_dispatch: int = Field(MAX_PER_DISPATCH, ge=1, description="Cap on PRs dispatched per pass.")
-    attempt: int = Field(0, ge=0, description="ATTEMPT_N: passes without progress; above 3 is stuck.")
 
 
 class Dispatch(_Model):

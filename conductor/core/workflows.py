@@ -33,8 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from conductor.core import leaf as leaves
-from conductor.core.config import DEFAULT_MIGRATION_PATHS, PromptPaths
-from conductor.core.constants import PROMPT_ISSUE_TO_PR, PROMPT_PR_REVIEW
+from conductor.core.constants import DEFAULT_MIGRATION_PATHS, PROMPT_ISSUE_TO_PR, PROMPT_PR_REVIEW
 from conductor.core.models import Dispatch, Issue, ItemKind, PullRequest
 from conductor.core.ports import GitHub
 from conductor.core.reports import AgentReport
@@ -113,11 +112,11 @@ class Workflow:
     def shipped_prompt(self) -> leaves.Prompt:
         return leaves.prompt_of(self.prompt.read_bytes(), self.prompt_path, "shipped")
 
-    def choose_prompt(self, paths: PromptPaths, read_at_tip: Callable[[str], bytes | None]) -> leaves.Prompt:
+    def choose_prompt(self, paths: Mapping[str, str], read_at_tip: Callable[[str], bytes | None]) -> leaves.Prompt:
         """The repository's prompt (configured, else `repo_prompt`) when the integration tip has
         it, else the shipped one. `read_at_tip(path)` returns the file's bytes or None. A
         configured path the tip lacks is an error (a typo must not silently fall back)."""
-        configured = paths.configured(self.kind)
+        configured = paths.get(self.kind)
         path = configured or self.repo_prompt
         data = read_at_tip(path)
         if data is None:

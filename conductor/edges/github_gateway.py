@@ -116,7 +116,7 @@ class GitHubGateway:
         self.repo_name = repo
         self._counter = _RequestCounter()
         self._conditional = Conditional(  # ETags across passes (conductor/edges/http_cache.py)
-            EtagCache(settings.etag_cache_dir) if settings.conditional_reads else None)
+            EtagCache(settings.etag_cache_dir) if settings.conditional_reads and settings.etag_cache_dir else None)
         retry = _TellingRetry(
             total=settings.retries,
             backoff_factor=settings.backoff_factor,
