@@ -58,7 +58,8 @@ LEAF_THREADS = 128  # leaves of one coordinator started at once (agents are capp
 def fenced_gateway(spec: CoordinatorSpec) -> Iterator[GitHubGateway]:
     """A coordinator's own GitHub client, its writes fenced by the pass's lock (`coordinator_fence`)."""
     settings = github_settings(spec.api_url)
-    with coordinator_fence(spec.pass_id, spec.lock_url, spec.lock_margin, settings.token) as fence, \
+    with coordinator_fence(spec.pass_id, spec.lock_url, spec.lock_margin, settings.token,
+                           settings.ca_bundle) as fence, \
             GitHubGateway(settings, spec.repo, fence=fence) as gh:
         yield gh
 
@@ -73,7 +74,8 @@ def prepare(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
 def _agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> AgentResult:
     logger = get_run_logger()
     result = core.run(dispatch, spec, workspace, on_line=lambda line: logger.info("agent: %s", line),
-                      agent_token=agent_token(), redactor=redactor(spec.api_url))
+                      agent_token=agent_token(), redactor=redactor(spec.api_url),
+                      ca_bundle=github_settings(spec.api_url).ca_bundle)
     logger.info("agent ended: exit %s, timed out %s, report %s", result.run.returncode,
                 result.run.timed_out, result.run.report_error or "read")
     return result

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -115,12 +116,13 @@ def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
     pass_id = uuid.uuid4().hex[:8]
     with GitHubGateway(settings, inputs.repo, fence=fence_of(pass_id)) as gh:
         if inputs.dry_run or not inputs.lock:
-            return _steps(gh, inputs, pass_id)
+            return _steps(gh, inputs, pass_id, ca_bundle=settings.ca_bundle)
         url, login = gh.clone_url(), gh.login()
         try:
             with one_pass_on_github(url, settings.token, pass_id=pass_id, holder=holder_name(login),
                                     lease_seconds=inputs.lock_lease, margin=inputs.lock_margin,
-                                    on_lost=lambda: stop_agents_of_pass(inputs.worktree_root, pass_id)) as lock:
+                                    on_lost=lambda: stop_agents_of_pass(inputs.worktree_root, pass_id),
+                                    ca_bundle=settings.ca_bundle) as lock:
                 if not lock.held:
                     other = lock.other
                     who = (f"{other.holder}, pass {other.pass_id}, until {other.expires_at:%H:%M:%S} UTC"
@@ -130,7 +132,7 @@ def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
                     get_run_logger().warning(message)
                     return Cancelled(message=message)
                 try:
-                    state = _steps(gh, inputs, pass_id, lock_url=url)
+                    state = _steps(gh, inputs, pass_id, lock_url=url, ca_bundle=settings.ca_bundle)
                 except LockLost as exc:
                     return _taken_over(inputs.repo, exc.other)
                 return _taken_over(inputs.repo, lock.other) if lock.lost else state
@@ -147,7 +149,8 @@ def _taken_over(repo: str, other: Lease | None) -> State:
     return Cancelled(message=message)
 
 
-def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = None) -> State:
+def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = None,
+           ca_bundle: Path | None = None) -> State:
     """Snapshot → decide → act → record, in the seed's order of steps."""
     logger = get_run_logger()
     steps.label_preflight(gh, inputs.config, inputs.dry_run)
@@ -164,7 +167,7 @@ def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = 
     if plan.dispatches and not inputs.dry_run:
         plan, skipped = steps.skip_claimed(gh, plan, inputs.config)
     if plan.dispatches and not inputs.dry_run:
-        steps.fetch_clone(inputs)
+        steps.fetch_clone(inputs, ca_bundle)
         spec = CoordinatorSpec(
             repo=inputs.repo, api_url=inputs.api_url, repo_path=inputs.repo_path,
             worktree_root=inputs.worktree_root, integration_branch=inputs.config.integration_branch,

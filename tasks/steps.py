@@ -120,8 +120,8 @@ def make_plan(snap: Snapshot, inputs: PassInputs, attempt: int) -> Plan:
 
 
 @step(name="fetch the local clone")
-def fetch_clone(inputs: PassInputs) -> None:
-    worktrees.fetch(inputs.repo_path)
+def fetch_clone(inputs: PassInputs, ca_bundle: Path | None = None) -> None:
+    worktrees.fetch(inputs.repo_path, ca_bundle=ca_bundle)
 
 
 @step(name="verify artifact proof")

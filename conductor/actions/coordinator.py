@@ -27,6 +27,7 @@ from conductor.edges.agent_process import (
     write_askpass,
 )
 from conductor.core.config import DEFAULT_MIGRATION_PATHS, FanOut, PromptPaths
+from conductor.core.github_urls import gh_repo
 from conductor.core.constants import REPORT_FILE_NAME, TASK_FILE_NAME
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
@@ -169,9 +170,11 @@ def prepare(dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
 
 
 def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
-        on_line: Callable[[str], None], agent_token: str | None, redactor: Redactor) -> AgentResult:
+        on_line: Callable[[str], None], agent_token: str | None, redactor: Redactor,
+        ca_bundle: Path | None = None) -> AgentResult:
     """Run the agent (never through a shell) and read its report. Everything the agent says
-    passes `redactor` (the agent-output door): its output lines, hence its usage, and its report."""
+    passes `redactor` (the agent-output door): its output lines, hence its usage, and its report.
+    `ca_bundle` (CONDUCTOR_CA_BUNDLE): the CA the agent's clients trust."""
     git_dir, git_common_dir = worktrees.git_dirs(workspace.path)
     argv = expand_command(spec.agent_command, {
         "task_file": str(workspace.task_file),
@@ -185,10 +188,10 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
     extra = {
         "CONDUCTOR_TASK_FILE": str(workspace.task_file),
         "CONDUCTOR_REPORT_FILE": str(workspace.report_file),
-        "GH_REPO": spec.repo,
+        "GH_REPO": gh_repo(spec.api_url, spec.repo),
         "GITHUB_API_URL": spec.api_url,
         **agent_github_env(spec.api_url, agent_token,
-                           askpass=write_askpass(git_dir) if agent_token else None),
+                           askpass=write_askpass(git_dir) if agent_token else None, ca_bundle=ca_bundle),
     }
     idle = spec.agent_idle_timeout or RunSettings().agent_idle_timeout
     pid_file = git_dir / AGENT_PID_FILE

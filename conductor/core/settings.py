@@ -50,6 +50,13 @@ class GitHubSettings(BaseSettings):
         validation_alias=AliasChoices("GITHUB_TOKEN", "GH_TOKEN", "token"),
         description="Token the conductor uses. Never a flow parameter, never logged.",
     )
+    ca_bundle: Path | None = Field(
+        None, validation_alias=AliasChoices("CONDUCTOR_CA_BUNDLE", "ca_bundle"),
+        description="PEM file of the certificate authorities to trust for GitHub (GitHub Enterprise "
+        "Server with a private CA, the sandbox's DATA/tls/ca.pem): PyGithub, the conductor's git "
+        "(the pass lock's too) and every agent (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS, "
+        "git's http.sslCAInfo) use it. None: the system's.",
+    )
     timeout: float = Field(
         30.0, validation_alias=AliasChoices("CONDUCTOR_GITHUB_TIMEOUT", "timeout"), gt=0,
         description="Seconds before one HTTP request to GitHub is abandoned.",
