@@ -4,6 +4,7 @@ machine-wide CA variables (this machine sets GIT_SSL_CAINFO and REQUESTS_CA_BUND
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -119,3 +120,33 @@ def test_agents_trust_the_ca_bundle_with_gh_host_repo_and_enterprise_token(
 ])
 def test_gh_host_and_repo(api_url: str, host: str, repo: str) -> None:
     assert gh_host(api_url) == host and gh_repo(api_url, "o/r") == repo
+
+
+def _conductor_run(pipe, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "shell.cli", "run", "--json", "--repo", pipe.full_name, "--github-url",
+         pipe.sandbox.api_url, "--repo-path", str(pipe.clone), "--agent-command", '["true"]'],
+        env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_conductor_run_honours_the_bundle_and_a_lock_it_cannot_read_fails_the_pass(
+        tls_sandbox: RunningSandbox, prefect_server: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline_support import CONDUCTOR_LOGIN, make_pipeline_repo
+
+    monkeypatch.setenv("GIT_SSL_CAINFO", tls_sandbox.ca)  # the test's own clone
+    pipe = make_pipeline_repo(tls_sandbox, unique_repo_name("ca-run"), tmp_path)
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "GITHUB_TOKEN": tls_sandbox.users[CONDUCTOR_LOGIN],
+           "GIT_SSL_CAINFO": SYSTEM_CA, "SSL_CERT_FILE": SYSTEM_CA,
+           "CONDUCTOR_WORKTREE_ROOT": str(tmp_path / "worktrees")}
+    # requests trusts the sandbox through the machine's own variable, git does not: the lock
+    # cannot be read over TLS, and the pass says so
+    broken = _conductor_run(pipe, {**env, "REQUESTS_CA_BUNDLE": tls_sandbox.ca})
+    assert broken.returncode != 0, broken.stderr[-3000:]
+    error = json.loads(broken.stdout)["error"]
+    assert "conductor lock" in error and "certificate" in error.lower()
+    last = broken.stderr.strip().splitlines()[-1]
+    assert last.startswith("conductor: ") and "conductor lock" in last
+    # CONDUCTOR_CA_BUNDLE alone: PyGithub, git and the lock trust the sandbox
+    fine = _conductor_run(pipe, {**env, "REQUESTS_CA_BUNDLE": SYSTEM_CA, "CONDUCTOR_CA_BUNDLE": tls_sandbox.ca})
+    assert fine.returncode == 0, fine.stderr[-3000:]
+    assert json.loads(fine.stdout)["plan"]["dispatches"] == []
