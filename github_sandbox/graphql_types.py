@@ -517,9 +517,8 @@ class PullRequest(Issue):
         return self.ctx.svc.review_decision(self.it)
 
     def reviews(self, states: list[str] | None = None, author: str | None = None, **page) -> dict[str, Any]:
-        viewer = self.ctx.viewer.login.lower()
-        found = [r for r in self.pr.reviews if (r.state != "PENDING" or r.user.lower() == viewer)
-                 and (not states or r.state in states) and (not author or r.user.lower() == author.lower())]
+        found = [r for r in self.ctx.svc.visible_reviews(self.it, self.ctx.viewer.login)
+                 if (not states or r.state in states) and (not author or r.user.lower() == author.lower())]
         return connection([PullRequestReview(self.ctx, self.rec, self.it, r) for r in found], **page)
 
     def latest_reviews(self, **page) -> dict[str, Any]:

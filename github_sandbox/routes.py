@@ -648,8 +648,7 @@ async def list_reviews(request: Request, owner: str, repo: str, pull_number: int
     viewer = _viewer(request)
     rec, _ = svc.repo_for(owner, repo, viewer)
     it = svc.pull_for(rec, pull_number)
-    login = viewer.login.lower() if viewer else None  # a pending review is its author's alone
-    shown = [r for r in it.pull.reviews if r.state != "PENDING" or r.user.lower() == login]
+    shown = svc.visible_reviews(it, viewer.login if viewer else None)
     return _paged(request, shown, lambda r: render.review(_urls(request), rec, it, r, svc.users))
 
 

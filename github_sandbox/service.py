@@ -627,6 +627,12 @@ class Service:
         return review
 
     @staticmethod
+    def visible_reviews(it: IssueRec, login: str | None) -> list[ReviewRec]:
+        """The reviews `login` sees: the submitted ones, and a pending one only its author."""
+        who = login.lower() if login else None
+        return [r for r in it.pull.reviews if r.state != "PENDING" or r.user.lower() == who]
+
+    @staticmethod
     def review_decision(it: IssueRec) -> str | None:
         """GraphQL's `reviewDecision`: each reviewer's latest approving or change-requesting review
         counts; None before there is one (the sandbox has no required reviews)."""
