@@ -58,7 +58,8 @@ LEAF_THREADS = 128  # leaves of one coordinator started at once (agents are capp
 def fenced_gateway(ctx: PassContext) -> Iterator[GitHubGateway]:
     """A coordinator's own GitHub client, its writes fenced by the pass's lock (`coordinator_fence`)."""
     github = with_token(ctx.settings.github)
-    with coordinator_fence(ctx.pass_id, ctx.lock_url, ctx.settings.run.lock_margin_seconds(), github.token) as fence, \
+    with coordinator_fence(ctx.pass_id, ctx.lock_url, ctx.settings.run.lock_margin_seconds(), github.token,
+                           github.ca_bundle) as fence, \
             GitHubGateway(github, ctx.settings.run.repo, fence=fence) as gh:
         yield gh
 

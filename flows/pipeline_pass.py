@@ -120,7 +120,8 @@ def _one_pass(settings: Settings) -> State:
         try:
             with one_pass_on_github(url, settings.github.token, pass_id=pass_id, holder=holder_name(login),
                                     lease_seconds=run.lock_lease_seconds(), margin=run.lock_margin_seconds(),
-                                    on_lost=lambda: stop_agents_of_pass(run.resolved_worktree_root(), pass_id)) as lock:
+                                    on_lost=lambda: stop_agents_of_pass(run.resolved_worktree_root(), pass_id),
+                                    ca_bundle=settings.github.ca_bundle) as lock:
                 if not lock.held:
                     other = lock.other
                     who = (f"{other.holder}, pass {other.pass_id}, until {other.expires_at:%H:%M:%S} UTC"

@@ -109,6 +109,8 @@ def run_pass(params: Any = None, **parameters: Any):
     if state.is_cancelled():
         return None, state
     report = state.result(raise_on_failure=False)
+    if report is None and state.is_failed():  # e.g. the lock could not be read (TLS, network)
+        raise ConductorError(state.message or "the conductor pass failed")
     if isinstance(report, BaseException):
         if isinstance(report, ConductorError):
             raise report

@@ -123,7 +123,7 @@ def make_plan(snap: Snapshot, settings: Settings, attempt: int) -> Plan:
 
 @step(name="fetch the local clone")
 def fetch_clone(settings: Settings) -> None:
-    worktrees.fetch(settings.run.repo_path)
+    worktrees.fetch(settings.run.repo_path, ca_bundle=settings.github.ca_bundle)
 
 
 @step(name="verify artifact proof")

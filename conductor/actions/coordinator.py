@@ -27,6 +27,7 @@ from conductor.edges.agent_process import (
     write_askpass,
 )
 from conductor.core.constants import AGENT_REPORT_FILE_ENV, AGENT_TASK_FILE_ENV, REPORT_FILE_NAME, TASK_FILE_NAME
+from conductor.core.github_urls import gh_repo
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
 from conductor.core.redaction import Redactor
@@ -152,7 +153,8 @@ def prepare(dispatch: Dispatch, ctx: PassContext) -> Workspace:
 def run(dispatch: Dispatch, ctx: PassContext, workspace: Workspace, *,
         on_line: Callable[[str], None], agent_token: str | None, redactor: Redactor) -> AgentResult:
     """Run the agent (never through a shell) and read its report. Everything the agent says
-    passes `redactor` (the agent-output door): its output lines, hence its usage, and its report."""
+    passes `redactor` (the agent-output door): its output lines, hence its usage, and its report.
+    `ca_bundle` (CONDUCTOR_CA_BUNDLE): the CA the agent's clients trust."""
     git_dir, git_common_dir = worktrees.git_dirs(workspace.path)
     argv = expand_command(ctx.settings.run.agent_command, {
         "task_file": str(workspace.task_file),
@@ -166,10 +168,11 @@ def run(dispatch: Dispatch, ctx: PassContext, workspace: Workspace, *,
     extra = {
         AGENT_TASK_FILE_ENV: str(workspace.task_file),
         AGENT_REPORT_FILE_ENV: str(workspace.report_file),
-        "GH_REPO": ctx.settings.run.repo,
+        "GH_REPO": gh_repo(ctx.settings.github.api_url, ctx.settings.run.repo),
         "GITHUB_API_URL": ctx.settings.github.api_url,
         **agent_github_env(ctx.settings.github.api_url, agent_token,
-                           askpass=write_askpass(git_dir) if agent_token else None),
+                           askpass=write_askpass(git_dir) if agent_token else None,
+                           ca_bundle=ctx.settings.github.ca_bundle),
     }
     idle = ctx.settings.run.agent_idle_timeout
     pid_file = git_dir / AGENT_PID_FILE

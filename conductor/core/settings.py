@@ -69,6 +69,11 @@ class GitHubSettings(BaseModel):
         None, exclude=True, description="Token the conductor uses (else the Prefect blocks below). "
         "Never a flow parameter, never logged, never dumped.",
         json_schema_extra=_meta(env=["GITHUB_TOKEN", "GH_TOKEN"]))
+    ca_bundle: Path | None = Field(
+        None, description="PEM file of the certificate authorities to trust for GitHub (GitHub Enterprise "
+        "Server with a private CA, the sandbox's DATA/tls/ca.pem): PyGithub, the conductor's git "
+        "(the pass lock's too) and every agent (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS, "
+        "git's http.sslCAInfo) use it. None: the system's.")
     timeout: float = Field(
         30.0, gt=0, description="Seconds before one HTTP request to GitHub is abandoned.",
         json_schema_extra=_meta(env=["CONDUCTOR_GITHUB_TIMEOUT"]))

@@ -83,7 +83,7 @@ class Workflow:
     name: str  # its name in leaf task files, flow names and the UI
     item: ItemKind  # what it works on: issues or pull requests
     label: str  # how the plan table names its dispatches
-    status: str  # the attribute of PipelineConfig (and CoordinatorSpec) naming the label that claims its items
+    status: str  # the attribute of PipelineConfig naming the label that claims its items
     prompt: Traversable  # the prompt the package ships for it...
     prompt_path: str  # ...and how results name that prompt
     repo_prompt: str  # the repository's own prompt when `[prompts]` names none

@@ -114,6 +114,7 @@ class GitHubGateway:
             raise GitHubError("no GitHub token: set GITHUB_TOKEN (or GH_TOKEN), or save a Prefect Secret block "
                               "`github-token` or a GitHubCredentials block `github-credentials`")
         self.repo_name = repo
+        self._verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
         self._counter = _RequestCounter()
         self._conditional = Conditional(  # ETags across passes (conductor/edges/http_cache.py)
             EtagCache(settings.etag_cache_dir) if settings.conditional_reads and settings.etag_cache_dir else None)
@@ -132,6 +133,7 @@ class GitHubGateway:
             retry=retry,
             seconds_between_requests=settings.seconds_between_requests or None,
             seconds_between_writes=settings.seconds_between_writes or None,
+            verify=self._verify,
         )
         self._repo = self._gh.get_repo(repo, lazy=True)
         self._api_url = settings.api_url
@@ -331,7 +333,7 @@ class GitHubGateway:
 
         def fetch() -> str:
             other = Github(base_url=self._api_url, auth=Auth.Token(token.get_secret_value()),
-                           timeout=self._timeout, retry=self._retry)
+                           timeout=self._timeout, retry=self._retry, verify=self._verify)
             try:
                 return other.get_user().login
             finally:
