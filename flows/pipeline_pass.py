@@ -177,11 +177,13 @@ def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = 
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
                                                html_base=web_url_of(inputs.api_url))
         steps.record_failed_attempts(gh, outcomes, spec.pass_id, inputs.config)
+        steps.record_loops(gh, outcomes, spec.pass_id, inputs.config)
     finished = steps.close_finished(gh, snapshot, inputs.dry_run) if snapshot.finished else []
 
     # The pipeline after the coordinators: a new snapshot, planned the same way.
     after_snapshot = steps.read_state(gh, inputs, not_people) if outcomes else snapshot
     after = steps.make_plan(after_snapshot, inputs, progress.attempt) if outcomes else plan
+    steps.label_held(gh, after, after_snapshot.state, inputs.config, inputs.dry_run)
     approvals = approved_gates(plan, snapshot)
     result = steps.reminder_gate(gh, inputs, after, progress, outcomes,
                                  approved_gates(after, after_snapshot) if outcomes else approvals)

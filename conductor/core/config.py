@@ -47,6 +47,8 @@ class PromptPaths(BaseModel):
 
     issue_to_pr: str | None = Field(None, description="Prompt of issue-to-pr leaves.")
     pr_review: str | None = Field(None, description="Prompt of pr-review leaves.")
+    rework: str | None = Field(None, description="Prompt of rework leaves (a PR graded down, on its branch).")
+    rebase: str | None = Field(None, description="Prompt of rebase leaves (a PR conflicting with its base).")
 
     def configured(self, kind: str) -> str | None:
         """The path set for a workflow kind (`conductor.core.workflows`), else None."""
@@ -204,7 +206,12 @@ class PipelineConfig(BaseSettings):
     item_attempt_limit: int = Field(
         constants.ITEM_ATTEMPT_LIMIT, ge=1,
         description="An item dispatched this many times without a proved result is held back "
-        "and listed as needing a human.",
+        "and listed as needing a human; so is a PR its reviews graded down this many times.",
+    )
+    needs_human_label: str = Field(
+        constants.NEEDS_HUMAN_LABEL, min_length=1,
+        description="Put on a PR the review loops hold for a human (review rounds used up, or a "
+        "rebase that could not resolve its conflicts).",
     )
 
     @model_validator(mode="before")
