@@ -219,7 +219,7 @@ def read_report(data: Any) -> AgentReport:
     workflow = by_name(named) if isinstance(named, str) else None
     if workflow is None:
         raise ValueError(f"workflow: {named!r} is not a registered workflow")
-    if named == workflow.name and named != workflow.kind:
+    if named == workflow.name and (named != workflow.kind or workflow.claims not in data):
         data = workflow.single_item(data)
     return workflow.report_model.model_validate(data)
 
