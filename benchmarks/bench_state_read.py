@@ -29,7 +29,7 @@ from conductor.core.planner import plan
 from conductor.actions.snapshot import read_open_items
 from github_sandbox.testing import RunningSandbox, running_sandbox
 from conductor.core.settings import GitHubSettings
-from conductor.core.models import PlanRules
+from conductor.core.settings import Settings
 
 PROTECTED_FILE = "maestro/protocol/events.py"
 PAGE = 100  # per_page of every listing
@@ -268,7 +268,7 @@ def classify_server_counts(counts: dict[str, int]) -> dict[str, int]:
 
 def run(issue_count: int, pr_count: int) -> None:
     config = PipelineConfig()
-    rules = PlanRules(config=config)
+    rules = Settings(pipeline=config)
     issues = issue_specs(issue_count, config.phase_names)
     prs = pr_specs(pr_count, issues)
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as data_dir, running_sandbox(data_dir) as sb:
@@ -295,7 +295,7 @@ def run(issue_count: int, pr_count: int) -> None:
     report(state, rules, seconds, client_requests, server, dispatchable)
 
 
-def report(state: PipelineState, rules: PlanRules, seconds: float,
+def report(state: PipelineState, rules: Settings, seconds: float,
            client_requests: int, server: dict[str, int], dispatchable: list[int]) -> None:
     groups = classify_server_counts(server)
     decided = plan(state, rules)
@@ -320,7 +320,7 @@ def report(state: PipelineState, rules: PlanRules, seconds: float,
     if groups["other"]:
         print(f"  over budget: the {groups['other']} 'other' requests in the table above")
 
-    seed = seed_query_cost(state, rules.config)
+    seed = seed_query_cost(state, rules.pipeline)
     print(f"\nthe seed's gh queries for the same state (steps 2-4 and 7): {seed['requests']} requests "
           f"= {seed['search']} search + {seed['listing']} listing + {seed['item']} per-issue")
     for step, kinds in seed["by_step"].items():

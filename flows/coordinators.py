@@ -11,7 +11,7 @@ label off. The subflow's result is the list of leaf results.
 Leaves on workers (CONDUCTOR_DISPATCH=deployment): each leaf task claims its item and starts
 a flow run of `leaf/<kind>` (`remote_leaf`) on the `conductor-agents` pool, with an
 idempotency key of pass and item; the worker clones, runs the agent and hands its report
-back as an artifact; the task reads it, takes the claim off, and the pass proves it.
+back as an artifact; the task reads it, proves it and takes the claim off.
 
 Coordinator-agent mode: one agent for the whole group, in one worktree, which fans out by
 itself. It reads like its steps: claim the items, make a worktree and task file, run the
@@ -54,7 +54,7 @@ from conductor.core import workflows
 from conductor.actions.coordinator import (
     AgentResult,
     CoordinatorResult,
-    CoordinatorSpec,
+    PassContext,
     LeafResult,
     LeafWorkspace,
     Workspace,
@@ -63,10 +63,10 @@ from conductor.core.ports import GitHub
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.github_urls import web_url_of
 from conductor.core.models import Dispatch
-from conductor.core.settings import RunSettings
+from conductor.core.settings import load_settings
 from conductor.core.verify import CoordinatorOutcome
 from tasks.guard import coordinator_fence, ensure_limit
-from tasks.secrets import agent_token, github_settings, redactor
+from tasks.secrets import agent_token, redactor, with_token
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
 AGENT_SLOTS = "agent-slots"
@@ -75,34 +75,35 @@ LEAF_FLOW = "leaf"  # the flow of leaves on workers; its deployments are `leaf/<
 
 
 @contextmanager
-def fenced_gateway(spec: CoordinatorSpec) -> Iterator[GitHubGateway]:
+def fenced_gateway(ctx: PassContext) -> Iterator[GitHubGateway]:
     """A coordinator's own GitHub client, its writes fenced by the pass's lock (`coordinator_fence`)."""
-    settings = github_settings(spec.api_url)
-    with coordinator_fence(spec.pass_id, spec.lock_url, spec.lock_margin, settings.token) as fence, \
-            GitHubGateway(settings, spec.repo, fence=fence) as gh:
+    github = with_token(ctx.settings.github)
+    with coordinator_fence(ctx.pass_id, ctx.lock_url, ctx.settings.run.lock_margin_seconds(), github.token,
+                           github.ca_bundle) as fence, \
+            GitHubGateway(github, ctx.settings.run.repo, fence=fence) as gh:
         yield gh
 
 
 @step(name="claim and prepare")
-def prepare(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
+def prepare(gh: GitHub, dispatch: Dispatch, ctx: PassContext) -> Workspace:
     """Label the items first (no other run dispatches them twice), then the worktree and task file."""
-    core.claim(gh, dispatch, spec)
-    return core.prepare(dispatch, spec)
+    core.claim(gh, dispatch, ctx)
+    return core.prepare(dispatch, ctx)
 
 
-def _agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> AgentResult:
+def _agent(dispatch: Dispatch, ctx: PassContext, workspace: Workspace) -> AgentResult:
     logger = get_run_logger()
-    result = core.run(dispatch, spec, workspace, on_line=lambda line: logger.info("agent: %s", line),
-                      agent_token=agent_token(), redactor=redactor(spec.api_url))
+    result = core.run(dispatch, ctx, workspace, on_line=lambda line: logger.info("agent: %s", line),
+                      agent_token=agent_token(ctx.settings.run), redactor=redactor(ctx.settings))
     logger.info("agent ended: exit %s, timed out %s, report %s", result.run.returncode,
                 result.run.timed_out, result.run.report_error or "read")
     return result
 
 
 @step(name="run agent")
-def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> State:
+def run_agent(dispatch: Dispatch, ctx: PassContext, workspace: Workspace) -> State:
     """The task run fails when the agent exits non-zero or times out (its result rides along)."""
-    result = _agent(dispatch, spec, workspace)
+    result = _agent(dispatch, ctx, workspace)
     run = result.run
     if run.timed_out or run.idle_timed_out or run.returncode != 0:
         why = "timed out" if run.timed_out or run.idle_timed_out else f"exited with status {run.returncode}"
@@ -111,21 +112,21 @@ def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -
 
 
 @step(name="verify artifact proof")
-def prove(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, result: AgentResult,
+def prove(gh: GitHub, dispatch: Dispatch, ctx: PassContext, result: AgentResult,
           html_base: str) -> CoordinatorOutcome:
-    return core.prove(gh, dispatch, spec, result, html_base=html_base)
+    return core.prove(gh, dispatch, ctx, result, html_base=html_base)
 
 
 @step(name="clean up")
-def clean_up(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace | None) -> None:
+def clean_up(gh: GitHub, dispatch: Dispatch, ctx: PassContext, workspace: Workspace | None) -> None:
     """Remove the worktree, then take the status labels off (always, even after a failure)."""
     try:
-        core.cleanup(spec, workspace)
+        core.cleanup(ctx, workspace)
     finally:
-        core.release(gh, dispatch, spec)
+        core.release(gh, dispatch, ctx)
 
 
-def work_leaf(gh: GitHub, number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str, *,
+def work_leaf(gh: GitHub, number: int, dispatch: Dispatch, ctx: PassContext, html_base: str, *,
               here: bool = True) -> LeafResult:
     """One item, start to finish: claim, worktree, task file, agent (holding an agent slot),
     proof, clean-up. Never raises: whatever breaks is the leaf's failure, not its siblings'.
@@ -140,8 +141,8 @@ def work_leaf(gh: GitHub, number: int, dispatch: Dispatch, spec: CoordinatorSpec
     problems: list[str] = []
     try:
         if here:
-            core.claim_item(gh, dispatch, spec, number)
-        workspace = core.prepare_leaf(gh, dispatch, spec, number)
+            core.claim_item(gh, dispatch, ctx, number)
+        workspace = core.prepare_leaf(gh, dispatch, ctx, number)
         logger.info("worktree %s; prompt %s (%s, blob %s)", workspace.path.name,
                     workspace.prompt.path, workspace.prompt.source, workspace.prompt.sha[:12])
         # the pass sets the limit up (`ensure_agent_slots`); a coordinator run on its own
@@ -149,17 +150,17 @@ def work_leaf(gh: GitHub, number: int, dispatch: Dispatch, spec: CoordinatorSpec
         with concurrency(AGENT_SLOTS, occupy=1, lease_duration=60, strict=False,
                          raise_on_lease_renewal_failure=False):
             agent_times["agent_started"] = core.now()
-            agent = _agent(one, spec, workspace)
+            agent = _agent(one, ctx, workspace)
             agent_times["agent_ended"] = core.now()
-        outcome = (core.prove(gh, one, spec, agent, html_base=html_base) if here
+        outcome = (core.prove(gh, one, ctx, agent, html_base=html_base) if here
                    else core.failed_outcome(one, "not proved on the worker: the pass proves it"))
     except Exception as exc:  # a broken leaf is a failure, never a crashed coordinator
         logger.error("leaf failed: %s", exc)
         outcome = core.failed_outcome(one, f"leaf failed: {exc}")
     finally:
-        actions = [("remove the worktree", lambda: core.cleanup(spec, workspace))]
+        actions = [("remove the worktree", lambda: core.cleanup(ctx, workspace))]
         if here:
-            actions.append(("release the status label", lambda: core.release_item(gh, dispatch, spec, number)))
+            actions.append(("release the status label", lambda: core.release_item(gh, dispatch, ctx, number)))
         for what, action in actions:
             try:
                 action()
@@ -169,23 +170,22 @@ def work_leaf(gh: GitHub, number: int, dispatch: Dispatch, spec: CoordinatorSpec
     outcome.failures += problems
     outcome.ok = outcome.ok and not problems
     outcome = core.annotate_leaf(outcome, one, number, workspace, started=started, ended=core.now(),
-                                 github_unavailable=core.github_outage(agent, spec.api_url, gh.faults_met),
+                                 github_unavailable=core.github_outage(agent, ctx.settings.github.api_url, gh.faults_met),
                                  **agent_times)
     return LeafResult(number=number, outcome=outcome, agent=agent, problems=problems)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, name="leaf",
       task_run_name="{dispatch.kind} #{number}")
-def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str) -> LeafResult:
+def leaf(number: int, dispatch: Dispatch, ctx: PassContext, html_base: str) -> LeafResult:
     """One item: here (`work_leaf`), or, with CONDUCTOR_DISPATCH=deployment, on a worker (`leaf_on_worker`)."""
-    if spec.dispatch == "deployment":
-        return leaf_on_worker(number, dispatch, spec)
-    with fenced_gateway(spec) as gh:
-        return work_leaf(gh, number, dispatch, spec, html_base)
+    if ctx.settings.run.dispatch == "deployment":
+        return leaf_on_worker(number, dispatch, ctx)
+    with fenced_gateway(ctx) as gh:
+        return work_leaf(gh, number, dispatch, ctx, html_base)
 
 
 # ── leaves on workers (CONDUCTOR_DISPATCH=deployment) ──────────────────────────────
-LEAF_HEARTBEAT_S = 30  # leaf runs beat this often (prefect.yaml: PREFECT_FLOWS_HEARTBEAT_FREQUENCY)
 LEAF_SILENCE_S = 90  # a leaf run silent this long is marked Crashed (deployments.pools: the automation)
 LEAF_START_S = 300.0  # what a leaf run may take besides its agent: a worker to take it, the clone
 LEAF_POLL_S = 1.0
@@ -198,39 +198,39 @@ def leaf_key(pass_id: str, dispatch: Dispatch, number: int) -> str:
     return f"leaf-{pass_id}-{workflows.get(dispatch.kind).name}-{number}".lower()
 
 
-def leaf_wait(spec: CoordinatorSpec) -> float:
+def leaf_wait(ctx: PassContext) -> float:
     """How long the pass waits for a leaf run: its agent's timeout, a start, and the silence
     after which a run whose worker was lost is marked Crashed."""
-    return spec.agent_timeout + LEAF_START_S + LEAF_SILENCE_S
+    return ctx.settings.run.agent_timeout + LEAF_START_S + LEAF_SILENCE_S
 
 
-def leaf_on_worker(number: int, dispatch: Dispatch, spec: CoordinatorSpec) -> LeafResult:
+def leaf_on_worker(number: int, dispatch: Dispatch, ctx: PassContext) -> LeafResult:
     """Claim the item, start the leaf as a flow run of `leaf/<kind>` on the `conductor-agents`
     pool (`run_deployment`, idempotency key `leaf_key`: a retried start makes no second run),
     wait for it, read its report back (an artifact), prove its claim and take the claim off
-    (the pass proves it once more in `verify artifact proof`, as every leaf). A run still going after `leaf_wait` keeps
-    its claim: the item is not dispatched again while the run might be alive."""
+    (the pass proves it once more in `verify artifact proof`, as every leaf). A run still
+    going after `leaf_wait` keeps its claim: the item is not dispatched again while the run
+    might be alive."""
     one = core.leaf_dispatch(dispatch, number)
     workflow = workflows.get(dispatch.kind)
     started = core.now()
     alive = False
-    with fenced_gateway(spec) as gh:
-        core.claim_item(gh, dispatch, spec, number)
+    with fenced_gateway(ctx) as gh:
+        core.claim_item(gh, dispatch, ctx, number)
         try:
             run = run_deployment(
-                workflow.leaf_deployment, timeout=leaf_wait(spec), poll_interval=LEAF_POLL_S,
-                parameters={"number": number, "dispatch": one,
-                            "spec": spec.model_copy(update={"repo_path": None, "worktree_root": None})},
-                idempotency_key=leaf_key(spec.pass_id, dispatch, number), tags=["conductor-leaf"])
-            result, alive = _leaf_report(run, one, number, spec, started)
+                workflow.leaf_deployment, timeout=leaf_wait(ctx), poll_interval=LEAF_POLL_S,
+                parameters={"number": number, "dispatch": one, "ctx": ctx},
+                idempotency_key=leaf_key(ctx.pass_id, dispatch, number), tags=["conductor-leaf"])
+            result, alive = _leaf_report(run, one, number, ctx, started)
             if result.agent is not None:  # proved here, by the pass, like a leaf run in its process
                 result = result.model_copy(update={"outcome": core.prove_leaves_again(
-                    gh, one, spec, [result], html_base=web_url_of(spec.api_url))})
+                    gh, one, ctx, [result], html_base=web_url_of(ctx.settings.github.api_url))})
         except Exception as exc:
             result = _failed_leaf(one, number, started, f"leaf deployment {workflow.leaf_deployment} failed: {exc}")
         finally:
             if not alive:
-                core.release_item(gh, dispatch, spec, number)
+                core.release_item(gh, dispatch, ctx, number)
     return result
 
 
@@ -241,7 +241,7 @@ def _failed_leaf(one: Dispatch, number: int, started: float, reason: str) -> Lea
     return LeafResult(number=number, outcome=outcome)
 
 
-def _leaf_report(run: FlowRun, one: Dispatch, number: int, spec: CoordinatorSpec,
+def _leaf_report(run: FlowRun, one: Dispatch, number: int, ctx: PassContext,
                  started: float) -> tuple[LeafResult, bool]:
     """The leaf's report (redacted again, with this machine's secrets), and whether its run
     might still be alive."""
@@ -249,10 +249,10 @@ def _leaf_report(run: FlowRun, one: Dispatch, number: int, spec: CoordinatorSpec
     if state is None or not state.is_final():
         _stop(run)
         return _failed_leaf(one, number, started, f"leaf run {run.name} still {run.state_name} after "
-                            f"{leaf_wait(spec):g} s: asked to cancel; its claim stays until it ends"), True
+                            f"{leaf_wait(ctx):g} s: asked to cancel; its claim stays until it ends"), True
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=[leaf_key(spec.pass_id, one, number)]),
+            key=ArtifactFilterKey(any_=[leaf_key(ctx.pass_id, one, number)]),
             flow_run_id=ArtifactFilterFlowRunId(any_=[run.id])))
     if not found:
         return _failed_leaf(one, number, started, f"leaf run {run.name} ended {run.state_name} without a "
@@ -260,7 +260,7 @@ def _leaf_report(run: FlowRun, one: Dispatch, number: int, spec: CoordinatorSpec
     result = LeafResult.model_validate(found[0].data)
     if result.number != number:
         return _failed_leaf(one, number, started, f"leaf run {run.name} reported on #{result.number}"), False
-    return redactor(spec.api_url).model(result), False
+    return redactor(ctx.settings).model(result), False
 
 
 def _stop(run: FlowRun) -> None:
@@ -280,29 +280,29 @@ def live_leaf_items(repo: str) -> list[int]:
             flow_filter=FlowFilter(name=FlowFilterName(any_=[LEAF_FLOW])),
             flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
                 not_any_=[StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED]))))
-    return sorted({run.parameters["number"] for run in runs
-                   if (run.parameters.get("spec") or {}).get("repo") == repo and "number" in run.parameters})
-
+    return sorted({run.parameters["number"] for run in runs if "number" in run.parameters
+                   and (((run.parameters.get("ctx") or {}).get("settings") or {}).get("run") or {}).get("repo") == repo})
 
 
 @flow(name=LEAF_FLOW, flow_run_name="{dispatch.kind} #{number}", log_prints=True, persist_result=False)
-def remote_leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec) -> State:
+def remote_leaf(number: int, dispatch: Dispatch, ctx: PassContext) -> State:
     """A leaf on a worker of the `conductor-agents` pool (the deployments `leaf/<kind>`): this
-    machine's own clone of the repository (a cache per repository, fetched with this worker's
-    token), its own worktree and agent; it proves nothing and writes nothing to GitHub. Its
-    report (redacted) goes back to the pass through the Prefect API, as an artifact keyed by
-    pass and item (`leaf_key`): no storage is shared between machines."""
-    github = github_settings(spec.api_url)
-    with GitHubGateway(github, spec.repo) as gh:
-        try:
-            local = core.on_worker(spec, RunSettings(), gh.clone_url(), github.token)
-            result = work_leaf(gh, number, dispatch, local, web_url_of(spec.api_url), here=False)
-        except Exception as exc:  # no clone: the leaf's failure, reported like any other
-            result = _failed_leaf(dispatch, number, core.now(), f"leaf failed: {exc}")
-    result = redactor(spec.api_url).model(result)
+    machine's own settings and clone of the repository (a cache per repository, fetched with
+    this worker's token), its own worktree and agent; it proves nothing and writes nothing to
+    GitHub. Its report (redacted) goes back to the pass through the Prefect API, as an artifact
+    keyed by pass and item (`leaf_key`): no storage is shared between machines."""
+    local = load_settings()
+    github = with_token(local.github)
+    try:
+        with GitHubGateway(github, ctx.settings.run.repo) as gh:
+            here = core.on_worker(ctx, local, gh.clone_url(), github.token)
+            result = work_leaf(gh, number, dispatch, here, web_url_of(ctx.settings.github.api_url), here=False)
+    except Exception as exc:  # no client or no clone: the leaf's failure, reported like any other
+        result = _failed_leaf(dispatch, number, core.now(), f"leaf failed: {exc}")
+    result = redactor(ctx.settings.on_this_machine(local)).model(result)
     with get_client(sync_client=True) as client:
         client.create_artifact(ArtifactCreate(
-            key=leaf_key(spec.pass_id, dispatch, number), type=LEAF_REPORT, data=result.model_dump(mode="json"),
+            key=leaf_key(ctx.pass_id, dispatch, number), type=LEAF_REPORT, data=result.model_dump(mode="json"),
             description=f"The report of leaf {dispatch.kind} #{number}; the pass proves its claim.",
             flow_run_id=FlowRunContext.get().flow_run.id))
     if result.agent is None:
@@ -311,15 +311,15 @@ def remote_leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec) -> State
                      data=result)
 
 
-def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
+def coordinate_leaves(dispatch: Dispatch, ctx: PassContext) -> CoordinatorResult:
     """One leaf per item, all submitted at once; a review waits for the one it merges after."""
-    html_base = web_url_of(spec.api_url)
+    html_base = web_url_of(ctx.settings.github.api_url)
     order = leaves.review_order(dispatch.items, dispatch.merge_after)
     futures = {}
     for number in order:
         first = dispatch.merge_after.get(number)
         wait = [futures[first]] if first in futures else []
-        futures[number] = leaf.submit(number, dispatch, spec, html_base, wait_for=wait)
+        futures[number] = leaf.submit(number, dispatch, ctx, html_base, wait_for=wait)
     results: list[LeafResult] = []
     for number in dispatch.items:
         try:
@@ -332,24 +332,24 @@ def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorR
     return CoordinatorResult(outcome=core.combine(dispatch, results), leaves=results)
 
 
-def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
+def coordinate(dispatch: Dispatch, ctx: PassContext) -> CoordinatorResult:
     """The body both coordinator flows share."""
-    if spec.fan_out == "leaf":
-        return coordinate_leaves(dispatch, spec)
+    if ctx.settings.pipeline.fan_out == "leaf":
+        return coordinate_leaves(dispatch, ctx)
     workspace = None
     agent = None
-    with fenced_gateway(spec) as gh:
+    with fenced_gateway(ctx) as gh:
         try:
-            workspace = prepare(gh, dispatch, spec)
-            agent = run_agent(dispatch, spec, workspace, return_state=True).result(raise_on_failure=False)
+            workspace = prepare(gh, dispatch, ctx)
+            agent = run_agent(dispatch, ctx, workspace, return_state=True).result(raise_on_failure=False)
             if isinstance(agent, BaseException):
                 raise agent
-            outcome = prove(gh, dispatch, spec, agent, html_base=web_url_of(spec.api_url))
+            outcome = prove(gh, dispatch, ctx, agent, html_base=web_url_of(ctx.settings.github.api_url))
         except Exception as exc:  # a broken coordinator is a failure, never a crashed pass
             get_run_logger().error("coordinator failed: %s", exc)
             outcome = core.failed_outcome(dispatch, f"coordinator failed: {exc}")
         finally:
-            clean_up(gh, dispatch, spec, workspace)
+            clean_up(gh, dispatch, ctx, workspace)
     return CoordinatorResult(outcome=outcome, agent=agent)
 
 
@@ -364,8 +364,8 @@ def as_state(result: CoordinatorResult) -> State:
     return Failed(message="; ".join(reasons)[:1000] or "not proved", data=result)
 
 
-def _coordinator(dispatch: Dispatch, spec: CoordinatorSpec) -> State:
-    return as_state(coordinate(dispatch, spec))
+def _coordinator(dispatch: Dispatch, ctx: PassContext) -> State:
+    return as_state(coordinate(dispatch, ctx))
 
 
 def coordinator_flow(workflow: workflows.Workflow) -> Flow:
@@ -381,12 +381,12 @@ def coordinator_flow(workflow: workflows.Workflow) -> Flow:
 _FLOWS: dict[str, Flow] = {}
 
 
-def _run_here(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
+def _run_here(dispatch: Dispatch, ctx: PassContext) -> CoordinatorResult:
     # Subflow heartbeats only detect crashed runs, which the parent's heartbeat already does;
     # in a thread their shutdown costs up to 1 s per subflow, so they are off here.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         try:
-            state = coordinator_flow(workflows.get(dispatch.kind))(dispatch, spec, return_state=True)
+            state = coordinator_flow(workflows.get(dispatch.kind))(dispatch, ctx, return_state=True)
             result = state.result(raise_on_failure=False)
         except Exception as exc:  # the subflow itself crashed
             return _broken(dispatch, f"coordinator subflow crashed: {exc}")
@@ -399,16 +399,16 @@ def _broken(dispatch: Dispatch, reason: str) -> CoordinatorResult:
     return CoordinatorResult(outcome=core.failed_outcome(dispatch, reason))
 
 
-def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec) -> list[CoordinatorResult]:
+def dispatch_all(dispatches: list[Dispatch], ctx: PassContext) -> list[CoordinatorResult]:
     """Start every coordinator at once, as in-process subflows (threads sharing the parent's
-    run context), and wait for all; their leaves run here or, with spec.dispatch
-    "deployment", as flow runs on the workers of the `conductor-agents` pool."""
+    run context), and wait for all; their leaves run here or, with dispatch=deployment, as
+    flow runs on the workers of the `conductor-agents` pool."""
     if not dispatches:
         return []
-    if spec.fan_out == "leaf":
-        ensure_agent_slots(spec.agent_slots or RunSettings().agent_slots)
+    if ctx.settings.pipeline.fan_out == "leaf":
+        ensure_agent_slots(ctx.settings.run.agent_slots)
     with ThreadPoolExecutor(max_workers=len(dispatches), thread_name_prefix="coordinator") as pool:
-        futures = [pool.submit(contextvars.copy_context().run, _run_here, d, spec) for d in dispatches]
+        futures = [pool.submit(contextvars.copy_context().run, _run_here, d, ctx) for d in dispatches]
         return [f.result() for f in futures]
 
 

@@ -18,7 +18,8 @@ import yaml
 
 from conductor.core import constants, workflows
 from conductor.edges import worktrees
-from conductor.actions.coordinator import CoordinatorSpec
+from conductor.actions.coordinator import PassContext
+from conductor.core.settings import Settings
 from conductor.core.models import Dispatch
 from deploy_support import PREFECT, PROJECT_DIR, Launcher, PrefectServer, WorkerSpec, agents_of, lose_machine
 from deployments.pools import SILENT_LEAVES
@@ -72,7 +73,7 @@ def leaf_runs(server: PrefectServer, repo: str) -> list[dict]:
     """The flow runs of every `leaf/<kind>` deployment for `repo`."""
     ids = [server.deployment(w.leaf_deployment)["id"] for w in workflows.registered()]
     return [r for r in server.flow_runs(deployment_id={"any_": ids})
-            if (r["parameters"].get("spec") or {}).get("repo") == repo]
+            if r["parameters"].get("ctx", {}).get("settings", {}).get("run", {}).get("repo") == repo]
 
 
 def test_prefect_yaml_deploys_one_leaf_per_registered_kind():
@@ -103,7 +104,7 @@ def test_leaves_run_on_a_worker_report_through_artifacts_and_the_pass_proves_the
     assert sorted(r["parameters"]["number"] for r in runs) == numbers
     assert {(r["deployment_id"], r["work_pool_name"], r["state_type"]) for r in runs} == {
         (deployment["id"], "conductor-agents", "COMPLETED")}
-    pass_id = runs[0]["parameters"]["spec"]["pass_id"]
+    pass_id = runs[0]["parameters"]["ctx"]["pass_id"]
     assert sorted(r["idempotency_key"] for r in runs) == sorted(
         f"leaf-{pass_id}-issue-to-pr-{n}" for n in numbers)
     artifacts = deployed.artifacts([r["id"] for r in runs])
@@ -175,13 +176,12 @@ def test_an_item_whose_leaf_run_may_be_alive_keeps_its_claim_until_the_run_ends(
 
     number = pipe.issue("Page A", UI, "batch-01")
     pipe.add_label(number, constants.STATUS_IN_PROGRESS, login=CONDUCTOR_LOGIN)  # a dead pass's claim...
-    spec = CoordinatorSpec(repo=pipe.full_name, api_url=sandbox.api_url, integration_branch="dev",
-                           default_branch="main", agent_command=["true"], agent_timeout=60,
-                           status_in_progress=constants.STATUS_IN_PROGRESS,
-                           status_pr_open=constants.STATUS_PR_OPEN, pass_id="dead0001")
+    ctx = PassContext(settings=Settings(github={"api_url": sandbox.api_url},
+                                       run={"repo": pipe.full_name, "agent_command": ["true"]}),
+                      default_branch="main", pass_id="dead0001")
     dispatch = Dispatch(kind=workflows.ISSUE_TO_PR.kind, phase=UI, batch="batch-01", items=[number])
     run = run_deployment(workflows.ISSUE_TO_PR.leaf_deployment, timeout=0, as_subflow=False,  # ...and its leaf run
-                         parameters={"number": number, "dispatch": dispatch, "spec": spec})
+                         parameters={"number": number, "dispatch": dispatch, "ctx": ctx})
     try:
         report, state = pipe.run("work")
 

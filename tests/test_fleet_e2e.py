@@ -179,7 +179,7 @@ def started_leaves(worker: Background) -> list[str]:
 def leaf_runs(server: PrefectServer, repo: str) -> list[dict]:
     ids = [server.deployment(w.leaf_deployment)["id"] for w in workflows.registered()]
     return [r for r in server.flow_runs(deployment_id={"any_": ids})
-            if (r["parameters"].get("spec") or {}).get("repo") == repo]
+            if r["parameters"].get("ctx", {}).get("settings", {}).get("run", {}).get("repo") == repo]
 
 
 def results_of(report: dict) -> list[dict]:

@@ -10,7 +10,7 @@ from conductor.actions.snapshot import read_open_items, with_dispatch_facts
 from conductor.core.config import PipelineConfig
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.settings import GitHubSettings
-from conductor.core.models import PlanRules
+from conductor.core.settings import RunSettings, Settings
 
 P4 = "phase-4/new-ui-pages"
 
@@ -28,7 +28,7 @@ def gh(sandbox, sandbox_repo):
 
 def read_and_plan(gh: GitHubGateway, config: PipelineConfig | None = None, **limits):
     config = config or PipelineConfig(protected_paths=[])
-    rules = PlanRules(config=config, **limits)
+    rules = Settings(pipeline=config, run=RunSettings(**limits))
     state = with_dispatch_facts(gh, read_open_items(gh, rules), rules)
     return state, planner.plan(state, rules)
 
