@@ -80,7 +80,7 @@ def leaf_runs(api: str, repo: str) -> list[dict[str, Any]]:
            for name in ("issue-to-pr", "pr-review")]
     runs = httpx.post(f"{api}/flow_runs/filter", timeout=30, json={
         "flow_runs": {"deployment_id": {"any_": ids}}, "limit": 200}).json()
-    return [r for r in runs if (r["parameters"].get("spec") or {}).get("repo") == repo]
+    return [r for r in runs if r["parameters"].get("ctx", {}).get("settings", {}).get("run", {}).get("repo") == repo]
 
 
 def start_workers(api: str, home: Path, count: int, slots: int, tokens: dict[str, str]) -> list[subprocess.Popen]:
