@@ -292,7 +292,7 @@ def remote_leaf(number: int, dispatch: Dispatch, ctx: PassContext) -> State:
     GitHub. Its report (redacted) goes back to the pass through the Prefect API, as an artifact
     keyed by pass and item (`leaf_key`): no storage is shared between machines."""
     local = load_settings()
-    github = with_token(local.github)
+    github = with_token(ctx.settings.on_this_machine(local).github)  # the pass's GitHub, this worker's token
     try:
         with GitHubGateway(github, ctx.settings.run.repo) as gh:
             here = core.on_worker(ctx, local, gh.clone_url(), github.token)
