@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 import venv
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
@@ -43,47 +44,33 @@ def _ensure_env(extras: str) -> None:
     stamp.write_text(digest)
 
 
-CHROMIUM_SKIP_ENV = "CONDUCTOR_CHROMIUM_MISSING"
+def _ensure_debian(package: str, present: Callable[[], bool], test: str, skip_env: str) -> None:
+    """Debian's `package` for `test` (never a download of its own). As root, install it;
+    otherwise say in one line how, and `test` reports itself skipped (`skip_env` says why)."""
+    if present():
+        return
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
+        print(f"dev.py: installing Debian's {package} for {test}", file=sys.stderr)
+        if _apt_install([package]) and present():
+            return
+        reason = f"apt-get install {package} failed"
+    else:
+        reason = f"{package} is not installed and dev.py is not root"
+    message = f"{reason}; install it with `sudo apt-get install {package}` (Debian) to run {test}"
+    print(f"dev.py: {message}; it will be skipped", file=sys.stderr)
+    os.environ[skip_env] = message
 
 
 def _ensure_chromium() -> None:
-    """tests/test_ui_browser.py drives Debian's Chromium (never a browser download). As root,
-    install it; otherwise say in one line how, and the test reports itself skipped."""
-    if shutil.which("chromium") or shutil.which("chromium-browser"):
-        return
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("dev.py: installing Debian's chromium for the browser test", file=sys.stderr)
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        ok = subprocess.call(["apt-get", "update", "-qq"], env=env) == 0 and subprocess.call(
-            ["apt-get", "install", "-y", "-qq", "chromium"], env=env) == 0
-        if ok and shutil.which("chromium"):
-            return
-        reason = "apt-get install chromium failed"
-    else:
-        reason = "chromium is not installed and dev.py is not root"
-    message = f"{reason}; install it with `sudo apt-get install chromium` (Debian) to run the browser test"
-    print(f"dev.py: {message}; tests/test_ui_browser.py will be skipped", file=sys.stderr)
-    os.environ[CHROMIUM_SKIP_ENV] = message
-
-
-POSTGRESQL_SKIP_ENV = "CONDUCTOR_POSTGRESQL_MISSING"
+    """tests/test_ui_browser.py drives Debian's Chromium."""
+    _ensure_debian("chromium", lambda: bool(shutil.which("chromium") or shutil.which("chromium-browser")),
+                   "tests/test_ui_browser.py", "CONDUCTOR_CHROMIUM_MISSING")
 
 
 def _ensure_postgresql() -> None:
-    """The fleet test runs a Prefect server on Debian's PostgreSQL (deployments/postgres_server.py).
-    As root, install it; otherwise say in one line how, and that test reports itself skipped."""
-    if list(Path("/usr/lib/postgresql").glob("*/bin/postgres")) or shutil.which("postgres"):
-        return
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("apt-get"):
-        print("dev.py: installing Debian's postgresql for the fleet test", file=sys.stderr)
-        if _apt_install(["postgresql"]) and list(Path("/usr/lib/postgresql").glob("*/bin/postgres")):
-            return
-        reason = "apt-get install postgresql failed"
-    else:
-        reason = "postgresql is not installed and dev.py is not root"
-    message = f"{reason}; install it with `sudo apt-get install postgresql` (Debian) to run the fleet test"
-    print(f"dev.py: {message}; tests/test_fleet_e2e.py will be skipped", file=sys.stderr)
-    os.environ[POSTGRESQL_SKIP_ENV] = message
+    """tests/test_fleet_e2e.py runs a Prefect server on Debian's PostgreSQL (deployments/postgres_server.py)."""
+    _ensure_debian("postgresql", lambda: bool(list(Path("/usr/lib/postgresql").glob("*/bin/postgres"))),
+                   "tests/test_fleet_e2e.py", "CONDUCTOR_POSTGRESQL_MISSING")
 
 
 AGENT_CLIS = ROOT / "tests" / "agent_clis.json"
