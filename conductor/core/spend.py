@@ -79,8 +79,9 @@ def cli_name(argv: Sequence[str]) -> str:
     name = PurePath(argv[0]).name
     if not name.startswith("python"):
         return name
-    rest = [a for a in argv[1:] if a != "-m"]
-    return PurePath(rest[0]).stem.rsplit(".", 1)[-1] if rest else name
+    if len(argv) > 2 and argv[1] == "-m":
+        return argv[2].rsplit(".", 1)[-1]
+    return PurePath(argv[1]).stem if len(argv) > 1 else name
 
 
 def leaf_spends(outcomes: Iterable[CoordinatorOutcome], pass_id: str, cli: str, now: datetime) -> list[LeafSpend]:
