@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from conductor.core import leaf as leaves
-from conductor.core import workflows
+from conductor.core import presets, spend, workflows
 from conductor.edges import worktrees
 from conductor.edges.agent_process import (
     AgentRun,
@@ -154,7 +154,9 @@ def run(dispatch: Dispatch, ctx: PassContext, workspace: Workspace, *,
         on_line: Callable[[str], None], agent_token: str | None, redactor: Redactor) -> AgentResult:
     """Run the agent (never through a shell) and read its report. Everything the agent says
     passes `redactor` (the agent-output door): its output lines, hence its usage, and its report.
-    `ca_bundle` (CONDUCTOR_CA_BUNDLE): the CA the agent's clients trust."""
+    `ca_bundle` (CONDUCTOR_CA_BUNDLE): the CA the agent's clients trust. A leaf with a spend cap
+    (`Dispatch.caps`) gets it as a flag where its CLI takes one (`presets.cap_flags`), and is
+    stopped once its streamed usage passes it either way."""
     git_dir, git_common_dir = worktrees.git_dirs(workspace.path)
     argv = expand_command(ctx.settings.run.agent_command, {
         "task_file": str(workspace.task_file),
@@ -177,21 +179,30 @@ def run(dispatch: Dispatch, ctx: PassContext, workspace: Workspace, *,
     idle = ctx.settings.run.agent_idle_timeout
     pid_file = git_dir / AGENT_PID_FILE
     meter = UsageMeter()
+    cap = dispatch.caps.get(dispatch.items[0]) if len(dispatch.items) == 1 else None
+    argv += presets.cap_flags(argv, cap)
 
     def each_line(line: str) -> None:
         meter.feed(line)
         on_line(line)
 
+    def over_cap() -> str:
+        usage = meter.usage
+        return spend.over_cap(cap, usage.cost_usd, usage.input_tokens + usage.output_tokens) if usage else ""
+
     outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(process_environment(), extra),
                                   timeout=ctx.settings.run.agent_timeout, idle_timeout=idle, on_line=each_line,
-                                  redactor=redactor, on_start=lambda pid: pid_file.write_text(str(pid)))
+                                  redactor=redactor, on_start=lambda pid: pid_file.write_text(str(pid)),
+                                  stop_when=over_cap if cap is not None else None)
     report, error = read_report(workspace.report_file, redactor)
     facts = RunFacts(returncode=outcome.returncode, timed_out=outcome.timed_out,
                      timeout_s=ctx.settings.run.agent_timeout, idle_timed_out=outcome.idle_timed_out,
-                     idle_timeout_s=idle, report_error=error)
+                     idle_timeout_s=idle, stopped=outcome.stopped, report_error=error)
     usage = meter.usage
     if usage is not None and usage.duration_ms is None:  # Codex reports no duration: ours
         usage = usage.model_copy(update={"duration_ms": int(outcome.duration_s * 1000)})
+    if usage is not None and outcome.stopped:
+        usage = usage.model_copy(update={"stopped": outcome.stopped})
     return AgentResult(run=facts, report=report, output_tail=outcome.output_tail, usage=usage)
 
 
@@ -309,6 +320,7 @@ def leaf_dispatch(dispatch: Dispatch, number: int) -> Dispatch:
         "merge_after": {k: v for k, v in dispatch.merge_after.items() if k == number},
         "depends_on": {k: v for k, v in dispatch.depends_on.items() if k == number},
         "attempts": {k: v for k, v in dispatch.attempts.items() if k == number},
+        "caps": {k: v for k, v in dispatch.caps.items() if k == number},
     })
 
 
