@@ -206,3 +206,28 @@ def test_a_pr_chained_after_a_pr_held_by_its_budget_waits_too() -> None:
 def test_the_plan_shows_spend_against_each_budget() -> None:
     p = plan(state(1, records=HISTORY), settings(phase_usd={P3: 50}))
     assert BudgetLine(scope=P3, unit="usd", spent=41.2, limit=50, key="phase_usd") in p.budgets
+
+
+# -- spend shown ----------------------------------------------------------------------------
+
+def test_the_reminder_names_the_budget_the_spend_and_how_to_raise_it() -> None:
+    from conductor.core.reminder import render_reminder
+
+    p = plan(state(1, 2, records=HISTORY), settings(phase_usd={P3: 50}))
+    body = render_reminder(p, attempt=0, fingerprint="0" * 16, now=DAY, failures=[], failed_prs=[], rerun_hint="x")
+    assert "### Waiting for a budget\nA budget reached is not stuck:" in body
+    assert "- Issue #1: t1 — budget: phase\\-3/api\\-extensions has spent \\$41\\.20 of \\$50\\.00; this issue " in body
+    assert "raise phase\\_usd under \\[budget\\] in conductor\\.toml" in body
+    assert "### Waiting for other items" not in body
+    assert "### Spend (agents, as recorded on GitHub)\n- pipeline: \\$53\\.20\n" in body
+    assert "- phase\\-3/api\\-extensions: \\$41\\.20 of \\$50\\.00\n" in body
+
+
+def test_the_pass_table_shows_spend_per_phase_and_the_pipeline_against_each_budget() -> None:
+    from conductor.core.render import plan_rows
+
+    rows = plan_rows(plan(state(1, records=HISTORY), settings(phase_usd={P3: 41.2}, pipeline_tokens=10_000)))
+    assert ["(over budget)", "wait for a budget", "", "", "", "#1", ""] in rows
+    assert ["(spent: pipeline)", "", "", "", "", "", "$53.20; 2,200 tokens of 10,000 tokens"] in rows
+    assert ["(spent: phase-3/api-extensions)", "budget reached", "", "", "", "", "$41.20 of $41.20 (reached)"] in rows
+    assert ["(spent: phase-2/core-api)", "", "", "", "", "", "$12.00"] in rows

@@ -195,6 +195,7 @@ class WaitingItem(_Model):
         "exist)`, `#12 (a pull request)`, `other/repo#3 (another repository)`): held until that text "
         "is fixed.")
     reason: str
+    budget: bool = Field(False, description="Held by a budget ([budget]), not by other items.")
 
 
 class HeldItem(_Model):

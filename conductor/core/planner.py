@@ -524,7 +524,7 @@ def _over_budget(chosen: list[_Item], held: dict[int, str], merge_after: dict[in
     while more := {n: f"merges after PR #{b}, which waits for its budget" for n, b in merge_after.items()
                    if b in reasons and n not in reasons}:
         reasons.update(more)
-    return [WaitingItem(number=it.number, kind=it.kind, title=it.src.title, reason=reasons[it.number])
+    return [WaitingItem(number=it.number, kind=it.kind, title=it.src.title, reason=reasons[it.number], budget=True)
             for it in chosen if it.number in reasons]
 
 

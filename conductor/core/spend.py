@@ -280,6 +280,20 @@ def over_cap(cap: ItemCap | None, usd_spent: float | None, tokens: int) -> str:
     return ""
 
 
+def spent_text(lines: Sequence[BudgetLine]) -> str:
+    """One scope's spend against its budgets: `$41.20 of $50.00; 12,000 tokens`."""
+    return "; ".join(_amount(b.spent, b.unit) + (f" of {_amount(b.limit, b.unit)}" if b.limit is not None else "")
+                     + (" (reached)" if b.reached else "") for b in lines)
+
+
+def by_scope(lines: Sequence[BudgetLine]) -> dict[str, list[BudgetLine]]:
+    """The budget lines grouped by scope, in order."""
+    scopes: dict[str, list[BudgetLine]] = {}
+    for b in lines:
+        scopes.setdefault(b.scope, []).append(b)
+    return scopes
+
+
 def usd(value: float) -> str:
     return f"${value:,.2f}"
 
