@@ -31,7 +31,7 @@ def leaf(number: int, usd: float | None, *, pass_id: str = "p1", phase: str = P3
 def test_a_spend_comment_reads_back_as_it_was_written() -> None:
     one = leaf(7, 1.25).model_copy(update={"turns": 3, "seconds": 12.5, "batch": "batch-01", "stopped": "cap <x>"})
     body = spend.render_spend_comment(one)
-    assert "1,000 in / 100 out tokens, 3 turns, 12 s on this item (claude)" in body
+    assert "1,000 in / 100 out tokens, \\$1\\.2500, 3 turns, 12\\.5 s on this item (claude)" in body
     assert "<x>" not in body.split("<!--")[1]  # the marker never closes the comment early
     assert spend.read_spend([(ME, body)], ME) == [one]
 

@@ -33,6 +33,7 @@ from conductor.core import markdown
 from conductor.core.constants import SPEND_MARKER
 from conductor.core.models import BudgetLine, ItemCap, LeafSpend
 from conductor.core.untrusted import json_object
+from conductor.core.usage import Usage, describe
 from conductor.core.verify import CoordinatorOutcome
 
 UNITS = ("usd", "tokens")
@@ -115,13 +116,10 @@ def render_spend_comment(spend: LeafSpend) -> str:
 
 
 def describe_leaf(spend: LeafSpend) -> str:
-    parts = [usd(spend.cost_usd)] if spend.cost_usd is not None else []
-    parts.append(f"{spend.input_tokens:,} in / {spend.output_tokens:,} out tokens")
-    if spend.turns is not None:
-        parts.append(f"{spend.turns} turns")
-    if spend.seconds is not None:
-        parts.append(f"{spend.seconds:.0f} s")
-    return ", ".join(parts)
+    """`1,000 in / 50 out tokens, $0.0100, 6 turns, 12.3 s`, as the pass table shows a leaf."""
+    seconds = spend.seconds
+    return describe(Usage(input_tokens=spend.input_tokens, output_tokens=spend.output_tokens, cost_usd=spend.cost_usd,
+                          turns=spend.turns, duration_ms=None if seconds is None else round(seconds * 1000)))
 
 
 def parse_spend(body: str | None) -> LeafSpend | None:
