@@ -62,6 +62,14 @@ def test_shapes(lines: list[str], expected: Usage | None) -> None:
     assert parse_usage(lines) == expected
 
 
+def test_claudes_usage_adds_up_while_it_streams() -> None:
+    lines = (OUTPUTS / "claude-2.1.332-stream-json.jsonl").read_text(encoding="utf-8").splitlines()
+    streamed = parse_usage(lines[:-1])  # before its result event: per message, each counted once
+    assert streamed == Usage(input_tokens=2000, output_tokens=2, model="claude-opus-5-5")
+    message = json.dumps({"type": "assistant", "message": {"id": "m", "usage": {"input_tokens": 7}}})
+    assert parse_usage([message, message]) == Usage(input_tokens=7)  # one event per content block
+
+
 def test_meter_is_fed_line_by_line() -> None:
     meter = UsageMeter()
     assert meter.usage is None

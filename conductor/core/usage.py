@@ -11,7 +11,9 @@ Each CLI ends its JSON output with figures of its own:
   the final object's `stats.models.<model>.tokens` (`prompt`, `candidates`).
 
 `UsageMeter` is fed every output line (it keeps only the running figures) and answers a
-`Usage`, or None when the output carried no figures (a plain-text agent).
+`Usage`, or None when the output carried no figures (a plain-text agent). While Claude Code
+streams, its `assistant` events' per-message usage is summed (a lower bound, no cost) until its
+result event says the total; Codex's turns add up as they come: what a spend cap is held to.
 """
 from __future__ import annotations
 
@@ -91,6 +93,7 @@ class UsageMeter:
         self._final: Usage | None = None
         self._codex: Usage | None = None
         self._model: str | None = None
+        self._messages: dict[str, Usage] = {}  # Claude Code: each message's usage, while it streams
 
     def feed(self, line: str) -> None:
         line = line.strip()
@@ -106,6 +109,9 @@ class UsageMeter:
             self._final = _gemini(event["stats"])
         elif kind == "result" and ("total_cost_usd" in event or "usage" in event):
             self._final = _claude(event)
+        elif kind == "assistant" and isinstance(message := event.get("message"), dict) \
+                and isinstance(message.get("usage"), dict):  # one event per content block: keyed by message
+            self._messages[str(message.get("id", len(self._messages)))] = _claude({"usage": message["usage"]})
         elif kind == "turn.completed" and isinstance(event.get("usage"), dict):
             usage = event["usage"]
             turn = Usage(input_tokens=_int(usage.get("input_tokens")),
@@ -116,7 +122,7 @@ class UsageMeter:
 
     @property
     def usage(self) -> Usage | None:
-        usage = self._final or self._codex
+        usage = self._final or self._codex or total(self._messages.values())
         if usage is None or usage.model or not self._model:
             return usage
         return usage.model_copy(update={"model": self._model})
