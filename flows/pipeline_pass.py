@@ -172,11 +172,13 @@ def _steps(gh: GitHub, settings: Settings, pass_id: str, lock_url: str | None = 
                                                html_base=web_url_of(settings.github.api_url))
         steps.record_failed_attempts(gh, outcomes, pass_id, settings.pipeline)
         steps.record_spend(gh, outcomes, pass_id, settings)
+        steps.record_loops(gh, outcomes, pass_id, settings.pipeline)
     finished = steps.close_finished(gh, snapshot, settings.run.dry_run) if snapshot.finished else []
 
     # The pipeline after the coordinators: a new snapshot, planned the same way.
     after_snapshot = steps.read_state(gh, settings, not_people) if outcomes else snapshot
     after = steps.make_plan(after_snapshot, settings, progress.attempt) if outcomes else plan
+    steps.label_held(gh, after, after_snapshot.state, settings.pipeline, settings.run.dry_run)
     approvals = approved_gates(plan, snapshot)
     result = steps.reminder_gate(gh, settings, after, progress, outcomes,
                                  approved_gates(after, after_snapshot) if outcomes else approvals)
@@ -190,6 +192,8 @@ def _steps(gh: GitHub, settings: Settings, pass_id: str, lock_url: str | None = 
         refused_approvals=[r.line() for r in snapshot.refused_approvals],
         finished=finished, skipped_claimed=skipped))
 
+    if report.more_work:
+        steps.ask_for_next_pass(settings.run.repo)
     if plan.stuck:
         return Failed(message=f"Conductor stuck: ATTEMPT_N={plan.attempt} — needs human intervention "
                               f"(issue #{result.stuck_issue})", data=report)

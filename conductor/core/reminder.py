@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from conductor.core import markdown, spend
+from conductor.core import loops, markdown, spend
 from conductor.core.constants import (
     APPROVAL_LABEL,
     REMINDER_LABEL,
@@ -304,8 +304,9 @@ def _held_sections(plan: Plan) -> list[str]:
             for w in plan.waiting if w.budget]
     over_hint = ("A budget reached is not stuck: these wait until the budget is raised (its key under "
                  "`[budget]` in conductor.toml), or, for `day_*`, until the next UTC day.")
-    held = [f"{item(h.kind, h.number, h.title)} — needs a human: failed {h.attempts} times "
-            f"(last reason: {markdown.escape(h.last_reason or 'none recorded', max_length=REASON_LIMIT)})"
+    held = [f"{item(h.kind, h.number, h.title)} — needs a human: "
+            + (f"failed {h.attempts} times" if h.why == "attempts" else markdown.escape(loops.held_line(h)))
+            + f" (last reason: {markdown.escape(h.last_reason or 'none recorded', max_length=REASON_LIMIT)})"
             for h in plan.held_back]
     outside = [f"{item('issue', o.number, o.title)} — {markdown.escape(o.batch)}"
                + (f", dispatched in {markdown.escape(o.placed_in)}" if o.placed_in else "")
