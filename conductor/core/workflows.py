@@ -11,17 +11,19 @@ and its proof; the I/O it needs (reading its facts) goes through the gateway it 
 The two kinds the conductor ships (the canonical coordinators, issue #12):
 
 * issue-to-pr (`issue_to_pr`): every ready issue; task file WORKFLOW=issue-to-pr, GH_REPO,
-  ISSUE_NUMBER, ISSUE_TITLE, ISSUE_URL, PHASE_LABEL, BATCH_LABEL, ALL_ISSUE_LABELS,
+  GITHUB_API_URL, GH_HOST, ISSUE_NUMBER, ISSUE_TITLE, ISSUE_URL, PHASE_LABEL, BATCH_LABEL, ALL_ISSUE_LABELS,
   DEPENDS_ON (numbers or `none`), FILE_OWNERSHIP (`tbd` unless the issue says), ATTEMPT_N,
   REQUIRED_OUTPUT=pr_url, ON_BLOCK=stop, BASE, WORKTREE, CLOSES_ISSUES, REPORT_PATH, PROMPT;
   proof: a PR of this repository, not from the default branch, closing the issue.
-* pr-review (`pr_review`): every ready PR; task file WORKFLOW=pr-review, GH_REPO, PR_NUMBER,
-  PR_TITLE, PR_URL, PR_BRANCH, CLOSES_ISSUES, FILES_CHANGED, MERGE_AFTER (number or `none`),
+* pr-review (`pr_review`): every ready PR; task file WORKFLOW=pr-review, GH_REPO,
+  GITHUB_API_URL, GH_HOST, PR_NUMBER, PR_TITLE, PR_URL, PR_BRANCH, CLOSES_ISSUES, FILES_CHANGED, MERGE_AFTER (number or `none`),
   HAS_MIGRATION, ATTEMPT_N, REQUIRED_OUTPUT=grade,merge_status,pr_url, ON_BLOCK=stop, BASE,
   REPORT_PATH, PROMPT; proof: claimed merges are merges on GitHub, D/F grades stay open.
 
 Every value is untrusted data; `conductor.taskfile.render_task_file` escapes it, so no
-title, label or path can start a line of its own.
+title, label or path can start a line of its own. A leaf's task file holds every value its
+prompt's commands need (`LeafTask.github`: the repository, API URL and `gh` host), so an agent
+types them literally: Claude Code's permission rules refuse a command with a shell variable.
 """
 from __future__ import annotations
 
@@ -34,6 +36,7 @@ from typing import Any
 
 from conductor.core import leaf as leaves
 from conductor.core.constants import DEFAULT_MIGRATION_PATHS, PROMPT_ISSUE_TO_PR, PROMPT_PR_REVIEW
+from conductor.core.github_urls import gh_host
 from conductor.core.models import Dispatch, Issue, ItemKind, PullRequest
 from conductor.core.ports import GitHub
 from conductor.core.reports import AgentReport
@@ -53,6 +56,7 @@ class LeafTask:
     its one-item dispatch and the paths the conductor made for it."""
 
     repo: str
+    api_url: str  # the REST API URL (`https://api.github.com`, `https://HOST/api/v3`)
     item: leaves.IssueItem | leaves.PullItem
     dispatch: Dispatch
     base: str
@@ -64,6 +68,12 @@ class LeafTask:
     @property
     def number(self) -> int:
         return self.item.number
+
+    @property
+    def github(self) -> dict[str, str]:
+        """GH_REPO (OWNER/NAME), GITHUB_API_URL and GH_HOST (`gh`'s host, without a 443 port):
+        what a command names GitHub with (`gh repo view GH_HOST/GH_REPO`, `gh api GITHUB_API_URL/…`)."""
+        return {"GH_REPO": self.repo, "GITHUB_API_URL": self.api_url, "GH_HOST": gh_host(self.api_url)}
 
 
 @dataclass(frozen=True)
@@ -233,7 +243,7 @@ def _issue_task(t: LeafTask) -> dict[str, str | int]:
     issue, d = t.item, t.dispatch
     return {
         "WORKFLOW": ISSUE_TO_PR.name,
-        "GH_REPO": t.repo,
+        **t.github,
         "ISSUE_NUMBER": issue.number,
         "ISSUE_TITLE": issue.title,
         "ISSUE_URL": issue.url,
@@ -258,7 +268,7 @@ def _review_task(t: LeafTask) -> dict[str, str | int]:
     merge_after = d.merge_after.get(pull.number)
     return {
         "WORKFLOW": PR_REVIEW.name,
-        "GH_REPO": t.repo,
+        **t.github,
         "PR_NUMBER": pull.number,
         "PR_TITLE": pull.title,
         "PR_URL": pull.url,
