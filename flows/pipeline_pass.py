@@ -171,11 +171,13 @@ def _steps(gh: GitHub, settings: Settings, pass_id: str, lock_url: str | None = 
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, ctx,
                                                html_base=web_url_of(settings.github.api_url))
         steps.record_failed_attempts(gh, outcomes, pass_id, settings.pipeline)
+        steps.record_loops(gh, outcomes, pass_id, settings.pipeline)
     finished = steps.close_finished(gh, snapshot, settings.run.dry_run) if snapshot.finished else []
 
     # The pipeline after the coordinators: a new snapshot, planned the same way.
     after_snapshot = steps.read_state(gh, settings, not_people) if outcomes else snapshot
     after = steps.make_plan(after_snapshot, settings, progress.attempt) if outcomes else plan
+    steps.label_held(gh, after, after_snapshot.state, settings.pipeline, settings.run.dry_run)
     approvals = approved_gates(plan, snapshot)
     result = steps.reminder_gate(gh, settings, after, progress, outcomes,
                                  approved_gates(after, after_snapshot) if outcomes else approvals)

@@ -48,7 +48,7 @@ def _all(client: Any, path: str, **params: Any) -> list[dict[str, Any]]:
         page += 1
 
 
-def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoResult:
+def run_demo(workdir: Path, *, max_passes: int = 16, echo: Any = print) -> DemoResult:
     from conductor.edges import worktrees
     from conductor.core.passes import ITEM_HEADERS, PassReport, item_rows
     from conductor.core.render import pass_table
@@ -143,5 +143,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the sandbox, its sample pipeline and a scripted agent, pass after pass")
     p.add_argument("--json", action="store_true", help="end with one JSON object (the table goes to stderr)")
-    p.add_argument("--max-passes", type=int, default=12, help="stop after this many passes")
+    p.add_argument("--max-passes", type=int, default=16, help="stop after this many passes")
     p.set_defaults(func=cmd_demo)

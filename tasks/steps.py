@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from conductor.core import attempts, markdown, planner, reminder
 from conductor.actions import (claims, coordinator, finished_issues, item_attempts, label_preflight as preflight_labels,
-                               orphans, previous_run, reminder_publish)
+                               loop_records, orphans, previous_run, reminder_publish)
 from conductor.edges import worktrees
 from conductor.core.config import PipelineConfig
 from conductor.actions.coordinator import CoordinatorResult, PassContext
@@ -23,7 +23,7 @@ from conductor.core.errors import ConductorError
 from conductor.core.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
 from conductor.core.errors import GitHubError
 from conductor.core.ports import GitHub
-from conductor.core.models import Dispatch, Plan
+from conductor.core.models import Dispatch, PipelineState, Plan
 from conductor.core.passes import PassReport
 from conductor.core.settings import Settings
 from conductor.core.render import HEADERS
@@ -169,6 +169,33 @@ def record_failed_attempts(gh: GitHub, outcomes: list[CoordinatorOutcome], pass_
     for number, why in attempts.unavailable_items(outcomes):
         logger.warning("#%d: GitHub unavailable (%s); retried next pass, no attempt charged", number, why)
     return recorded
+
+
+@step(name="record review loops")
+def record_loops(gh: GitHub, outcomes: list[CoordinatorOutcome], pass_id: str, config: PipelineConfig) -> list[int]:
+    """The review loops, kept on GitHub (`conductor/core/loops.py`): one comment from this pass on
+    every PR a review left open graded C, D or F (it goes to a rework leaf next), and on every PR
+    whose rebase could not resolve its conflicts (held). Not written: logged, the pass goes on."""
+    try:
+        recorded = loop_records.record_loops(gh, outcomes, pass_id, config)
+    except GitHubError as exc:
+        get_run_logger().warning("could not record the review loops: %s", exc)
+        return []
+    if recorded:
+        get_run_logger().info("review loops recorded on %s", ", ".join(f"PR #{n}" for n in recorded))
+    return recorded
+
+
+@step(name="label held PRs")
+def label_held(gh: GitHub, plan: Plan, state: PipelineState, config: PipelineConfig, dry_run: bool) -> list[int]:
+    """Put the needs-human label on the PRs the review loops hold."""
+    if dry_run:
+        return []
+    try:
+        return loop_records.label_held(gh, plan, state, config)
+    except GitHubError as exc:
+        get_run_logger().warning("could not label the held PRs: %s", exc)
+        return []
 
 
 @step(name="reminder gate")

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from conductor.core import leaf as leaves
-from conductor.core import workflows
+from conductor.core import loops, workflows
 from conductor.edges import worktrees
 from conductor.edges.agent_process import (
     AgentRun,
@@ -42,7 +42,7 @@ from conductor.core.verify import CoordinatorOutcome, ItemResult, RunFacts
 AGENT_PID_FILE = "conductor-agent.pid"
 LEAF_PROMPT_FILE = "conductor-prompt.md"
 # What a leaf records on its item result besides the proof (kept when proved again elsewhere).
-LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "started_at",
+LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "stage", "started_at",
                       "ended_at", "agent_started_at", "agent_ended_at", "github_unavailable"}
 
 
@@ -309,6 +309,8 @@ def leaf_dispatch(dispatch: Dispatch, number: int) -> Dispatch:
         "merge_after": {k: v for k, v in dispatch.merge_after.items() if k == number},
         "depends_on": {k: v for k, v in dispatch.depends_on.items() if k == number},
         "attempts": {k: v for k, v in dispatch.attempts.items() if k == number},
+        "heads": {k: v for k, v in dispatch.heads.items() if k == number},
+        "reviews": {k: v for k, v in dispatch.reviews.items() if k == number},
     })
 
 
@@ -362,6 +364,7 @@ def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
     noun = workflow.noun(number)
     outcome.failures = [r if r.startswith(noun) else f"{noun}: {r}" for r in outcome.failures]
     extra = {"attempt": dispatch.attempts.get(number, 0), "merge_after": dispatch.merge_after.get(number),
+             "stage": loops.stage(dispatch.kind, dispatch.reviews.get(number)),
              "started_at": started, "ended_at": ended,
              "agent_started_at": agent_started, "agent_ended_at": agent_ended, "usage": outcome.usage}
     if workspace is not None:

@@ -15,7 +15,7 @@ from conductor.core import planner
 from conductor.actions.approvals import check_approvals, with_approvals
 from conductor.core.facts import Snapshot
 from conductor.actions.finished_issues import find_finished, without_finished
-from conductor.actions.item_attempts import read_item_attempts
+from conductor.actions.loop_records import read_item_history
 from conductor.core.models import PipelineState
 from conductor.core.settings import Settings
 from conductor.core.ports import GitHub
@@ -34,8 +34,10 @@ def read_open_items(gh: GitHub, settings: Settings) -> PipelineState:
 
 def with_dispatch_facts(gh: GitHub, state: PipelineState, settings: Settings) -> PipelineState:
     """`state` with what GitHub has under the numbers the issues the plan would dispatch
-    depend on (when not open items), and with the per-item attempts of the items the plan
-    would dispatch: one request each. A number that is no closed issue holds its issue, and
+    depend on (when not open items), with the per-item attempts of the items the plan
+    would dispatch (and, from the same comments, a PR's last review and failed rebase:
+    `conductor/core/loops.py`), and with the `mergeable_state` of the PRs it would review:
+    one request each. A number that is no closed issue holds its issue, and
     reading attempts may hold an item back; either lets the next in line in, whose numbers
     and attempts are read in turn, until nothing the plan would dispatch is unread."""
     start = gh.requests_made
@@ -43,8 +45,17 @@ def with_dispatch_facts(gh: GitHub, state: PipelineState, settings: Settings) ->
         if names := planner.dependencies_needing_lookup(state, settings):
             state = state.model_copy(update={"named": {**state.named, **{n: gh.number_kind(n) for n in names}}})
         elif unread := planner.items_needing_attempts(state, settings):
+            history = {n: read_item_history(gh, n) for n in unread}
             state = state.model_copy(update={
-                "attempts": {**state.attempts, **{n: read_item_attempts(gh, n) for n in unread}}})
+                "attempts": {**state.attempts, **{n: h.attempts for n, h in history.items()}},
+                "pull_requests": [p.model_copy(update={"review": history[p.number].review,
+                                                       "conflict": history[p.number].conflict})
+                                  if p.number in history else p for p in state.pull_requests]})
+        elif unread := planner.prs_needing_mergeable(state, settings):
+            merge = {n: gh.pull_facts(n).mergeable_state for n in unread}
+            state = state.model_copy(update={"pull_requests": [
+                p.model_copy(update={"mergeable_state": merge[p.number]}) if p.number in merge else p
+                for p in state.pull_requests]})
         else:
             break
     return state.model_copy(update={"api_requests": state.api_requests + gh.requests_made - start})

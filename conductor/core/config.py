@@ -177,7 +177,12 @@ class PipelineConfig(BaseModel):
     item_attempt_limit: int = Field(
         constants.ITEM_ATTEMPT_LIMIT, ge=1,
         description="An item dispatched this many times without a proved result is held back "
-        "and listed as needing a human.",
+        "and listed as needing a human; so is a PR its reviews graded down this many times.",
+    )
+    needs_human_label: str = Field(
+        constants.NEEDS_HUMAN_LABEL, min_length=1,
+        description="Put on a PR the review loops hold for a human (review rounds used up, or a "
+        "rebase that could not resolve its conflicts).",
     )
 
     @model_validator(mode="before")

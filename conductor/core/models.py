@@ -37,6 +37,26 @@ class Issue(_Model):
     )
 
 
+class LoopReview(_Model):
+    """The last review a pass proved on a PR that left it open graded C (unfixed), D or F: read
+    back from the conductor's own `conductor:loop` marker on the PR (`conductor/core/loops.py`)."""
+
+    grade: str = Field(description="C, D or F.")
+    head: str = Field(description="The PR's head commit the review graded.")
+    round: int = Field(1, ge=1, description="How many reviews graded this PR down so far.")
+    pass_id: str = ""
+    url: str = Field("", description="The conductor's comment carrying the review.")
+    text: str = Field("", description="The reviewer's message, one line (untrusted).")
+
+
+class LoopConflict(_Model):
+    """A rebase leaf that could not resolve the PR's conflicts with its base, at `head`."""
+
+    head: str
+    paths: list[str] = Field(default_factory=list, description="The conflicting paths (untrusted).")
+    pass_id: str = ""
+
+
 class PullRequest(_Model):
     """An open pull request."""
 
@@ -52,6 +72,14 @@ class PullRequest(_Model):
         default_factory=list,
         description="Changed paths. Only read for PRs that could be dispatched.",
     )
+    head_sha: str = Field("", description="The head commit (from the listing).")
+    mergeable_state: str | None = Field(
+        None, description="GitHub's `mergeable_state` (`dirty`: conflicts with its base); None until "
+        "read, one request, for the PRs the plan would review.")
+    review: LoopReview | None = Field(
+        None, description="The last pass review that graded it down; read with its attempts.")
+    conflict: LoopConflict | None = Field(
+        None, description="The last rebase that could not resolve its conflicts; read with its attempts.")
 
 
 class ItemAttempts(_Model):
@@ -120,6 +148,11 @@ class Dispatch(_Model):
         default_factory=dict,
         description="Item -> earlier passes that dispatched it without a proved result (ATTEMPT_N).",
     )
+    heads: dict[int, str] = Field(
+        default_factory=dict,
+        description="PR -> its head commit when planned (a rework or rebase must move it).")
+    reviews: dict[int, LoopReview] = Field(
+        default_factory=dict, description="PR -> the review a rework leaf addresses.")
 
 
 class GatedItem(_Model):
@@ -154,6 +187,13 @@ class HeldItem(_Model):
     title: str = ""
     attempts: int
     last_reason: str = ""
+    why: Literal["attempts", "review", "conflict"] = Field(
+        "attempts", description="Failed attempts, review rounds used up (`conductor/core/loops.py`), or a "
+        "rebase that could not resolve its conflicts.")
+    grade: str | None = Field(None, description="A PR held after its review rounds: its last grade.")
+    round: int | None = Field(None, description="A PR held after its review rounds: how many.")
+    conflicts: list[str] = Field(
+        default_factory=list, description="A PR held because its rebase failed: the conflicting paths.")
 
 
 class OutsideItem(_Model):

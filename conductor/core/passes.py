@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from conductor.core import constants, markdown
+from conductor.core import constants, loops, markdown
 from conductor.core.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
 from conductor.core.models import Plan
 from conductor.core.render import HEADERS, plan_rows
@@ -36,7 +36,8 @@ def item_rows(outcomes: list[CoordinatorOutcome]) -> list[list[str]]:
     rows = []
     for outcome in outcomes:
         for r in outcome.results:
-            label = f"issue #{r.number}" if r.kind == "issue" else f"PR #{r.number}"
+            label = (f"issue #{r.number}" if r.kind == "issue" else f"PR #{r.number}") + (
+                f" ({r.stage})" if r.stage else "")
             result = "proved" if r.ok else ("blocked: " if r.blocked and not r.reason.startswith("blocked")
                                             else "") + (r.reason or "not proved")
             prompt = f"{r.prompt_path} @ {r.prompt_sha[:12]}" if r.prompt_path and r.prompt_sha else "-"
@@ -176,7 +177,8 @@ class PassReport(BaseModel):
         if plan.held_back:
             lines += ["## Needs a human (failed too often)", "", markdown.table(
                 ["Item", "Title", "Failed attempts", "Last reason"],
-                [[f"#{h.number}", h.title, str(h.attempts), h.last_reason] for h in plan.held_back]), ""]
+                [[f"#{h.number}", h.title, str(h.attempts) if h.why == "attempts" else loops.held_line(h),
+                  h.last_reason] for h in plan.held_back]), ""]
         if plan.outside_pipeline:
             lines += ["## Outside the pipeline (batch label, no phase label)", "", markdown.table(
                 ["Issue", "Title", "Batch", "Dispatched in"],

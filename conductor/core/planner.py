@@ -43,6 +43,13 @@ The rules (each has a test in tests/test_planner.py):
   on GitHub): an item dispatched `item_attempt_limit` (3) times without a proved result is
   held back (`held_back`, with the last reason): it needs a human. Otherwise its count
   goes to `Dispatch.attempts` (ATTEMPT_N, 0 for a first try).
+- Review loops (`conductor/core/loops.py`): a ready PR whose last pipeline review graded its
+  current head C (unfixed), D or F goes to a `rework` leaf, unless it was graded down
+  `item_attempt_limit` times: then it is held back with its last grade. A ready PR whose
+  `mergeable_state` is `dirty` goes to a `rebase` leaf (read, one request each, for the PRs the
+  plan would review: `prs_needing_mergeable`), unless its last rebase could not resolve its
+  conflicts at its current head: then it is held back with the conflicting paths. A PR's
+  dispatch carries its head (`Dispatch.heads`) and its last review (`Dispatch.reviews`).
 - Caps: lowest batch number first, then lowest item number, items without a batch
   last; the rest go to `deferred`. `attempt` (ATTEMPT_N) > ANTI_LOOP_LIMIT: stuck, nothing is
   dispatched, everything else is still computed for the report.
@@ -67,7 +74,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from conductor.core import workflows
+from conductor.core import loops, workflows
 from conductor.core.config import PipelineConfig
 from conductor.core.settings import Settings
 from conductor.core.constants import ANTI_LOOP_LIMIT
@@ -91,7 +98,8 @@ from conductor.core.models import (
     WaitingItem,
 )
 
-__all__ = ["dependencies_needing_lookup", "items_needing_attempts", "plan", "prs_needing_files"]
+__all__ = ["dependencies_needing_lookup", "items_needing_attempts", "plan", "prs_needing_files",
+           "prs_needing_mergeable"]
 
 
 @dataclass
@@ -301,6 +309,15 @@ def items_needing_attempts(state: PipelineState, settings: Settings) -> list[int
     return sorted(n for d in p.dispatches for n in d.items if n not in state.attempts)
 
 
+def prs_needing_mergeable(state: PipelineState, settings: Settings) -> list[int]:
+    """PRs the plan would review whose `mergeable_state` is not read yet: a `dirty` one is
+    rebased first. The reader calls it again after each read (a PR sent to a rebase keeps its
+    place; the plan changes only its kind)."""
+    unread = {pr.number for pr in state.pull_requests if pr.mergeable_state is None}
+    return sorted(n for d in plan(state, settings).dispatches if d.kind == workflows.PR_REVIEW.kind
+                  for n in d.items if n in unread)
+
+
 def dependencies_needing_lookup(state: PipelineState, settings: Settings) -> list[int]:
     """Numbers that issues the plan would dispatch say they depend on, that are no open item
     and whose kind is not known yet (`state.named`): the snapshot looks each up once.
@@ -438,6 +455,11 @@ def plan(state: PipelineState, settings: Settings, attempt: int = 0) -> Plan:
             held.append(HeldItem(number=it.number, kind=it.kind, title=it.src.title,
                                  attempts=tried.count, last_reason=tried.last_reason))
             continue
+        looped = loops.hold(it.src, config.item_attempt_limit, tried.count if tried else 0) \
+            if isinstance(it.src, PullRequest) else None
+        if looped is not None:
+            held.append(looped)
+            continue
         ready[it.kind].append(it)
 
     phase_rank = {p: i for i, p in enumerate(a.order)}
@@ -479,6 +501,10 @@ def plan(state: PipelineState, settings: Settings, attempt: int = 0) -> Plan:
             merge_after={n: merge_after[n] for n in numbers if n in merge_after},
             depends_on={n: list(refs[n].numbers) for n in numbers if workflows.get(key[0]).item == "issue"},
             attempts={n: state.attempts[n].count if n in state.attempts else 0 for n in numbers},
+            heads={it.number: it.src.head_sha for it in members
+                   if isinstance(it.src, PullRequest) and it.src.head_sha},
+            reviews={it.number: it.src.review for it in members
+                     if isinstance(it.src, PullRequest) and it.src.review is not None},
         )
 
     dispatches = [dispatch(k) for k in sorted(groups, key=group_order)]

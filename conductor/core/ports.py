@@ -36,6 +36,7 @@ class Comment:
 
     author: str
     body: str
+    url: str = ""
 
 
 @dataclass(frozen=True)

@@ -478,7 +478,7 @@ def load_settings(flags: Mapping[str, Any] | BaseModel | None = None, *,
     config_file = layers["flag"].get("run", {}).get("config_file")
     path = Path(config_file) if config_file else _default_config()
     origin = str(path or constants.CONFIG_FILE_NAME)
-    toml = read_toml(path) if path else {}
+    toml = _read_toml(path) if path else {}
     layers["toml"] = toml_layer(toml, origin)
     sources = {f"{section}.{name}": source for source in reversed(SOURCES)
                for section, values in layers[source].items() for name in values}
@@ -561,7 +561,7 @@ def _default_config() -> Path | None:
     return default if default.is_file() else None
 
 
-def read_toml(path: Path) -> dict[str, Any]:
+def _read_toml(path: Path) -> dict[str, Any]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

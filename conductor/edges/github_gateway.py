@@ -225,7 +225,7 @@ class GitHubGateway:
                 pulls.append(PullRequest(
                     number=pr.number, title=pr.title or "", labels=labels, body=_body(pr),
                     draft=bool(pr.draft), fork=head_repo.lower() != self.repo_name.lower(),
-                    head_ref=pr.head.ref, base_ref=pr.base.ref,
+                    head_ref=pr.head.ref, base_ref=pr.base.ref, head_sha=pr.head.sha or "",
                 ))
             return PipelineState(repo=self.repo_name, issues=issues, pull_requests=pulls)
 
@@ -256,7 +256,7 @@ class GitHubGateway:
 
     def comments(self, number: int) -> list[Comment]:
         def fetch() -> list[Comment]:
-            return [Comment(author=c.user.login if c.user else "", body=_body(c))
+            return [Comment(author=c.user.login if c.user else "", body=_body(c), url=c.html_url or "")
                     for c in self._repo.get_issue(number).get_comments()]
 
         return self._call(f"read the comments of #{number}", fetch)
@@ -289,7 +289,9 @@ class GitHubGateway:
                     html_url=pr.html_url, title=pr.title or "", state=pr.state, merged=bool(pr.merged),
                     head_ref=pr.head.ref,
                     head_repo_full_name=pr.head.repo.full_name if pr.head.repo is not None else "",
-                    base_ref=pr.base.ref, body=body, linked_issues=linked_issues(body, self.repo_name),
+                    base_ref=pr.base.ref, head_sha=pr.head.sha or "", mergeable=pr.mergeable,
+                    mergeable_state=pr.mergeable_state or "unknown",
+                    body=body, linked_issues=linked_issues(body, self.repo_name),
                 )
             except GithubException as exc:
                 if exc.status == 404:
