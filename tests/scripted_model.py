@@ -491,7 +491,7 @@ def _issue_report(workflow: str, issue: int, url: str) -> dict[str, Any]:
     return {"workflow": workflow, "status": "done", "issues": [{"issue": issue, "pr_url": url}]}
 
 
-def issue_to_pr_script(*, lie: bool = False, api: str | None = None) -> Script:
+def issue_to_pr_script(*, lie: bool = False) -> Script:
     """Read the task; branch, write, commit, push; open the PR with `gh api` (REST, full
     URL: `gh pr create` speaks GraphQL and https only); write the report. With `lie`, write
     a report claiming a PR that was never opened, and do nothing else."""
@@ -503,7 +503,7 @@ def issue_to_pr_script(*, lie: bool = False, api: str | None = None) -> Script:
         issue = first_item(task, "ISSUE_NUMBER", "ISSUE", "ISSUES")
         worktree = task_path(prompt).rsplit("/", 1)[0]
         report = task.get("REPORT_PATH") or f"{worktree}/.agent-report.json"
-        api_url, repo = task.get("GITHUB_API_URL") or api, task["GH_REPO"]  # a leaf's task has no URL
+        api_url, repo = task["GITHUB_API_URL"], task["GH_REPO"]
         web = api_url.removesuffix("/api/v3")
         workflow = task.get("WORKFLOW", "issue_to_pr")
         if lie:
@@ -530,7 +530,7 @@ def issue_to_pr_script(*, lie: bool = False, api: str | None = None) -> Script:
     return script
 
 
-def pr_review_script(grade: str = "A", api: str | None = None) -> Script:
+def pr_review_script(grade: str = "A") -> Script:
     """Read the task; read the PR; merge it (grade A); close the issue it fixes (the base is
     not the default branch, so no closing keyword does); write the report."""
 
@@ -541,7 +541,7 @@ def pr_review_script(grade: str = "A", api: str | None = None) -> Script:
         pr = first_item(task, "PR_NUMBER", "PR", "PRS")
         worktree = task_path(prompt).rsplit("/", 1)[0]
         report = task.get("REPORT_PATH") or f"{worktree}/.agent-report.json"
-        api_url, repo = task.get("GITHUB_API_URL") or api, task["GH_REPO"]  # a leaf's task has no URL
+        api_url, repo = task["GITHUB_API_URL"], task["GH_REPO"]
         steps: list[Action] = [Shell(f"gh api {api_url}/repos/{repo}/pulls/{pr}")]
         if len(results) >= 2:
             closes = re.search(r"(?i)closes #(\d+)", results[1])

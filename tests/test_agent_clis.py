@@ -9,8 +9,10 @@ One pass dispatches three issues of one phase in three batches: the model of the
 the work (branch, commit, push, a PR opened with `gh api`), the second claims a PR it never
 opened, the third stops answering. The conductor proves the first, catches the second, and
 ends the third by the idle timeout. A second pass reviews the PR: the model merges it and
-closes the issue. The CLIs come from npm, pinned in tests/agent_clis.json (`python3 dev.py
-test` installs them); a CLI that is not installed is reported skipped with the reason.
+closes the issue. Another test runs Claude Code over the https sandbox, its model typing the
+shipped prompts' own example commands (`gh pr create`, `gh pr merge --squash`, …). The CLIs
+come from npm, pinned in tests/agent_clis.json (`python3 dev.py test` installs them); a CLI
+that is not installed is reported skipped with the reason.
 """
 from __future__ import annotations
 
@@ -157,8 +159,7 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
     # only the total timeout would end that leaf: its silent leaf is left out
     silent = pipe.issue("Page C", UI, "batch-03") if name != "gemini" else None
     scenario = Scenario()
-    api = sandbox.api_url
-    scenario.by_item.update({honest: issue_to_pr_script(api=api), liar: issue_to_pr_script(lie=True, api=api)})
+    scenario.by_item.update({honest: issue_to_pr_script(), liar: issue_to_pr_script(lie=True)})
     if silent:
         scenario.by_item[silent] = hang_script()
     model = ScriptedModel(script_for=scenario.script_for)
@@ -214,7 +215,7 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
             # withdrawn by a person, so they are not dispatched again)
             for number in (n for n in (liar, silent) if n):
                 pipe.call("PATCH", f"/issues/{number}", json={"state": "closed"})
-            scenario.by_item[pr["number"]] = pr_review_script("A", api=api)
+            scenario.by_item[pr["number"]] = pr_review_script("A")
             started = time.monotonic()
             second = conductor_run(pipe, agent, env, log)
             pass2_s = time.monotonic() - started
@@ -257,8 +258,8 @@ def test_claude_follows_the_shipped_prompts_with_gh_over_https(tls_sandbox: Runn
     with pytest.MonkeyPatch.context() as env_for_setup:
         env_for_setup.setenv("GIT_SSL_CAINFO", sb.ca)  # the test's own clone trusts the sandbox
         pipe = make_pipeline_repo(sb, unique_repo_name("claude-gh-prompts"), tmp_path)
-    subprocess.run(["git", "-C", str(pipe.clone), "remote", "set-url", "origin", f"https://{HTTPS_HOST}/{pipe.full_name}.git"],
-                   check=True)
+    subprocess.run(["git", "-C", str(pipe.clone), "remote", "set-url", "origin",
+                    f"https://{HTTPS_HOST}/{pipe.full_name}.git"], check=True)  # the pass's origin, on 443
     earlier = pipe.issue("Page 0", UI, "batch-01")
     pipe.call("PATCH", f"/issues/{earlier}", json={"state": "closed"})
     issue = pipe.issue("Page A", UI, "batch-01", body=f"Depends on #{earlier}")  # DEPENDS_ON: a number
@@ -268,13 +269,12 @@ def test_claude_follows_the_shipped_prompts_with_gh_over_https(tls_sandbox: Runn
     sockets.mkdir()
     events, log = tmp_path / "netns-events.jsonl", tmp_path / "conductor-run.log"
     prefect_port = int(prefect_server.split(":")[-1].split("/")[0])
-    relays: list[netns_agent.UnixRelay] = []
+    relays: dict[int, netns_agent.UnixRelay] = {}  # port inside the namespace -> its relay
     with ModelServer(model) as server:
         try:
             for inside, outside in ((443, sb.port), (prefect_port, prefect_port), (server.port, server.port)):
-                relays.append(netns_agent.UnixRelay(sockets / f"{inside}.sock", outside))
-            prefix = tuple(netns_agent.command_prefix(events, {p: r.path for p, r in zip(
-                (443, prefect_port, server.port), relays, strict=True)}))
+                relays[inside] = netns_agent.UnixRelay(sockets / f"{inside}.sock", outside)
+            prefix = tuple(netns_agent.command_prefix(events, {port: r.path for port, r in relays.items()}))
             env = {**os.environ, **cli_environment("claude", server.url, tmp_path / "home"),
                    "PREFECT_API_URL": prefect_server, "CONDUCTOR_CA_BUNDLE": sb.ca,
                    "GITHUB_TOKEN": sb.users[CONDUCTOR_LOGIN], "CONDUCTOR_AGENT_TOKEN": sb.users[AGENT_LOGIN],
@@ -288,17 +288,21 @@ def test_claude_follows_the_shipped_prompts_with_gh_over_https(tls_sandbox: Runn
             def run_pass() -> dict:
                 return conductor_run(pipe, agent, env, log, prefix=prefix, api_url=f"https://{HTTPS_HOST}/api/v3")
 
+            started = time.monotonic()
             [opened] = run_pass()["outcomes"]
+            pass1_s = time.monotonic() - started
             assert opened["ok"], (opened["failures"], log.read_text()[-6000:])
             [pr] = pipe.pulls()
             assert (pr["base"]["ref"], pr["head"]["ref"], pr["body"], pr["user"]["login"]) == (
                 "dev", f"agent/issue-{issue}", f"Closes #{issue}", AGENT_LOGIN)  # gh pr create, the agent's token
             dev_before = pipe.call("GET", "/branches/dev")["commit"]["sha"]
 
+            started = time.monotonic()
             [review] = run_pass()["outcomes"]
+            pass2_s = time.monotonic() - started
             assert review["kind"] == "pr_review" and review["ok"], (review["failures"], log.read_text()[-6000:])
         finally:
-            for relay in relays:
+            for relay in relays.values():
                 relay.close()
             shutil.rmtree(sockets, ignore_errors=True)
 
@@ -323,3 +327,5 @@ def test_claude_follows_the_shipped_prompts_with_gh_over_https(tls_sandbox: Runn
         assert any(c.startswith(form) for c in typed), (form, sorted(typed))
     recorded = [json.loads(line) for line in events.read_text().splitlines()]
     assert [e for e in recorded if e["kind"] in ("dns", "connect")] == []
+    print(f"claude over https with the shipped prompts: pass 1 {pass1_s:.1f} s, pass 2 {pass2_s:.1f} s, "
+          f"{len(ran)} commands")

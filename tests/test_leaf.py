@@ -51,8 +51,8 @@ def issue_file(title: str, labels: list[str], body: str = "", **kw) -> str:
                    items=[12], depends_on={12: kw["depends_on"]} if kw.get("depends_on") else {},
                    attempts={12: kw.get("attempt", 0)})
     values = workflows.ISSUE_TO_PR.task_values(LeafTask(
-        repo=REPO, api_url=kw.get("api_url", API), item=IssueItem(number=12, title=title, url="https://github.com/owner/repo/issues/12",
-                                  labels=labels, body=body),
+        repo=REPO, api_url=kw.get("api_url", API),
+        item=IssueItem(number=12, title=title, url="https://github.com/owner/repo/issues/12", labels=labels, body=body),
         dispatch=one, base="dev", worktree=WT,
         report_path=WT / ".agent-report.json", prompt_path=WT / ".cursor/PARALLEL_ISSUE_TO_PR.md"))
     return render_task_file(values)

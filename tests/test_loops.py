@@ -224,7 +224,8 @@ def task(kind: str, dispatch: Dispatch) -> dict[str, str | int]:
     item = leaves.PullItem(number=5, title="Implement #1", url="https://x/o/r/pull/5", head_ref="agent/issue-1",
                            closes=[1, 3], files=["a.py", "b.py"])
     return workflows.get(kind).task_values(workflows.LeafTask(
-        repo="o/r", api_url="https://api.github.com", item=item, dispatch=dispatch, base="dev", worktree=Path("/w/pr-5-p"),
+        repo="o/r", api_url="https://api.github.com", item=item, dispatch=dispatch, base="dev",
+        worktree=Path("/w/pr-5-p"),
         report_path=Path("/w/pr-5-p/.agent-report.json"), prompt_path=Path("/p.md")))
 
 

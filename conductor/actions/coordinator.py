@@ -27,7 +27,7 @@ from conductor.edges.agent_process import (
     write_askpass,
 )
 from conductor.core.constants import AGENT_REPORT_FILE_ENV, AGENT_TASK_FILE_ENV, REPORT_FILE_NAME, TASK_FILE_NAME
-from conductor.core.github_urls import gh_repo
+from conductor.core.github_urls import gh_host, gh_repo
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
 from conductor.core.redaction import Redactor
@@ -129,6 +129,7 @@ def task_values(dispatch: Dispatch, ctx: PassContext, report_file: Path) -> dict
         "WORKFLOW": dispatch.kind,
         "GH_REPO": ctx.settings.run.repo,
         "GITHUB_API_URL": ctx.settings.github.api_url,
+        "GH_HOST": gh_host(ctx.settings.github.api_url),
         "PHASE": dispatch.phase,
         "BATCH": dispatch.batch or "",
         ("ISSUES" if workflow.item == "issue" else "PRS"): items,

@@ -16,9 +16,9 @@ The two kinds the conductor ships (the canonical coordinators, issue #12):
   REQUIRED_OUTPUT=pr_url, ON_BLOCK=stop, BASE, WORKTREE, CLOSES_ISSUES, REPORT_PATH, PROMPT;
   proof: a PR of this repository, not from the default branch, closing the issue.
 * pr-review (`pr_review`): every ready PR; task file WORKFLOW=pr-review, GH_REPO,
-  GITHUB_API_URL, GH_HOST, PR_NUMBER, PR_TITLE, PR_URL, PR_BRANCH, CLOSES_ISSUES, FILES_CHANGED, MERGE_AFTER (number or `none`),
-  HAS_MIGRATION, ATTEMPT_N, REQUIRED_OUTPUT=grade,merge_status,pr_url, ON_BLOCK=stop, BASE,
-  REPORT_PATH, PROMPT; proof: claimed merges are merges on GitHub, D/F grades stay open.
+  GITHUB_API_URL, GH_HOST, PR_NUMBER, PR_TITLE, PR_URL, PR_BRANCH, CLOSES_ISSUES, FILES_CHANGED,
+  MERGE_AFTER (number or `none`), HAS_MIGRATION, ATTEMPT_N, REQUIRED_OUTPUT=grade,merge_status,pr_url,
+  ON_BLOCK=stop, BASE, REPORT_PATH, PROMPT; proof: claimed merges are merges on GitHub, D/F grades stay open.
 
 And the two loops (`conductor.core.loops`, issue #22), both on PRs and claimed with the pr-open label:
 
