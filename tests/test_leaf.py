@@ -50,22 +50,22 @@ def issue_file(title: str, labels: list[str], body: str = "", **kw) -> str:
     one = Dispatch(kind="issue_to_pr", phase=kw.get("phase", "phase-1/db"), batch=kw.get("batch", "batch-01"),
                    items=[12], depends_on={12: kw["depends_on"]} if kw.get("depends_on") else {},
                    attempts={12: kw.get("attempt", 0)})
-    values = workflows.ISSUE_TO_PR.task_values(LeafTask(
-        repo=REPO, api_url=kw.get("api_url", API),
-        item=IssueItem(number=12, title=title, url="https://github.com/owner/repo/issues/12", labels=labels, body=body),
+    values = workflows.ISSUE_TO_PR.leaf_task(LeafTask(
+        repo=REPO, item=IssueItem(number=12, title=title, url="https://github.com/owner/repo/issues/12",
+                                  labels=labels, body=body),
         dispatch=one, base="dev", worktree=WT,
-        report_path=WT / ".agent-report.json", prompt_path=WT / ".cursor/PARALLEL_ISSUE_TO_PR.md"))
+        report_path=WT / ".agent-report.json", prompt_path=WT / ".cursor/PARALLEL_ISSUE_TO_PR.md"), kw.get("api_url", API))
     return render_task_file(values)
 
 
 def review_file(title: str, branch: str, files: list[str], **kw) -> str:
     one = Dispatch(kind="pr_review", phase="phase-1/db", items=[40], attempts={40: kw.get("attempt", 0)},
                    merge_after={40: kw["merge_after"]} if kw.get("merge_after") else {})
-    values = workflows.PR_REVIEW.task_values(LeafTask(
-        repo=REPO, api_url=API, item=PullItem(number=40, title=title, url="https://github.com/owner/repo/pull/40",
+    values = workflows.PR_REVIEW.leaf_task(LeafTask(
+        repo=REPO, item=PullItem(number=40, title=title, url="https://github.com/owner/repo/pull/40",
                                  head_ref=branch, closes=kw.get("closes", [12]), files=files),
         dispatch=one, migration_paths=kw.get("migrations", DEFAULT_MIGRATION_PATHS), base="dev",
-        worktree=WT, report_path=WT / ".agent-report.json", prompt_path=WT / "prompt.md"))
+        worktree=WT, report_path=WT / ".agent-report.json", prompt_path=WT / "prompt.md"), API)
     return render_task_file(values)
 
 
@@ -235,9 +235,9 @@ def task_keys(kind: str) -> set[str]:
     workflow = workflows.get(kind)
     item = IssueItem(number=12, title="t", url="u", labels=[], body="") if workflow.item == "issue" else \
         PullItem(number=40, title="t", url="u", head_ref="b", closes=[12], files=[])
-    return set(workflow.task_values(LeafTask(
-        repo=REPO, api_url=API, item=item, dispatch=Dispatch(kind=kind, phase="p", items=[item.number]), base="dev",
-        worktree=WT, report_path=WT / ".agent-report.json", prompt_path=WT / "prompt.md")))
+    return set(workflow.leaf_task(LeafTask(
+        repo=REPO, item=item, dispatch=Dispatch(kind=kind, phase="p", items=[item.number]), base="dev",
+        worktree=WT, report_path=WT / ".agent-report.json", prompt_path=WT / "prompt.md"), API))
 
 
 @pytest.mark.parametrize("kind", sorted(FORMS))

@@ -223,10 +223,9 @@ def test_a_crashed_loop_leaf_is_a_failure():
 def task(kind: str, dispatch: Dispatch) -> dict[str, str | int]:
     item = leaves.PullItem(number=5, title="Implement #1", url="https://x/o/r/pull/5", head_ref="agent/issue-1",
                            closes=[1, 3], files=["a.py", "b.py"])
-    return workflows.get(kind).task_values(workflows.LeafTask(
-        repo="o/r", api_url="https://api.github.com", item=item, dispatch=dispatch, base="dev",
-        worktree=Path("/w/pr-5-p"),
-        report_path=Path("/w/pr-5-p/.agent-report.json"), prompt_path=Path("/p.md")))
+    return workflows.get(kind).leaf_task(workflows.LeafTask(
+        repo="o/r", item=item, dispatch=dispatch, base="dev", worktree=Path("/w/pr-5-p"),
+        report_path=Path("/w/pr-5-p/.agent-report.json"), prompt_path=Path("/p.md")), "https://api.github.com")
 
 
 def test_the_rework_task_file_carries_the_issue_keys_and_the_review():

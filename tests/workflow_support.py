@@ -43,7 +43,7 @@ class TriageReport(AgentReport):
 
 
 def task_values(t: workflows.LeafTask) -> dict[str, str | int]:
-    return {"WORKFLOW": TRIAGE.name, **t.github, "ISSUE_NUMBER": t.number, "ISSUE_TITLE": t.item.title,
+    return {"WORKFLOW": TRIAGE.name, "GH_REPO": t.repo, "ISSUE_NUMBER": t.number, "ISSUE_TITLE": t.item.title,
             "TRIAGE_LABEL": TRIAGED, "ATTEMPT_N": t.dispatch.attempts.get(t.number, 0),
             "REPORT_PATH": str(t.report_path), "PROMPT": str(t.prompt_path)}
 

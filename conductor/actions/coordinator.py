@@ -339,10 +339,10 @@ def prepare_leaf(gh: GitHub, dispatch: Dispatch, ctx: PassContext, number: int,
         prompt_file = worktrees.private_dir(path) / LEAF_PROMPT_FILE
         prompt_file.write_text(prompt.text, encoding="utf-8")
     task_file, report_file = path / TASK_FILE_NAME, path / REPORT_FILE_NAME
-    values = workflow.task_values(workflows.LeafTask(
-        repo=ctx.settings.run.repo, api_url=ctx.settings.github.api_url, item=item,
-        dispatch=leaf_dispatch(dispatch, number), base=ctx.settings.pipeline.integration_branch,
-        worktree=path, report_path=report_file, prompt_path=prompt_file, migration_paths=ctx.settings.pipeline.migration_paths))
+    values = workflow.leaf_task(workflows.LeafTask(
+        repo=ctx.settings.run.repo, item=item, dispatch=leaf_dispatch(dispatch, number),
+        base=ctx.settings.pipeline.integration_branch, worktree=path, report_path=report_file,
+        prompt_path=prompt_file, migration_paths=ctx.settings.pipeline.migration_paths), ctx.settings.github.api_url)
     task_file.write_text(render_task_file(values), encoding="utf-8")
     return LeafWorkspace(path=path, task_file=task_file, report_file=report_file,
                          prompt_file=prompt_file, workflow=workflow.name, prompt=prompt)
