@@ -191,6 +191,8 @@ def _steps(gh: GitHub, settings: Settings, pass_id: str, lock_url: str | None = 
         refused_approvals=[r.line() for r in snapshot.refused_approvals],
         finished=finished, skipped_claimed=skipped))
 
+    if report.more_work:
+        steps.ask_for_next_pass(settings.run.repo)
     if plan.stuck:
         return Failed(message=f"Conductor stuck: ATTEMPT_N={plan.attempt} — needs human intervention "
                               f"(issue #{result.stuck_issue})", data=report)

@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from conductor.core import attempts, markdown, planner, reminder
+from conductor.core import attempts, markdown, planner, reminder, webhooks
 from conductor.actions import (claims, coordinator, finished_issues, item_attempts, label_preflight as preflight_labels,
                                loop_records, orphans, previous_run, reminder_publish)
 from conductor.edges import worktrees
@@ -236,6 +236,19 @@ def self_destruct(settings: Settings) -> Path | None:
         return None
     worktrees.remove_worktree(settings.run.repo_path, own)
     return own
+
+
+@step(name="ask for the next pass")
+def ask_for_next_pass(repo: str) -> None:
+    """Work became ready during this pass (a review graded a PR down, a merge left one
+    conflicting) and nothing GitHub reports will start a pass for it (the receiver ignores
+    the conductor's own writes): one Prefect event on the repository, which the on-change
+    deployment's triggers take like a GitHub event."""
+    from prefect.events import emit_event
+
+    emit_event(event=webhooks.MORE_WORK_EVENT, resource={"prefect.resource.id": webhooks.resource_id(repo),
+                                                          "prefect.resource.name": repo})
+    get_run_logger().info("work became ready during the pass: the next pass is asked for")
 
 
 @step(name="report")

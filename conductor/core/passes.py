@@ -87,6 +87,11 @@ class PassReport(BaseModel):
     def final_plan(self) -> Plan:
         return self.plan_after or self.plan
 
+    @property
+    def more_work(self) -> bool:
+        """Work became ready during this pass that it did not dispatch (`MORE_WORK_EVENT`)."""
+        return bool(self.plan_after and self.plan_after.dispatches and not self.dry_run)
+
     def item_counts(self) -> tuple[int, int]:
         """(proved, failed) over every dispatched item."""
         proved = failed = 0
