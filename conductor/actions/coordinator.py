@@ -27,7 +27,7 @@ from conductor.edges.agent_process import (
     write_askpass,
 )
 from conductor.core.constants import AGENT_REPORT_FILE_ENV, AGENT_TASK_FILE_ENV, REPORT_FILE_NAME, TASK_FILE_NAME
-from conductor.core.github_urls import gh_repo
+from conductor.core.github_urls import gh_host, gh_repo
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
 from conductor.core.redaction import Redactor
@@ -129,6 +129,7 @@ def task_values(dispatch: Dispatch, ctx: PassContext, report_file: Path) -> dict
         "WORKFLOW": dispatch.kind,
         "GH_REPO": ctx.settings.run.repo,
         "GITHUB_API_URL": ctx.settings.github.api_url,
+        "GH_HOST": gh_host(ctx.settings.github.api_url),
         "PHASE": dispatch.phase,
         "BATCH": dispatch.batch or "",
         ("ISSUES" if workflow.item == "issue" else "PRS"): items,
@@ -350,9 +351,10 @@ def prepare_leaf(gh: GitHub, dispatch: Dispatch, ctx: PassContext, number: int,
         prompt_file = worktrees.private_dir(path) / LEAF_PROMPT_FILE
         prompt_file.write_text(prompt.text, encoding="utf-8")
     task_file, report_file = path / TASK_FILE_NAME, path / REPORT_FILE_NAME
-    values = workflow.task_values(workflows.LeafTask(
-        repo=ctx.settings.run.repo, item=item, dispatch=leaf_dispatch(dispatch, number), base=ctx.settings.pipeline.integration_branch,
-        worktree=path, report_path=report_file, prompt_path=prompt_file, migration_paths=ctx.settings.pipeline.migration_paths))
+    values = workflow.leaf_task(workflows.LeafTask(
+        repo=ctx.settings.run.repo, item=item, dispatch=leaf_dispatch(dispatch, number),
+        base=ctx.settings.pipeline.integration_branch, worktree=path, report_path=report_file,
+        prompt_path=prompt_file, migration_paths=ctx.settings.pipeline.migration_paths), ctx.settings.github.api_url)
     task_file.write_text(render_task_file(values), encoding="utf-8")
     return LeafWorkspace(path=path, task_file=task_file, report_file=report_file,
                          prompt_file=prompt_file, workflow=workflow.name, prompt=prompt)
