@@ -102,7 +102,7 @@ def test_reading_attempts_costs_one_request_per_item_the_plan_would_dispatch(san
     gh.login()  # cached: the count below is the reads themselves
     state, plan = read_and_plan(gh, max_issues_per_dispatch=2)
     assert sorted(state.attempts) == numbers[:2]
-    assert state.api_requests == 2 + 2
+    assert state.api_requests == 2 + 1 + 2  # listings, the spend (one comment listing), two items' attempts
     assert dispatched(plan) == numbers[:2] and other not in state.attempts
 
 
@@ -115,7 +115,7 @@ def test_an_item_that_failed_three_times_is_held_back_and_the_next_one_takes_its
     assert [(h.number, h.attempts, h.last_reason) for h in plan.held_back] == [(flaky, 3, "timeout after 30 s")]
     assert dispatched(plan) == [steady, spare]
     assert sorted(state.attempts) == [flaky, steady, spare]
-    assert state.api_requests == 2 + 3  # one more read for the item that took the freed place
+    assert state.api_requests == 2 + 1 + 3  # one more read for the item that took the freed place
     assert plan.dispatches[0].attempts == {steady: 0, spare: 0}
 
 
@@ -145,7 +145,7 @@ def test_a_dependency_that_names_no_issue_holds_its_issue_with_one_lookup_per_nu
     gh.login()
     state, plan = read_and_plan(gh)
     assert state.named == {9999: "missing", pull: "pull_request", closed: "closed_issue"}
-    assert state.api_requests == 2 + 3 + 1  # listings, one lookup per number, attempts of #ready
+    assert state.api_requests == 2 + 1 + 3 + 1  # listings, spend, one lookup per number, attempts of #ready
     assert dispatched(plan) == [ready] and plan.dispatches[0].depends_on == {ready: [closed]}
     assert {w.number: (w.reason, w.not_issues) for w in plan.waiting} == {
         missing: ("depends on #9999, which does not exist", ["#9999 (does not exist)"]),
