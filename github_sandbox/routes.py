@@ -331,6 +331,14 @@ async def create_issue(request: Request, owner: str, repo: str) -> Response:
     return json_response(data, 201, {"location": data["url"]})
 
 
+@router.get(REPO + "/issues/comments")
+async def list_repo_comments(request: Request, owner: str, repo: str) -> Response:
+    svc = _svc(request)
+    rec, _ = svc.repo_for(owner, repo, _viewer(request))
+    found = svc.list_repo_comments(rec, _query(request))
+    return _paged(request, found, lambda x: render.comment(_urls(request), rec, x[0], x[1], svc.users))
+
+
 @router.get(REPO + "/issues/comments/{comment_id:int}")
 async def get_comment(request: Request, owner: str, repo: str, comment_id: int) -> Response:
     svc = _svc(request)

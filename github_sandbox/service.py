@@ -514,6 +514,26 @@ class Service:
                                     reason=f"bad sort {sort!r}")
         return sorted(items, key=keys[sort], reverse=q.get("direction", "desc") != "asc")
 
+    def list_repo_comments(self, rec: RepoRec, q: dict[str, str]) -> list[tuple[IssueRec, CommentRec]]:
+        """Every issue and PR comment of the repository (`GET /repos/{o}/{r}/issues/comments`):
+        `since` keeps those updated at or after it; `sort` (created, the default, or updated)
+        with `direction` (desc unless `asc`; without `sort`, ascending by id as GitHub does)."""
+        found = [(it, c) for it in rec.issues.values() for c in it.comments]
+        if q.get("since"):
+            since = parse_time(q["since"])
+            if since is None:
+                raise validation_failed([{"resource": "IssueComment", "field": "since", "code": "invalid"}],
+                                        reason=f"bad since {q['since']!r}")
+            found = [(it, c) for it, c in found if parse_time(c.updated_at) >= since]
+        sort = q.get("sort")
+        keys = {"created": lambda x: (x[1].created_at, x[1].id), "updated": lambda x: (x[1].updated_at, x[1].id)}
+        if sort is not None and sort not in keys:
+            raise validation_failed([{"resource": "IssueComment", "field": "sort", "code": "invalid"}],
+                                    reason=f"bad sort {sort!r}")
+        if sort is None:
+            return sorted(found, key=lambda x: x[1].id)
+        return sorted(found, key=keys[sort], reverse=q.get("direction", "desc") != "asc")
+
     def list_pulls(self, rec: RepoRec, q: dict[str, str]) -> list[IssueRec]:
         state = q.get("state", "open")
         if state not in ("open", "closed", "all"):

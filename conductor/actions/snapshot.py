@@ -3,7 +3,8 @@
 Open issues and PRs (changed files only for PRs that could be dispatched; issues a merged PR
 finished left out), the approvals people made (and those that count for nothing), what GitHub
 has under the numbers the issues the plan would dispatch depend on (a closed issue, a PR,
-nothing), the per-item attempts of the items the plan would dispatch, and the previous
+nothing), the per-item attempts of the items the plan would dispatch (one listing of
+the repository's comments), and the previous
 pass's reminders and marker. The plan is made from this alone,
 and the re-plan after dispatch reads a new snapshot through this same function.
 """
@@ -15,7 +16,7 @@ from conductor.core import planner
 from conductor.actions.approvals import check_approvals, with_approvals
 from conductor.core.facts import Snapshot
 from conductor.actions.finished_issues import find_finished, without_finished
-from conductor.actions.item_attempts import read_item_attempts
+from conductor.actions.item_attempts import item_attempts, read_attempt_index
 from conductor.core.models import PipelineState, PlanRules
 from conductor.core.ports import GitHub
 from conductor.actions.previous_run import read_previous_run
@@ -34,16 +35,17 @@ def read_open_items(gh: GitHub, rules: PlanRules) -> PipelineState:
 def with_dispatch_facts(gh: GitHub, state: PipelineState, rules: PlanRules) -> PipelineState:
     """`state` with what GitHub has under the numbers the issues the plan would dispatch
     depend on (when not open items), and with the per-item attempts of the items the plan
-    would dispatch: one request each. A number that is no closed issue holds its issue, and
-    reading attempts may hold an item back; either lets the next in line in, whose numbers
+    would dispatch (one listing of the comments changed since the last pass). A number
+    that is no closed issue holds its issue, and reading attempts may hold an item back; either lets the next in line in, whose numbers
     and attempts are read in turn, until nothing the plan would dispatch is unread."""
     start = gh.requests_made
+    index = None
     while True:
         if names := planner.dependencies_needing_lookup(state, rules):
             state = state.model_copy(update={"named": {**state.named, **{n: gh.number_kind(n) for n in names}}})
         elif unread := planner.items_needing_attempts(state, rules):
-            state = state.model_copy(update={
-                "attempts": {**state.attempts, **{n: read_item_attempts(gh, n) for n in unread}}})
+            index, read = item_attempts(gh, index or read_attempt_index(gh), unread)
+            state = state.model_copy(update={"attempts": {**state.attempts, **read}})
         else:
             break
     return state.model_copy(update={"api_requests": state.api_requests + gh.requests_made - start})

@@ -15,10 +15,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel, Field
 
 from conductor.core import markdown
 from conductor.core.constants import ATTEMPT_MARKER
 from conductor.core.models import ItemAttempts
+from conductor.core.ports import Comment
 from conductor.core.untrusted import json_object
 from conductor.core.verify import CoordinatorOutcome
 
@@ -70,19 +74,73 @@ def attempt_pass(body: str | None) -> str | None:
 
 def read_attempts(comments: Iterable[tuple[str, str | None]], login: str) -> ItemAttempts:
     """ItemAttempts from an item's comments, oldest first, as (author login, body) pairs."""
+    return _count(found for author, body in comments
+                  if author.lower() == login.lower() and (found := _parse(body)) is not None)
+
+
+def _count(markers: Iterable[tuple[str, str]]) -> ItemAttempts:
+    """ItemAttempts from (pass id, reason) markers, oldest first."""
     passes: list[str] = []
     last_reason = ""
-    for author, body in comments:
-        if author.lower() != login.lower():
-            continue
-        found = _parse(body)
-        if found is None:
-            continue
-        pass_id, reason = found
+    for pass_id, reason in markers:
         if pass_id not in passes:
             passes.append(pass_id)
         last_reason = reason
     return ItemAttempts(count=len(passes), last_reason=last_reason, passes=passes)
+
+
+class AttemptIndex(BaseModel):
+    """The attempt markers of a whole repository, folded from its comment listings: kept
+    between passes so that each pass lists only the comments updated since `since`.
+
+    Derived data only: lost, it is rebuilt from one full listing. A deleted comment never
+    shows in a listing, so an item with markers here is re-read on its own before its
+    count is trusted (`items_to_confirm`)."""
+
+    login: str = Field("", description="Whose markers count (the conductor's own login).")
+    since: datetime | None = Field(None, description="The newest `updated_at` folded in.")
+    markers: dict[int, tuple[int, str, str]] = Field(
+        default_factory=dict, description="Comment id -> (item number, pass id, reason).")
+
+    def attempts(self, number: int) -> ItemAttempts:
+        return _count((p, r) for _, (n, p, r) in sorted(self.markers.items()) if n == number)
+
+    def items_to_confirm(self, numbers: Iterable[int]) -> list[int]:
+        """Those of `numbers` with markers here (a human may have deleted them)."""
+        marked = {n for n, _, _ in self.markers.values()}
+        return sorted(set(numbers) & marked)
+
+
+def fold_comments(index: AttemptIndex, comments: Iterable[Comment], login: str) -> AttemptIndex:
+    """`index` with a listing's `comments` folded in (an index of another login starts over),
+    `since` moved to the newest of them."""
+    same = index.login.lower() == login.lower()
+    comments = list(comments)
+    stamps = [c.updated_at for c in comments if c.updated_at is not None]
+    since = index.since if same else None
+    return AttemptIndex(login=login, since=max([*stamps, *([since] if since else [])], default=None),
+                        markers=_fold(index.markers if same else {}, comments, login))
+
+
+def confirm_items(index: AttemptIndex, comments: dict[int, list[Comment]]) -> AttemptIndex:
+    """`index` with the markers of each item in `comments` replaced by those of its comments,
+    read whole (`since` stays: these reads are no listing)."""
+    kept = {cid: m for cid, m in index.markers.items() if m[0] not in comments}
+    folded = _fold(kept, (c for item in comments.values() for c in item), index.login)
+    return index.model_copy(update={"markers": folded})
+
+
+def _fold(markers: dict[int, tuple[int, str, str]], comments: Iterable[Comment],
+          login: str) -> dict[int, tuple[int, str, str]]:
+    """A comment by `login` with a marker is kept (by id); any other drops what its id held."""
+    markers = dict(markers)
+    for c in comments:
+        found = _parse(c.body) if c.author.lower() == login.lower() else None
+        if found is None:
+            markers.pop(c.id, None)
+        else:
+            markers[c.id] = (c.number, *found)
+    return markers
 
 
 def _parse(body: str | None) -> tuple[str, str] | None:

@@ -36,6 +36,9 @@ class Comment:
 
     author: str
     body: str
+    id: int = 0
+    number: int = 0  # the issue or PR it is on
+    updated_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,16 @@ class GitHub(Protocol):
 
     def comments(self, number: int) -> list[Comment]:
         """Every comment on issue or PR `number`, oldest first."""
+
+    def comments_since(self, since: datetime | None) -> list[Comment]:
+        """Every issue and PR comment of the repository updated at or after `since` (all of
+        them without), most recently updated first: one paginated listing."""
+
+    def recall(self, name: str) -> str | None:
+        """Text kept locally beside the HTTP cache under `name` (None when nothing is kept
+        or conditional reads are off): derived data only, re-read from GitHub when lost."""
+
+    def remember(self, name: str, text: str) -> None: ...
 
     def add_comment(self, number: int, body: str) -> None: ...
 

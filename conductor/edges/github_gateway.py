@@ -253,11 +253,32 @@ class GitHubGateway:
         return self._call(f"read #{number}", fetch)
 
     def comments(self, number: int) -> list[Comment]:
-        def fetch() -> list[Comment]:
-            return [Comment(author=c.user.login if c.user else "", body=_body(c))
-                    for c in self._repo.get_issue(number).get_comments()]
+        return self._call(f"read the comments of #{number}",
+                          lambda: [_comment(c, number) for c in self._repo.get_issue(number).get_comments()])
 
-        return self._call(f"read the comments of #{number}", fetch)
+    def comments_since(self, since: datetime | None) -> list[Comment]:
+        """One paginated listing of the repository's comments, most recently updated first
+        (a comment updated while the pages are read moves to page 1: read twice or next
+        time, never skipped). With an unchanged `since` and nothing new, page 1 answers 304."""
+
+        def fetch() -> list[Comment]:
+            bound = {} if since is None else {"since": since.astimezone(UTC)}
+            listing = self._repo.get_issues_comments(sort="updated", direction="desc", **bound)
+            return [_comment(c, int(str(c._rawData.get("issue_url", "")).rsplit("/", 1)[-1] or 0))
+                    for c in listing]
+
+        return self._call("list the repository's comments", fetch)
+
+    def recall(self, name: str) -> str | None:
+        cache = self._conditional.cache
+        return None if cache is None else cache.get_text(self._kept_name(name))
+
+    def remember(self, name: str, text: str) -> None:
+        if self._conditional.cache is not None:
+            self._conditional.cache.put_text(self._kept_name(name), text)
+
+    def _kept_name(self, name: str) -> str:
+        return f"{self._api_url}/repos/{self.repo_name.lower()}#{name}"
 
     def add_comment(self, number: int, body: str) -> None:
         self._write(f"comment on #{number}", lambda: self._repo.get_issue(number).create_comment(body))
@@ -466,6 +487,11 @@ class GitHubGateway:
             issue.edit(state="closed", state_reason=state_reason)
 
         self._write(f"close issue #{number}", run)
+
+
+def _comment(c: Any, number: int) -> Comment:
+    return Comment(author=c.user.login if c.user else "", body=_body(c), id=c.id, number=number,
+                   updated_at=_aware(c.updated_at) if c.updated_at else None)
 
 
 def _author(item: GhIssue) -> str:
