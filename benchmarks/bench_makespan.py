@@ -341,6 +341,7 @@ def serve_on_change(spec_path: Path) -> int:
 
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     yaml_spec = _on_change_spec()
+    os.environ.update(yaml_spec["work_pool"].get("job_variables", {}).get("env", {}))  # as a worker sets them
     receiver = Receiver(SecretStr(os.environ[SECRET_ENV]), [CONDUCTOR], emit=emit_to_prefect)
     hooks = make_server(receiver, "127.0.0.1", spec["hook_port"])
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
@@ -375,12 +376,14 @@ def serve_on_change(spec_path: Path) -> int:
                         idle_at = datetime.now(timezone.utc)
                     before = [r for r in runs if idle_at and r.start_time and r.start_time <= idle_at]
                     if idle_at and before and all(r.state and r.state.is_final() for r in before):
+                        made = [r for r in before if r.end_time and not r.state.is_cancelled()]  # coalesced: no pass
                         passes = sorted(({"start": (r.start_time - started).total_seconds(),
                                           "seconds": (r.end_time - r.start_time).total_seconds()}
-                                         for r in before if r.end_time), key=lambda row: row["start"])
-                        end = max(r.end_time for r in before if r.end_time)
+                                         for r in made), key=lambda row: row["start"])
+                        end = max(r.end_time for r in made)
                         result = {"makespan_s": (end - started).total_seconds(), "passes": passes,
-                                  "deliveries": receiver.emitted, "runs": len(runs)}
+                                  "deliveries": receiver.emitted, "runs": len(runs),
+                                  "coalesced": sum(1 for r in runs if r.state and r.state.is_cancelled())}
                         break
                     time.sleep(0.5)
                 else:
@@ -403,6 +406,7 @@ def run_deployed(sandbox, tokens: dict[str, str], api_url: str, home: Path, mode
     workdir = Path(mode["workdir"])
     env = bc.pass_env(api_url, home, tokens[CONDUCTOR], tokens[AGENT], **NO_GATES, **{SECRET_ENV: secret},
                       PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="WARNING", CONDUCTOR_GITHUB_URL=sandbox.api_url,
+                      PREFECT_RUNNER_POLL_FREQUENCY="1",  # README: serve on-change polling every second
                       CONDUCTOR_REPO_PATH=mode["clone"], CONDUCTOR_AGENT_TIMEOUT=str(120 + 2 * step),
                       CONDUCTOR_AGENT_COMMAND=json.dumps([sys.executable, "-m", "shell.demo_agent",
                                                           "--lasting", str(step)]),

@@ -22,7 +22,7 @@ from conductor.core.settings import GitHubSettings, load_settings
 from conductor.core.verify import CoordinatorOutcome
 from flows.coordinators import dispatch_all
 from tasks import steps
-from tasks.guard import fence_of, one_pass_on_github, one_pass_per_repo
+from tasks.guard import fence_of, one_pass_on_github, pass_slot
 from tasks.secrets import with_token
 
 
@@ -84,7 +84,7 @@ def conductor(
     inputs = pass_inputs(settings)
     inputs = inputs.model_copy(update={"rerun_hint": _rerun_hint(params, inputs.repo)})
     logger = get_run_logger()
-    with one_pass_per_repo(inputs.repo, wait_seconds=inputs.guard_wait) as mine:
+    with pass_slot(inputs.repo, wait_seconds=inputs.guard_wait) as mine:
         if not mine:
             message = f"another conductor pass over {inputs.repo} is running; this one dispatched nothing"
             logger.warning(message)
