@@ -321,6 +321,17 @@ def _pipeline_idle(github_url: str, token: str, repo: str) -> bool:
     return not items_from_issues(open_items, PipelineConfig().phase_names, repo)
 
 
+def _pass_times(client: Any, run: Any, t0: datetime) -> dict[str, float]:
+    """A run's pass: from its first task (the slot taken) to its end; `process` is how long
+    the run was up before (its process's start, waiting beside the pass before it)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    begun = min((t.start_time for t in tasks if t.start_time), default=run.start_time)
+    return {"start": (begun - t0).total_seconds(), "seconds": (run.end_time - begun).total_seconds(),
+            "process": (begun - run.start_time).total_seconds()}
+
+
 def serve_on_change(spec_path: Path) -> int:
     """The whole real chain in one process, as `python -m deployments.serve` would run it:
     the receiver (`emit_to_prefect`: a Prefect event per delivery), and the `conductor` flow
@@ -377,9 +388,7 @@ def serve_on_change(spec_path: Path) -> int:
                     before = [r for r in runs if idle_at and r.start_time and r.start_time <= idle_at]
                     if idle_at and before and all(r.state and r.state.is_final() for r in before):
                         made = [r for r in before if r.end_time and not r.state.is_cancelled()]  # coalesced: no pass
-                        passes = sorted(({"start": (r.start_time - started).total_seconds(),
-                                          "seconds": (r.end_time - r.start_time).total_seconds()}
-                                         for r in made), key=lambda row: row["start"])
+                        passes = sorted((_pass_times(client, r, started) for r in made), key=lambda row: row["start"])
                         end = max(r.end_time for r in made)
                         result = {"makespan_s": (end - started).total_seconds(), "passes": passes,
                                   "deliveries": receiver.emitted, "runs": len(runs),
@@ -519,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         if r["passes"]:
             print(f"{r['label']}: " + "; ".join(
                 f"+{p['start']:.1f} s {p['seconds']:.1f} s" + (f" {p['leaves']} leaves" if "leaves" in p else "")
+                + (f" (process up {p['process']:.1f} s before)" if "process" in p else "")
                 for p in r["passes"]))
             agents = [a for p in r["passes"] for a in p.get("agent_s", [])]
             if agents:

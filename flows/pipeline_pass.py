@@ -70,6 +70,7 @@ def conductor(
     agent_preset: str | None = None,
     agent_timeout: float | None = None,
     rerun_hint: str | None = None,
+    event_id: str | None = None,
 ) -> State:
     """One pass. The parameters are `conductor.core.parameters.PassParameters`, field for field
     (a test holds them equal); the GitHub token is never one: it comes from the environment
@@ -79,16 +80,15 @@ def conductor(
         max_prs_per_dispatch=max_prs_per_dispatch, attempt=attempt, dry_run=dry_run,
         reminder_mode=reminder_mode, task_file=task_file, config_file=config_file, repo_path=repo_path,
         github_url=github_url, agent_command=agent_command, agent_preset=agent_preset,
-        agent_timeout=agent_timeout, rerun_hint=rerun_hint)
+        agent_timeout=agent_timeout, rerun_hint=rerun_hint, event_id=event_id)
     settings = load_settings(params)  # once, at the top of the pass
     inputs = pass_inputs(settings)
     inputs = inputs.model_copy(update={"rerun_hint": _rerun_hint(params, inputs.repo)})
     logger = get_run_logger()
-    with pass_slot(inputs.repo, wait_seconds=inputs.guard_wait) as mine:
-        if not mine:
-            message = f"another conductor pass over {inputs.repo} is running; this one dispatched nothing"
-            logger.warning(message)
-            return Cancelled(message=message)
+    with pass_slot(inputs.repo, wait_seconds=inputs.guard_wait) as why_not:
+        if why_not:
+            logger.warning(why_not)
+            return Cancelled(message=why_not)
         return _one_pass(with_token(settings.github), inputs)
 
 

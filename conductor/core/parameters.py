@@ -92,6 +92,10 @@ class PassParameters(BaseModel):
     rerun_hint: str | None = Field(
         None, description="The command the reminder tells a human to run next (default: how this pass "
         "was started).", json_schema_extra=_meta(layered=False))
+    event_id: str | None = Field(
+        None, description="The Prefect event that started this run (set by the `on-change` trigger): a "
+        "pass that began after the server received it read GitHub after it, so this run makes none "
+        "(tasks/guard.py).", json_schema_extra=_meta(layered=False))
 
 
 DEFAULTS: dict[str, Any] = {
