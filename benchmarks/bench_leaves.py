@@ -82,7 +82,7 @@ def make_repo(sandbox, name: str, issues: int, prs: int, workdir: Path) -> tuple
 
 
 def pass_process(spec_path: Path) -> int:
-    """Run each pass with `dispatch_all` timed (and its spec's mode set); write the figures."""
+    """Run each pass with `dispatch_all` timed (and its fan-out set); write the figures."""
     import flows.pipeline_pass as conductor_flow
     from conductor.actions import coordinator as core
     from shell.prefect_server import drain_prefect_workers
@@ -90,15 +90,13 @@ def pass_process(spec_path: Path) -> int:
 
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     marks: dict[str, list[float]] = {}
-    mode = {"value": "leaf"}
     dispatch_all = conductor_flow.dispatch_all
 
-    def timed_dispatch(dispatches, coordinator_spec, *args, **kwargs):
+    def timed_dispatch(*args, **kwargs):
         marks.setdefault("dispatch", []).append(time.perf_counter())
         marks.setdefault("cpu", []).append(time.process_time())
         try:
-            return dispatch_all(dispatches, coordinator_spec.model_copy(update={"mode": mode["value"]}),
-                                *args, **kwargs)
+            return dispatch_all(*args, **kwargs)
         finally:
             marks["dispatch"].append(time.perf_counter())
             marks["cpu"].append(time.process_time())
@@ -119,7 +117,7 @@ def pass_process(spec_path: Path) -> int:
     for p in spec["passes"]:
         os.environ["CONDUCTOR_WORKTREE_ROOT"] = str(Path(p["workdir"]) / "worktrees")
         os.environ["CONDUCTOR_SALVAGE_DIR"] = str(Path(p["workdir"]) / "salvage")
-        mode["value"] = p["mode"]
+        os.environ["CONDUCTOR_FAN_OUT"] = p["mode"]
         marks.clear()
         started = time.perf_counter()
         report, _ = run_pass(repo=p["repo"], github_url=spec["github_url"], repo_path=p["clone"],

@@ -219,25 +219,27 @@ def parse_modes(text: str) -> list[str]:
 
 # -- the pass process --------------------------------------------------------------------------
 
-def _one(pass_kwargs: dict[str, Any], t0: float) -> tuple[dict[str, Any], bool]:
+def _one(pass_kwargs: dict[str, Any], t0: float) -> tuple[dict[str, Any], bool, bool]:
+    """One pass: its row, whether the pipeline is idle after it, and whether it asked for the
+    next pass itself (`PassReport.more_work`: the `conductor.pass.more-work` event)."""
     from shell.run_cli import run_pass
 
     started = time.monotonic()
     report, _ = run_pass(**pass_kwargs)
     ended = time.monotonic()
     if report is None:
-        return {"start": started - t0, "seconds": ended - started, "leaves": 0, "skipped": True}, False
+        return {"start": started - t0, "seconds": ended - started, "leaves": 0, "skipped": True}, False, False
     leaves = sum(len(o.items) for o in report.outcomes)
     agents = [r.agent_ended_at - r.agent_started_at for o in report.outcomes for r in o.results
               if r.agent_started_at is not None and r.agent_ended_at is not None]
     return {"start": started - t0, "seconds": ended - started, "leaves": leaves, "agent_s": agents,
-            "failures": len(report.failures)}, report.final_plan.idle
+            "failures": len(report.failures)}, report.final_plan.idle, report.more_work
 
 
 def run_cron(pass_kwargs: dict[str, Any], every: float, passes: list[dict[str, Any]]) -> dict[str, Any]:
     t0 = time.monotonic()
     while len(passes) < MAX_PASSES:
-        row, idle = _one(pass_kwargs, t0)
+        row, idle, _ = _one(pass_kwargs, t0)
         passes.append(row)
         if idle:
             return {"makespan_s": time.monotonic() - t0, "passes": passes, "deliveries": None}
@@ -259,11 +261,11 @@ def run_event(pass_kwargs: dict[str, Any], hook_port: int, passes: list[dict[str
         t0 = time.monotonic()
         while len(passes) < MAX_PASSES:
             due.clear()  # the queued run starts now; deliveries during it queue the next one
-            row, idle = _one(pass_kwargs, t0)
+            row, idle, more_work = _one(pass_kwargs, t0)
             passes.append(row)
             if idle:
                 return {"makespan_s": time.monotonic() - t0, "passes": passes, "deliveries": receiver.emitted}
-            if not due.wait(STALL_SECONDS):
+            if not more_work and not due.wait(STALL_SECONDS):  # the pass's own event queues the next
                 raise RuntimeError(f"not idle and no delivery for {STALL_SECONDS:.0f} s")
         raise RuntimeError(f"not idle after {MAX_PASSES} passes")
     finally:

@@ -22,7 +22,7 @@ from typing import Any
 from conductor.core.config import PipelineConfig
 from conductor.core.models import Issue, PipelineState, PullRequest
 from conductor.core.planner import plan, prs_needing_files
-from conductor.core.models import PlanRules
+from conductor.core.settings import Settings
 
 GOAL_ITEMS = 10_000
 GOAL_SECONDS = 1.0
@@ -85,7 +85,7 @@ def _fmt(seconds: list[float]) -> str:
 
 def run(items: int, repeat: int, profile: bool) -> None:
     config = PipelineConfig()
-    rules = PlanRules(config=config)
+    rules = Settings(pipeline=config)
     state = synthetic_state(items, config.phase_names)
     text = state.model_dump_json()
     result = plan(state, rules)

@@ -32,7 +32,7 @@ from conductor.core.planner import plan
 from conductor.actions.snapshot import read_open_items, with_dispatch_facts
 from github_sandbox.testing import RunningSandbox, running_sandbox
 from conductor.core.settings import GitHubSettings
-from conductor.core.models import PlanRules
+from conductor.core.settings import Settings
 
 PROTECTED_FILE = "maestro/protocol/events.py"
 PAGE = 100  # per_page of every listing
@@ -285,7 +285,7 @@ def pages(count: int) -> int:
 
 def run(issue_count: int, pr_count: int, changed: int) -> None:
     config = PipelineConfig()
-    rules = PlanRules(config=config)
+    rules = Settings(pipeline=config)
     issues = issue_specs(issue_count, config.phase_names)
     prs = pr_specs(pr_count, issues)
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as data_dir, running_sandbox(data_dir) as sb:
@@ -328,7 +328,7 @@ def run(issue_count: int, pr_count: int, changed: int) -> None:
               f"attempts of {len(state.attempts)} items, {seconds:.2f} s wall")
 
 
-def report(state: PipelineState, rules: PlanRules, seconds: float,
+def report(state: PipelineState, rules: Settings, seconds: float,
            client_requests: int, server: dict[str, int], comments: int) -> None:
     groups = classify_server_counts(server)
     decided = plan(state, rules)
@@ -357,7 +357,7 @@ def report(state: PipelineState, rules: PlanRules, seconds: float,
     if groups["other"]:
         print(f"  over budget: the {groups['other']} 'other' requests in the table above")
 
-    seed = seed_query_cost(state, rules.config)
+    seed = seed_query_cost(state, rules.pipeline)
     print(f"\nthe seed's gh queries for the same state (steps 2-4 and 7): {seed['requests']} requests "
           f"= {seed['search']} search + {seed['listing']} listing + {seed['item']} per-issue")
     for step, kinds in seed["by_step"].items():

@@ -31,10 +31,10 @@ from typing import Any, BinaryIO
 
 from pydantic import SecretStr
 
-from conductor.core.settings import WebhookSettings, load_settings
+from conductor.core.settings import GitHubSettings, load_settings
 from conductor.core.webhooks import (DELIVERY_HEADER, EVENT_HEADER, MAX_BODY, SIGNATURE_HEADER, Framing,
                                      PrefectEventSpec, SignatureCheck, body_framing, chunk_size, classify)
-from tasks.secrets import github_settings, webhook_secret
+from tasks.secrets import webhook_secret, with_token
 
 log = logging.getLogger("conductor.core.webhooks")
 SEEN_LIMIT = 10_000
@@ -313,20 +313,20 @@ def require_prefect_api() -> None:
                                 f"({type(problem).__name__}); start that server or fix PREFECT_API_URL")
 
 
-def resolve_secret(webhooks: WebhookSettings) -> SecretStr:
-    secret = webhook_secret(webhooks)
+def resolve_secret(github: GitHubSettings) -> SecretStr:
+    secret = webhook_secret(github)
     if secret is None:
         raise WebhookUsageError(
             f"no webhook secret: set CONDUCTOR_WEBHOOK_SECRET or create a Prefect Secret block named "
-            f"{webhooks.secret_block!r} (the hook's secret on GitHub)")
+            f"{github.webhook_secret_block!r} (the hook's secret on GitHub)")
     return secret
 
 
-def resolve_own_logins(flags: list[str], webhooks: WebhookSettings, github_url: str | None) -> list[str]:
-    logins = [*flags, *webhooks.ignore_logins]
+def resolve_own_logins(flags: list[str], github: GitHubSettings) -> list[str]:
+    logins = [*flags, *github.webhook_ignore_logins]
     from conductor.edges.github_gateway import GitHubError, GitHubGateway
 
-    settings = github_settings(github_url)
+    settings = with_token(github)
     if settings.token is not None:
         try:
             with GitHubGateway(settings, "conductor/unused") as gh:
@@ -368,9 +368,9 @@ def run_serve(args: argparse.Namespace) -> int:
         if not args.read_timeout > 0:
             raise WebhookUsageError(f"--read-timeout {args.read_timeout:g} is not a positive number of seconds")
         require_prefect_api()
-        webhooks = load_settings().webhooks
-        secret = resolve_secret(webhooks)
-        logins = resolve_own_logins(args.ignore_login, webhooks, args.github_url)
+        github = load_settings({"github_url": args.github_url}).github
+        secret = resolve_secret(github)
+        logins = resolve_own_logins(args.ignore_login, github)
         receiver = Receiver(secret, logins)
         try:
             server = make_server(receiver, args.host, args.port, read_timeout=args.read_timeout)

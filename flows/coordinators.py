@@ -35,7 +35,7 @@ from conductor.core import workflows
 from conductor.actions.coordinator import (
     AgentResult,
     CoordinatorResult,
-    CoordinatorSpec,
+    PassContext,
     LeafResult,
     LeafWorkspace,
     Workspace,
@@ -44,10 +44,10 @@ from conductor.core.ports import GitHub
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.github_urls import web_url_of
 from conductor.core.models import Dispatch
-from conductor.core.settings import RunSettings
+from conductor.core.settings import load_settings
 from conductor.core.verify import CoordinatorOutcome
 from tasks.guard import coordinator_fence, ensure_limit
-from tasks.secrets import agent_token, github_settings, redactor
+from tasks.secrets import agent_token, redactor, with_token
 
 step = task(cache_policy=NO_CACHE, persist_result=False)
 AGENT_SLOTS = "agent-slots"
@@ -55,34 +55,35 @@ LEAF_THREADS = 128  # leaves of one coordinator started at once (agents are capp
 
 
 @contextmanager
-def fenced_gateway(spec: CoordinatorSpec) -> Iterator[GitHubGateway]:
+def fenced_gateway(ctx: PassContext) -> Iterator[GitHubGateway]:
     """A coordinator's own GitHub client, its writes fenced by the pass's lock (`coordinator_fence`)."""
-    settings = github_settings(spec.api_url)
-    with coordinator_fence(spec.pass_id, spec.lock_url, spec.lock_margin, settings.token) as fence, \
-            GitHubGateway(settings, spec.repo, fence=fence) as gh:
+    github = with_token(ctx.settings.github)
+    with coordinator_fence(ctx.pass_id, ctx.lock_url, ctx.settings.run.lock_margin_seconds(), github.token,
+                           github.ca_bundle) as fence, \
+            GitHubGateway(github, ctx.settings.run.repo, fence=fence) as gh:
         yield gh
 
 
 @step(name="claim and prepare")
-def prepare(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
+def prepare(gh: GitHub, dispatch: Dispatch, ctx: PassContext) -> Workspace:
     """Label the items first (no other run dispatches them twice), then the worktree and task file."""
-    core.claim(gh, dispatch, spec)
-    return core.prepare(dispatch, spec)
+    core.claim(gh, dispatch, ctx)
+    return core.prepare(dispatch, ctx)
 
 
-def _agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> AgentResult:
+def _agent(dispatch: Dispatch, ctx: PassContext, workspace: Workspace) -> AgentResult:
     logger = get_run_logger()
-    result = core.run(dispatch, spec, workspace, on_line=lambda line: logger.info("agent: %s", line),
-                      agent_token=agent_token(), redactor=redactor(spec.api_url))
+    result = core.run(dispatch, ctx, workspace, on_line=lambda line: logger.info("agent: %s", line),
+                      agent_token=agent_token(ctx.settings.run), redactor=redactor(ctx.settings))
     logger.info("agent ended: exit %s, timed out %s, report %s", result.run.returncode,
                 result.run.timed_out, result.run.report_error or "read")
     return result
 
 
 @step(name="run agent")
-def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -> State:
+def run_agent(dispatch: Dispatch, ctx: PassContext, workspace: Workspace) -> State:
     """The task run fails when the agent exits non-zero or times out (its result rides along)."""
-    result = _agent(dispatch, spec, workspace)
+    result = _agent(dispatch, ctx, workspace)
     run = result.run
     if run.timed_out or run.idle_timed_out or run.returncode != 0:
         why = "timed out" if run.timed_out or run.idle_timed_out else f"exited with status {run.returncode}"
@@ -91,23 +92,23 @@ def run_agent(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace) -
 
 
 @step(name="verify artifact proof")
-def prove(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, result: AgentResult,
+def prove(gh: GitHub, dispatch: Dispatch, ctx: PassContext, result: AgentResult,
           html_base: str) -> CoordinatorOutcome:
-    return core.prove(gh, dispatch, spec, result, html_base=html_base)
+    return core.prove(gh, dispatch, ctx, result, html_base=html_base)
 
 
 @step(name="clean up")
-def clean_up(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace | None) -> None:
+def clean_up(gh: GitHub, dispatch: Dispatch, ctx: PassContext, workspace: Workspace | None) -> None:
     """Remove the worktree, then take the status labels off (always, even after a failure)."""
     try:
-        core.cleanup(spec, workspace)
+        core.cleanup(ctx, workspace)
     finally:
-        core.release(gh, dispatch, spec)
+        core.release(gh, dispatch, ctx)
 
 
 @task(cache_policy=NO_CACHE, persist_result=False, name="leaf",
       task_run_name="{dispatch.kind} #{number}")
-def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str) -> LeafResult:
+def leaf(number: int, dispatch: Dispatch, ctx: PassContext, html_base: str) -> LeafResult:
     """One item, start to finish: claim, worktree, task file, agent (holding an agent slot),
     proof, clean-up. Never raises: whatever breaks is the leaf's failure, not its siblings'."""
     logger = get_run_logger()
@@ -117,10 +118,10 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
     agent: AgentResult | None = None
     agent_times: dict[str, float] = {}
     problems: list[str] = []
-    with fenced_gateway(spec) as gh:
+    with fenced_gateway(ctx) as gh:
         try:
-            core.claim_item(gh, dispatch, spec, number)
-            workspace = core.prepare_leaf(gh, dispatch, spec, number)
+            core.claim_item(gh, dispatch, ctx, number)
+            workspace = core.prepare_leaf(gh, dispatch, ctx, number)
             logger.info("worktree %s; prompt %s (%s, blob %s)", workspace.path.name,
                         workspace.prompt.path, workspace.prompt.source, workspace.prompt.sha[:12])
             # the pass sets the limit up (`ensure_agent_slots`); a coordinator run on its own
@@ -128,16 +129,16 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
             with concurrency(AGENT_SLOTS, occupy=1, lease_duration=60, strict=False,
                              raise_on_lease_renewal_failure=False):
                 agent_times["agent_started"] = core.now()
-                agent = _agent(one, spec, workspace)
+                agent = _agent(one, ctx, workspace)
                 agent_times["agent_ended"] = core.now()
-            outcome = core.prove(gh, one, spec, agent, html_base=html_base)
+            outcome = core.prove(gh, one, ctx, agent, html_base=html_base)
         except Exception as exc:  # a broken leaf is a failure, never a crashed coordinator
             logger.error("leaf failed: %s", exc)
             outcome = core.failed_outcome(one, f"leaf failed: {exc}")
         finally:
-            for what, action in (("remove the worktree", lambda: core.cleanup(spec, workspace)),
+            for what, action in (("remove the worktree", lambda: core.cleanup(ctx, workspace)),
                                  ("release the status label",
-                                  lambda: core.release_item(gh, dispatch, spec, number))):
+                                  lambda: core.release_item(gh, dispatch, ctx, number))):
                 try:
                     action()
                 except Exception as exc:
@@ -146,21 +147,21 @@ def leaf(number: int, dispatch: Dispatch, spec: CoordinatorSpec, html_base: str)
     outcome.failures += problems
     outcome.ok = outcome.ok and not problems
     outcome = core.annotate_leaf(outcome, one, number, workspace, started=started, ended=core.now(),
-                                 github_unavailable=core.github_outage(agent, spec.api_url, gh.faults_met),
+                                 github_unavailable=core.github_outage(agent, ctx.settings.github.api_url, gh.faults_met),
                                  **agent_times)
     return LeafResult(number=number, outcome=outcome, agent=agent, problems=problems)
 
 
-def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
+def coordinate_leaves(dispatch: Dispatch, ctx: PassContext) -> CoordinatorResult:
     """One leaf per item, all submitted at once; a review waits for the one it merges after."""
-    spec = core.localize(spec, RunSettings())
-    html_base = web_url_of(spec.api_url)
+    ctx = core.localize(ctx, load_settings())
+    html_base = web_url_of(ctx.settings.github.api_url)
     order = leaves.review_order(dispatch.items, dispatch.merge_after)
     futures = {}
     for number in order:
         first = dispatch.merge_after.get(number)
         wait = [futures[first]] if first in futures else []
-        futures[number] = leaf.submit(number, dispatch, spec, html_base, wait_for=wait)
+        futures[number] = leaf.submit(number, dispatch, ctx, html_base, wait_for=wait)
     results: list[LeafResult] = []
     for number in dispatch.items:
         try:
@@ -173,25 +174,25 @@ def coordinate_leaves(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorR
     return CoordinatorResult(outcome=core.combine(dispatch, results), leaves=results)
 
 
-def coordinate(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
+def coordinate(dispatch: Dispatch, ctx: PassContext) -> CoordinatorResult:
     """The body both coordinator flows share."""
-    if spec.fan_out == "leaf":
-        return coordinate_leaves(dispatch, spec)
-    spec = core.localize(spec, RunSettings())
+    if ctx.settings.pipeline.fan_out == "leaf":
+        return coordinate_leaves(dispatch, ctx)
+    ctx = core.localize(ctx, load_settings())
     workspace = None
     agent = None
-    with fenced_gateway(spec) as gh:
+    with fenced_gateway(ctx) as gh:
         try:
-            workspace = prepare(gh, dispatch, spec)
-            agent = run_agent(dispatch, spec, workspace, return_state=True).result(raise_on_failure=False)
+            workspace = prepare(gh, dispatch, ctx)
+            agent = run_agent(dispatch, ctx, workspace, return_state=True).result(raise_on_failure=False)
             if isinstance(agent, BaseException):
                 raise agent
-            outcome = prove(gh, dispatch, spec, agent, html_base=web_url_of(spec.api_url))
+            outcome = prove(gh, dispatch, ctx, agent, html_base=web_url_of(ctx.settings.github.api_url))
         except Exception as exc:  # a broken coordinator is a failure, never a crashed pass
             get_run_logger().error("coordinator failed: %s", exc)
             outcome = core.failed_outcome(dispatch, f"coordinator failed: {exc}")
         finally:
-            clean_up(gh, dispatch, spec, workspace)
+            clean_up(gh, dispatch, ctx, workspace)
     return CoordinatorResult(outcome=outcome, agent=agent)
 
 
@@ -206,8 +207,8 @@ def as_state(result: CoordinatorResult) -> State:
     return Failed(message="; ".join(reasons)[:1000] or "not proved", data=result)
 
 
-def _coordinator(dispatch: Dispatch, spec: CoordinatorSpec) -> State:
-    return as_state(coordinate(dispatch, spec))
+def _coordinator(dispatch: Dispatch, ctx: PassContext) -> State:
+    return as_state(coordinate(dispatch, ctx))
 
 
 def coordinator_flow(workflow: workflows.Workflow) -> Flow:
@@ -232,12 +233,12 @@ remote_issue_to_pr = remote_flow(workflows.ISSUE_TO_PR)
 remote_pr_review = remote_flow(workflows.PR_REVIEW)
 
 
-def _run_here(dispatch: Dispatch, spec: CoordinatorSpec) -> CoordinatorResult:
+def _run_here(dispatch: Dispatch, ctx: PassContext) -> CoordinatorResult:
     # Subflow heartbeats only detect crashed runs, which the parent's heartbeat already does;
     # in a thread their shutdown costs up to 1 s per subflow, so they are off here.
     with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
         try:
-            state = coordinator_flow(workflows.get(dispatch.kind))(dispatch, spec, return_state=True)
+            state = coordinator_flow(workflows.get(dispatch.kind))(dispatch, ctx, return_state=True)
             result = state.result(raise_on_failure=False)
         except Exception as exc:  # the subflow itself crashed
             return _broken(dispatch, f"coordinator subflow crashed: {exc}")
@@ -250,12 +251,12 @@ def _broken(dispatch: Dispatch, reason: str) -> CoordinatorResult:
     return CoordinatorResult(outcome=core.failed_outcome(dispatch, reason))
 
 
-def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> CoordinatorResult:
+def _run_remote(dispatch: Dispatch, ctx: PassContext, deployment: str) -> CoordinatorResult:
     """Run the coordinator as a deployment on a work pool and wait: its agent's claims come
     back with it, and the pass proves them itself (flows.pipeline_pass, "verify artifact proof")."""
-    remote_spec = spec.model_copy(update={"repo_path": None, "worktree_root": None})
+    remote = ctx.model_copy(update={"on_worker": True})
     try:
-        run = run_deployment(deployment, parameters={"dispatch": dispatch, "spec": remote_spec},
+        run = run_deployment(deployment, parameters={"dispatch": dispatch, "ctx": remote},
                              timeout=None, as_subflow=True)
         result = run.state.result(raise_on_failure=False) if run.state else None
         if not isinstance(result, CoordinatorResult):
@@ -263,21 +264,22 @@ def _run_remote(dispatch: Dispatch, spec: CoordinatorSpec, deployment: str) -> C
             return _broken(dispatch, f"coordinator run {run.name} ended {run.state_name}: {message}")
     except Exception as exc:
         return _broken(dispatch, f"coordinator deployment {deployment} failed: {exc}")
-    return redactor(spec.api_url).model(result)  # the door again, with this machine's secrets
+    return redactor(ctx.settings).model(result)  # the door again, with this machine's secrets
 
 
-def dispatch_all(dispatches: list[Dispatch], spec: CoordinatorSpec,
-                 deployments: dict[str, str] | None = None) -> list[CoordinatorResult]:
+def dispatch_all(dispatches: list[Dispatch], ctx: PassContext) -> list[CoordinatorResult]:
     """Start every coordinator at once and wait for all: in-process subflows (threads sharing
-    the parent's run context), or, given `deployments` (kind -> "flow/deployment"), flow runs
-    of those deployments on their work pool's workers."""
+    the parent's run context), or, with dispatch=deployment, flow runs of the coordinator
+    deployments (kind -> "flow/deployment") on their work pool's workers."""
     if not dispatches:
         return []
-    if spec.fan_out == "leaf":
-        ensure_agent_slots(spec.agent_slots or RunSettings().agent_slots)
+    run = ctx.settings.run
+    deployments = run.coordinator_deployments if run.dispatch == "deployment" else None
+    if ctx.settings.pipeline.fan_out == "leaf":
+        ensure_agent_slots(run.agent_slots)
 
     def one(d: Dispatch) -> CoordinatorResult:
-        return _run_remote(d, spec, deployments[d.kind]) if deployments else _run_here(d, spec)
+        return _run_remote(d, ctx, deployments[d.kind]) if deployments else _run_here(d, ctx)
 
     with ThreadPoolExecutor(max_workers=len(dispatches), thread_name_prefix="coordinator") as pool:
         futures = [pool.submit(contextvars.copy_context().run, one, d) for d in dispatches]

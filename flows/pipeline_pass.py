@@ -8,17 +8,16 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.states import Cancelled, Completed, Failed, State
 
-from conductor.actions.coordinator import CoordinatorSpec
+from conductor.actions.coordinator import PassContext
 from conductor.actions.orphans import stop_agents_of_pass
 from conductor.edges.git_lock import LockError, holder_name
 from conductor.core.ports import GitHub
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.github_urls import web_url_of
 from conductor.core.models import Plan
-from conductor.core.parameters import PassParameters
 from conductor.core.passlock import Lease, LockLost
-from conductor.core.passes import PassInputs, PassReport, approved_gates, pass_inputs
-from conductor.core.settings import GitHubSettings, load_settings
+from conductor.core.passes import PassReport, approved_gates
+from conductor.core.settings import PassParameters, Settings, load_settings
 from conductor.core.verify import CoordinatorOutcome
 from flows.coordinators import dispatch_all
 from tasks import steps
@@ -37,7 +36,7 @@ def _repo_of(parameters: dict[str, Any]) -> str | None:
     """The repository a pass will run on, decided as the pass decides it (None if unknown yet)."""
     try:
         params = PassParameters(**{k: v for k, v in parameters.items() if k in PassParameters.model_fields})
-        return params.repo or load_settings(params).pass_.repo or None
+        return params.repo or load_settings(params).run.repo or None
     except Exception:  # noqa: BLE001 - a bad input fails the pass itself, with its own message
         return None
 
@@ -64,15 +63,15 @@ def conductor(
     reminder_mode: str | None = None,
     task_file: str | None = None,
     config_file: str | None = None,
-    repo_path: str | None = None,
-    github_url: str | None = None,
     agent_command: list[str] | None = None,
     agent_preset: str | None = None,
     agent_timeout: float | None = None,
     rerun_hint: str | None = None,
     event_id: str | None = None,
+    repo_path: str | None = None,
+    github_url: str | None = None,
 ) -> State:
-    """One pass. The parameters are `conductor.core.parameters.PassParameters`, field for field
+    """One pass. The parameters are `conductor.core.settings.PassParameters`, field for field
     (a test holds them equal); the GitHub token is never one: it comes from the environment
     or a Prefect block."""
     params = PassParameters(
@@ -81,15 +80,15 @@ def conductor(
         reminder_mode=reminder_mode, task_file=task_file, config_file=config_file, repo_path=repo_path,
         github_url=github_url, agent_command=agent_command, agent_preset=agent_preset,
         agent_timeout=agent_timeout, rerun_hint=rerun_hint, event_id=event_id)
-    settings = load_settings(params)  # once, at the top of the pass
-    inputs = pass_inputs(settings)
-    inputs = inputs.model_copy(update={"rerun_hint": _rerun_hint(params, inputs.repo)})
+    settings = load_settings(params).require_repo()  # once, at the top of the pass
+    settings = settings.with_run(rerun_hint=_rerun_hint(params, settings.run.repo))
+    settings = settings.model_copy(update={"github": with_token(settings.github)})
     logger = get_run_logger()
-    with pass_slot(inputs.repo, wait_seconds=inputs.guard_wait) as why_not:
+    with pass_slot(settings.run.repo, wait_seconds=settings.run.guard_wait) as why_not:
         if why_not:
             logger.warning(why_not)
             return Cancelled(message=why_not)
-        return _one_pass(with_token(settings.github), inputs)
+        return _one_pass(settings)
 
 
 def _log_plan(logger: Any, plan: Plan, dry_run: bool) -> None:
@@ -108,32 +107,34 @@ def _log_plan(logger: Any, plan: Plan, dry_run: bool) -> None:
         logger.info("nothing to dispatch")
 
 
-def _one_pass(settings: GitHubSettings, inputs: PassInputs) -> State:
+def _one_pass(settings: Settings) -> State:
     """The pass lock on GitHub first (no dry run writes it), then the pass itself, every write
     of it fenced by the lock: once another pass took it over, the pass stops its agents,
     writes nothing more and ends Cancelled."""
     pass_id = uuid.uuid4().hex[:8]
-    with GitHubGateway(settings, inputs.repo, fence=fence_of(pass_id)) as gh:
-        if inputs.dry_run or not inputs.lock:
-            return _steps(gh, inputs, pass_id)
+    run = settings.run
+    with GitHubGateway(settings.github, run.repo, fence=fence_of(pass_id)) as gh:
+        if run.dry_run or not run.lock:
+            return _steps(gh, settings, pass_id)
         url, login = gh.clone_url(), gh.login()
         try:
-            with one_pass_on_github(url, settings.token, pass_id=pass_id, holder=holder_name(login),
-                                    lease_seconds=inputs.lock_lease, margin=inputs.lock_margin,
-                                    on_lost=lambda: stop_agents_of_pass(inputs.worktree_root, pass_id)) as lock:
+            with one_pass_on_github(url, settings.github.token, pass_id=pass_id, holder=holder_name(login),
+                                    lease_seconds=run.lock_lease_seconds(), margin=run.lock_margin_seconds(),
+                                    on_lost=lambda: stop_agents_of_pass(run.resolved_worktree_root(), pass_id),
+                                    ca_bundle=settings.github.ca_bundle) as lock:
                 if not lock.held:
                     other = lock.other
                     who = (f"{other.holder}, pass {other.pass_id}, until {other.expires_at:%H:%M:%S} UTC"
                            if other else "unknown")
-                    message = (f"another conductor pass over {inputs.repo} holds the lock on GitHub "
+                    message = (f"another conductor pass over {settings.run.repo} holds the lock on GitHub "
                                f"({who}); this one dispatched nothing")
                     get_run_logger().warning(message)
                     return Cancelled(message=message)
                 try:
-                    state = _steps(gh, inputs, pass_id, lock_url=url)
+                    state = _steps(gh, settings, pass_id, lock_url=url)
                 except LockLost as exc:
-                    return _taken_over(inputs.repo, exc.other)
-                return _taken_over(inputs.repo, lock.other) if lock.lost else state
+                    return _taken_over(settings.run.repo, exc.other)
+                return _taken_over(settings.run.repo, lock.other) if lock.lost else state
         except LockError as exc:  # raised only while acquiring: nothing was dispatched
             return Failed(message=f"cannot take the conductor lock on GitHub ({exc}); nothing dispatched")
 
@@ -147,47 +148,42 @@ def _taken_over(repo: str, other: Lease | None) -> State:
     return Cancelled(message=message)
 
 
-def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = None) -> State:
+def _steps(gh: GitHub, settings: Settings, pass_id: str, lock_url: str | None = None) -> State:
     """Snapshot → decide → act → record, in the seed's order of steps."""
     logger = get_run_logger()
-    steps.label_preflight(gh, inputs.config, inputs.dry_run)
-    not_people = steps.not_people(gh)
-    snapshot = steps.read_state(gh, inputs, not_people)
-    orphans = steps.clean_orphaned_worktrees(inputs)
-    snapshot, released = steps.release_stale_claims(gh, snapshot, inputs.config, inputs.dry_run)
-    progress = steps.count_attempts(snapshot, inputs)
-    plan = steps.make_plan(snapshot, inputs, progress.attempt)
-    _log_plan(logger, plan, inputs.dry_run)
+    steps.label_preflight(gh, settings.pipeline, settings.run.dry_run)
+    not_people = steps.not_people(gh, settings)
+    snapshot = steps.read_state(gh, settings, not_people)
+    orphans = steps.clean_orphaned_worktrees(settings)
+    snapshot, released = steps.release_stale_claims(gh, snapshot, settings.pipeline, settings.run.dry_run)
+    progress = steps.count_attempts(snapshot, settings)
+    plan = steps.make_plan(snapshot, settings, progress.attempt)
+    _log_plan(logger, plan, settings.run.dry_run)
 
     outcomes: list[CoordinatorOutcome] = []
     skipped: list[int] = []
-    if plan.dispatches and not inputs.dry_run:
-        plan, skipped = steps.skip_claimed(gh, plan, inputs.config)
-    if plan.dispatches and not inputs.dry_run:
-        steps.fetch_clone(inputs)
-        spec = CoordinatorSpec(
-            repo=inputs.repo, api_url=inputs.api_url, repo_path=inputs.repo_path,
-            worktree_root=inputs.worktree_root, integration_branch=inputs.config.integration_branch,
-            default_branch=gh.default_branch(), agent_command=inputs.agent_command,
-            agent_timeout=inputs.agent_timeout, status_in_progress=inputs.config.status_in_progress,
-            status_pr_open=inputs.config.status_pr_open, pass_id=pass_id,
-            fan_out=inputs.config.fan_out, prompts=inputs.config.prompts,
-            migration_paths=inputs.config.migration_paths, lock_url=lock_url, lock_margin=inputs.lock_margin)
-        results = dispatch_all(plan.dispatches, spec, inputs.coordinator_deployments)
-        outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, spec,
-                                               html_base=web_url_of(inputs.api_url))
-        steps.record_failed_attempts(gh, outcomes, spec.pass_id, inputs.config)
-    finished = steps.close_finished(gh, snapshot, inputs.dry_run) if snapshot.finished else []
+    if plan.dispatches and not settings.run.dry_run:
+        plan, skipped = steps.skip_claimed(gh, plan, settings.pipeline)
+    if plan.dispatches and not settings.run.dry_run:
+        steps.fetch_clone(settings)
+        ctx = PassContext(settings=settings, pass_id=pass_id, default_branch=gh.default_branch(), lock_url=lock_url)
+        results = dispatch_all(plan.dispatches, ctx)
+        outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, ctx,
+                                               html_base=web_url_of(settings.github.api_url))
+        steps.record_failed_attempts(gh, outcomes, pass_id, settings.pipeline)
+        steps.record_loops(gh, outcomes, pass_id, settings.pipeline)
+    finished = steps.close_finished(gh, snapshot, settings.run.dry_run) if snapshot.finished else []
 
     # The pipeline after the coordinators: a new snapshot, planned the same way.
-    after_snapshot = steps.read_state(gh, inputs, not_people) if outcomes else snapshot
-    after = steps.make_plan(after_snapshot, inputs, progress.attempt) if outcomes else plan
+    after_snapshot = steps.read_state(gh, settings, not_people) if outcomes else snapshot
+    after = steps.make_plan(after_snapshot, settings, progress.attempt) if outcomes else plan
+    steps.label_held(gh, after, after_snapshot.state, settings.pipeline, settings.run.dry_run)
     approvals = approved_gates(plan, snapshot)
-    result = steps.reminder_gate(gh, inputs, after, progress, outcomes,
+    result = steps.reminder_gate(gh, settings, after, progress, outcomes,
                                  approved_gates(after, after_snapshot) if outcomes else approvals)
-    destroyed = steps.self_destruct(inputs)
+    destroyed = steps.self_destruct(settings)
     report = steps.report(PassReport(
-        repo=inputs.repo, dry_run=inputs.dry_run, attempt=plan.attempt, plan=plan,
+        repo=settings.run.repo, dry_run=settings.run.dry_run, attempt=plan.attempt, plan=plan,
         plan_after=after if outcomes else None, approvals=approvals,
         closed_reminders=result.closed, released_claims=released, orphans=orphans, outcomes=outcomes,
         reminder=result, api_requests=gh.requests_made, rate_points=gh.rate_points, self_destructed=str(destroyed) if destroyed else None,
@@ -195,6 +191,8 @@ def _steps(gh: GitHub, inputs: PassInputs, pass_id: str, lock_url: str | None = 
         refused_approvals=[r.line() for r in snapshot.refused_approvals],
         finished=finished, skipped_claimed=skipped))
 
+    if report.more_work:
+        steps.ask_for_next_pass(settings.run.repo)
     if plan.stuck:
         return Failed(message=f"Conductor stuck: ATTEMPT_N={plan.attempt} — needs human intervention "
                               f"(issue #{result.stuck_issue})", data=report)

@@ -27,6 +27,7 @@ from .errors import (DOC_URLS, PRIMARY_DOCS, SECONDARY_DOCS, SECONDARY_RATE_LIMI
 from . import hooks
 from .context import BadCredentials, Sandbox, authenticate, credentials, json_response  # noqa: F401 (re-exported)
 from .faults import Fault
+from .graphql_api import PATHS as GRAPHQL_PATHS
 from .state import UserRec
 from .store import Store
 
@@ -64,11 +65,12 @@ def api_template(template: str | None) -> str | None:
 
 
 def create_app(store: Store, *, rate_limit: int = 5000) -> FastAPI:
-    from . import control, githttp, routes  # routes register on import-time routers
+    from . import control, githttp, graphql_api, routes  # routes register on import-time routers
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     app.state.sandbox = Sandbox(store, rate_limit=rate_limit)
-    mounted = [(API_PREFIX, routes.router), (CONTROL_PREFIX, control.router), ("", githttp.router)]
+    mounted = [(API_PREFIX, routes.router), (CONTROL_PREFIX, control.router), ("", graphql_api.router),
+               ("", githttp.router)]
     for prefix, router in mounted:
         app.include_router(router, prefix=prefix)
     app.state.routes = RouteTable(mounted)
@@ -97,13 +99,13 @@ def create_app(store: Store, *, rate_limit: int = 5000) -> FastAPI:
     return app
 
 
-def _rate_headers(peek: dict[str, int]) -> dict[str, str]:
+def _rate_headers(peek: dict[str, int], resource: str = "core") -> dict[str, str]:
     return {
         "x-ratelimit-limit": str(peek["limit"]),
         "x-ratelimit-remaining": str(peek["remaining"]),
         "x-ratelimit-reset": str(peek["reset"]),
         "x-ratelimit-used": str(peek["used"]),
-        "x-ratelimit-resource": "core",
+        "x-ratelimit-resource": resource,
     }
 
 
@@ -148,7 +150,8 @@ async def pipeline(app: FastAPI, request: Request, call_next) -> Response:
         if response.status_code >= 400:
             _log_refusal(response.status_code, method, path, getattr(request.state, "reason", "refused"))
         return response
-    is_api = path == API_PREFIX or path.startswith(API_PREFIX + "/")
+    is_graphql = path in GRAPHQL_PATHS
+    is_api = path == API_PREFIX or path.startswith(API_PREFIX + "/") or is_graphql
     template = api_template(app.state.routes.match(method, path))
     sb.counts.hit(f"{method} {template or '<unmatched>'}")
 
@@ -159,7 +162,10 @@ async def pipeline(app: FastAPI, request: Request, call_next) -> Response:
     except BadCredentials as exc:
         viewer, bad_credentials, bad_reason = None, True, str(exc)
     rate_key = f"user:{viewer.login}" if viewer else f"ip:{client}"
-    base_headers = {**_github_headers(viewer), **_rate_headers(sb.rates.peek(rate_key))} if is_api else {}
+    resource = "graphql" if is_graphql else "core"
+    if is_graphql:  # its own rate-limit resource, as on GitHub
+        rate_key = f"graphql:{rate_key}"
+    base_headers = {**_github_headers(viewer), **_rate_headers(sb.rates.peek(rate_key), resource)} if is_api else {}
 
     fault = sb.faults.take(method, path, template, is_api)
     if fault is not None:
@@ -210,7 +216,7 @@ async def pipeline(app: FastAPI, request: Request, call_next) -> Response:
     if counted:
         sb.rates.spend(rate_key)
     headers.update(_github_headers(viewer))
-    headers.update(_rate_headers(sb.rates.peek(rate_key)))
+    headers.update(_rate_headers(sb.rates.peek(rate_key), resource))
     if status >= 400:
         _log_refusal(status, method, path, getattr(request.state, "reason", "") or "refused")
     return Response(body, status_code=status, headers=headers)

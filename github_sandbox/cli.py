@@ -35,6 +35,8 @@ def add_commands(parser: argparse.ArgumentParser, *, default_pipeline: Path | No
                        help="a user and its token (repeatable; the first is the site admin)")
     serve.add_argument("--users-file", type=Path, help="file of LOGIN=TOKEN lines (after --user)")
     serve.add_argument("--rate-limit", type=int, default=5000, help="core requests per hour per user")
+    serve.add_argument("--tls", action="store_true",
+                       help="serve https with a certificate authority generated into DATA/tls/ca.pem")
     serve.add_argument("--ready-file", type=Path, help="write the bound URL here once listening")
     serve.set_defaults(func=run_serve)
 
@@ -60,7 +62,8 @@ def run_serve(args: argparse.Namespace) -> int:
         if args.rate_limit < 1:
             raise SandboxUsageError("--rate-limit must be at least 1")
         return serve(ServeOptions(data_dir=args.data, port=args.port, host=args.host, users=users,
-                                  rate_limit=args.rate_limit, ready_file=args.ready_file))
+                                  rate_limit=args.rate_limit, ready_file=args.ready_file,
+                                  tls=args.tls))
     except SandboxUsageError as exc:
         print(f"conductor sandbox serve: {exc}", file=sys.stderr)
         return 2

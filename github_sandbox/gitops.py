@@ -98,6 +98,12 @@ def commit_count(path: Path, base: str, head: str) -> int:
         return int(repo.git.rev_list("--count", f"{base}..{head}"))
 
 
+def commit_shas(path: Path, base: str, head: str) -> list[str]:
+    """The commits in `base..head`, oldest first."""
+    with Repo(path) as repo:
+        return repo.git.rev_list("--reverse", f"{base}..{head}").split()
+
+
 def commit_messages(path: Path, base: str, head: str) -> list[str]:
     with Repo(path) as repo:
         out = repo.git.log("--format=%B%x00", f"{base}..{head}")
@@ -126,6 +132,14 @@ def diff(path: Path, base: str, head: str) -> list[FileChange]:
             previous_filename=old_path if status[0] in "RC" else None,
         ))
     return out
+
+
+def diff_text(path: Path, base: str, head: str, *, patch: bool) -> str:
+    """`git diff base head` (the `.diff` media type), or the commits as `git format-patch` (`.patch`)."""
+    with Repo(path) as repo:
+        if patch:
+            return repo.git.format_patch("--stdout", "--no-color", f"{base}..{head}", strip_newline=False)
+        return repo.git.diff("-M", "--no-color", "--no-ext-diff", base, head, strip_newline=False)
 
 
 def _parse_raw(raw: str) -> list[tuple[str, str, str, str, str]]:

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from .gitops import FileChange
 from .permissions import author_association, legacy_permission, permission_flags
-from .state import CommentRec, EventRec, IssueRec, LabelRec, RepoRec, UserRec
+from .state import CommentRec, EventRec, IssueRec, LabelRec, RepoRec, ReviewRec, UserRec
 
 GHOST = UserRec(id=10137, login="ghost", token_sha256="", site_admin=False)
 UserLookup = Callable[[str], UserRec | None]
@@ -472,6 +472,28 @@ def invitation(urls: Urls, repo_rec: RepoRec, users: UserLookup, inv_id: int, in
         "url": f"{urls.api}/user/repository_invitations/{inv_id}",
         "html_url": f"{urls.repo_html(repo_rec)}/invitations",
     }
+
+
+def review(urls: Urls, rec: RepoRec, it: IssueRec, r: ReviewRec, users: UserLookup) -> dict[str, Any]:
+    html = f"{urls.repo_html(rec)}/pull/{it.number}"
+    return {
+        "id": r.id,
+        "node_id": node_id("PullRequestReview", r.id),
+        "user": user(urls, users(r.user)),
+        "body": r.body,
+        "state": r.state,
+        "html_url": f"{html}#pullrequestreview-{r.id}",
+        "pull_request_url": f"{urls.repo_api(rec)}/pulls/{it.number}",
+        "author_association": author_association(rec, r.user),
+        "_links": {"html": {"href": f"{html}#pullrequestreview-{r.id}"},
+                   "pull_request": {"href": f"{urls.repo_api(rec)}/pulls/{it.number}"}},
+        "submitted_at": r.submitted_at,
+        "commit_id": r.commit_id,
+    }
+
+
+def search_result(items: list[dict[str, Any]], total: int) -> dict[str, Any]:
+    return {"total_count": total, "incomplete_results": False, "items": items}
 
 
 def merge_result(sha: str) -> dict[str, Any]:

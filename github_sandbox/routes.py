@@ -57,12 +57,14 @@ def _query(request: Request) -> dict[str, str]:
     return dict(request.query_params)
 
 
-def _paged(request: Request, items: Sequence[Any], render_one: Callable[[Any], Any]) -> Response:
+def _paged(request: Request, items: Sequence[Any], render_one: Callable[[Any], Any],
+           wrap: Callable[[list[Any], int], Any] = lambda page, _total: page) -> Response:
+    """One page of `items` with GitHub's `link` header; `wrap(page, total)` shapes the body."""
     page, per_page = page_params(_query(request))
     chunk = page_slice(items, page, per_page)
     link = link_header(f"{request.url.scheme}://{request.url.netloc}{request.url.path}",
                        list(request.query_params.multi_items()), page, per_page, len(items))
-    return json_response([render_one(x) for x in chunk], headers={"link": link} if link else None)
+    return json_response(wrap([render_one(x) for x in chunk], len(items)), headers={"link": link} if link else None)
 
 
 def _issue_json(request: Request, rec: Any, it: Any,
@@ -298,6 +300,20 @@ async def delete_label(request: Request, owner: str, repo: str, name: str) -> Re
     rec, _ = svc.repo_for(owner, repo, _viewer(request), "write")
     svc.delete_label(rec, svc.label_for(rec, name))
     return json_response(None, 204)
+
+
+# -- search -----------------------------------------------------------------------------------------
+@router.get("/search/issues")
+async def search_issues(request: Request) -> Response:
+    svc = _svc(request)
+    q = _query(request).get("q")
+    if not q:
+        raise ApiError(422, "Validation Failed", reason="search without q",
+                       errors=[{"resource": "Search", "field": "q", "code": "missing"}])
+    found = svc.search_issues(q, _viewer(request))
+    summaries = svc.dependency_summaries()
+    return _paged(request, found, lambda pair: _issue_json(request, pair[0], pair[1], summaries),
+                  render.search_result)
 
 
 # -- issues -----------------------------------------------------------------------------------------
@@ -595,6 +611,12 @@ async def get_pull(request: Request, owner: str, repo: str, pull_number: int) ->
     viewer = _viewer(request)
     rec, _ = svc.repo_for(owner, repo, viewer)
     it = svc.pull_for(rec, pull_number)
+    accept = request.headers.get("accept", "")
+    for kind in ("diff", "patch"):  # application/vnd.github[.v3].diff
+        if f".{kind}" in accept:
+            text = svc.pull_diff(rec, it, patch=kind == "patch")
+            return Response(text.encode(), media_type=f"text/x-{kind}; charset=utf-8",
+                            headers={"x-github-media-type": f"github.v3; format={kind}"})
     return json_response(svc.pull_json(_urls(request), rec, it, viewer, full=True))
 
 
@@ -626,6 +648,32 @@ async def list_pull_files(request: Request, owner: str, repo: str, pull_number: 
     files = svc.pull_files(rec, it)
     head_sha = it.pull.head_sha
     return _paged(request, files, lambda f: render.diff_entry(_urls(request), rec, head_sha, f))
+
+
+@router.get(REPO + "/pulls/{pull_number:int}/reviews")
+async def list_reviews(request: Request, owner: str, repo: str, pull_number: int) -> Response:
+    svc = _svc(request)
+    viewer = _viewer(request)
+    rec, _ = svc.repo_for(owner, repo, viewer)
+    it = svc.pull_for(rec, pull_number)
+    shown = svc.visible_reviews(it, viewer.login if viewer else None)
+    return _paged(request, shown, lambda r: render.review(_urls(request), rec, it, r, svc.users))
+
+
+@router.post(REPO + "/pulls/{pull_number:int}/reviews")
+async def create_review(request: Request, owner: str, repo: str, pull_number: int) -> Response:
+    viewer = _need_viewer(request)
+    svc = _svc(request)
+    rec, _ = svc.repo_for(owner, repo, viewer)
+    it = svc.pull_for(rec, pull_number)
+    body = await _body(request)
+    event = one_of(body, "event", tuple(Service.REVIEW_EVENTS))
+    text = field(body, "body", "string", "null")
+    commit_id = field(body, "commit_id", "string")
+    review = svc.add_review(rec, it, viewer, event=None if event is MISSING else event,
+                            body="" if text in (MISSING, None) else text,
+                            commit_id=None if commit_id is MISSING else commit_id)
+    return json_response(render.review(_urls(request), rec, it, review, svc.users))
 
 
 @router.get(REPO + "/pulls/{pull_number:int}/merge")

@@ -14,6 +14,7 @@ from pathlib import Path
 from pydantic import SecretStr
 
 from .store import Store, StoreError
+from .tls import ensure_tls
 
 _LOGIN = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})$")
 
@@ -30,6 +31,7 @@ class ServeOptions:
     users: list[tuple[str, SecretStr]] = field(default_factory=list)
     rate_limit: int = 5000
     ready_file: Path | None = None
+    tls: bool = False
 
 
 def parse_user(text: str) -> tuple[str, SecretStr]:
@@ -106,21 +108,25 @@ def serve(opts: ServeOptions) -> int:
 
     logging.basicConfig(level=logging.INFO, format="sandbox: %(message)s", stream=sys.stderr)
     store, notes = prepare_store(opts)
+    tls = ensure_tls(opts.data_dir) if opts.tls else None
     sock = bind(opts.host, opts.port)
     port = sock.getsockname()[1]
     host = f"[{opts.host}]" if ":" in opts.host else opts.host
-    base = f"http://{host}:{port}"
-    print(f"sandbox: serving {base}/api/v3 (git: {base}/OWNER/REPO.git, data: {opts.data_dir})",
-          flush=True)
+    base = f"{'https' if tls else 'http'}://{host}:{port}"
+    print(f"sandbox: serving {base}/api/v3 (git: {base}/OWNER/REPO.git, GraphQL: {base}/api/graphql, "
+          f"data: {opts.data_dir})", flush=True)
+    if tls:
+        notes.append(f"certificate authority: {tls.ca} (trust it: CONDUCTOR_CA_BUNDLE, SSL_CERT_FILE, ...)")
     for note in notes:
         print(f"sandbox: {note}", flush=True)
     if opts.ready_file is not None:
         tmp = opts.ready_file.with_suffix(".tmp")
         tmp.write_text(json.dumps({"base_url": base, "api_url": f"{base}/api/v3", "port": port,
-                                   "pid": os.getpid()}))
+                                   "pid": os.getpid(), "ca": str(tls.ca) if tls else None}))
         tmp.replace(opts.ready_file)
     app = create_app(store, rate_limit=opts.rate_limit)
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                            timeout_graceful_shutdown=2)
+                            timeout_graceful_shutdown=2,
+                            ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None)
     uvicorn.Server(config).run(sockets=[sock])
     return 0

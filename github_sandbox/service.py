@@ -16,7 +16,8 @@ from .closing import closing_references
 from .errors import ApiError, forbidden, not_found, requires_auth, validation_failed
 from .permissions import NONE, at_least, normalize_role, role_of
 from .render import PullGit, Urls
-from .state import CommentRec, EventRec, IssueRec, LabelRec, PullRec, RepoRec, UserRec, now_iso
+from .search import SearchError, matches, parse_query, sort_key
+from .state import CommentRec, EventRec, IssueRec, LabelRec, PullRec, RepoRec, ReviewRec, UserRec, now_iso
 from .store import Store
 
 # GitHub's labels for a new repository.
@@ -616,6 +617,67 @@ class Service:
 
     def pull_files(self, rec: RepoRec, it: IssueRec) -> list[gitops.FileChange]:
         return gitops.diff(self.git(rec), self._diff_base(rec, it), it.pull.head_sha)
+
+    def pull_diff(self, rec: RepoRec, it: IssueRec, *, patch: bool) -> str:
+        """The PR as `git diff base...head` (or its commits as patches)."""
+        return gitops.diff_text(self.git(rec), self._diff_base(rec, it), it.pull.head_sha, patch=patch)
+
+    # -- reviews ---------------------------------------------------------------------
+    REVIEW_EVENTS = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
+
+    def add_review(self, rec: RepoRec, it: IssueRec, viewer: UserRec, *, event: str | None, body: str,
+                   commit_id: str | None) -> ReviewRec:
+        """A submitted review (`event` APPROVE, REQUEST_CHANGES, COMMENT) or a pending one (None)."""
+        state = self.REVIEW_EVENTS.get(event, "PENDING") if event else "PENDING"
+        own = viewer.login.lower() == it.user.lower()
+        if own and state in ("APPROVED", "CHANGES_REQUESTED"):
+            what = "approve" if state == "APPROVED" else "request changes on"
+            raise ApiError(422, "Unprocessable Entity", errors=[f"Can not {what} your own pull request"],
+                           reason=f"{viewer.login} reviewed own #{it.number} ({state})")
+        if state in ("CHANGES_REQUESTED", "COMMENTED") and not body.strip():
+            raise ApiError(422, "Unprocessable Entity", errors=[f"Review body can't be blank for {event}"],
+                           reason=f"empty {event} review")
+        self.sync_pulls(rec, [it])
+        review = ReviewRec(id=self.store.next_id(), user=viewer.login, state=state, body=body,
+                           commit_id=commit_id or it.pull.head_sha,
+                           submitted_at=None if state == "PENDING" else now_iso())
+        it.pull.reviews.append(review)
+        self._touch(rec, it)
+        self.store.save(rec)
+        return review
+
+    @staticmethod
+    def visible_reviews(it: IssueRec, login: str | None) -> list[ReviewRec]:
+        """The reviews `login` sees: the submitted ones, and a pending one only its author."""
+        who = login.lower() if login else None
+        return [r for r in it.pull.reviews if r.state != "PENDING" or r.user.lower() == who]
+
+    @staticmethod
+    def review_decision(it: IssueRec) -> str | None:
+        """GraphQL's `reviewDecision`: each reviewer's latest approving or change-requesting review
+        counts; None before there is one (the sandbox has no required reviews)."""
+        latest: dict[str, str] = {}
+        for review in it.pull.reviews:
+            if review.state in ("APPROVED", "CHANGES_REQUESTED"):
+                latest[review.user.lower()] = review.state
+        if "CHANGES_REQUESTED" in latest.values():
+            return "CHANGES_REQUESTED"
+        return "APPROVED" if latest else None
+
+    # -- search ------------------------------------------------------------------------
+    def search_issues(self, text: str, viewer: UserRec | None) -> list[tuple[RepoRec, IssueRec]]:
+        """Issues and pull requests the viewer can see that fit GitHub's search syntax."""
+        try:
+            q = parse_query(text)
+        except SearchError as exc:
+            raise validation_failed([{"resource": "Search", "field": "q", "code": "invalid",
+                                      "message": str(exc)}], reason=str(exc)) from None
+        login = viewer.login if viewer else None
+        found = [(rec, it) for rec in self.store.repos.values() if role_of(rec, login) != NONE
+                 for it in rec.issues.values()
+                 if matches(q, rec, it, self._head_owner(it) if it.pull else None)]
+        key = sort_key(q)
+        return sorted(found, key=lambda pair: key(pair[1]), reverse=not q.ascending)
 
     def pull_git(self, rec: RepoRec, it: IssueRec) -> PullGit:
         pr = it.pull

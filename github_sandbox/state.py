@@ -55,6 +55,15 @@ class EventRec(_Rec):
     state_reason: str | None = None
 
 
+class ReviewRec(_Rec):
+    id: int
+    user: str
+    state: str = Field(description="APPROVED, CHANGES_REQUESTED, COMMENTED or PENDING.")
+    body: str = ""
+    commit_id: str
+    submitted_at: str | None = None
+
+
 class PullRec(_Rec):
     """What a pull request adds to its issue record."""
 
@@ -71,6 +80,7 @@ class PullRec(_Rec):
     merged_at: str | None = None
     merged_by: str | None = None
     merge_commit_sha: str | None = None
+    reviews: list[ReviewRec] = Field(default_factory=list)
 
 
 class IssueRec(_Rec):

@@ -33,13 +33,14 @@ class SandboxStartError(RuntimeError):
 class Control:
     """The /_sandbox control API, with the site admin's token."""
 
-    def __init__(self, base_url: str, admin_token: str) -> None:
+    def __init__(self, base_url: str, admin_token: str, verify: str | bool = True) -> None:
         self._base = base_url
+        self._verify = verify
         self._headers = {"Authorization": f"token {admin_token}"}
 
     def _call(self, method: str, path: str, json_body: Any = None) -> Any:
         resp = httpx.request(method, f"{self._base}/_sandbox{path}", json=json_body,
-                             headers=self._headers, timeout=30)
+                             headers=self._headers, timeout=30, verify=self._verify)
         if resp.status_code >= 400:
             raise RuntimeError(f"sandbox control {method} {path}: {resp.status_code} {resp.text}")
         return resp.json() if resp.content else None
@@ -85,12 +86,14 @@ class RunningSandbox:
     """A sandbox server process; see `running_sandbox`."""
 
     def __init__(self, data_dir: Path, users: dict[str, str], port: int | None,
-                 rate_limit: int | None) -> None:
+                 rate_limit: int | None, tls: bool = False) -> None:
         self.data_dir = Path(data_dir)
         self.users = dict(users)
         self.admin_login, self.admin_token = next(iter(self.users.items()))
         self.port = port or 0
         self.rate_limit = rate_limit
+        self.tls = tls
+        self.ca: str | None = None  # DATA/tls/ca.pem when serving https
         self.log_path = self.data_dir / "sandbox.log"
         self.base_url = ""
         self.api_url = ""
@@ -109,6 +112,8 @@ class RunningSandbox:
                "--data", str(self.data_dir), "--users-file", str(users_file), "--ready-file", str(ready)]
         if self.rate_limit:
             cmd += ["--rate-limit", str(self.rate_limit)]
+        if self.tls:
+            cmd.append("--tls")
         log = open(self.log_path, "ab")
         self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                       start_new_session=True)
@@ -120,9 +125,10 @@ class RunningSandbox:
             if ready.exists():
                 info = json.loads(ready.read_text())
                 self.base_url, self.api_url, self.port = info["base_url"], info["api_url"], info["port"]
+                self.ca = info.get("ca")
                 try:
-                    if httpx.get(f"{self.base_url}/_sandbox/health", timeout=2).status_code == 200:
-                        self.control = Control(self.base_url, self.admin_token)
+                    if httpx.get(f"{self.base_url}/_sandbox/health", timeout=2, verify=self.verify).status_code == 200:
+                        self.control = Control(self.base_url, self.admin_token, self.verify)
                         return
                 except httpx.HTTPError:
                     pass
@@ -156,6 +162,11 @@ class RunningSandbox:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     # -- conveniences -------------------------------------------------------------
+    @property
+    def verify(self) -> str | bool:
+        """What an httpx client passes as `verify`: the sandbox's CA when it serves https."""
+        return self.ca or True
+
     def token_of(self, login: str) -> str:
         return self.users[login]
 
@@ -165,7 +176,7 @@ class RunningSandbox:
         headers = {"Accept": "application/vnd.github+json"}
         if token:
             headers["Authorization"] = f"token {token}"
-        return httpx.Client(base_url=self.api_url, headers=headers, timeout=30)
+        return httpx.Client(base_url=self.api_url, headers=headers, timeout=30, verify=self.verify)
 
     def create_repo(self, name: str, owner_token: str | None = None, *, private: bool = False,
                     auto_init: bool = False) -> str:
@@ -183,16 +194,19 @@ class RunningSandbox:
     def clone_url(self, full_name: str, token: str | None = None) -> str:
         """The repository's git URL with `x-access-token:TOKEN@` credentials in it."""
         token = self.admin_token if token is None else token
-        host = self.base_url.split("://", 1)[1]
-        return f"http://x-access-token:{token}@{host}/{full_name}.git"
+        scheme, host = self.base_url.split("://", 1)
+        return f"{scheme}://x-access-token:{token}@{host}/{full_name}.git"
 
     def git_env(self, token: str | None = None) -> dict[str, str]:
         """Environment that makes git send `token` to the sandbox (HTTP basic, as an
         `http.extraHeader` from the environment, so the token is in no URL or argv)."""
         token = self.admin_token if token is None else token
-        return {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1",
-                "GIT_CONFIG_KEY_0": "http.extraHeader",
-                "GIT_CONFIG_VALUE_0": f"Authorization: {basic_auth(token)}"}
+        env = {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": "1",
+               "GIT_CONFIG_KEY_0": "http.extraHeader",
+               "GIT_CONFIG_VALUE_0": f"Authorization: {basic_auth(token)}"}
+        if self.ca:  # git trusts the sandbox's CA (GIT_SSL_CAINFO too: it outranks http.sslCAInfo)
+            env.update({"GIT_SSL_CAINFO": self.ca})
+        return env
 
     @contextmanager
     def _workdir(self, token: str | None) -> Iterator[tuple[Repo, Path]]:
@@ -264,8 +278,9 @@ def _first_existing(repo: Repo, candidates: list[tuple[str, str]]) -> str | None
 
 @contextmanager
 def running_sandbox(data_dir: Path | str, users: dict[str, str] | None = None, port: int | None = None,
-                    *, rate_limit: int | None = None) -> Iterator[RunningSandbox]:
+                    *, rate_limit: int | None = None, tls: bool = False) -> Iterator[RunningSandbox]:
     """Start `python -m github_sandbox serve` on a free port (or `port`); stop it after.
+    `tls`: serve https (`ca` is then the certificate authority to trust).
 
     `users` maps login -> token; the first is the site admin. Default: one admin with a
     random token."""
@@ -273,7 +288,7 @@ def running_sandbox(data_dir: Path | str, users: dict[str, str] | None = None, p
     for login in users:
         if not re.match(r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$", login):
             raise ValueError(f"users: {login!r} is not a GitHub login")
-    sandbox = RunningSandbox(Path(data_dir), users, port, rate_limit)
+    sandbox = RunningSandbox(Path(data_dir), users, port, rate_limit, tls)
     sandbox.start()
     try:
         yield sandbox

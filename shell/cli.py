@@ -25,16 +25,14 @@ from shell.cliargs import (
 from conductor.core.errors import ConductorError
 
 def _load(args: argparse.Namespace, repo: str | None = None):
-    """The settings and the pass's inputs (repository, pipeline config, phase filter, caps,
-    attempt), decided exactly as a pass decides them (`conductor.core.settings.load_settings`)."""
-    from conductor.core.passes import pass_inputs
+    """The settings (repository, pipeline config, phase filter, caps, attempt), decided exactly
+    as a pass decides them (`conductor.core.settings.load_settings`)."""
     from conductor.core.settings import load_settings
 
     params = parameters_from_args(args)
     if repo and not params.repo:
         params = params.model_copy(update={"repo": repo})
-    settings = load_settings(params)  # a bad value: one line from main()
-    return settings, pass_inputs(settings)
+    return load_settings(params).require_repo()  # a bad value: one line from main()
 
 
 def _read_state_file(path: Path):
@@ -63,15 +61,14 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from conductor.core.render import plan_table
 
     state = _read_state_file(args.state_file) if args.state_file else None
-    settings, inputs = _load(args, repo=state.repo if state else None)
-    rules = inputs.given_rules()
+    settings = _load(args, repo=state.repo if state else None)
     if state is None:
         from conductor.edges.github_gateway import GitHubGateway
         from conductor.actions.snapshot import read_snapshot
 
-        with GitHubGateway(settings.github, inputs.repo) as gh:
-            state = read_snapshot(gh, rules).state
-    result = make_plan(state, rules)
+        with GitHubGateway(settings.github, settings.run.repo) as gh:
+            state = read_snapshot(gh, settings).state
+    result = make_plan(state, settings, settings.given_attempt())
     if args.json:
         print(json.dumps(result.model_dump(mode="json"), indent=2))
     else:
@@ -84,14 +81,13 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from conductor.core.planner import plan as make_plan
     from conductor.actions.snapshot import read_snapshot
 
-    settings, inputs = _load(args)
-    rules = inputs.given_rules()
-    with GitHubGateway(settings.github, inputs.repo) as gh:
-        state = read_snapshot(gh, rules).state
+    settings = _load(args)
+    with GitHubGateway(settings.github, settings.run.repo) as gh:
+        state = read_snapshot(gh, settings).state
     text = json.dumps(state.model_dump(mode="json"), indent=2) + "\n"
     if args.out:
         args.out.write_text(text, encoding="utf-8")
-        counted = make_plan(state, rules)  # the same counts `conductor plan` shows
+        counted = make_plan(state, settings, settings.given_attempt())  # the same counts `conductor plan` shows
         print(f"wrote {args.out}: {counted.open_issues} open issues, {counted.open_prs} open PRs in the "
               f"pipeline ({state.api_requests} requests)", file=sys.stderr)
     else:

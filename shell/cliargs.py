@@ -1,7 +1,8 @@
 """Command-line pieces every `conductor` command shares: flags, their parsers, one-line errors.
 
-The flags of `conductor run` are built from `conductor.core.parameters.PassParameters` (its
-field descriptions are their help), so the flow's parameters and the CLI cannot drift.
+The flags of `conductor run` are built from the settings tree's fields that have one
+(`conductor.core.settings.flag_fields`; their descriptions are the help), and read back into
+`PassParameters`, the flow's parameters, so the flow, the CLI and the settings cannot drift.
 """
 from __future__ import annotations
 
@@ -53,14 +54,15 @@ def first_error(exc: ValidationError) -> str:
 
 
 def add_parameter_flags(parser: argparse.ArgumentParser, names: list[str] | None = None) -> None:
-    """One flag per `PassParameters` field that has one (all, or those in `names`); the
-    destination is the field's name, the help its description."""
-    from conductor.core.parameters import PassParameters, field_meta
+    """One flag per settings field that has one (all, or those whose parameter is in `names`);
+    the destination is the flow parameter's name, the help the field's description."""
+    from conductor.core.settings import PassParameters, flag_fields, meta
 
-    for name, field in PassParameters.model_fields.items():
-        flag = field_meta(name).get("cli_flag")
+    for name, (_, _, setting) in flag_fields().items():
+        flag = meta(setting)["flag"]
         if not flag or (names is not None and name not in names):
             continue
+        field = PassParameters.model_fields[name]
         kwargs: dict[str, typing.Any] = {"dest": name, "default": None, "help": field.description}
         args = typing.get_args(field.annotation)
         base = next((a for a in args if a is not type(None)), field.annotation)
@@ -81,7 +83,7 @@ def add_parameter_flags(parser: argparse.ArgumentParser, names: list[str] | None
 
 def parameters_from_args(args: argparse.Namespace):
     """The `PassParameters` a command line gave (None for every flag not given)."""
-    from conductor.core.parameters import PassParameters
+    from conductor.core.settings import PassParameters
 
     values = {}
     for name in PassParameters.model_fields:

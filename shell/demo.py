@@ -48,12 +48,12 @@ def _all(client: Any, path: str, **params: Any) -> list[dict[str, Any]]:
         page += 1
 
 
-def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoResult:
+def run_demo(workdir: Path, *, max_passes: int = 16, echo: Any = print) -> DemoResult:
     from conductor.edges import worktrees
     from conductor.core.passes import ITEM_HEADERS, PassReport, item_rows
     from conductor.core.render import pass_table
     from shell.run_cli import PrefectAPI, run_pass
-    from conductor.core.settings import PrefectSettings, scoped_environ
+    from conductor.core.settings import load_settings, scoped_environ
     from github_sandbox.seed import seed_pipeline
     from github_sandbox.testing import running_sandbox
 
@@ -81,7 +81,7 @@ def run_demo(workdir: Path, *, max_passes: int = 12, echo: Any = print) -> DemoR
         items: list[dict[str, Any]] = []
         passes, idle, leaves = 0, False, 0
         echo("starting Prefect (embedded server)…")
-        with scoped_environ(machine), PrefectAPI(PrefectSettings(), ephemeral_home=True) as api:
+        with scoped_environ(machine), PrefectAPI(load_settings().run, ephemeral_home=True) as api:
             api.url()
             for passes in range(1, max_passes + 1):
                 echo(f"pass {passes}: running…")
@@ -143,5 +143,5 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="the sandbox, its sample pipeline and a scripted agent, pass after pass")
     p.add_argument("--json", action="store_true", help="end with one JSON object (the table goes to stderr)")
-    p.add_argument("--max-passes", type=int, default=12, help="stop after this many passes")
+    p.add_argument("--max-passes", type=int, default=16, help="stop after this many passes")
     p.set_defaults(func=cmd_demo)

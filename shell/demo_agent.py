@@ -6,7 +6,16 @@ directory) and writes its report (CONDUCTOR_REPORT_FILE), like a real coding age
 * given issues: per issue, a branch with one commit pushed with git, and a PR whose body
   closes the issue;
 * given PRs: per PR, a grade and, when it passes, a merge (closing the linked issues
-  that are still open, as a PR_REVIEW agent does when the base is not the default branch).
+  that are still open, as a PR_REVIEW agent does when the base is not the default branch);
+  a PR that no longer merges cleanly is not merged: the review reports blocked, and the
+  conductor sends it to a rebase leaf first;
+* as a `rework` leaf: one commit on the PR's own branch addressing its review, pushed;
+* as a `rebase` leaf: the base merged into the PR's branch, every conflict resolved by
+  keeping both sides (`--mode no-resolve`: resolved by nobody, the conflicting paths reported).
+
+An issue whose body says `demo:grade-d-once` gets a PR whose body says it too; the reviewer
+grades such a PR D until the conductor has recorded one review of it (its `conductor:loop`
+comment), then grades it as usual: the demo's rework round.
 
 As a leaf (the conductor's default) it gets one item: `ISSUE_NUMBER` (it also edits the
 files the issue owns, `FILE_OWNERSHIP`, and reports blocked while a `DEPENDS_ON` issue is
@@ -42,21 +51,23 @@ import httpx
 from git import Repo
 
 from conductor.core.linking import linked_issues
-from conductor.core.settings import AgentEnvironment
+from conductor.core.constants import AGENT_REPORT_FILE_ENV, AGENT_TASK_FILE_ENV
+from conductor.core.settings import process_environment
 from conductor.core.taskfile import parse_key_values
 
-MODES = ("work", "crash", "hang", "empty", "foreign-url", "grade-d", "garbage", "no-report", "leak", "half-done")
+MODES = ("work", "crash", "hang", "empty", "foreign-url", "grade-d", "garbage", "no-report", "leak", "half-done",
+         "no-resolve")
+GRADE_D_ONCE = "demo:grade-d-once"
 IDENTITY = {"GIT_AUTHOR_NAME": "demo-agent", "GIT_AUTHOR_EMAIL": "demo-agent@sandbox.invalid",
             "GIT_COMMITTER_NAME": "demo-agent", "GIT_COMMITTER_EMAIL": "demo-agent@sandbox.invalid"}
 
 
 def api_url(task: dict[str, str]) -> str:
-    return task.get("GITHUB_API_URL") or AgentEnvironment().api_url
+    return task.get("GITHUB_API_URL") or process_environment().get("GITHUB_API_URL", "")
 
 
 def _token() -> str | None:
-    token = AgentEnvironment().token
-    return token.get_secret_value() if token else None
+    return process_environment().get("GH_TOKEN") or None
 
 
 def base_branch(task: dict[str, str]) -> str:
@@ -121,8 +132,10 @@ class Agent:
         finally:
             git.close()
         base = base_branch(self.task)
+        hint = f"\n\n{GRADE_D_ONCE}" if GRADE_D_ONCE in (self._call("GET", f"/issues/{issue}").json().get("body")
+                                                          or "") else ""
         created = self._call("POST", "/pulls", json={
-            "title": f"Implement #{issue}", "head": branch, "base": base, "body": f"Closes #{issue}"})
+            "title": f"Implement #{issue}", "head": branch, "base": base, "body": f"Closes #{issue}{hint}"})
         if created.status_code == 201:
             return created.json()["html_url"]
         owner = self.repo.split("/")[0]
@@ -137,52 +150,89 @@ class Agent:
     def is_merged(self, number: int) -> bool:
         return bool(self._call("GET", f"/pulls/{number}").json().get("merged"))
 
-    def bring_base_in(self, pull: dict[str, Any]) -> None:
-        """The PR no longer merges cleanly (an earlier PR changed the same lines): merge the
-        base into its branch, keeping both sides of every conflict, and push it."""
+    def checkout(self, git: Repo, pull: dict[str, Any]) -> None:
+        """The PR's own branch, as on GitHub now, checked out in the worktree."""
         head, base = pull["head"]["ref"], pull["base"]["ref"]
+        git.git.execute(["git", "fetch", "-q", "origin", f"+refs/heads/{head}:refs/remotes/origin/{head}",
+                         f"+refs/heads/{base}:refs/remotes/origin/{base}"])
+        git.git.checkout("-q", "-B", head, f"origin/{head}")
+
+    def push(self, git: Repo, pull: dict[str, Any]) -> None:
+        git.git.execute(["git", *self._git_auth(), "push", "-q", "origin", f"HEAD:refs/heads/{pull['head']['ref']}"])
+
+    def rebase(self, number: int, resolve: bool = True) -> list[str]:
+        """Merge the base into the PR's branch and push it, every conflict resolved by keeping
+        both sides; with `resolve` False nothing is pushed. Returns the conflicting paths left."""
+        pull = self._call("GET", f"/pulls/{number}").json()
         git = Repo(Path.cwd())
         try:
-            git.git.execute(["git", "fetch", "-q", "origin", f"+refs/heads/{head}:refs/remotes/origin/{head}",
-                             f"+refs/heads/{base}:refs/remotes/origin/{base}"])
-            git.git.checkout("-q", "-B", f"review-{pull['number']}", f"origin/{head}")
-            status, _, _ = git.git.execute(["git", "merge", "-q", "--no-edit", f"origin/{base}"], env=IDENTITY,
-                                           with_extended_output=True, with_exceptions=False)
-            if status:
-                for path in git.git.diff("--name-only", "--diff-filter=U").splitlines():
-                    sides = []
-                    for stage in (2, 1, 3):  # ours, base, theirs
-                        status, text, _ = git.git.execute(["git", "show", f":{stage}:{path}"],
-                                                          with_extended_output=True, with_exceptions=False,
-                                                          strip_newline_in_stdout=False)
-                        side = Path(git.git_dir) / f"union-{stage}"
-                        side.write_text(text if status == 0 else "", encoding="utf-8")
-                        sides.append(str(side))
-                    _, merged, _ = git.git.execute(["git", "merge-file", "--union", "-p", *sides],
-                                                   with_extended_output=True, with_exceptions=False,
-                                                   strip_newline_in_stdout=False)
-                    Path(path).write_text(merged, encoding="utf-8")
-                    git.git.add(path)
+            self.checkout(git, pull)
+            status, _, _ = git.git.execute(["git", "merge", "-q", "--no-edit", f"origin/{pull['base']['ref']}"],
+                                           env=IDENTITY, with_extended_output=True, with_exceptions=False)
+            conflicts = git.git.diff("--name-only", "--diff-filter=U").splitlines() if status else []
+            if conflicts and not resolve:
+                git.git.execute(["git", "merge", "--abort"])
+                return conflicts
+            for path in conflicts:
+                sides = []
+                for stage in (2, 1, 3):  # ours, base, theirs
+                    status, text, _ = git.git.execute(["git", "show", f":{stage}:{path}"],
+                                                      with_extended_output=True, with_exceptions=False,
+                                                      strip_newline_in_stdout=False)
+                    side = Path(git.git_dir) / f"union-{stage}"
+                    side.write_text(text if status == 0 else "", encoding="utf-8")
+                    sides.append(str(side))
+                _, merged, _ = git.git.execute(["git", "merge-file", "--union", "-p", *sides],
+                                               with_extended_output=True, with_exceptions=False,
+                                               strip_newline_in_stdout=False)
+                Path(path).write_text(merged, encoding="utf-8")
+                git.git.add(path)
+            if conflicts:
                 git.git.execute(["git", "commit", "-q", "--no-edit"], env=IDENTITY)
-            git.git.execute(["git", *self._git_auth(), "push", "-q", "origin", f"HEAD:refs/heads/{head}"])
+            self.push(git, pull)
+            return []
         finally:
             git.close()
 
+    def rework(self, number: int, task: dict[str, str]) -> None:
+        """One commit on the PR's own branch that addresses its review, pushed (no new PR)."""
+        pull = self._call("GET", f"/pulls/{number}").json()
+        git = Repo(Path.cwd())
+        try:
+            self.checkout(git, pull)
+            path = Path("changes") / f"rework-pr-{number}.md"
+            path.parent.mkdir(exist_ok=True)
+            before = path.read_text(encoding="utf-8") if path.exists() else ""
+            path.write_text(before + f"Round {task.get('REVIEW_ROUND')}: addressed the review graded "
+                            f"{task.get('REVIEW_GRADE')}.\n", encoding="utf-8")
+            git.index.add([str(path)])
+            git.git.commit("-q", "-m", f"Rework PR #{number} after its review", env=IDENTITY)
+            self.push(git, pull)
+        finally:
+            git.close()
+
+    def graded_down_before(self, number: int) -> bool:
+        """The conductor recorded a review that graded PR `number` down (its loop comment)."""
+        return any("conductor:loop" in (c.get("body") or "") and '"review"' in (c.get("body") or "")
+                   for c in self._call("GET", f"/issues/{number}/comments").json())
+
     def merge(self, number: int) -> bool:
+        """Squash-merge PR `number`; False when GitHub refuses (it conflicts with its base)."""
         result = self.api.put(f"/repos/{self.repo}/pulls/{number}/merge", json={"merge_method": "squash"})
-        if result.status_code == 405 and self.is_open(number):  # not mergeable: fix, then merge
-            print(f"demo agent: PR #{number} does not merge cleanly; bringing the base in", flush=True)
-            self.bring_base_in(self._call("GET", f"/pulls/{number}").json())
-            result = self.api.put(f"/repos/{self.repo}/pulls/{number}/merge", json={"merge_method": "squash"})
         if result.status_code >= 400 and result.status_code != 405:
             raise RuntimeError(f"merge of PR #{number}: {result.status_code} {result.text[:200]}")
         return result.status_code == 200 and bool(result.json().get("merged"))
 
     def review(self, number: int, grade: str) -> dict[str, Any]:
         pull = self._call("GET", f"/pulls/{number}").json()
+        if GRADE_D_ONCE in (pull.get("body") or "") and not self.graded_down_before(number):
+            grade = "D"
         merged = bool(pull.get("merged"))
         if grade in ("A", "B", "C") and not merged:
             merged = self.merge(number)
+            if not merged and self.is_open(number):
+                print(f"demo agent: PR #{number} does not merge cleanly; it needs a rebase", flush=True)
+                return {"pr": number, "grade": grade, "merged": False, "conflicts": True}
         if merged:
             for issue in linked_issues(pull.get("body") or "", self.repo):
                 state = self._call("GET", f"/issues/{issue}").json().get("state")
@@ -226,13 +276,13 @@ def remaining(lasting: float, elapsed: float) -> float:
 
 
 def _run(args: argparse.Namespace) -> int:
-    given = AgentEnvironment()
-    task = parse_key_values(given.task_file.read_text(encoding="utf-8"))
-    report_path = given.report_file
+    given = process_environment()  # what the conductor handed this agent
+    task = parse_key_values(Path(given[AGENT_TASK_FILE_ENV]).read_text(encoding="utf-8"))
+    report_path = Path(given[AGENT_REPORT_FILE_ENV])
     workflow = task["WORKFLOW"]
     leaf = "ISSUE_NUMBER" in task or "PR_NUMBER" in task
     if leaf:
-        items = [int(task["ISSUE_NUMBER"] if "ISSUE_NUMBER" in task else task["PR_NUMBER"])]
+        items = [int(task["PR_NUMBER"] if "PR_NUMBER" in task else task["ISSUE_NUMBER"])]
         print(f"demo agent: {workflow} #{items[0]} mode {args.mode}", flush=True)
         prompt = Path(task.get("PROMPT") or "")
         if prompt.is_file():
@@ -279,8 +329,11 @@ def _run(args: argparse.Namespace) -> int:
         else:
             grade = "D" if args.mode == "grade-d" else args.grade
             for pr in items:
-                report["reviews"].append(agent.review(pr, grade))
-                print(f"demo agent: PR #{pr} graded {grade}", flush=True)
+                review = agent.review(pr, grade)
+                if review.pop("conflicts", False):
+                    report.update(status="blocked", message=f"PR #{pr} conflicts with its base: it needs a rebase")
+                report["reviews"].append(review)
+                print(f"demo agent: PR #{pr} graded {review['grade']}", flush=True)
     report_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return 0
 
@@ -291,6 +344,18 @@ def leaf_report(task: dict[str, str], args: argparse.Namespace, number: int) -> 
     if args.mode == "empty":
         return {"workflow": workflow, "status": "done"}
     agent = Agent(task, _token())
+    if workflow == "rework":
+        agent.rework(number, task)
+        print(f"demo agent: PR #{number} reworked after its review graded {task.get('REVIEW_GRADE')}", flush=True)
+        return {"workflow": workflow, "status": "done", "pr": number, "message": "addressed the review"}
+    if workflow == "rebase":
+        conflicts = agent.rebase(number, resolve=args.mode != "no-resolve")
+        if conflicts:
+            print(f"demo agent: PR #{number}: cannot resolve {', '.join(conflicts)}", flush=True)
+            return {"workflow": workflow, "status": "failed", "pr": number, "conflicts": conflicts,
+                    "message": "conflicts need a human decision"}
+        print(f"demo agent: PR #{number} rebased onto its base", flush=True)
+        return {"workflow": workflow, "status": "done", "pr": number, "message": "brought the base in"}
     if "ISSUE_NUMBER" in task:
         waiting = [n for n in _numbers(task.get("DEPENDS_ON")) if agent.is_open(n)]
         if waiting:
@@ -309,7 +374,10 @@ def leaf_report(task: dict[str, str], args: argparse.Namespace, number: int) -> 
         return {"workflow": workflow, "status": "blocked", "pr": number, "message": message}
     grade = "D" if args.mode == "grade-d" else args.grade
     review = agent.review(number, grade)
-    print(f"demo agent: PR #{number} graded {grade}, merged {review['merged']}", flush=True)
+    if review.pop("conflicts", False):
+        message = f"PR #{number} conflicts with its base: it needs a rebase"
+        return {"workflow": workflow, "status": "blocked", "pr": number, "message": message}
+    print(f"demo agent: PR #{number} graded {review['grade']}, merged {review['merged']}", flush=True)
     return {"workflow": workflow, "status": "done", **review, "pr_url": task.get("PR_URL") or None}
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from conductor.core.errors import ConductorError
-from conductor.core.settings import PrefectSettings, process_environment
+from conductor.core.settings import load_settings, process_environment
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 EMBEDDED_DB_NAME = "conductor-embedded.db"
@@ -109,7 +109,7 @@ def database_url(prefect_home: str | Path) -> str:
 
 
 def default_home() -> Path:
-    return PrefectSettings().home
+    return load_settings().run.prefect_home
 
 
 class EmbeddedServer:

@@ -23,7 +23,7 @@ from typing import Any
 
 from shell.cliargs import add_parameter_flags, parameters_from_args
 from conductor.core.errors import ConductorError
-from conductor.core.settings import PrefectSettings, scoped_environ
+from conductor.core.settings import RunSettings, scoped_environ
 
 EXIT_OK, EXIT_FAILURES, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -32,10 +32,10 @@ class PrefectAPI:
     """PREFECT_API_URL when set; else the embedded server, started at once and waited for
     only when needed (`url()`), so inputs are checked while it starts."""
 
-    def __init__(self, prefect: PrefectSettings, ephemeral_home: bool = False,
+    def __init__(self, run: RunSettings, ephemeral_home: bool = False,
                  log_file: Path | None = None) -> None:
-        self._prefect = prefect
-        self._given = prefect.api_url or None
+        self._run = run
+        self._given = run.prefect_api_url or None
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self._server = None
         self._url: str | None = self._given
@@ -45,7 +45,7 @@ class PrefectAPI:
 
             if ephemeral_home:
                 self._tmp = tempfile.TemporaryDirectory(prefix="conductor-prefect-")
-            home = self._tmp.name if self._tmp else prefect.home
+            home = self._tmp.name if self._tmp else run.prefect_home
             self._server = EmbeddedServer(prefect_home=home, log_file=log_file).start()
 
     @property
@@ -72,7 +72,7 @@ class PrefectAPI:
         if self._server is None:
             from shell.status_cli import flow_run_link
 
-            return f"Prefect flow run {flow_run_link(self._prefect, self._url or '', flow_run_id)}"
+            return f"Prefect flow run {flow_run_link(self._run, self._url or '', flow_run_id)}"
         return f"Prefect flow run {flow_run_id} (PREFECT_HOME={self._server.home})"
 
     def close(self, drain: bool = True) -> None:
@@ -102,13 +102,15 @@ def run_pass(params: Any = None, **parameters: Any):
     pass was skipped because another pass over the repository held its slot."""
     from flows.pipeline_pass import conductor
 
-    from conductor.core.parameters import PassParameters
+    from conductor.core.settings import PassParameters
 
     params = params or PassParameters(**parameters)
     state = conductor(**params.model_dump(exclude_none=True), return_state=True)
     if state.is_cancelled():
         return None, state
     report = state.result(raise_on_failure=False)
+    if report is None and state.is_failed():  # e.g. the lock could not be read (TLS, network)
+        raise ConductorError(state.message or "the conductor pass failed")
     if isinstance(report, BaseException):
         if isinstance(report, ConductorError):
             raise report
@@ -148,28 +150,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     log_file = args.log_file or default_log_file()
     start_logging(log_file, err)
     try:
-        from conductor.core.passes import StandInReport, pass_inputs
+        from conductor.core.passes import StandInReport
         from conductor.core.settings import load_settings
 
-        settings = load_settings(params)
-        inputs = pass_inputs(settings)
+        settings = load_settings(params).require_repo()
     except BaseException:
         if status:
             status.stop()
         raise
-    api = PrefectAPI(settings.prefect, ephemeral_home=params.dry_run, log_file=log_file)
+    api = PrefectAPI(settings.run, ephemeral_home=params.dry_run, log_file=log_file)
     try:
         from conductor.actions.preflight import check_agent_command, check_inputs
         from conductor.core.render import pass_table
 
-        check_agent_command(inputs.agent_command, inputs.dry_run)  # local: before asking any server
-        github = settings.github
-        if github.token is None:  # only a Prefect block can hold it: ask the server
+        check_agent_command(settings.run.agent_command, settings.run.dry_run)  # local: before asking any server
+        if settings.github.token is None:  # only a Prefect block can hold it: ask the server
             api.url()
             from tasks.secrets import with_token
 
-            github = with_token(github)
-        checked = check_inputs(inputs, github)
+            settings = settings.model_copy(update={"github": with_token(settings.github)})
+        checked = check_inputs(settings)
         if status:
             status.update(f"inputs checked (token of {checked.login}); starting Prefect…")
         api.url()
@@ -180,8 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise
     if status:
         status.stop()
-    err.print(f"[bold]DRY RUN, nothing written[/bold] — {inputs.repo}" if inputs.dry_run
-              else f"conductor pass over {inputs.repo} as {checked.login}")
+    err.print(f"[bold]DRY RUN, nothing written[/bold] — {settings.run.repo}" if settings.run.dry_run
+              else f"conductor pass over {settings.run.repo} as {checked.login}")
     err.print(f"[dim]Prefect log: {log_file}[/dim]")
     try:
         import flows.pipeline_pass  # noqa: F401  (Prefect configures its logging; route_logs redirects it)
@@ -191,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConductorError as exc:
         api.close(drain=False)
         message = f"{exc} (details: {log_file})"
-        _end(args.json, StandInReport(repo=inputs.repo, dry_run=inputs.dry_run, error=message))
+        _end(args.json, StandInReport(repo=settings.run.repo, dry_run=settings.run.dry_run, error=message))
         raise ConductorError(message) from None
     except Exception as exc:  # a bug, not the user's input: the traceback is in the log file
         import logging
@@ -200,13 +200,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         api.close(drain=False)
         message = (f"the pass failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} "
                    f"(traceback: {log_file})")
-        _end(args.json, StandInReport(repo=inputs.repo, dry_run=inputs.dry_run, error=message),
+        _end(args.json, StandInReport(repo=settings.run.repo, dry_run=settings.run.dry_run, error=message),
              f"conductor: error: {message}")
         return EXIT_FAILURES
     where = f"details: {log_file} and {api.run_reference(state.state_details.flow_run_id)}"
     api.close()
     if report is None:
-        _end(args.json, StandInReport(repo=inputs.repo, dry_run=inputs.dry_run, skipped=state.message),
+        _end(args.json, StandInReport(repo=settings.run.repo, dry_run=settings.run.dry_run, skipped=state.message),
              f"conductor: {state.message}")
         return EXIT_OK
     if not args.json:
@@ -232,12 +232,11 @@ def _end(as_json: bool, report: Any, last_line: str | None = None) -> None:
 
 def cmd_setup(args: argparse.Namespace) -> int:
     from conductor.edges import worktrees
-    from conductor.core.parameters import PassParameters
     from conductor.core.settings import load_settings
     from conductor.core.taskfile import TaskFile
 
-    loaded = load_settings(PassParameters(repo=args.repo, repo_path=args.repo_path and str(args.repo_path),
-                                          config_file=args.config and str(args.config)))
+    loaded = load_settings({"repo": args.repo, "repo_path": args.repo_path and str(args.repo_path),
+                            "config_file": args.config and str(args.config)})
     settings, config = loaded.run, loaded.pipeline
     root = settings.resolved_worktree_root()
     path = root / "conductor"
@@ -252,7 +251,7 @@ def cmd_setup(args: argparse.Namespace) -> int:
     print(f"conductor worktree ready: {created}")
     command = ["conductor", "run", "--task-file", str(created / ".agent-task"),
                "--repo-path", str(settings.repo_path.resolve())]
-    if not loaded.pass_.agent_command:
+    if not loaded.run.agent_command:
         command += ["--agent-preset", "claude"]
     if args.github_url:
         command += ["--github-url", args.github_url]

@@ -13,17 +13,18 @@ from typing import TYPE_CHECKING, Any
 from shell.cliargs import add_config_args, add_github_args, parameters_from_args
 
 if TYPE_CHECKING:
-    from conductor.core.settings import PrefectSettings
+    from conductor.core.settings import RunSettings
 
-def flow_run_link(prefect: PrefectSettings, api_url: str, run_id: object) -> str:
+
+def flow_run_link(run: RunSettings, api_url: str, run_id: object) -> str:
     """A flow run's page in the Prefect UI of the server at `api_url` (PREFECT_UI_URL if set)."""
-    ui = prefect.ui_url or api_url.removesuffix("/api")
+    ui = run.prefect_ui_url or api_url.removesuffix("/api")
     return f"{ui}/runs/flow-run/{run_id}"
 
 
-def last_pass(repo: str, prefect: PrefectSettings) -> dict[str, Any] | None:
+def last_pass(repo: str, run_settings: RunSettings) -> dict[str, Any] | None:
     """The newest `conductor` flow run over `repo` on the Prefect server at PREFECT_API_URL."""
-    api_url = prefect.api_url
+    api_url = run_settings.prefect_api_url
     if not api_url:
         return None
     try:
@@ -40,7 +41,7 @@ def last_pass(repo: str, prefect: PrefectSettings) -> dict[str, Any] | None:
         if run.parameters.get("repo") == repo or run.name.startswith(f"{repo} "):
             return {"name": run.name, "state": run.state_name,
                     "when": (run.start_time or run.expected_start_time).isoformat() if (run.start_time or run.expected_start_time) else None,
-                    "link": flow_run_link(prefect, api_url, run.id)}
+                    "link": flow_run_link(run_settings, api_url, run.id)}
     return {"error": f"no conductor pass over {repo} on the Prefect server at {api_url}"}
 
 
@@ -49,19 +50,16 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from conductor.core import planner
     from conductor.edges.github_gateway import GitHubGateway
-    from conductor.core.passes import pass_inputs
     from conductor.core.render import plan_table
     from conductor.core.settings import load_settings
     from conductor.actions.snapshot import read_snapshot
 
-    settings = load_settings(parameters_from_args(args))
-    inputs = pass_inputs(settings)
-    rules = inputs.rules()
-    with GitHubGateway(settings.github, inputs.repo) as gh:
-        snapshot = read_snapshot(gh, rules)
+    settings = load_settings(parameters_from_args(args)).require_repo()
+    with GitHubGateway(settings.github, settings.run.repo) as gh:
+        snapshot = read_snapshot(gh, settings)
     previous = snapshot.previous
     attempt = previous.state.attempt if previous.state else 0
-    plan = planner.plan(snapshot.state, rules.model_copy(update={"attempt": attempt}))
+    plan = planner.plan(snapshot.state, settings, attempt)
     reminder = None
     if previous.newest:
         reminder = {"number": previous.newest, "open_reminders": previous.reminders,
@@ -69,9 +67,9 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "fingerprint": previous.state.fingerprint if previous.state else None,
                     "written": previous.state.generated_at.isoformat() if previous.state else None,
                     "next": _what_next(previous.newest_body)}
-    prefect = last_pass(inputs.repo, settings.prefect)
+    prefect = last_pass(settings.run.repo, settings.run)
     if args.json:
-        print(json.dumps({"repo": inputs.repo, "reminder": reminder, "last_pass": prefect,
+        print(json.dumps({"repo": settings.run.repo, "reminder": reminder, "last_pass": prefect,
                           "plan": plan.model_dump(mode="json")}, indent=2))
         return 0
     console = Console()
@@ -87,7 +85,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"last pass: {prefect['error']}", highlight=False)
     else:
         console.print("last pass: set PREFECT_API_URL to see it", highlight=False)
-    console.print(plan_table(plan, title=f"Pipeline now — {inputs.repo}"))
+    console.print(plan_table(plan, title=f"Pipeline now — {settings.run.repo}"))
     return 0
 
 

@@ -18,6 +18,7 @@ from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+from pathlib import Path
 
 import httpx
 from pydantic import SecretStr
@@ -182,13 +183,14 @@ _FENCES: dict[str, Callable[[], None]] = {}
 @contextmanager
 def one_pass_on_github(url: str, token: SecretStr | None, *, pass_id: str, holder: str,
                        lease_seconds: float, margin: float,
-                       on_lost: Callable[[], None] | None = None) -> Iterator[PassLock]:
+                       on_lost: Callable[[], None] | None = None,
+                       ca_bundle: Path | None = None) -> Iterator[PassLock]:
     """The repository's pass lock on GitHub (`refs/conductor/lock`, a compare-and-swap on the
     git server): `lock.held` says whether this pass got it, else `lock.other` holds it.
     Renewed every third of the lease while the block runs, released after it. While held,
     `fence_of(pass_id)` asks it before each write (`PassLock.assure` with `margin`)."""
     with pass_lock(url, token, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds,
-                   on_lost=on_lost) as lock:
+                   on_lost=on_lost, ca_bundle=ca_bundle) as lock:
         if lock.held:
             _FENCES[pass_id] = partial(lock.assure, margin)
         try:
@@ -211,12 +213,12 @@ def fence_of(pass_id: str) -> Callable[[], None]:
 
 @contextmanager
 def coordinator_fence(pass_id: str, lock_url: str | None, margin: float,
-                      token: SecretStr | None) -> Iterator[Callable[[], None]]:
+                      token: SecretStr | None, ca_bundle: Path | None = None) -> Iterator[Callable[[], None]]:
     """The write check of a coordinator of pass `pass_id`: the pass's own lock when it runs in
     this process (`fence_of`); on another worker, the pass's lease read from the ref at
     `lock_url` (`passlock.LeaseReader`); none when the pass holds no lock (`lock_url` None)."""
     if lock_url is None or pass_id in _FENCES:
         yield fence_of(pass_id)
         return
-    with GitRefLock(lock_url, token) as store:
+    with GitRefLock(lock_url, token, ca_bundle=ca_bundle) as store:
         yield LeaseReader(store, pass_id=pass_id, margin=margin).assure

@@ -17,11 +17,8 @@ import os
 from pydantic import SecretStr
 
 from conductor.core.redaction import Redactor
-from conductor.core.settings import GitHubSettings, RunSettings, WebhookSettings
+from conductor.core.settings import GitHubSettings, RunSettings, Settings
 
-WEBHOOK_SECRET_ENV = "CONDUCTOR_WEBHOOK_SECRET"
-WEBHOOK_SECRET_BLOCK_ENV = "CONDUCTOR_WEBHOOK_SECRET_BLOCK"
-DEFAULT_WEBHOOK_SECRET_BLOCK = "github-webhook-secret"
 
 
 def _secret_block(name: str) -> str | None:
@@ -52,8 +49,8 @@ def _credentials_block(name: str) -> str | None:
 
 
 def with_token(settings: GitHubSettings) -> GitHubSettings:
-    """`settings` with its token: GITHUB_TOKEN/GH_TOKEN, else the Secret block `token_block`,
-    else the `GitHubCredentials` block `credentials_block`."""
+    """`settings` with its token: GITHUB_TOKEN/GH_TOKEN (the settings tree read it), else the
+    Secret block `token_block`, else the `GitHubCredentials` block `credentials_block`."""
     if settings.token is None:
         value = _secret_block(settings.token_block) or _credentials_block(settings.credentials_block)
         if value:
@@ -61,29 +58,24 @@ def with_token(settings: GitHubSettings) -> GitHubSettings:
     return settings
 
 
-def github_settings(api_url: str | None = None) -> GitHubSettings:
-    """This machine's GitHub settings (`api_url` winning when given), with their token."""
-    return with_token(GitHubSettings.from_env(api_url))
-
-
-def agent_token() -> str | None:
+def agent_token(run: RunSettings) -> str | None:
     """CONDUCTOR_AGENT_TOKEN, else the Secret block CONDUCTOR_AGENT_TOKEN_BLOCK names."""
-    run = RunSettings()
     if run.agent_token is not None:
         return run.agent_token.get_secret_value()
     return _secret_block(run.agent_token_block)
 
 
-def webhook_secret(webhooks: WebhookSettings) -> SecretStr | None:
-    """CONDUCTOR_WEBHOOK_SECRET, else the Secret block `secret_block`; None when neither."""
-    value = webhooks.secret.get_secret_value() if webhooks.secret else _secret_block(webhooks.secret_block)
+def webhook_secret(github: GitHubSettings) -> SecretStr | None:
+    """CONDUCTOR_WEBHOOK_SECRET, else the Secret block `webhook_secret_block`; None when neither."""
+    value = (github.webhook_secret.get_secret_value() if github.webhook_secret
+             else _secret_block(github.webhook_secret_block))
     return SecretStr(value) if value else None
 
 
-def redactor(api_url: str | None = None) -> Redactor:
+def redactor(settings: Settings) -> Redactor:
     """Every secret this machine knows (the conductor's token, the agent's, the webhook
     secret, the Prefect API key), for what an agent says to pass before it goes anywhere."""
-    token = github_settings(api_url).token
-    webhook = webhook_secret(WebhookSettings())
-    return Redactor([token.get_secret_value() if token else None, agent_token(),
+    token = with_token(settings.github).token
+    webhook = webhook_secret(settings.github)
+    return Redactor([token.get_secret_value() if token else None, agent_token(settings.run),
                      webhook.get_secret_value() if webhook else None, os.environ.get("PREFECT_API_KEY")])

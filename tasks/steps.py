@@ -13,18 +13,19 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from conductor.core import attempts, markdown, planner, reminder
+from conductor.core import attempts, markdown, planner, reminder, webhooks
 from conductor.actions import (claims, coordinator, finished_issues, item_attempts, label_preflight as preflight_labels,
-                               orphans, previous_run, reminder_publish)
+                               loop_records, orphans, previous_run, reminder_publish)
 from conductor.edges import worktrees
 from conductor.core.config import PipelineConfig
-from conductor.actions.coordinator import CoordinatorResult, CoordinatorSpec
+from conductor.actions.coordinator import CoordinatorResult, PassContext
 from conductor.core.errors import ConductorError
 from conductor.core.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
 from conductor.core.errors import GitHubError
 from conductor.core.ports import GitHub
-from conductor.core.models import Dispatch, Plan
-from conductor.core.passes import PassInputs, PassReport
+from conductor.core.models import Dispatch, PipelineState, Plan
+from conductor.core.passes import PassReport
+from conductor.core.settings import Settings
 from conductor.core.render import HEADERS
 from conductor.actions.snapshot import read_snapshot
 from conductor.core.verify import CoordinatorOutcome
@@ -42,9 +43,9 @@ def label_preflight(gh: GitHub, config: PipelineConfig, dry_run: bool) -> list[s
 
 
 @step(name="read state")
-def read_state(gh: GitHub, inputs: PassInputs, not_people: list[str]) -> Snapshot:
+def read_state(gh: GitHub, settings: Settings, not_people: list[str]) -> Snapshot:
     """One snapshot: open issues and PRs, the last pass's reminders and marker, verified approvals."""
-    snap = read_snapshot(gh, inputs.rules(), not_people=not_people)
+    snap = read_snapshot(gh, settings, not_people=not_people)
     logger = get_run_logger()
     logger.info("%d open issues, %d open PRs, %d requests", len(snap.state.issues),
                 len(snap.state.pull_requests), snap.state.api_requests)
@@ -60,14 +61,14 @@ def read_state(gh: GitHub, inputs: PassInputs, not_people: list[str]) -> Snapsho
         logger.warning("%s", foreign.line())
     for done in snap.finished:
         logger.info("issue #%d is done: PR #%d merged into %s", done.issue, done.pr,
-                    inputs.config.integration_branch)
+                    settings.pipeline.integration_branch)
     return snap
 
 
 @step(name="who is not a person")
-def not_people(gh: GitHub) -> list[str]:
+def not_people(gh: GitHub, settings: Settings) -> list[str]:
     """The conductor's own login and the agent token's: their approvals never count."""
-    token = agent_token()
+    token = agent_token(settings.run)
     agent = gh.token_login(SecretStr(token)) if token else None
     return sorted({gh.login(), *([agent] if agent else [])})
 
@@ -90,9 +91,10 @@ def close_finished(gh: GitHub, snap: Snapshot, dry_run: bool) -> list[FinishedIs
 
 
 @step(name="clean orphaned worktrees")
-def clean_orphaned_worktrees(inputs: PassInputs) -> list[OrphanCleanup]:
-    return orphans.clean(inputs.repo_path, inputs.worktree_root, salvage_dir=inputs.salvage_dir,
-                         dry_run=inputs.dry_run, log=get_run_logger())
+def clean_orphaned_worktrees(settings: Settings) -> list[OrphanCleanup]:
+    run = settings.run
+    return orphans.clean(run.repo_path, run.resolved_worktree_root(), salvage_dir=run.resolved_salvage_dir(),
+                         dry_run=run.dry_run, log=get_run_logger())
 
 
 @step(name="release stale claims")
@@ -104,12 +106,12 @@ def release_stale_claims(gh: GitHub, snap: Snapshot, config: PipelineConfig,
 
 
 @step(name="anti-loop guard")
-def count_attempts(snap: Snapshot, inputs: PassInputs) -> reminder.Progress:
+def count_attempts(snap: Snapshot, settings: Settings) -> reminder.Progress:
     """ATTEMPT_N, read back from GitHub: +1 when the pipeline is where the last pass found it,
     unless nothing is dispatchable (the plan at ATTEMPT_N 0 has no dispatch): then it holds."""
-    waiting = not planner.plan(snap.state, inputs.rules(0)).dispatches
-    progress = reminder.progress(snap.state, snap.previous.state, ignore_labels=inputs.ignore_labels,
-                                 status_labels=inputs.status_labels, override=inputs.attempt_override,
+    waiting = not planner.plan(snap.state, settings, 0).dispatches
+    progress = reminder.progress(snap.state, snap.previous.state, ignore_labels=settings.pipeline.ignore_labels,
+                                 status_labels=settings.pipeline.status_labels, override=settings.run.attempt,
                                  waiting=waiting)
     if progress.attempt:
         get_run_logger().warning("no progress since the last pass: ATTEMPT_N=%d", progress.attempt)
@@ -117,22 +119,22 @@ def count_attempts(snap: Snapshot, inputs: PassInputs) -> reminder.Progress:
 
 
 @step(name="plan")
-def make_plan(snap: Snapshot, inputs: PassInputs, attempt: int) -> Plan:
+def make_plan(snap: Snapshot, settings: Settings, attempt: int) -> Plan:
     """The one planner entry, for the first plan and the re-plan after dispatch alike."""
-    return planner.plan(snap.state, inputs.rules(attempt))
+    return planner.plan(snap.state, settings, attempt)
 
 
 @step(name="fetch the local clone")
-def fetch_clone(inputs: PassInputs) -> None:
-    worktrees.fetch(inputs.repo_path)
+def fetch_clone(settings: Settings) -> None:
+    worktrees.fetch(settings.run.repo_path, ca_bundle=settings.github.ca_bundle)
 
 
 @step(name="verify artifact proof")
 def verify_artifact_proof(gh: GitHub, dispatches: list[Dispatch], results: list[CoordinatorResult],
-                          spec: CoordinatorSpec, html_base: str) -> list[CoordinatorOutcome]:
+                          ctx: PassContext, html_base: str) -> list[CoordinatorOutcome]:
     """Seed step 6, by the pass itself: every claim of every coordinator checked against GitHub,
     whether the coordinator ran here or on another machine (its own verdict is not trusted)."""
-    outcomes = [coordinator.prove_again(gh, d, spec, r, html_base=html_base)
+    outcomes = [coordinator.prove_again(gh, d, ctx, r, html_base=html_base)
                 for d, r in zip(dispatches, results, strict=True)]
     logger = get_run_logger()
     for o in outcomes:
@@ -172,8 +174,35 @@ def record_failed_attempts(gh: GitHub, outcomes: list[CoordinatorOutcome], pass_
     return recorded
 
 
+@step(name="record review loops")
+def record_loops(gh: GitHub, outcomes: list[CoordinatorOutcome], pass_id: str, config: PipelineConfig) -> list[int]:
+    """The review loops, kept on GitHub (`conductor/core/loops.py`): one comment from this pass on
+    every PR a review left open graded C, D or F (it goes to a rework leaf next), and on every PR
+    whose rebase could not resolve its conflicts (held). Not written: logged, the pass goes on."""
+    try:
+        recorded = loop_records.record_loops(gh, outcomes, pass_id, config)
+    except GitHubError as exc:
+        get_run_logger().warning("could not record the review loops: %s", exc)
+        return []
+    if recorded:
+        get_run_logger().info("review loops recorded on %s", ", ".join(f"PR #{n}" for n in recorded))
+    return recorded
+
+
+@step(name="label held PRs")
+def label_held(gh: GitHub, plan: Plan, state: PipelineState, config: PipelineConfig, dry_run: bool) -> list[int]:
+    """Put the needs-human label on the PRs the review loops hold."""
+    if dry_run:
+        return []
+    try:
+        return loop_records.label_held(gh, plan, state, config)
+    except GitHubError as exc:
+        get_run_logger().warning("could not label the held PRs: %s", exc)
+        return []
+
+
 @step(name="reminder gate")
-def reminder_gate(gh: GitHub, inputs: PassInputs, plan_end: Plan, progress: reminder.Progress,
+def reminder_gate(gh: GitHub, settings: Settings, plan_end: Plan, progress: reminder.Progress,
                   outcomes: list[CoordinatorOutcome], approvals: dict[int, str]) -> ReminderResult:
     """Seed step 7. The reminders are read again just before writing (Renovate's rule): a
     person's edit or close during a long pass is seen, not overwritten from a stale copy.
@@ -181,33 +210,48 @@ def reminder_gate(gh: GitHub, inputs: PassInputs, plan_end: Plan, progress: remi
     retried, then reported in the result: this step never fails the pass."""
     logger = get_run_logger()
     try:
-        previous = previous_run.read_previous_run(gh, inputs.config)
+        previous = previous_run.read_previous_run(gh, settings.pipeline)
     except ConductorError as exc:
         logger.error("could not read the reminders before writing (%s); none written", exc)
         return ReminderResult(action="failed", error=str(exc))
     result = reminder_publish.publish_reminder(
         gh, plan_end, attempt=progress.attempt, fingerprint=progress.fingerprint,
-        outcomes=outcomes, previous=previous, mode=inputs.reminder_mode, config=inputs.config,
-        rerun_hint=inputs.rerun_hint, now=datetime.now(UTC), dry_run=inputs.dry_run, approvals=approvals)
+        outcomes=outcomes, previous=previous, mode=settings.run.reminder_mode, config=settings.pipeline,
+        rerun_hint=settings.run.rerun_hint or "conductor run", now=datetime.now(UTC), dry_run=settings.run.dry_run,
+        approvals=approvals)
     if result.error:
         logger.error("the reminder could not be written: %s", result.error)
     if plan_end.stuck:
         try:
             result.stuck_issue = reminder_publish.open_stuck_issue(
-                gh, plan_end, attempt=progress.attempt, repo=inputs.repo, config=inputs.config,
-                dry_run=inputs.dry_run, previous=previous)
+                gh, plan_end, attempt=progress.attempt, repo=settings.run.repo, config=settings.pipeline,
+                dry_run=settings.run.dry_run, previous=previous)
         except ConductorError as exc:
             logger.error("could not open the stuck issue: %s", exc)
     return result
 
 
 @step(name="self-destruct")
-def self_destruct(inputs: PassInputs) -> Path | None:
+def self_destruct(settings: Settings) -> Path | None:
     """Seed step 8: remove the conductor's own worktree when the pass ran from it."""
-    if inputs.conductor_worktree is None or inputs.dry_run:
+    own = settings.run.conductor_worktree()
+    if own is None or settings.run.dry_run:
         return None
-    worktrees.remove_worktree(inputs.repo_path, inputs.conductor_worktree)
-    return inputs.conductor_worktree
+    worktrees.remove_worktree(settings.run.repo_path, own)
+    return own
+
+
+@step(name="ask for the next pass")
+def ask_for_next_pass(repo: str) -> None:
+    """Work became ready during this pass (a review graded a PR down, a merge left one
+    conflicting) and nothing GitHub reports will start a pass for it (the receiver ignores
+    the conductor's own writes): one Prefect event on the repository, which the on-change
+    deployment's triggers take like a GitHub event."""
+    from prefect.events import emit_event
+
+    emit_event(event=webhooks.MORE_WORK_EVENT, resource={"prefect.resource.id": webhooks.resource_id(repo),
+                                                          "prefect.resource.name": repo})
+    get_run_logger().info("work became ready during the pass: the next pass is asked for")
 
 
 @step(name="report")

@@ -60,6 +60,13 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> RunningSandbox:
         yield sb
 
 
+@pytest.fixture(scope="module")
+def tls_sandbox(tmp_path_factory: pytest.TempPathFactory) -> RunningSandbox:
+    """A sandbox of its own on https (`serve --tls`), one per test module: `ca` is its CA."""
+    with running_sandbox(tmp_path_factory.mktemp("tls-sandbox"), users=SANDBOX_USERS, tls=True) as sb:
+        yield sb
+
+
 def unique_repo_name(hint: str) -> str:
     """A repository name unique within the session, readable in failures."""
     stem = re.sub(r"[^A-Za-z0-9_.-]+", "-", hint).strip("-")[:48] or "repo"

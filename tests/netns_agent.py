@@ -153,11 +153,13 @@ def _inside(args: argparse.Namespace) -> int:
     for command in (["ip", "link", "set", "lo", "up"],
                     ["ip", "route", "add", "local", "default", "dev", "lo", "table", "local"]):
         subprocess.run(command, check=True)
+    forwarded = set()
     for spec in args.forward:
         port, target = spec.split("=", 1)
         _forward(int(port), target)
+        forwarded.add(int(port))
     threading.Thread(target=_watch_udp_dns, args=(log,), daemon=True).start()
-    for port in (53, 80, 443):
+    for port in {53, 80, 443} - forwarded:  # a forwarded 443 is the sandbox on https
         threading.Thread(target=_watch_tcp, args=(port, log), daemon=True).start()
     log.write(kind="ready", interfaces=sorted(name for _, name in socket.if_nameindex()))
     env = {k: v for k, v in os.environ.items() if k != UNSHARED}

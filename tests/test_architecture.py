@@ -6,6 +6,8 @@ processes) > conductor.core (models, rules).
 """
 from __future__ import annotations
 
+import ast
+
 import re
 import shutil
 import subprocess
@@ -145,7 +147,7 @@ def test_every_path_the_readme_layout_names_exists():
 
 
 # The kinds the conductor ships, spelled out (not as part of a longer name): only the workflow
-# registry and the config file's `[prompts]` keys may name them; every other module asks the registry.
+# registry may name them; every other module asks the registry.
 KIND_NAMES = re.compile(r"(?<![A-Za-z0-9_])(?:issue_to_pr|pr_review|issue-to-pr|pr-review)(?![A-Za-z0-9_])")
 PRODUCT = ("conductor", "flows", "tasks", "deployments", "shell")
 SHIPPED_PROMPTS = "prompts"
@@ -163,9 +165,8 @@ def modules_naming_a_kind(root: Path) -> list[str]:
     return found
 
 
-def test_kind_names_are_spelled_in_the_registry_and_the_config_file_alone():
-    found = modules_naming_a_kind(ROOT)
-    assert len(found) <= 2 and {Path(f).name for f in found} == {"workflows.py", "config.py"}, found
+def test_kind_names_are_spelled_in_the_registry_alone():
+    assert modules_naming_a_kind(ROOT) == ["conductor/core/workflows.py"]
 
 
 def test_the_kind_name_count_sees_a_module_that_spells_a_kind(tmp_path):
@@ -207,3 +208,59 @@ def test_an_environment_read_outside_the_loader_is_found(tmp_path, line):
     (tmp_path / "conductor" / "core" / "planner.py").write_text("scoped_environ = process_environment = None\n" + line)
     (tmp_path / "conductor" / "core" / "clean.py").write_text("from conductor.core.settings import process_environment, scoped_environ\n")
     assert environment_readers(tmp_path) == {"conductor/core/planner.py"}
+
+
+# One settings tree: one pydantic-settings class (the root), and the settings' fields declared in
+# its sections alone; nothing re-packs them into a model of its own (a "spec", "inputs", "rules").
+SETTINGS_MODULE = "conductor/core/settings.py"
+SECTION_CLASSES = {"conductor/core/settings.py:GitHubSettings", "conductor/core/settings.py:RunSettings",
+                   "conductor/core/config.py:PipelineConfig"}
+
+
+def _classes(root: Path):
+    for package in PRODUCT:
+        for path in sorted((root / package).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef):
+                    yield path.relative_to(root).as_posix(), node
+
+
+def settings_classes(root: Path) -> list[str]:
+    """Product classes deriving from pydantic-settings' BaseSettings."""
+    return [f"{path}:{node.name}" for path, node in _classes(root)
+            if any(ast.unparse(base).split(".")[-1] == "BaseSettings" for base in node.bases)]
+
+
+def classes_declaring_settings(root: Path, names: set[str]) -> set[str]:
+    """Product classes that declare two or more fields named like settings."""
+    found = set()
+    for path, node in _classes(root):
+        fields = {stmt.target.id for stmt in node.body
+                  if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)}
+        if len(fields & names) >= 2:
+            found.add(f"{path}:{node.name}")
+    return found
+
+
+def _setting_names() -> set[str]:
+    from conductor.core.settings import SECTIONS
+
+    return {name for model in SECTIONS.values() for name in model.model_fields if "_" in name}
+
+
+def test_one_pydantic_settings_loader():
+    assert settings_classes(ROOT) == [f"{SETTINGS_MODULE}:Settings"]
+
+
+def test_settings_are_declared_in_the_sections_of_the_tree_alone():
+    assert classes_declaring_settings(ROOT, _setting_names()) == SECTION_CLASSES
+
+
+def test_the_settings_scans_see_a_second_loader_and_a_repacked_copy(tmp_path):
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "spec.py").write_text(
+        "class Spec(BaseModel):\n    agent_timeout: float\n    repo_path: Path\n    pass_id: str\n"
+        "class Local(pydantic_settings.BaseSettings):\n    x: int = 1\n")
+    assert settings_classes(tmp_path) == ["flows/spec.py:Local"]
+    assert classes_declaring_settings(tmp_path, _setting_names()) == {"flows/spec.py:Spec"}

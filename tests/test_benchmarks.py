@@ -115,7 +115,7 @@ def test_files_are_read_only_for_dispatchable_prs_at_2000_issues_and_300_prs() -
     """The state of `bench_state_read.py --issues 2000 --prs 300`, planned offline: file
     listings go only to PRs that could be dispatched (no draft, claimed, waiting or gated)."""
     from conductor.core.planner import plan, prs_needing_files
-    from conductor.core.models import PlanRules
+    from conductor.core.settings import Settings
 
     config = PipelineConfig()
     specs = state_read.issue_specs(2000, config.phase_names)
@@ -125,8 +125,8 @@ def test_files_are_read_only_for_dispatchable_prs_at_2000_issues_and_300_prs() -
         issues=[Issue(number=i + 1, labels=s["labels"], body=s["body"]) for i, s in enumerate(specs)],
         pull_requests=[PullRequest(number=2001 + j, labels=p["labels"], body=p["body"], draft=p["draft"],
                                    files=list(p["files"])) for j, p in enumerate(prs)])
-    wanted = set(prs_needing_files(state, PlanRules(config=config)))
-    decided = plan(state, PlanRules(config=config))
+    wanted = set(prs_needing_files(state, Settings(pipeline=config)))
+    decided = plan(state, Settings(pipeline=config))
     pr_numbers = {p.number for p in state.pull_requests}
     dispatchable = {n for d in decided.dispatches for n in d.items} & pr_numbers
     gated_prs = {g.number for g in decided.gated if g.kind == "pr"}

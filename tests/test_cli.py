@@ -74,18 +74,18 @@ def test_config_show_names_the_source_of_every_setting_and_masks_secrets(tmp_pat
     shown = conductor("config", "show", "--task-file", "t", "--max-issues", "3", "--json", env=env, cwd=tmp_path)
     assert shown.returncode == 0, shown.stderr
     rows = {r["setting"]: (r["value"], r["source"]) for r in json.loads(shown.stdout)}
-    assert rows["pass.max_issues_per_dispatch"] == ("3", "flag")
-    assert rows["pass.phase_filter"] == ("phase-4/new-ui-pages", "task file")
-    assert rows["pass.attempt"] == ("4", "task file")
-    assert rows["pass.agent_timeout"] == ("99.0", "env")
+    assert rows["run.max_issues_per_dispatch"] == ("3", "flag")
+    assert rows["run.phase_filter"] == ("phase-4/new-ui-pages", "task file")
+    assert rows["run.attempt"] == ("4", "task file")
+    assert rows["run.agent_timeout"] == ("99.0", "env")
     assert rows["github.api_url"] == ("http://127.0.0.1:9/api/v3", "env")
-    assert rows["pass.reminder_mode"] == ("update", "toml")
+    assert rows["run.reminder_mode"] == ("update", "toml")
     assert rows["pipeline.integration_branch"] == ("main", "toml")
-    assert rows["pass.max_prs_per_dispatch"] == ("12", "default")
+    assert rows["run.max_prs_per_dispatch"] == ("12", "default")
     assert rows["pipeline.gate_forks"] == ("True", "default")
-    assert rows["github.token"][1] == rows["run.agent_token"][1] == rows["webhooks.secret"][1] == "env"
+    assert rows["github.token"][1] == rows["run.agent_token"][1] == rows["github.webhook_secret"][1] == "env"
     table = conductor("config", "show", "--task-file", "t", env=env, cwd=tmp_path)
-    assert table.returncode == 0 and "pass.phase_filter" in table.stdout and "(task file)" in table.stdout
+    assert table.returncode == 0 and "run.phase_filter" in table.stdout and "(task file)" in table.stdout
     for secret in secrets.values():
         assert secret not in shown.stdout + shown.stderr + table.stdout + table.stderr
 

@@ -1,4 +1,5 @@
-"""PipelineConfig: defaults from the seed, any DAG from TOML, env > file > defaults."""
+"""PipelineConfig (the settings tree's `pipeline` section): defaults from the seed, any DAG
+from TOML, env > file > defaults, decided by the one loader."""
 from __future__ import annotations
 
 import os
@@ -6,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from conductor.core.config import PhaseSpec, PipelineConfig, load_pipeline_config
+from conductor.core.config import PhaseSpec, PipelineConfig
 from conductor.core.errors import ConductorError, ConfigError
+from conductor.core.settings import load_settings
 
 SEED_PHASES = [
     "phase-1/db-schema", "phase-2/core-api", "phase-3/api-extensions",
@@ -37,6 +39,11 @@ def _no_conductor_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in list(os.environ):
         if key.upper().startswith("CONDUCTOR_"):
             monkeypatch.delenv(key)
+
+
+def load_pipeline_config(path: Path | None) -> PipelineConfig:
+    """The pipeline the one loader decides from `path` (None: ./conductor.toml if present)."""
+    return load_settings({"config_file": str(path)} if path else {}).pipeline
 
 
 def _write(tmp_path: Path, text: str) -> Path:

@@ -169,12 +169,12 @@ def test_a_pass_that_lost_its_lock_stops_its_own_agents_and_no_others(tmp_path):
     (30.0, 10.0, None),  # a third of the lease: renewed at every write, never allowed
 ])
 def test_the_lock_margin(lease, margin, expected):
-    settings = RunSettings(lock_margin=margin)
+    settings = RunSettings(lock_lease=lease, lock_margin=margin)
     if expected is None:
         with pytest.raises(ConfigError, match="CONDUCTOR_LOCK_MARGIN .* less than a third"):
-            settings.resolved_lock_margin(lease)
+            settings.lock_margin_seconds()
     else:
-        assert settings.resolved_lock_margin(lease) == expected
+        assert settings.lock_margin_seconds() == expected
 
 
 def test_the_fence_of_a_pass_asks_its_lock_while_it_holds_it_and_elsewhere_reads_the_ref(sandbox, sandbox_repo):

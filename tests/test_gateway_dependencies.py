@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 
 from conductor.core import planner
-from conductor.actions.item_attempts import item_attempts, read_attempt_index, record_attempt
+from conductor.actions.item_attempts import marker_comments, read_marker_index, record_attempt
+from conductor.actions.loop_records import item_history
 from conductor.actions.snapshot import read_open_items, with_dispatch_facts
 from conductor.core.config import PipelineConfig
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.settings import GitHubSettings
-from conductor.core.models import PlanRules
+from conductor.core.settings import RunSettings, Settings
 
 P4 = "phase-4/new-ui-pages"
 
@@ -28,13 +29,13 @@ def gh(sandbox, sandbox_repo):
 
 def read_and_plan(gh: GitHubGateway, config: PipelineConfig | None = None, **limits):
     config = config or PipelineConfig(protected_paths=[])
-    rules = PlanRules(config=config, **limits)
+    rules = Settings(pipeline=config, run=RunSettings(**limits))
     state = with_dispatch_facts(gh, read_open_items(gh, rules), rules)
     return state, planner.plan(state, rules)
 
 
 def read_item_attempts(gh: GitHubGateway, number: int):
-    return item_attempts(gh, read_attempt_index(gh), [number])[1][number]
+    return item_history(marker_comments(gh, read_marker_index(gh), [number])[1][number], gh.login()).attempts
 
 
 def dispatched(plan) -> list[int]:

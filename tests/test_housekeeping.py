@@ -19,7 +19,7 @@ from conductor.core.planner import plan as make_plan
 from conductor.actions.previous_run import read_previous_run
 from conductor.actions.reminder_publish import close_superseded, open_stuck_issue, publish_reminder
 from conductor.core.settings import GitHubSettings
-from conductor.core.models import PlanRules
+from conductor.core.settings import Settings
 from conftest import unique_repo_name
 
 UI = "phase-4/new-ui-pages"
@@ -142,7 +142,7 @@ def test_agent_and_conductor_approvals_approve_nothing_while_a_maintainers_does(
         _call(sandbox, "POST", f"/repos/{repo}/issues/{number}/labels", who,
               json={"labels": [constants.APPROVAL_LABEL]})
     state = gh.read_state()
-    plan = make_plan(state, PlanRules(config=config))
+    plan = make_plan(state, Settings(pipeline=config))
     assert {g.number for g in plan.gated} == set(numbers.values())
     agent_login = gh.token_login(SecretStr(sandbox.users[AGENT]))
     assert agent_login == AGENT
@@ -154,7 +154,7 @@ def test_agent_and_conductor_approvals_approve_nothing_while_a_maintainers_does(
     assert "not by a person" in refused[numbers[AGENT]]
     assert "not by a person" in refused[numbers[CONDUCTOR]]
     assert "no write" in refused[numbers[TRIAGE]]
-    replanned = make_plan(with_approvals(state, check), PlanRules(config=config))
+    replanned = make_plan(with_approvals(state, check), Settings(pipeline=config))
     dispatched = {n for d in replanned.dispatches for n in d.items}
     assert dispatched == {numbers["admin"]}
     assert state.approved == []  # the snapshot it was given is unchanged
@@ -230,7 +230,7 @@ def test_an_issue_with_a_pr_merged_into_dev_is_closed_fixed_by_and_never_dispatc
 
     assert gh.requests_made - start == 1  # one bounded listing
     assert [(f.issue, f.pr) for f in finished] == [(done, pr)]
-    planned = make_plan(without_finished(state, finished), PlanRules(config=config))
+    planned = make_plan(without_finished(state, finished), Settings(pipeline=config))
     assert [d.items for d in planned.dispatches] == [[todo]]
     assert {i.number for i in state.issues} >= {done, todo}  # the snapshot given is unchanged
 
@@ -306,7 +306,7 @@ def test_an_item_another_pass_claimed_since_the_snapshot_is_skipped(sandbox, rep
     second = _issue(sandbox, repo, "admin", "b", [UI, "batch-01"])
     alone = _issue(sandbox, repo, "admin", "c", [UI, "batch-02"])
     config = PipelineConfig()
-    planned = make_plan(gh.read_state(), PlanRules(config=config))
+    planned = make_plan(gh.read_state(), Settings(pipeline=config))
     assert [d.items for d in planned.dispatches] == [[first, second], [alone]]
     for number in (second, alone):  # another pass claims them after our snapshot
         _call(sandbox, "POST", f"/repos/{repo}/issues/{number}/labels", CONDUCTOR,

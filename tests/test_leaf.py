@@ -10,7 +10,7 @@ import pytest
 
 from conductor.core import leaf as leaves
 from conductor.core import workflows
-from conductor.core.config import DEFAULT_MIGRATION_PATHS, PromptPaths
+from conductor.core.constants import DEFAULT_MIGRATION_PATHS
 from conductor.core.leaf import IssueItem, PullItem
 from conductor.core.models import Dispatch
 from conductor.core.taskfile import parse_key_values, render_task_file
@@ -215,17 +215,17 @@ def test_repository_prompt_wins_and_configured_path_beats_the_default():
     files = {".cursor/PARALLEL_ISSUE_TO_PR.md": b"seed prompt\n", "docs/leaf.md": b"ours\n"}
     read = files.get
     issue, review = workflows.get("issue_to_pr"), workflows.get("pr_review")
-    seed = issue.choose_prompt(PromptPaths(), read)
+    seed = issue.choose_prompt({}, read)
     assert (seed.path, seed.source, seed.text) == (".cursor/PARALLEL_ISSUE_TO_PR.md", "repository", "seed prompt\n")
     assert seed.sha == leaves.blob_sha(b"seed prompt\n")
-    ours = issue.choose_prompt(PromptPaths(issue_to_pr="docs/leaf.md"), read)
+    ours = issue.choose_prompt({"issue_to_pr": "docs/leaf.md"}, read)
     assert (ours.path, ours.text) == ("docs/leaf.md", "ours\n")
-    shipped = review.choose_prompt(PromptPaths(issue_to_pr="docs/leaf.md"), read)
+    shipped = review.choose_prompt({"issue_to_pr": "docs/leaf.md"}, read)
     assert shipped.source == "shipped"
     with pytest.raises(leaves.PromptError, match="prompts.pr_review = 'nope.md' is not on the integration branch"):
-        review.choose_prompt(PromptPaths(pr_review="nope.md"), read)
+        review.choose_prompt({"pr_review": "nope.md"}, read)
     with pytest.raises(leaves.PromptError, match="not UTF-8"):
-        issue.choose_prompt(PromptPaths(), {".cursor/PARALLEL_ISSUE_TO_PR.md": b"\xff\xfe"}.get)
+        issue.choose_prompt({}, {".cursor/PARALLEL_ISSUE_TO_PR.md": b"\xff\xfe"}.get)
 
 
 # --- the single-item report form ---------------------------------------------------------

@@ -42,6 +42,13 @@ def test_prefect_yaml_on_change_fires_at_every_event_and_enqueues():
     assert trigger["for_each"] == ["prefect.resource.id"]
 
 
+def test_a_pass_that_asks_for_the_next_one_starts_it():
+    from conductor.core.webhooks import MORE_WORK_EVENT
+
+    # the pass's own event is taken like a GitHub one (its own writes start no pass)
+    assert all(MORE_WORK_EVENT in t["expect"] for t in on_change_spec()["triggers"])
+
+
 async def _install(api: str, spec: dict) -> tuple[uuid.UUID, list[uuid.UUID]]:
     from prefect.cli.deploy._triggers import _initialize_deployment_triggers
     from prefect.client.orchestration import get_client

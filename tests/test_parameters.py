@@ -1,16 +1,17 @@
-"""One parameter model: precedence flag > task file > environment > conductor.toml [run] > default,
-tested directly (no Prefect), and the flow, the CLI and the resolver all built from it."""
+"""One settings loader: precedence flag > task file > environment > conductor.toml [run] > default,
+tested directly (no Prefect), and the flow's parameters and the CLI's flags built from the tree."""
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
 
 import pytest
 
 from shell.cliargs import add_parameter_flags, parameters_from_args
 from conductor.core.errors import ConductorError
-from conductor.core.parameters import PassParameters, env_name, field_meta, resolve_parameters
 from conductor.core.presets import get_preset
-from conductor.core.taskfile import parse_task_file
+from conductor.core.settings import PassParameters, env_names, flag_fields, load_settings, meta
 
 FLAG, TASK, ENV, TOML = "flag", "task file", "env", "toml"
 
@@ -48,22 +49,38 @@ CASES = [
 ]
 
 
+def _load(tmp_path, flags: dict, *, task: str | None = None, env: dict | None = None, run_table: dict | None = None):
+    """The loader over real files: a task file and a conductor.toml [run] table written here."""
+    flags = dict(flags)
+    if task is not None:
+        (tmp_path / "t").write_text(task)
+        flags["task_file"] = str(tmp_path / "t")
+    lines = [f"{key} = {json.dumps(value)}" for key, value in (run_table or {}).items()]  # JSON values are TOML
+    (tmp_path / "conductor.toml").write_text("\n".join(["[run]", *lines]) + "\n")
+    flags["config_file"] = str(tmp_path / "conductor.toml")
+    return load_settings(flags, env=env or {})
+
+
+def _setting(name: str) -> tuple[str, str]:
+    section, field, _ = flag_fields()[name]
+    return section, field
+
+
 @pytest.mark.parametrize(("name", "flag", "line", "env", "toml", "value", "source"), CASES)
-def test_precedence_flag_task_file_environment_toml_default(name, flag, line, env, toml, value, source):
-    params = PassParameters(**({name: flag} if flag is not None else {}), **({} if name == "repo" else {"repo": "a/b"}))
-    task = parse_task_file(line + "\n") if line else None
-    environ = {env_name(name): env} if env is not None else {}
+def test_precedence_flag_task_file_environment_toml_default(tmp_path, name, flag, line, env, toml, value, source):
+    section, field = _setting(name)
+    flags = {**({name: flag} if flag is not None else {}), **({} if name == "repo" else {"repo": "a/b"})}
+    environ = {env_names(section, field)[0]: env} if env is not None else {}
     run_table = {name: toml} if toml is not None else {}
-    resolved = resolve_parameters(params, task=task, env=environ, run_table=run_table)
-    got = getattr(resolved, name)
-    assert (str(got) if name == "repo_path" else got) == value
-    assert resolved.sources.get(name, "default") == source
+    settings = _load(tmp_path, flags, task=line + "\n" if line else None, env=environ, run_table=run_table)
+    got = getattr(getattr(settings, section), field)
+    assert got == (Path(value).resolve() if name == "repo_path" else value)
+    assert settings.sources.get(f"{section}.{field}", "default") == source
 
 
-def test_attempt_zero_in_a_task_file_leaves_the_counter_to_github():
+def test_attempt_zero_in_a_task_file_leaves_the_counter_to_github(tmp_path):
     # `conductor setup` writes ATTEMPT_N=0: that must not pin every pass to attempt 0
-    resolved = resolve_parameters(PassParameters(repo="a/b"), task=parse_task_file("ATTEMPT_N=0\n"))
-    assert resolved.attempt is None
+    assert _load(tmp_path, {"repo": "a/b"}, task="ATTEMPT_N=0\n").run.attempt is None
 
 
 @pytest.mark.parametrize(("params", "env", "run_table", "expected"), [
@@ -74,9 +91,8 @@ def test_attempt_zero_in_a_task_file_leaves_the_counter_to_github():
     ({}, {}, {"agent_preset": "cursor"}, get_preset("cursor")),
     ({}, {}, {}, []),
 ])
-def test_the_agent_preset_is_resolved_once_at_its_level(params, env, run_table, expected):
-    resolved = resolve_parameters(PassParameters(repo="a/b", **params), env=env, run_table=run_table)
-    assert resolved.agent_command == expected
+def test_the_agent_preset_is_resolved_once_at_its_level(tmp_path, params, env, run_table, expected):
+    assert _load(tmp_path, {"repo": "a/b", **params}, env=env, run_table=run_table).run.agent_command == expected
 
 
 @pytest.mark.parametrize(("env", "run_table", "message"), [
@@ -88,21 +104,18 @@ def test_the_agent_preset_is_resolved_once_at_its_level(params, env, run_table, 
     ({}, {"max_prs_per_dispatch": "many"}, "[run] max_prs_per_dispatch"),
     ({"CONDUCTOR_AGENT_PRESET": "nope"}, {}, "unknown agent preset"),
 ])
-def test_a_bad_value_at_any_level_is_one_line_naming_it(env, run_table, message):
+def test_a_bad_value_at_any_level_is_one_line_naming_it(tmp_path, env, run_table, message):
     with pytest.raises(ConductorError) as caught:
-        resolve_parameters(PassParameters(repo="a/b"), env=env, run_table=run_table)
+        _load(tmp_path, {"repo": "a/b"}, env=env, run_table=run_table)
     assert message in str(caught.value) and "\n" not in str(caught.value)
 
 
 def test_no_repository_anywhere_names_every_way_to_give_one(tmp_path, monkeypatch):
-    from conductor.core.passes import pass_inputs
-    from conductor.core.settings import load_settings
-
     monkeypatch.chdir(tmp_path)  # no conductor.toml
     settings = load_settings(PassParameters(), env={})  # settings load without one (`conductor config show`)
-    assert settings.pass_.repo == ""
+    assert settings.run.repo == ""
     with pytest.raises(ConductorError, match="--repo OWNER/NAME.*GH_REPO.*CONDUCTOR_REPO"):
-        pass_inputs(settings)  # a pass refuses to start
+        settings.require_repo()  # a pass refuses to start
 
 
 def test_every_field_is_described():
@@ -113,7 +126,7 @@ def test_every_field_is_described():
 def test_run_flags_are_built_from_the_model_and_read_back_into_it():
     parser = argparse.ArgumentParser()
     add_parameter_flags(parser)
-    flagged = [n for n in PassParameters.model_fields if field_meta(n)["cli_flag"]]
+    flagged = [n for n, (_, _, field) in flag_fields().items() if meta(field)["flag"]]
     assert {a.dest for a in parser._actions if a.dest != "help"} == set(flagged)
     args = parser.parse_args(["--repo", "o/r", "--max-issues", "3", "--dry-run", "--agent-timeout", "9",
                               "--reminder-mode", "update", "--agent-command", "my-agent --fast {task_file}",

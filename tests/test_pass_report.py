@@ -61,3 +61,11 @@ def test_why_failed_names_each_failed_groups_items_and_first_reason_in_one_line(
     stuck = PassReport(repo="o/r", dry_run=False, attempt=4, plan=Plan(repo="o/r", stuck=True, attempt=4),
                        reminder=ReminderResult(action="created", number=3, stuck_issue=9))
     assert stuck.why_failed() == "the pipeline is stuck: attempt 4 > 3, nothing dispatched, see issue #9"
+
+
+def test_a_pass_asks_for_the_next_one_only_when_work_became_ready_during_it():
+    ready = Plan(repo="o/r", dispatches=[dispatch("p1", "batch-01", 7)], open_issues=1, open_prs=1)
+    assert report(plan_after=ready).more_work  # e.g. its review graded a PR down: a rework is ready
+    assert not report().more_work  # nothing ready after it: the next GitHub event starts the next pass
+    assert not report(plan_after=None).more_work  # it dispatched nothing: no re-plan
+    assert not report(plan_after=ready, dry_run=True).more_work

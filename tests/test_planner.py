@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
-from conductor.core.config import PipelineConfig, load_pipeline_config
+from conductor.core.config import PipelineConfig
+from conductor.core.settings import RunSettings, Settings, load_settings
 from conductor.core.models import Issue, PipelineState, Plan, PullRequest
-from conductor.core.planner import PlanRules, plan, prs_needing_files
+from conductor.core.planner import plan, prs_needing_files
 
 REPO = "octo/maestro"
 P1, P2, P3 = "phase-1/db-schema", "phase-2/core-api", "phase-3/api-extensions"
@@ -53,13 +54,14 @@ _RULE_NAMES = {"PHASE_FILTER": "phase_filter", "MAX_ISSUES_PER_DISPATCH": "max_i
                "MAX_PRS_PER_DISPATCH": "max_prs_per_dispatch", "ATTEMPT_N": "attempt"}
 
 
-def rules(config: PipelineConfig | None = None, **task_values: Any) -> PlanRules:
-    return PlanRules(config=config or PipelineConfig(),
-                     **{_RULE_NAMES.get(k, k): v for k, v in task_values.items()})
+def rules(config: PipelineConfig | None = None, **task_values: Any) -> Settings:
+    return Settings(pipeline=config or PipelineConfig(),
+                    run=RunSettings(**{_RULE_NAMES.get(k, k): v for k, v in task_values.items()}))
 
 
 def run(st: PipelineState, config: PipelineConfig | None = None, **task_values: Any) -> Plan:
-    return plan(st, rules(config, **task_values))
+    settings = rules(config, **task_values)
+    return plan(st, settings, settings.given_attempt())
 
 
 def dispatched(p: Plan) -> dict[str, list[int]]:
@@ -200,7 +202,7 @@ def test_custom_dag_from_toml(tmp_path: Path) -> None:
     path = tmp_path / "conductor.toml"
     path.write_text('[[phases]]\nname="api"\n[[phases]]\nname="ui"\ndepends_on=["api"]\n'
                     '[[phases]]\nname="docs"\n[[phases]]\nname="release"\ndepends_on=["ui","docs"]\n')
-    config = load_pipeline_config(path)
+    config = load_settings({"config_file": str(path)}, env={}).pipeline
     p = run(state(issue(1, "ui"), issue(2, "docs"), issue(3, "release"), issue(4, P1)), config)
     assert p.active_phases == ["ui", "docs"]
     assert [(s.name, s.state, s.waiting_on) for s in p.phases] == [

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 
 from conductor.core.config import PipelineConfig
-from conductor.core.models import Issue, ItemAttempts, PipelineState, Plan, PlanRules, PullRequest
-from conductor.core.planner import items_needing_attempts, plan, prs_needing_files
+from conductor.core.models import Issue, ItemAttempts, PipelineState, Plan, PullRequest
+from conductor.core.settings import RunSettings, Settings
+from conductor.core.planner import items_needing_attempts, prs_needing_files
 
 import test_planner
 
@@ -40,7 +41,7 @@ def state(*items: Issue | PullRequest, attempts: dict[int, tuple[int, str]] | No
 
 
 def run(st: PipelineState, config: PipelineConfig | None = None, **task: Any) -> Plan:
-    return plan(st, test_planner.rules(config, **task))
+    return test_planner.run(st, config, **task)
 
 
 def dispatched(p: Plan) -> dict[str, list[int]]:
@@ -298,7 +299,7 @@ def test_held_item_frees_its_cap_slot() -> None:
 
 def test_items_needing_attempts_follows_the_line() -> None:
     st = state(issue(1, P4), issue(2, P4), issue(3, P4), issue(4, P5))
-    rules = PlanRules(max_issues_per_dispatch=2)
+    rules = Settings(run=RunSettings(max_issues_per_dispatch=2))
     assert items_needing_attempts(st, rules) == [1, 2]
     st.attempts = {1: ItemAttempts(count=3, last_reason="x"), 2: ItemAttempts()}
     assert items_needing_attempts(st, rules) == [3]
@@ -340,4 +341,4 @@ def test_unphased_mode_rejects_unknown_values() -> None:
 
 def test_files_are_read_for_overlap_even_without_protected_paths() -> None:
     st = state(pr(1, P4), pr(2, P4))
-    assert prs_needing_files(st, PlanRules(config=PipelineConfig(protected_paths=[]))) == [1, 2]
+    assert prs_needing_files(st, Settings(pipeline=PipelineConfig(protected_paths=[]))) == [1, 2]

@@ -181,7 +181,11 @@ def test_a_github_credentials_block_is_a_token_source(prefect_server, monkeypatc
 
     from prefect_github import GitHubCredentials
 
-    from tasks.secrets import github_settings
+    from conductor.core.settings import load_settings
+    from tasks.secrets import with_token
+
+    def github_settings():
+        return with_token(load_settings().github)
 
     name = "creds-" + secrets.token_hex(4)
     for var in ("GITHUB_TOKEN", "GH_TOKEN"):

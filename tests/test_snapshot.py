@@ -8,7 +8,7 @@ from conductor.actions import claims
 from conductor.core import constants, planner
 from conductor.core.config import PipelineConfig
 from conductor.edges.github_gateway import GitHubGateway
-from conductor.core.models import PlanRules
+from conductor.core.settings import Settings
 from conductor.core.settings import GitHubSettings
 from conductor.actions.snapshot import read_snapshot
 
@@ -41,12 +41,12 @@ def test_the_snapshot_holds_approvals_with_their_approver_and_the_plan_lets_them
     with sandbox.api(sandbox.users["admin"]) as c:  # the conductor is alice: admin's approval is a person's
         c.put(f"/repos/{gh.repo_name}/collaborators/alice", json={"permission": "write"}).raise_for_status()
     with _gateway(sandbox, gh.repo_name, "alice") as conductor:
-        snap = read_snapshot(conductor, PlanRules(config=config))
+        snap = read_snapshot(conductor, Settings(pipeline=config))
 
     assert snap.approvals == {approved: "admin"}
     assert [(r.number, r.login) for r in snap.refused_approvals] == [(pending, "carol")]
     assert snap.state.approved == [approved]
-    plan = planner.plan(snap.state, PlanRules(config=config))
+    plan = planner.plan(snap.state, Settings(pipeline=config))
     assert [n for d in plan.dispatches for n in d.items] == [approved]
     assert {g.number: g.approved for g in plan.gated} == {approved: True, pending: False}
 
@@ -58,7 +58,7 @@ def test_the_snapshot_holds_the_previous_reminder_and_its_marker(gh):
               "{\"attempt\": 2, \"fingerprint\": \"abcdef0123456789\", \"generated_at\": \"2026-12-01T10:00:00Z\"} -->")
     reminder_number = gh.create_issue("Conductor reminder", f"body\n\n{marker}\n", [config.reminder_label])
 
-    snap = read_snapshot(gh, PlanRules(config=config))
+    snap = read_snapshot(gh, Settings(pipeline=config))
 
     assert snap.previous.newest == reminder_number
     assert snap.previous.state is not None and snap.previous.state.attempt == 2
@@ -68,7 +68,7 @@ def test_releasing_stale_claims_returns_facts_and_leaves_the_snapshot_as_it_was(
     config = PipelineConfig()
     claimed = gh.create_issue("Page", "", [UI, "batch-01"])
     gh.set_labels(claimed, add=[config.status_in_progress])  # the conductor's own login left it
-    snap = read_snapshot(gh, PlanRules(config=config))
+    snap = read_snapshot(gh, Settings(pipeline=config))
 
     released = claims.release_stale_claims(gh, snap.state, config, dry_run=False)
     after = snap.without_claims(released)
@@ -79,7 +79,7 @@ def test_releasing_stale_claims_returns_facts_and_leaves_the_snapshot_as_it_was(
     assert config.status_in_progress not in {i.number: i.labels for i in after.state.issues}[claimed]
     assert config.status_in_progress not in next(i for i in gh.read_state().issues if i.number == claimed).labels
     # the claim is gone, so the item is ready again in the plan of the new snapshot
-    plan = planner.plan(after.state, PlanRules(config=config))
+    plan = planner.plan(after.state, Settings(pipeline=config))
     assert [n for d in plan.dispatches for n in d.items] == [claimed]
 
 

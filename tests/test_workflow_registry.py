@@ -48,7 +48,7 @@ def test_without_the_kind_its_items_go_to_the_default():
 def test_a_clashing_entry_is_refused(entry, error):
     with pytest.raises(ValueError, match=error):
         workflows.register(entry)
-    assert workflows.registered() == [workflows.ISSUE_TO_PR, workflows.PR_REVIEW]
+    assert workflows.registered() == [workflows.ISSUE_TO_PR, workflows.PR_REVIEW, workflows.REWORK, workflows.REBASE]
 
 
 def test_a_report_of_an_unregistered_kind_is_refused():

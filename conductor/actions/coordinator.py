@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from conductor.core import leaf as leaves
-from conductor.core import workflows
+from conductor.core import loops, workflows
 from conductor.edges import worktrees
 from conductor.edges.agent_process import (
     AgentRun,
@@ -26,14 +26,14 @@ from conductor.edges.agent_process import (
     stop_orphan,
     write_askpass,
 )
-from conductor.core.config import DEFAULT_MIGRATION_PATHS, FanOut, PromptPaths
-from conductor.core.constants import REPORT_FILE_NAME, TASK_FILE_NAME
+from conductor.core.constants import AGENT_REPORT_FILE_ENV, AGENT_TASK_FILE_ENV, REPORT_FILE_NAME, TASK_FILE_NAME
+from conductor.core.github_urls import gh_repo
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
 from conductor.core.redaction import Redactor
 from conductor.core.outages import outage
 from conductor.core.reports import AgentReport
-from conductor.core.settings import RunSettings, process_environment
+from conductor.core.settings import Settings, process_environment
 from conductor.core.taskfile import render_task_file
 from conductor.core.usage import Usage, UsageMeter
 from conductor.core.usage import total as usage_total
@@ -42,39 +42,22 @@ from conductor.core.verify import CoordinatorOutcome, ItemResult, RunFacts
 AGENT_PID_FILE = "conductor-agent.pid"
 LEAF_PROMPT_FILE = "conductor-prompt.md"
 # What a leaf records on its item result besides the proof (kept when proved again elsewhere).
-LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "started_at",
+LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "stage", "started_at",
                       "ended_at", "agent_started_at", "agent_ended_at", "github_unavailable"}
 
 
-class CoordinatorSpec(BaseModel):
-    """Everything a coordinator needs besides its dispatch. Holds no secret."""
+class PassContext(BaseModel):
+    """What a coordinator needs besides its dispatch: the pass's settings (their secrets are
+    excluded from every dump, so none travels with them) and three facts of the pass."""
 
-    repo: str
-    api_url: str
-    repo_path: Path | None = Field(
-        None, description="Local clone; None on another machine: its own CONDUCTOR_REPO_PATH.")
-    worktree_root: Path | None = Field(
-        None, description="Worktree root; None on another machine: its own setting.")
-    integration_branch: str
-    default_branch: str
-    agent_command: list[str]
-    agent_timeout: float = Field(gt=0)
-    agent_idle_timeout: float | None = Field(
-        None, gt=0, description="Seconds without output before the agent is stopped; None: "
-        "this machine's CONDUCTOR_AGENT_IDLE_TIMEOUT (RunSettings.agent_idle_timeout).")
-    status_in_progress: str
-    status_pr_open: str
+    settings: Settings
     pass_id: str = Field(description="Short id of the conductor pass, to name worktrees uniquely.")
-    fan_out: FanOut = Field("leaf", description="The pipeline's fan_out (conductor.core.config.PipelineConfig).")
-    prompts: PromptPaths = Field(default_factory=PromptPaths)
-    migration_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_MIGRATION_PATHS))
-    agent_slots: int | None = Field(
-        None, ge=1, description="Agents running at once (Prefect global concurrency limit "
-        "`agent-slots`); None: this machine's CONDUCTOR_AGENT_SLOTS.")
+    default_branch: str = Field(description="The repository's default branch (no PR may come from it).")
     lock_url: str | None = Field(
         None, description="The repository's git URL when the pass holds its lock on GitHub: a "
         "coordinator on another worker reads the pass's lease there before each write (None: no lock).")
-    lock_margin: float = Field(60.0, gt=0, description="Seconds of lease a write to GitHub needs left.")
+    on_worker: bool = Field(False, description="Running on another machine (a coordinator deployment): "
+                            "its machine's own settings replace the pass's machine settings there.")
 
 
 class Workspace(BaseModel):
@@ -113,67 +96,67 @@ class CoordinatorResult(BaseModel):
     leaves: list[LeafResult] = Field(default_factory=list)
 
 
-def localize(spec: CoordinatorSpec, settings: RunSettings) -> CoordinatorSpec:
-    """Fill what the pass left to this machine (a coordinator deployment on another
-    worker) from its own settings, and fetch its clone."""
-    if spec.repo_path is not None and spec.worktree_root is not None:
-        return spec
-    local = spec.model_copy(update={"repo_path": settings.repo_path.resolve(),
-                                    "worktree_root": settings.resolved_worktree_root()})
-    worktrees.fetch(local.repo_path)
-    return local
+def localize(ctx: PassContext, local: Settings) -> PassContext:
+    """On another machine (a coordinator deployment on a worker): that machine's own settings
+    for where it works (`Settings.on_this_machine`), and its clone fetched."""
+    if not ctx.on_worker:
+        return ctx
+    here = ctx.model_copy(update={"settings": ctx.settings.on_this_machine(local), "on_worker": False})
+    worktrees.fetch(here.settings.run.repo_path)
+    return here
 
 
-def status_label(dispatch: Dispatch, spec: CoordinatorSpec) -> str:
-    return getattr(spec, workflows.get(dispatch.kind).status)
+def status_label(dispatch: Dispatch, ctx: PassContext) -> str:
+    return getattr(ctx.settings.pipeline, workflows.get(dispatch.kind).status)
 
 
-def worktree_name(dispatch: Dispatch, spec: CoordinatorSpec) -> str:
+def worktree_name(dispatch: Dispatch, ctx: PassContext) -> str:
     return worktrees.worktree_dir_name(
-        f"{dispatch.kind}-{dispatch.phase}-{dispatch.batch or 'nobatch'}-{spec.pass_id}")
+        f"{dispatch.kind}-{dispatch.phase}-{dispatch.batch or 'nobatch'}-{ctx.pass_id}")
 
 
-def claim(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+def claim(gh: GitHub, dispatch: Dispatch, ctx: PassContext) -> None:
     """Label every item first, so no other run dispatches it twice."""
-    label = status_label(dispatch, spec)
+    label = status_label(dispatch, ctx)
     for number in dispatch.items:
         gh.set_labels(number, add=[label])
 
 
-def task_values(dispatch: Dispatch, spec: CoordinatorSpec, report_file: Path) -> dict[str, str]:
+def task_values(dispatch: Dispatch, ctx: PassContext, report_file: Path) -> dict[str, str]:
     items = ",".join(str(n) for n in dispatch.items)
     workflow = workflows.get(dispatch.kind)
     return {
         "WORKFLOW": dispatch.kind,
-        "GH_REPO": spec.repo,
-        "GITHUB_API_URL": spec.api_url,
+        "GH_REPO": ctx.settings.run.repo,
+        "GITHUB_API_URL": ctx.settings.github.api_url,
         "PHASE": dispatch.phase,
         "BATCH": dispatch.batch or "",
         ("ISSUES" if workflow.item == "issue" else "PRS"): items,
         "PROMPT": workflow.repo_prompt,
-        "INTEGRATION_BRANCH": spec.integration_branch,
+        "INTEGRATION_BRANCH": ctx.settings.pipeline.integration_branch,
         "REQUIRED_OUTPUT": workflow.required_output,
         "ON_BLOCK": "report",
         "REPORT_PATH": str(report_file),
     }
 
 
-def prepare(dispatch: Dispatch, spec: CoordinatorSpec) -> Workspace:
+def prepare(dispatch: Dispatch, ctx: PassContext) -> Workspace:
     """A fresh worktree at the integration tip (fetched by the pass), with its `.agent-task`."""
-    sha = worktrees.integration_tip(spec.repo_path, spec.integration_branch)
-    path = worktrees.create_worktree(spec.repo_path, spec.worktree_root, worktree_name(dispatch, spec), sha)
+    sha = worktrees.integration_tip(ctx.settings.run.repo_path, ctx.settings.pipeline.integration_branch)
+    path = worktrees.create_worktree(ctx.settings.run.repo_path, ctx.settings.run.resolved_worktree_root(), worktree_name(dispatch, ctx), sha)
     task_file = path / TASK_FILE_NAME
     report_file = path / REPORT_FILE_NAME
-    task_file.write_text(render_task_file(task_values(dispatch, spec, report_file)), encoding="utf-8")
+    task_file.write_text(render_task_file(task_values(dispatch, ctx, report_file)), encoding="utf-8")
     return Workspace(path=path, task_file=task_file, report_file=report_file)
 
 
-def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
+def run(dispatch: Dispatch, ctx: PassContext, workspace: Workspace, *,
         on_line: Callable[[str], None], agent_token: str | None, redactor: Redactor) -> AgentResult:
     """Run the agent (never through a shell) and read its report. Everything the agent says
-    passes `redactor` (the agent-output door): its output lines, hence its usage, and its report."""
+    passes `redactor` (the agent-output door): its output lines, hence its usage, and its report.
+    `ca_bundle` (CONDUCTOR_CA_BUNDLE): the CA the agent's clients trust."""
     git_dir, git_common_dir = worktrees.git_dirs(workspace.path)
-    argv = expand_command(spec.agent_command, {
+    argv = expand_command(ctx.settings.run.agent_command, {
         "task_file": str(workspace.task_file),
         "report_file": str(workspace.report_file),
         "worktree": str(workspace.path),
@@ -183,14 +166,15 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
         "git_common_dir": str(git_common_dir),
     })
     extra = {
-        "CONDUCTOR_TASK_FILE": str(workspace.task_file),
-        "CONDUCTOR_REPORT_FILE": str(workspace.report_file),
-        "GH_REPO": spec.repo,
-        "GITHUB_API_URL": spec.api_url,
-        **agent_github_env(spec.api_url, agent_token,
-                           askpass=write_askpass(git_dir) if agent_token else None),
+        AGENT_TASK_FILE_ENV: str(workspace.task_file),
+        AGENT_REPORT_FILE_ENV: str(workspace.report_file),
+        "GH_REPO": gh_repo(ctx.settings.github.api_url, ctx.settings.run.repo),
+        "GITHUB_API_URL": ctx.settings.github.api_url,
+        **agent_github_env(ctx.settings.github.api_url, agent_token,
+                           askpass=write_askpass(git_dir) if agent_token else None,
+                           ca_bundle=ctx.settings.github.ca_bundle),
     }
-    idle = spec.agent_idle_timeout or RunSettings().agent_idle_timeout
+    idle = ctx.settings.run.agent_idle_timeout
     pid_file = git_dir / AGENT_PID_FILE
     meter = UsageMeter()
 
@@ -199,11 +183,11 @@ def run(dispatch: Dispatch, spec: CoordinatorSpec, workspace: Workspace, *,
         on_line(line)
 
     outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(process_environment(), extra),
-                                  timeout=spec.agent_timeout, idle_timeout=idle, on_line=each_line,
+                                  timeout=ctx.settings.run.agent_timeout, idle_timeout=idle, on_line=each_line,
                                   redactor=redactor, on_start=lambda pid: pid_file.write_text(str(pid)))
     report, error = read_report(workspace.report_file, redactor)
     facts = RunFacts(returncode=outcome.returncode, timed_out=outcome.timed_out,
-                     timeout_s=spec.agent_timeout, idle_timed_out=outcome.idle_timed_out,
+                     timeout_s=ctx.settings.run.agent_timeout, idle_timed_out=outcome.idle_timed_out,
                      idle_timeout_s=idle, report_error=error)
     usage = meter.usage
     if usage is not None and usage.duration_ms is None:  # Codex reports no duration: ours
@@ -238,27 +222,27 @@ def _parse_report(path: Path, redactor: Redactor) -> tuple[AgentReport | None, s
         return None, f"the report does not match the schema ({exc})"
 
 
-def prove(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
+def prove(gh: GitHub, dispatch: Dispatch, ctx: PassContext,
           result: AgentResult, html_base: str | None = None) -> CoordinatorOutcome:
     """Check every claim against GitHub (seed step 6)."""
     outcome = workflows.prove(gh, dispatch, result.report, result.run,
-                              workflows.Proof(spec.repo, spec.default_branch, html_base))
+                              workflows.Proof(ctx.settings.run.repo, ctx.default_branch, html_base))
     outcome.usage = result.usage
     return outcome
 
 
-def prove_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, result: CoordinatorResult,
+def prove_again(gh: GitHub, dispatch: Dispatch, ctx: PassContext, result: CoordinatorResult,
                 html_base: str | None = None) -> CoordinatorOutcome:
     """The pass's own proof of a coordinator's result: its agent's claims checked again against
     GitHub; a coordinator that broke before its agent could be judged keeps its failure."""
     if result.leaves:
-        return prove_leaves_again(gh, dispatch, spec, result.leaves, html_base=html_base)
+        return prove_leaves_again(gh, dispatch, ctx, result.leaves, html_base=html_base)
     if result.agent is None:
         return result.outcome
-    return prove(gh, dispatch, spec, result.agent, html_base=html_base)
+    return prove(gh, dispatch, ctx, result.agent, html_base=html_base)
 
 
-def prove_leaves_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
+def prove_leaves_again(gh: GitHub, dispatch: Dispatch, ctx: PassContext,
                        leaf_results: list[LeafResult], html_base: str | None = None) -> CoordinatorOutcome:
     """Every leaf's claim proved again, item by item, keeping what the leaf recorded (prompt,
     attempt, times) and any failure it met besides its claim (its clean-up, say)."""
@@ -270,7 +254,7 @@ def prove_leaves_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
             proved.append(leaf)
             continue
         one = leaf_dispatch(dispatch, leaf.number)
-        outcome = prove(gh, one, spec, leaf.agent, html_base=html_base)
+        outcome = prove(gh, one, ctx, leaf.agent, html_base=html_base)
         recorded = leaf.outcome.results[0] if leaf.outcome.results else None
         keep = recorded.model_dump(include=LEAF_RECORD_FIELDS) if recorded else {}
         outcome = annotate_leaf(outcome, one, leaf.number, None, started=keep.get("started_at") or 0.0,
@@ -283,17 +267,17 @@ def prove_leaves_again(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec,
     return combine(dispatch, proved)
 
 
-def release(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec) -> None:
+def release(gh: GitHub, dispatch: Dispatch, ctx: PassContext) -> None:
     """Take the status label off every item: done items are now linked or merged,
     failed ones become ready again for the next pass (never stuck in progress)."""
-    label = status_label(dispatch, spec)
+    label = status_label(dispatch, ctx)
     for number in dispatch.items:
         gh.set_labels(number, remove=[label])
 
 
-def cleanup(spec: CoordinatorSpec, workspace: Workspace | None) -> None:
+def cleanup(ctx: PassContext, workspace: Workspace | None) -> None:
     if workspace is not None:
-        worktrees.remove_worktree(spec.repo_path, workspace.path)
+        worktrees.remove_worktree(ctx.settings.run.repo_path, workspace.path)
 
 
 def stop_orphaned_agent(worktree: Path) -> bool:
@@ -325,27 +309,29 @@ def leaf_dispatch(dispatch: Dispatch, number: int) -> Dispatch:
         "merge_after": {k: v for k, v in dispatch.merge_after.items() if k == number},
         "depends_on": {k: v for k, v in dispatch.depends_on.items() if k == number},
         "attempts": {k: v for k, v in dispatch.attempts.items() if k == number},
+        "heads": {k: v for k, v in dispatch.heads.items() if k == number},
+        "reviews": {k: v for k, v in dispatch.reviews.items() if k == number},
     })
 
 
-def claim_item(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
-    gh.set_labels(number, add=[status_label(dispatch, spec)])
+def claim_item(gh: GitHub, dispatch: Dispatch, ctx: PassContext, number: int) -> None:
+    gh.set_labels(number, add=[status_label(dispatch, ctx)])
 
 
-def release_item(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int) -> None:
-    gh.set_labels(number, remove=[status_label(dispatch, spec)])
+def release_item(gh: GitHub, dispatch: Dispatch, ctx: PassContext, number: int) -> None:
+    gh.set_labels(number, remove=[status_label(dispatch, ctx)])
 
 
-def prepare_leaf(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: int,
+def prepare_leaf(gh: GitHub, dispatch: Dispatch, ctx: PassContext, number: int,
                  files: list[str] | None = None) -> LeafWorkspace:
     """The leaf's worktree at the integration tip, its prompt (read afresh from that tip)
     and its `.agent-task`. The item is read from GitHub now, not from the pass's snapshot."""
     workflow = workflows.get(dispatch.kind)
-    sha = worktrees.integration_tip(spec.repo_path, spec.integration_branch)
-    prompt = workflow.choose_prompt(spec.prompts, lambda path: worktrees.read_blob(spec.repo_path, sha, path))
+    sha = worktrees.integration_tip(ctx.settings.run.repo_path, ctx.settings.pipeline.integration_branch)
+    prompt = workflow.choose_prompt(ctx.settings.pipeline.prompts, lambda path: worktrees.read_blob(ctx.settings.run.repo_path, sha, path))
     item = gh.issue_item(number) if workflow.item == "issue" else gh.pull_item(number, files)
-    path = worktrees.create_worktree(spec.repo_path, spec.worktree_root,
-                                     workflow.leaf_name(number, spec.pass_id), sha)
+    path = worktrees.create_worktree(ctx.settings.run.repo_path, ctx.settings.run.resolved_worktree_root(),
+                                     workflow.leaf_name(number, ctx.pass_id), sha)
     if prompt.source == "repository":
         prompt_file = path / prompt.path  # the same commit: the very file the tip holds
     else:
@@ -353,8 +339,8 @@ def prepare_leaf(gh: GitHub, dispatch: Dispatch, spec: CoordinatorSpec, number: 
         prompt_file.write_text(prompt.text, encoding="utf-8")
     task_file, report_file = path / TASK_FILE_NAME, path / REPORT_FILE_NAME
     values = workflow.task_values(workflows.LeafTask(
-        repo=spec.repo, item=item, dispatch=leaf_dispatch(dispatch, number), base=spec.integration_branch,
-        worktree=path, report_path=report_file, prompt_path=prompt_file, migration_paths=spec.migration_paths))
+        repo=ctx.settings.run.repo, item=item, dispatch=leaf_dispatch(dispatch, number), base=ctx.settings.pipeline.integration_branch,
+        worktree=path, report_path=report_file, prompt_path=prompt_file, migration_paths=ctx.settings.pipeline.migration_paths))
     task_file.write_text(render_task_file(values), encoding="utf-8")
     return LeafWorkspace(path=path, task_file=task_file, report_file=report_file,
                          prompt_file=prompt_file, workflow=workflow.name, prompt=prompt)
@@ -377,6 +363,7 @@ def annotate_leaf(outcome: CoordinatorOutcome, dispatch: Dispatch, number: int,
     noun = workflow.noun(number)
     outcome.failures = [r if r.startswith(noun) else f"{noun}: {r}" for r in outcome.failures]
     extra = {"attempt": dispatch.attempts.get(number, 0), "merge_after": dispatch.merge_after.get(number),
+             "stage": loops.stage(dispatch.kind, dispatch.reviews.get(number)),
              "started_at": started, "ended_at": ended,
              "agent_started_at": agent_started, "agent_ended_at": agent_ended, "usage": outcome.usage}
     if workspace is not None:

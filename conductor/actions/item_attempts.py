@@ -1,44 +1,43 @@
-"""Per-item attempts on GitHub: read the conductor's own attempt markers with one listing of
-the repository's comments, and leave a failed pass's attempt comment once (the rules are
-`conductor/core/attempts.py`)."""
+"""Per-item attempts on GitHub: read the conductor's own marker comments (attempts, review
+loops) with one listing of the repository's comments, and leave a failed pass's attempt
+comment once (the rules are `conductor/core/attempts.py`)."""
 from __future__ import annotations
 
 from collections.abc import Iterable
 
 from pydantic import ValidationError
 
-from conductor.core.attempts import AttemptIndex, attempt_pass, confirm_items, fold_comments, render_attempt_comment
-from conductor.core.models import ItemAttempts
-from conductor.core.ports import GitHub
+from conductor.core.attempts import MarkerIndex, attempt_pass, confirm_items, fold_comments, render_attempt_comment
+from conductor.core.ports import Comment, GitHub
 
-INDEX = "attempt-index"
+INDEX = "marker-index"
 
 
-def read_attempt_index(gh: GitHub) -> AttemptIndex:
-    """The attempt markers of the whole repository: the index kept by the last pass, with the
+def read_marker_index(gh: GitHub) -> MarkerIndex:
+    """The conductor's marker comments in the whole repository: the index kept by the last pass, with the
     comments updated since then folded in (one listing, one page per 100 comments; none
     kept: every comment). An unchanged listing answers 304 and costs no rate limit."""
     login = gh.login()
     try:
-        kept = AttemptIndex.model_validate_json(gh.recall(INDEX) or "{}")
+        kept = MarkerIndex.model_validate_json(gh.recall(INDEX) or "{}")
     except ValidationError:
-        kept = AttemptIndex()
+        kept = MarkerIndex()
     since = kept.since if kept.login.lower() == login.lower() else None
     index = fold_comments(kept, gh.comments_since(since), login)
     gh.remember(INDEX, index.model_dump_json())
     return index
 
 
-def item_attempts(gh: GitHub, index: AttemptIndex,
-                  numbers: Iterable[int]) -> tuple[AttemptIndex, dict[int, ItemAttempts]]:
-    """The attempts of `numbers` from `index`; an item with markers there is re-read whole first
-    (one request each, 304 when unchanged): a human resets it by deleting comments, which
-    no listing shows."""
+def marker_comments(gh: GitHub, index: MarkerIndex,
+                    numbers: Iterable[int]) -> tuple[MarkerIndex, dict[int, list[Comment]]]:
+    """The marker comments of `numbers` from `index`; an item with markers there is re-read
+    whole first (one request each, 304 when unchanged): a human resets it by deleting
+    comments, which no listing shows."""
     numbers = list(numbers)
     if confirm := index.items_to_confirm(numbers):
         index = confirm_items(index, {n: gh.comments(n) for n in confirm})
         gh.remember(INDEX, index.model_dump_json())
-    return index, {n: index.attempts(n) for n in numbers}
+    return index, {n: index.comments(n) for n in numbers}
 
 
 def record_attempt(gh: GitHub, number: int, pass_id: str, reason: str, *, limit: int) -> bool:

@@ -16,6 +16,7 @@ def wanted_labels(config: PipelineConfig) -> dict[str, tuple[str, str]]:
         config.status_in_progress: ("fbca04", "An ISSUE_TO_PR agent is working on this"),
         config.status_pr_open: ("0e8a16", "A PR_REVIEW agent was dispatched for this PR"),
         config.approval_label: ("5319e7", "Approved for dispatch by a maintainer"),
+        config.needs_human_label: ("d93f0b", "The review loops stopped here: a human decides"),
     }
 
 

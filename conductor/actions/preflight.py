@@ -15,8 +15,7 @@ from pathlib import Path
 from conductor.edges import worktrees
 from conductor.core.errors import ConductorError
 from conductor.edges.github_gateway import GitHubGateway
-from conductor.core.passes import PassInputs
-from conductor.core.settings import GitHubSettings
+from conductor.core.settings import GitHubSettings, Settings
 
 
 @dataclass(frozen=True)
@@ -62,11 +61,11 @@ def check_github(settings: GitHubSettings, repo: str) -> Checked:
         return Checked(login=login, default_branch=gh.default_branch())
 
 
-def check_inputs(inputs: PassInputs, settings: GitHubSettings) -> Checked:
-    """Everything: the agent, then the token and repository, then the clone of it.
-    Raises on the first problem; writes nothing."""
-    check_agent_command(inputs.agent_command, inputs.dry_run)
-    checked = check_github(settings, inputs.repo)
-    if not inputs.dry_run:
-        check_clone(inputs.repo_path, inputs.repo)
+def check_inputs(settings: Settings) -> Checked:
+    """Everything: the agent, then the token (`settings.github`, with its token) and
+    repository, then the clone of it. Raises on the first problem; writes nothing."""
+    check_agent_command(settings.run.agent_command, settings.run.dry_run)
+    checked = check_github(settings.github, settings.run.repo)
+    if not settings.run.dry_run:
+        check_clone(settings.run.repo_path, settings.run.repo)
     return checked

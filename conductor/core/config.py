@@ -1,9 +1,8 @@
-"""`PipelineConfig`: the phase graph, label names and gate rules, as data.
+"""`PipelineConfig`: the phase graph, label names and gate rules, as data: the `pipeline`
+section of the settings tree (`conductor.core.settings`, which decides it: `CONDUCTOR_*`
+environment variables > `conductor.toml`'s top-level keys > the defaults below).
 
-The seed's phases and gates are only defaults. Sources, highest first:
-`CONDUCTOR_*` environment variables > `conductor.toml` > the defaults below
-(`load_pipeline_config`). Constructing `PipelineConfig(...)` directly follows
-pydantic-settings' usual order: keyword arguments > environment > defaults.
+The seed's phases and gates are only defaults.
 
     # conductor.toml
     gate_labels = ["security", "migration"]
@@ -17,40 +16,16 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import tomllib
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict
-from pydantic_settings.exceptions import SettingsError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from conductor.core import constants
-from conductor.core.errors import ConfigError
-
-ENV_PREFIX = "CONDUCTOR_"
+from conductor.core import constants, workflows
 DEFAULT_GATED_PHASES = ("phase-1/db-schema",)  # seed: Alembic migration chains need an audit
 
 
 FanOut = Literal["leaf", "coordinator-agent"]
-DEFAULT_MIGRATION_PATHS = ("alembic/versions/**", "migrations/**", "**/migrations/*.py", "*.sql")
-
-
-class PromptPaths(BaseModel):
-    """`[prompts]` in conductor.toml: a repository's own leaf prompts, relative to its root.
-
-    Unset, the seed's `.cursor/PARALLEL_ISSUE_TO_PR.md` / `.cursor/PARALLEL_PR_REVIEW.md`
-    are used when the integration branch has them, else the prompts the package ships."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    issue_to_pr: str | None = Field(None, description="Prompt of issue-to-pr leaves.")
-    pr_review: str | None = Field(None, description="Prompt of pr-review leaves.")
-
-    def configured(self, kind: str) -> str | None:
-        """The path set for a workflow kind (`conductor.core.workflows`), else None."""
-        return self.model_dump().get(kind)
 
 
 class PhaseSpec(BaseModel):
@@ -103,12 +78,10 @@ def find_cycle(graph: dict[str, list[str]]) -> list[str] | None:
     return None
 
 
-class PipelineConfig(BaseSettings):
+class PipelineConfig(BaseModel):
     """Everything about a repository's pipeline that is data rather than code."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", validate_default=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     phases: list[PhaseSpec] = Field(
         default_factory=default_phases,
@@ -182,15 +155,15 @@ class PipelineConfig(BaseSettings):
         "coordinator-agent: one agent per (kind, phase, batch) group, for teams that run their "
         "own coordinator prompt.",
     )
-    prompts: PromptPaths = Field(
-        default_factory=PromptPaths,
-        description="[prompts] issue_to_pr / pr_review: the repository's own leaf prompts "
-        "(paths in the repository, read from the integration branch's tip at every leaf start). "
-        "Unset: .cursor/PARALLEL_ISSUE_TO_PR.md / .cursor/PARALLEL_PR_REVIEW.md when present, "
-        "else the prompts the conductor ships.",
+    prompts: dict[str, str] = Field(
+        default_factory=dict,
+        description="[prompts] KIND = PATH, one per workflow kind (the registry's kind names): the "
+        "repository's own leaf prompts (paths in the repository, read from the integration "
+        "branch's tip at every leaf start). Unset: the kind's seed prompt under .cursor/ when "
+        "present, else the prompt the conductor ships.",
     )
     migration_paths: list[str] = Field(
-        default_factory=lambda: list(DEFAULT_MIGRATION_PATHS),
+        default_factory=lambda: list(constants.DEFAULT_MIGRATION_PATHS),
         description="Globs of database migrations (`*` matches across `/`): a PR changing one "
         "has HAS_MIGRATION=true in its review leaf's task file.",
     )
@@ -204,7 +177,12 @@ class PipelineConfig(BaseSettings):
     item_attempt_limit: int = Field(
         constants.ITEM_ATTEMPT_LIMIT, ge=1,
         description="An item dispatched this many times without a proved result is held back "
-        "and listed as needing a human.",
+        "and listed as needing a human; so is a PR its reviews graded down this many times.",
+    )
+    needs_human_label: str = Field(
+        constants.NEEDS_HUMAN_LABEL, min_length=1,
+        description="Put on a PR the review loops hold for a human (review rounds used up, or a "
+        "rebase that could not resolve its conflicts).",
     )
 
     @model_validator(mode="before")
@@ -215,6 +193,15 @@ class PipelineConfig(BaseSettings):
             names = {p.get("name") if isinstance(p, dict) else getattr(p, "name", None) for p in phases}
             data = {**data, "gated_phases": [n for n in DEFAULT_GATED_PHASES if n in names]}
         return data
+
+    @field_validator("prompts")
+    @classmethod
+    def _check_prompts(cls, prompts: dict[str, str]) -> dict[str, str]:
+        kinds = [w.kind for w in workflows.registered()]
+        for kind in prompts:
+            if kind not in kinds:
+                raise ValueError(f"[prompts] {kind!r} is not a workflow kind; use one of {', '.join(kinds)}")
+        return prompts
 
     @field_validator("phases")
     @classmethod
@@ -247,6 +234,16 @@ class PipelineConfig(BaseSettings):
                     f"gated_phases names unknown phase {name!r}; use one of the configured phases"
                 )
         return self
+
+    @property
+    def status_labels(self) -> list[str]:
+        """The labels that claim an item for a running agent."""
+        return [self.status_in_progress, self.status_pr_open]
+
+    @property
+    def ignore_labels(self) -> list[str]:
+        """Labels that are not progress (the reminder's own)."""
+        return [self.reminder_label, constants.STUCK_LABEL]
 
     # -- the phase graph --------------------------------------------------------------
 
@@ -315,76 +312,3 @@ def _path_matches(path: str, pattern: str) -> bool:
     if pattern.endswith("/"):
         return path.startswith(pattern)
     return path == pattern or fnmatch.fnmatchcase(path, pattern)
-
-
-# -- loading ---------------------------------------------------------------------------
-
-
-def _read_toml(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist; create it or drop --config") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}; check the path and its permissions") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax") from None
-
-
-def _one_line(exc: ValidationError, origin: str) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err["loc"])
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        known = ", ".join(PipelineConfig.model_fields)
-        msg = f"unknown setting; known settings: {known}"
-    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
-    return f"invalid configuration in {origin}: {where + ': ' if where else ''}{msg}{more}"
-
-
-def _config_path(path: Path | None) -> Path | None:
-    if path is None:
-        default = Path(constants.CONFIG_FILE_NAME)
-        return default if default.is_file() else None
-    return path
-
-
-def load_run_table(path: Path | None = None) -> dict[str, Any]:
-    """The `[run]` table of conductor.toml (pass parameters: `conductor.core.parameters`)."""
-    path = _config_path(path)
-    table = _read_toml(path).get("run", {}) if path is not None else {}
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: run must be a table ([run]); fix the file")
-    return table
-
-
-def pipeline_keys(path: Path | None = None) -> set[str]:
-    """The pipeline settings conductor.toml sets (its top-level keys but `[run]`)."""
-    path = _config_path(path)
-    return set(_read_toml(path)) - {"run"} if path is not None else set()
-
-
-def load_pipeline_config(path: Path | None = None) -> PipelineConfig:
-    """Defaults, overridden by `path` (TOML), overridden by `CONDUCTOR_*` variables.
-
-    With `path=None`, `./conductor.toml` is read if it exists. Every user error is a
-    `ConfigError` with a one-line message.
-    """
-    path = _config_path(path)
-    data = _read_toml(path) if path is not None else {}
-    data.pop("run", None)  # the pass parameters' layer: conductor.core.parameters
-    origin = f"{path} or {ENV_PREFIX}* environment" if path else f"{ENV_PREFIX}* environment"
-    try:
-        env = EnvSettingsSource(PipelineConfig)()
-        return PipelineConfig(**{**data, **env})
-    except SettingsError as exc:
-        raise ConfigError(
-            f"{exc}; {ENV_PREFIX}* list values must be JSON, e.g. "
-            f"{ENV_PREFIX}PROTECTED_PATHS='[\"a.py\"]'"
-        ) from None
-    except ValidationError as exc:
-        raise ConfigError(_one_line(exc, origin)) from None

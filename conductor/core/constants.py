@@ -22,6 +22,8 @@ PHASE_PREFIX = "phase-"
 WORKFLOW_CONDUCTOR = "conductor"
 PROMPT_ISSUE_TO_PR = ".cursor/PARALLEL_ISSUE_TO_PR.md"
 PROMPT_PR_REVIEW = ".cursor/PARALLEL_PR_REVIEW.md"
+PROMPT_REWORK = ".cursor/PARALLEL_PR_REWORK.md"
+PROMPT_REBASE = ".cursor/PARALLEL_PR_REBASE.md"
 
 # Files.
 TASK_FILE_NAME = ".agent-task"
@@ -48,6 +50,9 @@ REMINDER_MARKER = "conductor:reminder"
 STUCK_MARKER = "conductor:stuck"
 # Hidden marker in the comment a pass leaves on an item it dispatched without a proved result.
 ATTEMPT_MARKER = "conductor:attempt"
+# Hidden marker in the comment recording a review that graded a PR down, or a rebase that failed.
+LOOP_MARKER = "conductor:loop"
+NEEDS_HUMAN_LABEL = "conductor/needs-human"
 
 # Seed texts.
 STALE_REMINDER_COMMENT = (
@@ -70,3 +75,8 @@ STUCK_CAUSES = (
     "Label misconfiguration (phase/batch labels missing or wrong)",
     "GitHub API failures",
 )
+# Globs of database migrations: a PR changing one has HAS_MIGRATION=true in its review task file.
+DEFAULT_MIGRATION_PATHS = ("alembic/versions/**", "migrations/**", "**/migrations/*.py", "*.sql")
+# What the conductor hands an agent in its environment: its task file and where its report goes.
+AGENT_TASK_FILE_ENV = "CONDUCTOR_TASK_FILE"
+AGENT_REPORT_FILE_ENV = "CONDUCTOR_REPORT_FILE"

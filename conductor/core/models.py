@@ -11,8 +11,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from conductor.core.config import PipelineConfig
-from conductor.core.constants import MAX_PER_DISPATCH
 
 DispatchKind = str  # a kind of the workflow registry (conductor.core.workflows)
 ItemKind = Literal["issue", "pr"]
@@ -39,6 +37,26 @@ class Issue(_Model):
     )
 
 
+class LoopReview(_Model):
+    """The last review a pass proved on a PR that left it open graded C (unfixed), D or F: read
+    back from the conductor's own `conductor:loop` marker on the PR (`conductor/core/loops.py`)."""
+
+    grade: str = Field(description="C, D or F.")
+    head: str = Field(description="The PR's head commit the review graded.")
+    round: int = Field(1, ge=1, description="How many reviews graded this PR down so far.")
+    pass_id: str = ""
+    url: str = Field("", description="The conductor's comment carrying the review.")
+    text: str = Field("", description="The reviewer's message, one line (untrusted).")
+
+
+class LoopConflict(_Model):
+    """A rebase leaf that could not resolve the PR's conflicts with its base, at `head`."""
+
+    head: str
+    paths: list[str] = Field(default_factory=list, description="The conflicting paths (untrusted).")
+    pass_id: str = ""
+
+
 class PullRequest(_Model):
     """An open pull request."""
 
@@ -54,6 +72,14 @@ class PullRequest(_Model):
         default_factory=list,
         description="Changed paths. Only read for PRs that could be dispatched.",
     )
+    head_sha: str = Field("", description="The head commit (from the listing).")
+    mergeable_state: str | None = Field(
+        None, description="GitHub's `mergeable_state` (`dirty`: conflicts with its base); None until "
+        "read, one request, for the PRs the plan would review.")
+    review: LoopReview | None = Field(
+        None, description="The last pass review that graded it down; read with its attempts.")
+    conflict: LoopConflict | None = Field(
+        None, description="The last rebase that could not resolve its conflicts; read with its attempts.")
 
 
 class ItemAttempts(_Model):
@@ -101,19 +127,6 @@ class PipelineState(_Model):
                                        "pull_requests": [strip(p) for p in self.pull_requests]})
 
 
-class PlanRules(BaseModel):
-    """What the planner decides by, besides the snapshot: the pipeline's rules and this pass's limits."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    config: PipelineConfig = Field(default_factory=PipelineConfig,
-                                   description="Phases, gates and labels (conductor.toml, CONDUCTOR_*).")
-    phase_filter: str = Field("", description="Dispatch only this phase (the seed's PHASE_FILTER); empty for all.")
-    max_issues_per_dispatch: int = Field(MAX_PER_DISPATCH, ge=1, description="Cap on issues dispatched per pass.")
-    max_prs_per_dispatch: int = Field(MAX_PER_DISPATCH, ge=1, description="Cap on PRs dispatched per pass.")
-    attempt: int = Field(0, ge=0, description="ATTEMPT_N: passes without progress; above 3 is stuck.")
-
-
 class Dispatch(_Model):
     """One coordinator to start: a (kind, phase, batch) group of items."""
 
@@ -135,6 +148,11 @@ class Dispatch(_Model):
         default_factory=dict,
         description="Item -> earlier passes that dispatched it without a proved result (ATTEMPT_N).",
     )
+    heads: dict[int, str] = Field(
+        default_factory=dict,
+        description="PR -> its head commit when planned (a rework or rebase must move it).")
+    reviews: dict[int, LoopReview] = Field(
+        default_factory=dict, description="PR -> the review a rework leaf addresses.")
 
 
 class GatedItem(_Model):
@@ -169,6 +187,13 @@ class HeldItem(_Model):
     title: str = ""
     attempts: int
     last_reason: str = ""
+    why: Literal["attempts", "review", "conflict"] = Field(
+        "attempts", description="Failed attempts, review rounds used up (`conductor/core/loops.py`), or a "
+        "rebase that could not resolve its conflicts.")
+    grade: str | None = Field(None, description="A PR held after its review rounds: its last grade.")
+    round: int | None = Field(None, description="A PR held after its review rounds: how many.")
+    conflicts: list[str] = Field(
+        default_factory=list, description="A PR held because its rebase failed: the conflicting paths.")
 
 
 class OutsideItem(_Model):

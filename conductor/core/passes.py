@@ -1,100 +1,19 @@
-"""What one conductor pass takes in (`PassInputs`) and gives back (`PassReport`).
+"""What one conductor pass gives back (`PassReport`, or `StandInReport` when it gave none).
 
-`pass_inputs` takes what the steps read from the loaded settings
-(`conductor.core.settings.load_settings`). It holds no secret: tokens stay in `GitHubSettings`.
+What it takes in is the settings tree (`conductor.core.settings.load_settings`).
 """
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
-from conductor.core import constants, markdown
-from conductor.core.config import PipelineConfig
-from conductor.core.errors import ConductorError
+from conductor.core import constants, loops, markdown
 from conductor.core.facts import FinishedIssue, OrphanCleanup, ReminderResult, Snapshot
-from conductor.core.models import Plan, PlanRules
+from conductor.core.models import Plan
 from conductor.core.render import HEADERS, plan_rows
 from conductor.core.usage import Usage, describe
 from conductor.core.usage import total as usage_total
-from conductor.core.settings import Settings
 from conductor.core.verify import CoordinatorOutcome
-
-
-class PassInputs(BaseModel):
-    """What the pass's steps read: decided once (`pass_inputs`), never changed."""
-
-    model_config = ConfigDict(frozen=True)
-
-    repo: str
-    api_url: str
-    config: PipelineConfig
-    phase_filter: str = ""
-    max_issues_per_dispatch: int = Field(constants.MAX_PER_DISPATCH, ge=1)
-    max_prs_per_dispatch: int = Field(constants.MAX_PER_DISPATCH, ge=1)
-    attempt_override: int | None = None
-    dry_run: bool = False
-    reminder_mode: Literal["recreate", "update"] = "recreate"
-    rerun_hint: str = "conductor run"
-    repo_path: Path
-    worktree_root: Path
-    salvage_dir: Path
-    agent_command: list[str] = Field(default_factory=list)
-    agent_timeout: float = constants.AGENT_TIMEOUT
-    conductor_worktree: Path | None = None
-    guard_wait: float = 120.0
-    lock: bool = Field(True, description="Take the pass lock on GitHub (refs/conductor/lock).")
-    lock_lease: float = Field(3900.0, gt=0, description="Seconds the GitHub pass lock is leased for.")
-    lock_margin: float = Field(60.0, gt=0, description="Seconds of lease a write to GitHub needs left.")
-    coordinator_deployments: dict[str, str] | None = Field(
-        None, description="Set when coordinators run as deployments on a work pool.")
-
-    def rules(self, attempt: int = 0) -> PlanRules:
-        """The planner's input for this pass at `attempt` (ATTEMPT_N)."""
-        return PlanRules(config=self.config, phase_filter=self.phase_filter, attempt=attempt,
-                         max_issues_per_dispatch=self.max_issues_per_dispatch,
-                         max_prs_per_dispatch=self.max_prs_per_dispatch)
-
-    def given_rules(self) -> PlanRules:
-        """The planner's input at the attempt this pass was given (flag or the task file's
-        ATTEMPT_N), 0 when none: what `conductor plan` and `snapshot` plan with."""
-        return self.rules(self.attempt_override or 0)
-
-    @property
-    def ignore_labels(self) -> list[str]:
-        return [self.config.reminder_label, constants.STUCK_LABEL]
-
-    @property
-    def status_labels(self) -> list[str]:
-        return [self.config.status_in_progress, self.config.status_pr_open]
-
-
-def pass_inputs(settings: Settings) -> PassInputs:
-    """What the pass's steps read, from the settings `conductor.core.settings.load_settings`
-    decided once at the top of the pass (flag > task file > environment > conductor.toml >
-    default). Holds no secret."""
-    resolved, run = settings.pass_, settings.run
-    if not resolved.repo:
-        raise ConductorError("no repository given: pass --repo OWNER/NAME, set GH_REPO in the task file "
-                             "or CONDUCTOR_REPO")
-    root = run.resolved_worktree_root()
-    conductor_wt = None
-    if resolved.task_file and Path(resolved.task_file).resolve().parent == root / "conductor":
-        conductor_wt = root / "conductor"
-    lease = run.resolved_lock_lease(resolved.agent_timeout)
-    return PassInputs(
-        repo=resolved.repo, api_url=settings.github.api_url, config=settings.pipeline,
-        phase_filter=resolved.phase_filter, max_issues_per_dispatch=resolved.max_issues_per_dispatch,
-        max_prs_per_dispatch=resolved.max_prs_per_dispatch,
-        attempt_override=resolved.attempt, dry_run=resolved.dry_run, reminder_mode=resolved.reminder_mode,
-        rerun_hint=resolved.rerun_hint or "conductor run", repo_path=resolved.repo_path.resolve(),
-        worktree_root=root, salvage_dir=run.resolved_salvage_dir(),
-        agent_command=resolved.agent_command, agent_timeout=resolved.agent_timeout,
-        conductor_worktree=conductor_wt, guard_wait=run.guard_wait, lock=run.lock,
-        lock_lease=lease, lock_margin=run.resolved_lock_margin(lease),
-        coordinator_deployments=run.coordinator_deployments if run.dispatch == "deployment" else None,
-    )
 
 
 class StandInReport(BaseModel):
@@ -117,7 +36,8 @@ def item_rows(outcomes: list[CoordinatorOutcome]) -> list[list[str]]:
     rows = []
     for outcome in outcomes:
         for r in outcome.results:
-            label = f"issue #{r.number}" if r.kind == "issue" else f"PR #{r.number}"
+            label = (f"issue #{r.number}" if r.kind == "issue" else f"PR #{r.number}") + (
+                f" ({r.stage})" if r.stage else "")
             result = "proved" if r.ok else ("blocked: " if r.blocked and not r.reason.startswith("blocked")
                                             else "") + (r.reason or "not proved")
             prompt = f"{r.prompt_path} @ {r.prompt_sha[:12]}" if r.prompt_path and r.prompt_sha else "-"
@@ -166,6 +86,11 @@ class PassReport(BaseModel):
     @property
     def final_plan(self) -> Plan:
         return self.plan_after or self.plan
+
+    @property
+    def more_work(self) -> bool:
+        """Work became ready during this pass that it did not dispatch (`MORE_WORK_EVENT`)."""
+        return bool(self.plan_after and self.plan_after.dispatches and not self.dry_run)
 
     def item_counts(self) -> tuple[int, int]:
         """(proved, failed) over every dispatched item."""
@@ -257,7 +182,8 @@ class PassReport(BaseModel):
         if plan.held_back:
             lines += ["## Needs a human (failed too often)", "", markdown.table(
                 ["Item", "Title", "Failed attempts", "Last reason"],
-                [[f"#{h.number}", h.title, str(h.attempts), h.last_reason] for h in plan.held_back]), ""]
+                [[f"#{h.number}", h.title, str(h.attempts) if h.why == "attempts" else loops.held_line(h),
+                  h.last_reason] for h in plan.held_back]), ""]
         if plan.outside_pipeline:
             lines += ["## Outside the pipeline (batch label, no phase label)", "", markdown.table(
                 ["Issue", "Title", "Batch", "Dispatched in"],

@@ -43,6 +43,13 @@ The rules (each has a test in tests/test_planner.py):
   on GitHub): an item dispatched `item_attempt_limit` (3) times without a proved result is
   held back (`held_back`, with the last reason): it needs a human. Otherwise its count
   goes to `Dispatch.attempts` (ATTEMPT_N, 0 for a first try).
+- Review loops (`conductor/core/loops.py`): a ready PR whose last pipeline review graded its
+  current head C (unfixed), D or F goes to a `rework` leaf, unless it was graded down
+  `item_attempt_limit` times: then it is held back with its last grade. A ready PR whose
+  `mergeable_state` is `dirty` goes to a `rebase` leaf (read, one request each, for the PRs the
+  plan would review: `prs_needing_mergeable`), unless its last rebase could not resolve its
+  conflicts at its current head: then it is held back with the conflicting paths. A PR's
+  dispatch carries its head (`Dispatch.heads`) and its last review (`Dispatch.reviews`).
 - Caps: lowest batch number first, then lowest item number, items without a batch
   last; the rest go to `deferred`. `attempt` (ATTEMPT_N) > ANTI_LOOP_LIMIT: stuck, nothing is
   dispatched, everything else is still computed for the report.
@@ -67,8 +74,9 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from conductor.core import workflows
+from conductor.core import loops, workflows
 from conductor.core.config import PipelineConfig
+from conductor.core.settings import Settings
 from conductor.core.constants import ANTI_LOOP_LIMIT
 from conductor.core.dependencies import ChainedPR, References, find_cycles, issue_dependencies, \
     merge_after_references, merge_chains
@@ -89,9 +97,9 @@ from conductor.core.models import (
     PullRequest,
     WaitingItem,
 )
-from conductor.core.models import PlanRules
 
-__all__ = ["PlanRules", "dependencies_needing_lookup", "items_needing_attempts", "plan", "prs_needing_files"]
+__all__ = ["dependencies_needing_lookup", "items_needing_attempts", "plan", "prs_needing_files",
+           "prs_needing_mergeable"]
 
 
 @dataclass
@@ -212,7 +220,7 @@ def _phase_statuses(items: list[_Item], config: PipelineConfig, order: list[str]
     return statuses
 
 
-def _analyse(state: PipelineState, config: PipelineConfig, rules: PlanRules) -> _Analysis:
+def _analyse(state: PipelineState, config: PipelineConfig, phase_filter: str) -> _Analysis:
     order = config.topological_order()
     items, problems = _items(state, config, order)
     statuses = _phase_statuses(items, config, order)
@@ -226,14 +234,14 @@ def _analyse(state: PipelineState, config: PipelineConfig, rules: PlanRules) -> 
     outside = [OutsideItem(number=it.number, title=it.src.title, batch=it.batch or "", placed_in=placed)
                for it in unphased]
     dispatchable = {s.name for s in statuses if s.state == "active"}
-    if rules.phase_filter:
-        if rules.phase_filter not in order:
+    if phase_filter:
+        if phase_filter not in order:
             problems.append(Problem(message=(
-                f"PHASE_FILTER={rules.phase_filter} is not a configured phase; nothing dispatched. "
+                f"PHASE_FILTER={phase_filter} is not a configured phase; nothing dispatched. "
                 f"Use one of: {', '.join(order)}, or leave it empty")))
             dispatchable = set()
         else:
-            dispatchable &= {rules.phase_filter}
+            dispatchable &= {phase_filter}
     return _Analysis(
         items=items,
         problems=problems,
@@ -274,7 +282,7 @@ def _gate_reasons(it: _Item, a: _Analysis, config: PipelineConfig, files: bool =
     return reasons
 
 
-def prs_needing_files(state: PipelineState, rules: PlanRules) -> list[int]:
+def prs_needing_files(state: PipelineState, settings: Settings) -> list[int]:
     """PRs that could be dispatched, whose changed files decide the protected-path gate and
     the merge order (file overlap). The one place that decides which PRs' files are read:
     in an active (or the filtered) phase, not drafts, not claimed, and not already gated by
@@ -284,30 +292,39 @@ def prs_needing_files(state: PipelineState, rules: PlanRules) -> list[int]:
     Empty when the files would not change the plan: no protected paths configured and at
     most one such PR (nothing to overlap with).
     """
-    config = rules.config
-    a = _analyse(state, config, rules)
+    config = settings.pipeline
+    a = _analyse(state, config, settings.run.phase_filter)
     numbers = sorted(it.number for it in a.items
                      if it.kind == "pr" and _candidate(it, a, config)
                      and (config.approval_label in it.src.labels or not _gate_reasons(it, a, config, files=False)))
     return numbers if config.protected_paths or len(numbers) > 1 else []
 
 
-def items_needing_attempts(state: PipelineState, rules: PlanRules) -> list[int]:
+def items_needing_attempts(state: PipelineState, settings: Settings) -> list[int]:
     """Items the plan would dispatch whose attempts are not read yet (`state.attempts`).
 
     The reader calls it again after each read: an item held back frees a place that the
     next item in line takes, and that one's attempts are read in turn."""
-    p = plan(state, rules)
+    p = plan(state, settings)
     return sorted(n for d in p.dispatches for n in d.items if n not in state.attempts)
 
 
-def dependencies_needing_lookup(state: PipelineState, rules: PlanRules) -> list[int]:
+def prs_needing_mergeable(state: PipelineState, settings: Settings) -> list[int]:
+    """PRs the plan would review whose `mergeable_state` is not read yet: a `dirty` one is
+    rebased first. The reader calls it again after each read (a PR sent to a rebase keeps its
+    place; the plan changes only its kind)."""
+    unread = {pr.number for pr in state.pull_requests if pr.mergeable_state is None}
+    return sorted(n for d in plan(state, settings).dispatches if d.kind == workflows.PR_REVIEW.kind
+                  for n in d.items if n in unread)
+
+
+def dependencies_needing_lookup(state: PipelineState, settings: Settings) -> list[int]:
     """Numbers that issues the plan would dispatch say they depend on, that are no open item
     and whose kind is not known yet (`state.named`): the snapshot looks each up once.
 
     The reader calls it again after each lookup: an issue held for what it names frees a
     place that the next issue in line takes, whose numbers are looked up in turn."""
-    p = plan(state, rules)
+    p = plan(state, settings)
     known = {i.number for i in state.issues} | {pr.number for pr in state.pull_requests} | state.named.keys()
     return sorted({m for d in p.dispatches for named in d.depends_on.values() for m in named} - known)
 
@@ -402,11 +419,11 @@ def _shown(path: str, limit: int = 80) -> str:
     return path if len(path) <= limit else path[:limit - 1] + "…"
 
 
-def plan(state: PipelineState, rules: PlanRules) -> Plan:
+def plan(state: PipelineState, settings: Settings, attempt: int = 0) -> Plan:
     """The decision record of one conductor pass: the only entry to the planner."""
-    config = rules.config
-    a = _analyse(state, config, rules)
-    stuck = rules.attempt > ANTI_LOOP_LIMIT
+    config = settings.pipeline
+    a = _analyse(state, config, settings.run.phase_filter)
+    stuck = attempt > ANTI_LOOP_LIMIT
     approved = set(state.approved)
     open_prs = {p.number for p in state.pull_requests}
     refs, dep_problems = _issue_dependencies(state, a)
@@ -438,6 +455,11 @@ def plan(state: PipelineState, rules: PlanRules) -> Plan:
             held.append(HeldItem(number=it.number, kind=it.kind, title=it.src.title,
                                  attempts=tried.count, last_reason=tried.last_reason))
             continue
+        looped = loops.hold(it.src, config.item_attempt_limit, tried.count if tried else 0) \
+            if isinstance(it.src, PullRequest) else None
+        if looped is not None:
+            held.append(looped)
+            continue
         ready[it.kind].append(it)
 
     phase_rank = {p: i for i, p in enumerate(a.order)}
@@ -452,7 +474,7 @@ def plan(state: PipelineState, rules: PlanRules) -> Plan:
         kind, phase, batch = key
         return (kind, phase_rank[phase], _batch_rank(config, batch), batch or "")
 
-    caps = {"issue": rules.max_issues_per_dispatch, "pr": rules.max_prs_per_dispatch}
+    caps = {"issue": settings.run.max_issues_per_dispatch, "pr": settings.run.max_prs_per_dispatch}
     chosen: list[_Item] = []
     deferred: list[int] = []
     merge_after: dict[int, int] = {}
@@ -479,6 +501,10 @@ def plan(state: PipelineState, rules: PlanRules) -> Plan:
             merge_after={n: merge_after[n] for n in numbers if n in merge_after},
             depends_on={n: list(refs[n].numbers) for n in numbers if workflows.get(key[0]).item == "issue"},
             attempts={n: state.attempts[n].count if n in state.attempts else 0 for n in numbers},
+            heads={it.number: it.src.head_sha for it in members
+                   if isinstance(it.src, PullRequest) and it.src.head_sha},
+            reviews={it.number: it.src.review for it in members
+                     if isinstance(it.src, PullRequest) and it.src.review is not None},
         )
 
     dispatches = [dispatch(k) for k in sorted(groups, key=group_order)]
@@ -493,7 +519,7 @@ def plan(state: PipelineState, rules: PlanRules) -> Plan:
         phases=a.phases,
         idle=not in_pipeline and not a.unknown_phase_items,
         stuck=stuck,
-        attempt=rules.attempt,
+        attempt=attempt,
         open_issues=sum(1 for it in in_pipeline if it.kind == "issue"),
         open_prs=sum(1 for it in in_pipeline if it.kind == "pr"),
         deferred=deferred,

@@ -39,6 +39,7 @@ class Comment:
     id: int = 0
     number: int = 0  # the issue or PR it is on
     updated_at: datetime | None = None
+    url: str = ""
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from conductor.core import markdown
+from conductor.core import loops, markdown
 from conductor.core.constants import (
     APPROVAL_LABEL,
     REMINDER_LABEL,
@@ -301,8 +301,9 @@ def _held_sections(plan: Plan) -> list[str]:
 
     waiting = [f"{item(w.kind, w.number, w.title)} — {markdown.escape(w.reason, max_length=REASON_LIMIT)}"
                for w in plan.waiting]
-    held = [f"{item(h.kind, h.number, h.title)} — needs a human: failed {h.attempts} times "
-            f"(last reason: {markdown.escape(h.last_reason or 'none recorded', max_length=REASON_LIMIT)})"
+    held = [f"{item(h.kind, h.number, h.title)} — needs a human: "
+            + (f"failed {h.attempts} times" if h.why == "attempts" else markdown.escape(loops.held_line(h)))
+            + f" (last reason: {markdown.escape(h.last_reason or 'none recorded', max_length=REASON_LIMIT)})"
             for h in plan.held_back]
     outside = [f"{item('issue', o.number, o.title)} — {markdown.escape(o.batch)}"
                + (f", dispatched in {markdown.escape(o.placed_in)}" if o.placed_in else "")

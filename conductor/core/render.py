@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from conductor.core import workflows
+from conductor.core import loops, workflows
 from conductor.core.constants import ANTI_LOOP_LIMIT
 from conductor.core.models import Dispatch, Plan
 
@@ -50,7 +50,7 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
                                for w in plan.waiting), ""])
     if plan.held_back:
         rows.append(["(failed items)", "needs a human", "", "", "",
-                     ", ".join(f"#{h.number} ({h.attempts} failures)" for h in plan.held_back), ""])
+                     ", ".join(f"#{h.number} ({loops.held_line(h)})" for h in plan.held_back), ""])
     if plan.outside_pipeline:
         rows.append(["(outside the pipeline)", "batch label, no phase label", "", "", "",
                      ", ".join(f"#{o.number} ({o.batch}" + (f", dispatched in {o.placed_in})" if o.placed_in

@@ -41,9 +41,27 @@ class ReviewClaim(_Strict):
     pr_url: str | None = Field(None, description="The PR's HTML URL (informative; `pr` is checked).")
 
 
+class ReworkClaim(_Strict):
+    pr: int = Field(gt=0, description="The pull request the agent reworked (pushed to its own branch).")
+
+
+class RebaseClaim(_Strict):
+    pr: int = Field(gt=0, description="The pull request the agent rebased (brought its base in).")
+    conflicts: list[str] = Field(default_factory=list, max_length=100,
+                                 description="Paths it could not resolve (with status failed).")
+
+
 class AgentReport(_Strict):
     workflow: str = Field(description="The kind (conductor.core.workflows) the report is for.")
     status: Literal["done", "blocked", "failed"] = "done"
     message: str = Field("", max_length=4000)
     issues: list[IssueClaim] = Field(default_factory=list)
     reviews: list[ReviewClaim] = Field(default_factory=list)
+
+
+class ReworkReport(AgentReport):
+    reworks: list[ReworkClaim] = Field(default_factory=list)
+
+
+class RebaseReport(AgentReport):
+    rebases: list[RebaseClaim] = Field(default_factory=list)

@@ -1,100 +1,114 @@
-"""The settings tree: every setting of the conductor, and the one loader that reads them.
+"""The settings tree: every setting of the conductor, and the one loader that decides them.
 
-Sections: `github` (how to reach GitHub), `run` (where a pass works on this machine),
-`webhooks` (the receiver), `prefect` (the Prefect variables the conductor reads),
-`pipeline` (`conductor.core.config.PipelineConfig`: phases, gates, labels) and `pass`
-(`conductor.core.parameters.ResolvedParameters`: what one pass is asked to do). Each field is
-described once, with its default and its environment name (`CONDUCTOR_` + its name unless
-an alias says otherwise).
+One pydantic-settings root, `Settings`, with three sections (plain models):
+
+- `github` (`GitHubSettings`): how to reach GitHub, and the webhook receiver;
+- `run` (`RunSettings`): what a pass is asked to do and where it works on this machine;
+- `pipeline` (`conductor.core.config.PipelineConfig`): phases, gates and labels.
+
+Each field is described once, with its default once. Its environment name is derived once
+(`env_names`): `CONDUCTOR_` + its name, unless its metadata names others (`GITHUB_TOKEN`,
+`PREFECT_HOME`, ...). Its flag (`flag`), flow parameter (`param`) and task-file key
+(`task_key`) are metadata of the same field, so the flow, the CLI and the task file cannot
+drift from the tree.
 
 `load_settings` is the one loader: flag > task file > environment > conductor.toml >
-default, into one frozen `Settings` with the source of every value (`conductor config
-show`). This module and the secrets resolver (`tasks/secrets.py`) are the only ones that
-read the environment; child processes inherit it through `process_environment()`.
-Tokens are `SecretStr`: never a flow parameter, never logged, masked when shown.
+default, into one frozen `Settings` that knows where each value came from (`conductor config
+show`). conductor.toml's top-level keys are the pipeline, its `[run]` and `[github]` tables the
+other sections. This module and the secrets resolver (`tasks/secrets.py`) are the only ones
+that read the environment; child processes inherit it through `process_environment()`.
+Secrets are `SecretStr` fields excluded from every dump: a `Settings` can travel to a
+coordinator or a flow run's parameters without them, and each machine resolves its own.
 """
 from __future__ import annotations
 
+import json
 import os
+import tomllib
+import types
+import typing
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, create_model, field_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
-from conductor.core.config import PipelineConfig, load_pipeline_config, load_run_table, pipeline_keys
-from conductor.core.parameters import PassParameters, ResolvedParameters, resolve_parameters
-from conductor.core.taskfile import read_task_file
+from conductor.core import constants, workflows
+from conductor.core.config import PipelineConfig
+from conductor.core.errors import ConductorError, ConfigError
+from conductor.core.presets import get_preset
+from conductor.core.taskfile import REPO_SLUG_RE, read_task_file
 
-from conductor.core import workflows
-from conductor.core.errors import ConfigError
-
+ENV_PREFIX = "CONDUCTOR_"
 DEFAULT_API_URL = "https://api.github.com"
+SOURCES = ("flag", "task file", "env", "toml")  # highest first; "default" below them all
 
 
-class GitHubSettings(BaseSettings):
-    """How to talk to GitHub (or GitHub Enterprise, or the sandbox)."""
+def _meta(*, env: list[str] | None = None, flag: str | None = None, param: str | None = None,
+          task_key: str | None = None, layered: bool = True) -> dict[str, Any]:
+    """A field's names outside the tree. `layered`: read from the environment and conductor.toml
+    (off for what only a flag or a task file may say: the attempt, a dry run, which files)."""
+    return {"env": env, "flag": flag, "param": param, "task_key": task_key, "layered": layered}
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+class GitHubSettings(BaseModel):
+    """How to talk to GitHub (or GitHub Enterprise, or the sandbox), and its webhooks."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     api_url: str = Field(
-        DEFAULT_API_URL,
-        validation_alias=AliasChoices("CONDUCTOR_GITHUB_URL", "GITHUB_API_URL", "api_url"),
-        description="REST API base URL: https://api.github.com, https://HOST/api/v3 for "
+        DEFAULT_API_URL, description="REST API base URL: https://api.github.com, https://HOST/api/v3 for "
         "GitHub Enterprise Server, or the sandbox's http://127.0.0.1:PORT/api/v3.",
-    )
+        json_schema_extra=_meta(env=["CONDUCTOR_GITHUB_URL", "GITHUB_API_URL"], flag="--github-url",
+                                param="github_url"))
     token: SecretStr | None = Field(
-        None,
-        validation_alias=AliasChoices("GITHUB_TOKEN", "GH_TOKEN", "token"),
-        description="Token the conductor uses. Never a flow parameter, never logged.",
-    )
+        None, exclude=True, description="Token the conductor uses (else the Prefect blocks below). "
+        "Never a flow parameter, never logged, never dumped.",
+        json_schema_extra=_meta(env=["GITHUB_TOKEN", "GH_TOKEN"]))
+    ca_bundle: Path | None = Field(
+        None, description="PEM file of the certificate authorities to trust for GitHub (GitHub Enterprise "
+        "Server with a private CA, the sandbox's DATA/tls/ca.pem): PyGithub, the conductor's git "
+        "(the pass lock's too) and every agent (SSL_CERT_FILE, REQUESTS_CA_BUNDLE, NODE_EXTRA_CA_CERTS, "
+        "git's http.sslCAInfo) use it. None: the system's.")
     timeout: float = Field(
-        30.0, validation_alias=AliasChoices("CONDUCTOR_GITHUB_TIMEOUT", "timeout"), gt=0,
-        description="Seconds before one HTTP request to GitHub is abandoned.",
-    )
+        30.0, gt=0, description="Seconds before one HTTP request to GitHub is abandoned.",
+        json_schema_extra=_meta(env=["CONDUCTOR_GITHUB_TIMEOUT"]))
     retries: int = Field(
-        6, validation_alias=AliasChoices("CONDUCTOR_GITHUB_RETRIES", "retries"), ge=0,
-        description="Retries of idempotent requests on 5xx, 429 and secondary rate limits. "
+        6, ge=0, description="Retries of idempotent requests on 5xx, 429 and secondary rate limits. "
         "POST is never retried blindly: creations are made idempotent by looking first.",
-    )
+        json_schema_extra=_meta(env=["CONDUCTOR_GITHUB_RETRIES"]))
     backoff_factor: float = Field(
-        1.0, validation_alias=AliasChoices("CONDUCTOR_GITHUB_BACKOFF", "backoff_factor"), ge=0,
-        description="Exponential back-off factor (seconds) between retries without Retry-After.",
-    )
+        1.0, ge=0, description="Exponential back-off factor (seconds) between retries without Retry-After.",
+        json_schema_extra=_meta(env=["CONDUCTOR_GITHUB_BACKOFF"]))
     seconds_between_requests: float = Field(
-        0.25, validation_alias=AliasChoices("CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS",
-                                            "seconds_between_requests"), ge=0,
-        description="Minimum pause between requests (GitHub's guidance; 0 for the sandbox).",
-    )
+        0.25, ge=0, description="Minimum pause between requests (GitHub's guidance; 0 for the sandbox).",
+        json_schema_extra=_meta(env=["CONDUCTOR_GITHUB_SECONDS_BETWEEN_REQUESTS"]))
     seconds_between_writes: float = Field(
-        1.0, validation_alias=AliasChoices("CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES",
-                                           "seconds_between_writes"), ge=0,
-        description="Minimum pause between writes, to stay clear of secondary rate limits.",
-    )
-
+        1.0, ge=0, description="Minimum pause between writes, to stay clear of secondary rate limits.",
+        json_schema_extra=_meta(env=["CONDUCTOR_GITHUB_SECONDS_BETWEEN_WRITES"]))
     conditional_reads: bool = Field(
-        True, validation_alias=AliasChoices("CONDUCTOR_CONDITIONAL_READS", "conditional_reads"),
-        description="Send If-None-Match with ETags kept across passes; GitHub's 304 costs no rate limit.",
-    )
-    etag_cache_dir: Path = Field(
-        default_factory=lambda: PrefectSettings().home / "conductor-http-cache",
-        validation_alias=AliasChoices("CONDUCTOR_ETAG_CACHE_DIR", "etag_cache_dir"),
-        description="Where ETags and bodies are kept (default: $PREFECT_HOME/conductor-http-cache).",
-    )
+        True, description="Send If-None-Match with ETags kept across passes; GitHub's 304 costs no rate limit.")
+    etag_cache_dir: Path | None = Field(
+        None, description="Where ETags and bodies are kept (default: $PREFECT_HOME/conductor-http-cache; "
+        "unset outside a loaded tree: no conditional reads).")
     token_block: str = Field(
-        "github-token", validation_alias=AliasChoices("CONDUCTOR_GITHUB_TOKEN_BLOCK", "token_block"),
-        description="Prefect Secret block holding the token when GITHUB_TOKEN/GH_TOKEN is unset.")
+        "github-token", description="Prefect Secret block holding the token when GITHUB_TOKEN/GH_TOKEN is unset.",
+        json_schema_extra=_meta(env=["CONDUCTOR_GITHUB_TOKEN_BLOCK"]))
     credentials_block: str = Field(
-        "github-credentials",
-        validation_alias=AliasChoices("CONDUCTOR_GITHUB_CREDENTIALS_BLOCK", "credentials_block"),
-        description="prefect-github GitHubCredentials block tried after the Secret block.")
-
-    @classmethod
-    def from_env(cls, api_url: str | None = None) -> GitHubSettings:
-        """The environment's settings, with `api_url` (a flag or flow parameter) winning when given."""
-        return cls(api_url=api_url) if api_url else cls()
+        "github-credentials", description="prefect-github GitHubCredentials block tried after the Secret block.",
+        json_schema_extra=_meta(env=["CONDUCTOR_GITHUB_CREDENTIALS_BLOCK"]))
+    webhook_secret: SecretStr | None = Field(
+        None, exclude=True, description="The hook's secret on GitHub (else the Prefect Secret block "
+        "webhook_secret_block). Never dumped.")
+    webhook_secret_block: str = Field(
+        "github-webhook-secret", description="Prefect Secret block holding the hook's secret.")
+    webhook_ignore_logins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Comma-separated logins whose events start no pass "
+        "(besides the conductor's own login).")
 
     @field_validator("api_url")
     @classmethod
@@ -104,16 +118,74 @@ class GitHubSettings(BaseSettings):
             raise ValueError(f"GitHub API URL {value!r} must start with http:// or https://")
         return value
 
+    @field_validator("webhook_ignore_logins", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        return [x.strip() for x in value.split(",") if x.strip()] if isinstance(value, str) else value
 
-class RunSettings(BaseSettings):
-    """Where a pass works on this machine (env prefix CONDUCTOR_). What a pass is asked to
-    do (repository, caps, agent command, reminder mode) is `conductor.core.parameters`."""
 
-    model_config = SettingsConfigDict(env_prefix="CONDUCTOR_", extra="ignore")
+class RunSettings(BaseModel):
+    """What a pass is asked to do (repository, caps, agent, reminder) and where it works on
+    this machine (clone, worktrees, agents, lock, Prefect)."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # -- what a pass is asked to do ---------------------------------------------------
+    repo: str = Field(
+        "", pattern=REPO_SLUG_RE, description="OWNER/NAME of the repository (task file: GH_REPO; "
+        "env: CONDUCTOR_REPO); empty when none was given (a pass refuses to start).",
+        json_schema_extra=_meta(flag="--repo", task_key="GH_REPO"))
+    phase_filter: str = Field(
+        "", description="Dispatch only this phase (task file: PHASE_FILTER); empty for all.",
+        json_schema_extra=_meta(flag="--phase-filter", task_key="PHASE_FILTER"))
+    max_issues_per_dispatch: int = Field(
+        constants.MAX_PER_DISPATCH, ge=1, description="Cap on issues dispatched per pass "
+        "(task file: MAX_ISSUES_PER_DISPATCH).",
+        json_schema_extra=_meta(flag="--max-issues", task_key="MAX_ISSUES_PER_DISPATCH"))
+    max_prs_per_dispatch: int = Field(
+        constants.MAX_PER_DISPATCH, ge=1, description="Cap on PRs dispatched per pass "
+        "(task file: MAX_PRS_PER_DISPATCH).",
+        json_schema_extra=_meta(flag="--max-prs", task_key="MAX_PRS_PER_DISPATCH"))
+    attempt: int | None = Field(
+        None, ge=0, description="Override the attempt counter (task file: ATTEMPT_N when > 0); "
+        "otherwise it is read back from the last reminder's marker.",
+        json_schema_extra=_meta(flag="--attempt", task_key="ATTEMPT_N", layered=False))
+    dry_run: bool = Field(
+        False, description="Write nothing anywhere (GitHub, worktrees); report what would be done.",
+        json_schema_extra=_meta(flag="--dry-run", layered=False))
+    reminder_mode: Literal["recreate", "update"] = Field(
+        "recreate", description="recreate: close stale reminders and open a new one (the seed); "
+        "update: edit one reminder in place.", json_schema_extra=_meta(flag="--reminder-mode"))
+    task_file: str | None = Field(
+        None, description="The conductor's .agent-task file (GH_REPO, PHASE_FILTER, caps, ATTEMPT_N).",
+        json_schema_extra=_meta(flag="--task-file", layered=False))
+    config_file: str | None = Field(
+        None, description="Pipeline config (TOML: phases, gates, labels, [run] and [github] tables); "
+        "default ./conductor.toml when present.", json_schema_extra=_meta(flag="--config", layered=False))
+    agent_command: list[str] = Field(
+        default_factory=list, description="The agent's argv: a JSON list or a command line, with "
+        "{task_file} {report_file} {worktree} {prompt_file} {workflow} placeholders (env: a JSON list).",
+        json_schema_extra=_meta(flag="--agent-command"))
+    agent_preset: str | None = Field(
+        None, description="A shipped agent command (claude, codex, cursor, gemini, generic), used when "
+        "no agent command is given at the same or a higher level.",
+        json_schema_extra=_meta(flag="--agent-preset"))
+    agent_timeout: float = Field(
+        constants.AGENT_TIMEOUT, gt=0, description="Seconds before an agent is killed.",
+        json_schema_extra=_meta(flag="--agent-timeout"))
+    rerun_hint: str | None = Field(
+        None, description="The command the reminder tells a human to run next (default: how this pass "
+        "was started).", json_schema_extra=_meta(param="rerun_hint", layered=False))
+    event_id: str | None = Field(
+        None, description="The Prefect event that started this run (set by the `on-change` trigger): a "
+        "pass that began after the server received it read GitHub after it, so this run makes none "
+        "(tasks/guard.py).", json_schema_extra=_meta(param="event_id", layered=False))
+
+    # -- where a pass works on this machine ---------------------------------------------
     repo_path: Path = Field(
         Path("."), description="Local clone of the target repository (fetched before each worktree); "
-        "a coordinator deployment on another machine uses its own.")
+        "a coordinator deployment on another machine uses its own.",
+        json_schema_extra=_meta(flag="--repo-path"))
     worktree_root: Path | None = Field(
         None, description="Where coordinator worktrees are made. Default: "
         "~/.conductor/worktrees/<name of repo_path>.")
@@ -128,8 +200,8 @@ class RunSettings(BaseSettings):
         "(\"agent idle: no output for N s\"), whole process group; separate from agent_timeout. "
         "An agent CLI whose model stops answering often prints nothing until the total timeout.")
     agent_token: SecretStr | None = Field(
-        None, description="A token of the agent's own, given to it as GH_TOKEN/GITHUB_TOKEN. "
-        "Unset by default: the agent never receives the conductor's token.")
+        None, exclude=True, description="A token of the agent's own, given to it as GH_TOKEN/GITHUB_TOKEN. "
+        "Unset by default: the agent never receives the conductor's token. Never dumped.")
     agent_token_block: str = Field(
         "", description="Prefect Secret block holding the agent's token when CONDUCTOR_AGENT_TOKEN is unset.")
     dispatch: Literal["subflow", "deployment"] = Field(
@@ -142,22 +214,39 @@ class RunSettings(BaseSettings):
     guard_wait: float = Field(
         120.0, ge=0, description="Seconds a pass waits for another pass over the same repository "
         "to finish before it gives up without dispatching (a killed pass frees its slot within 60 s).")
+    lock: bool = Field(
+        True, description="Take the pass lock on GitHub, so passes exclude each other whatever "
+        "Prefect server or machine runs them (off: only the Prefect concurrency slot).")
     lock_lease: float | None = Field(
         None, gt=0, description="Seconds the pass lock on GitHub (refs/conductor/lock) is leased "
         "for; a live pass renews it every third of that, a killed pass's lock is taken over once "
         "it expires. Default: agent_timeout + 300 (a few minutes beyond the agent timeout).")
-    lock: bool = Field(
-        True, description="Take the pass lock on GitHub, so passes exclude each other whatever "
-        "Prefect server or machine runs them (off: only the Prefect concurrency slot).")
     lock_margin: float | None = Field(
         None, gt=0, description="Seconds of its lease a pass must have left to write to GitHub; "
         "with less it renews the lease first, and once another pass took the lock over it writes "
         "nothing more. Default: a tenth of the lease, at most 60 s.")
+    prefect_home: Path = Field(
+        Path("~/.prefect"), description="Prefect's home: the embedded server's database, the ETag cache.",
+        json_schema_extra=_meta(env=["PREFECT_HOME"]))
+    prefect_api_url: str | None = Field(
+        None, description="A Prefect server to run on; unset: `conductor run` starts an embedded one.",
+        json_schema_extra=_meta(env=["PREFECT_API_URL"]))
+    prefect_ui_url: str | None = Field(
+        None, description="The Prefect UI's address (default: prefect_api_url without /api).",
+        json_schema_extra=_meta(env=["PREFECT_UI_URL"]))
 
-    def resolved_lock_lease(self, agent_timeout: float) -> float:
-        return self.lock_lease or agent_timeout + 300.0
+    @field_validator("prefect_home", "repo_path")
+    @classmethod
+    def _expand(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
 
-    def resolved_lock_margin(self, lease: float) -> float:
+    # -- what follows from them -----------------------------------------------------------
+
+    def lock_lease_seconds(self) -> float:
+        return self.lock_lease or self.agent_timeout + 300.0
+
+    def lock_margin_seconds(self) -> float:
+        lease = self.lock_lease_seconds()
         margin = self.lock_margin or min(60.0, lease / 10)
         if margin >= lease / 3:  # the lease is renewed every third of it: a write would never be allowed
             raise ConfigError(f"CONDUCTOR_LOCK_MARGIN ({margin:g} s) must be less than a third of the lock "
@@ -170,93 +259,70 @@ class RunSettings(BaseSettings):
     def resolved_salvage_dir(self) -> Path:
         return (self.salvage_dir or Path.home() / ".conductor" / "salvage" / self._repo_name()).resolve()
 
+    def conductor_worktree(self) -> Path | None:
+        """The conductor's own worktree, when its task file lives there (the seed's self-destruct)."""
+        root = self.resolved_worktree_root()
+        if self.task_file and Path(self.task_file).resolve().parent == root / "conductor":
+            return root / "conductor"
+        return None
+
     def _repo_name(self) -> str:
         return self.repo_path.resolve().name or "repo"
 
 
-class WebhookSettings(BaseSettings):
-    """The webhook receiver (`conductor webhooks serve`), env prefix CONDUCTOR_WEBHOOK_."""
-
-    model_config = SettingsConfigDict(env_prefix="CONDUCTOR_WEBHOOK_", extra="ignore")
-
-    secret: SecretStr | None = Field(
-        None, description="The hook's secret on GitHub (else the Prefect Secret block secret_block).")
-    secret_block: str = Field(
-        "github-webhook-secret", description="Prefect Secret block holding the hook's secret.")
-    ignore_logins: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated logins whose events start no pass "
-        "(besides the conductor's own login).")
-
-    @field_validator("ignore_logins", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        return [x.strip() for x in value.split(",") if x.strip()] if isinstance(value, str) else value
+# What differs by machine: a coordinator on another worker keeps its own (`Settings.on_this_machine`).
+MACHINE_FIELDS = ("repo_path", "worktree_root", "salvage_dir", "agent_slots", "agent_idle_timeout", "agent_token",
+                  "agent_token_block", "prefect_home", "prefect_api_url", "prefect_ui_url")
+SECTIONS: dict[str, type[BaseModel]] = {"github": GitHubSettings, "run": RunSettings, "pipeline": PipelineConfig}
 
 
-class PrefectSettings(BaseSettings):
-    """The Prefect variables the conductor itself reads (env prefix PREFECT_)."""
+class Settings(BaseSettings):
+    """Every setting, decided once (`load_settings`), with where each value came from. Holds
+    secrets only in fields excluded from dumps; frozen."""
 
-    model_config = SettingsConfigDict(env_prefix="PREFECT_", extra="ignore")
+    model_config = SettingsConfigDict(frozen=True, extra="forbid")
 
-    home: Path = Field(default_factory=lambda: Path.home() / ".prefect",
-                       description="Prefect's home: the embedded server's database, the ETag cache.")
-    api_url: str | None = Field(
-        None, description="A Prefect server to run on; unset: `conductor run` starts an embedded one.")
-    ui_url: str | None = Field(None, description="The Prefect UI's address (default: api_url without /api).")
-
-    @field_validator("home")
-    @classmethod
-    def _expand(cls, value: Path) -> Path:
-        return value.expanduser()
-
-
-class AgentEnvironment(BaseSettings):
-    """What the conductor gives an agent process in its environment (read by the demo agent;
-    an agent CLI reads the same names)."""
-
-    model_config = SettingsConfigDict(extra="ignore")
-
-    task_file: Path = Field(validation_alias="CONDUCTOR_TASK_FILE", description="The agent's .agent-task.")
-    report_file: Path = Field(validation_alias="CONDUCTOR_REPORT_FILE", description="Where it writes its report.")
-    token: SecretStr | None = Field(None, validation_alias="GH_TOKEN", description="The agent's own token, if any.")
-    api_url: str = Field("", validation_alias="GITHUB_API_URL", description="GitHub's REST API base URL.")
-
-
-SECTIONS: dict[str, type[BaseModel]] = {
-    "github": GitHubSettings, "run": RunSettings, "webhooks": WebhookSettings, "prefect": PrefectSettings,
-    "pipeline": PipelineConfig, "pass": ResolvedParameters,
-}
-
-
-class Settings(BaseModel):
-    """Every setting, decided once (`load_settings`), with where each value came from."""
-
-    model_config = ConfigDict(frozen=True, populate_by_name=True)
-
-    github: GitHubSettings
-    run: RunSettings
-    webhooks: WebhookSettings
-    prefect: PrefectSettings
-    pipeline: PipelineConfig
-    pass_: ResolvedParameters = Field(alias="pass")
+    github: GitHubSettings = Field(default_factory=GitHubSettings)
+    run: RunSettings = Field(default_factory=RunSettings)
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig)
     sources: dict[str, str] = Field(default_factory=dict,
                                     description="section.field -> flag, task file, env, toml or default.")
 
+    @classmethod
+    def settings_customise_sources(cls, settings_cls: type[BaseSettings], init_settings: Any, *_: Any,
+                                   **__: Any) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _EnvSource(settings_cls), _TomlSource(settings_cls)
+
+    # -- views ------------------------------------------------------------------------
+
+    def require_repo(self) -> Settings:
+        """These settings, refusing a pass without a repository (one line naming every way)."""
+        if not self.run.repo:
+            raise ConductorError("no repository given: pass --repo OWNER/NAME, set GH_REPO in the task file "
+                                 "or CONDUCTOR_REPO")
+        return self
+
+    def given_attempt(self) -> int:
+        """The attempt this pass was given (flag or ATTEMPT_N), 0 when none."""
+        return self.run.attempt or 0
+
+    def on_this_machine(self, local: Settings) -> Settings:
+        """These settings with `local`'s for where work happens on this machine (clone,
+        worktrees, agent slots and token, Prefect) and its GitHub token: a coordinator on
+        another worker gets the pass's settings without their secrets or paths."""
+        return self.model_copy(update={
+            "run": self.run.model_copy(update={n: getattr(local.run, n) for n in MACHINE_FIELDS}),
+            "github": self.github.model_copy(update={"token": local.github.token,
+                                                     "etag_cache_dir": local.github.etag_cache_dir})})
+
+    def with_run(self, **update: Any) -> Settings:
+        return self.model_copy(update={"run": self.run.model_copy(update=update)})
+
     def rows(self) -> list[tuple[str, str, str]]:
         """(section.field, value, source) of every setting; secrets show as set or unset, never their value."""
-        rows = []
-        for section in SECTIONS:
-            model = getattr(self, "pass_" if section == "pass" else section)
-            for name in type(model).model_fields:
-                key = f"{section}.{name}"
-                if key in _NOT_SHOWN:
-                    continue
-                rows.append((key, _shown(getattr(model, name)), self.sources.get(key, "default")))
-        return rows
-
-
-# The pass's own copies of settings shown in their sections (run.repo_path, github.api_url).
-_NOT_SHOWN = {"pass.sources", "pass.repo_path", "pass.github_url"}
+        return [(f"{section}.{name}", _shown(getattr(getattr(self, section), name)),
+                 self.sources.get(f"{section}.{name}", "default"))
+                for section, model in SECTIONS.items() for name in model.model_fields]
 
 
 def _shown(value: Any) -> str:
@@ -267,25 +333,260 @@ def _shown(value: Any) -> str:
     if isinstance(value, list):
         value = [v.model_dump(mode="json") if isinstance(v, BaseModel) else v for v in value]
     if isinstance(value, (list, dict)):
-        import json
-
         return json.dumps(value, default=str)
     return "" if value is None else str(value)
 
 
-def env_names(section: type[BaseModel], name: str) -> list[str]:
-    """The environment variables that set `name` of a pydantic-settings section, highest first."""
-    field = section.model_fields[name]
-    alias = field.validation_alias
-    if isinstance(alias, AliasChoices):
-        return [a for a in alias.choices if isinstance(a, str) and a.isupper()]
-    prefix = section.model_config.get("env_prefix", "") if issubclass(section, BaseSettings) else ""
-    return [f"{prefix}{name}".upper()] if prefix else []
+# -- field metadata ------------------------------------------------------------------------
+
+
+def meta(field: FieldInfo) -> dict[str, Any]:
+    extra = field.json_schema_extra
+    return {**_meta(), **(extra if isinstance(extra, dict) else {})}
+
+
+def env_names(section: str, name: str) -> list[str]:
+    """The environment variables that set `section.name`, highest first (none if not layered)."""
+    info = meta(SECTIONS[section].model_fields[name])
+    if not info["layered"]:
+        return []
+    return list(info["env"] or [f"{ENV_PREFIX}{name.upper()}"])
+
+
+def flag_fields() -> dict[str, tuple[str, str, FieldInfo]]:
+    """Flow parameter name -> (section, field, field info), for every field a flag or the flow sets."""
+    found = {}
+    for section in ("run", "github"):
+        for name, field in SECTIONS[section].model_fields.items():
+            info = meta(field)
+            if info["flag"] or info["param"]:
+                found[info["param"] or name] = (section, name, field)
+    return found
+
+
+def _parameter(field: FieldInfo) -> tuple[Any, Any]:
+    """A flow parameter of a setting: optional (None: not given here), a path as text."""
+    annotation = str if field.annotation is Path else field.annotation
+    optional = bool if annotation is bool else annotation | None
+    return optional, FieldInfo.merge_field_infos(field, default=False if field.annotation is bool else None,
+                                                  default_factory=None)
+
+
+# The flow's parameters and `conductor run`'s flags: the fields above that have one, None
+# meaning "not given here" (the next source decides). Built from the tree, so they cannot drift.
+PassParameters = create_model(
+    "PassParameters", __config__=ConfigDict(extra="forbid"),
+    **{param: _parameter(field) for param, (_, _, field) in flag_fields().items()})
+
+
+# -- the sources ---------------------------------------------------------------------------
+
+
+class _Load(BaseModel):
+    env: dict[str, str]
+    toml: dict[str, Any] = Field(default_factory=dict)
+    toml_origin: str = constants.CONFIG_FILE_NAME
+
+
+_LOADING: ContextVar[_Load | None] = ContextVar("conductor_settings_load", default=None)
+
+
+def _decoded(field: FieldInfo) -> bool:
+    """Whether an environment string for this field is JSON (lists, dicts, models; not NoDecode)."""
+    if any(m is NoDecode or isinstance(m, NoDecode) for m in field.metadata):
+        return False
+    annotation = field.annotation
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    first = next(a for a in typing.get_args(annotation) if a is not type(None)) if union else annotation
+    base = typing.get_origin(first) or first
+    return base in (list, dict) or (isinstance(base, type) and issubclass(base, BaseModel))
+
+
+def env_layer(env: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """The settings the environment gives (empty values are unset), JSON decoded where the field
+    holds a list or a table; a bad value is one line naming its variable."""
+    upper = {key.upper(): value for key, value in env.items() if value}
+    layer: dict[str, dict[str, Any]] = {}
+    for section, model in SECTIONS.items():
+        for name, field in model.model_fields.items():
+            var = next((v for v in env_names(section, name) if v in upper), None)
+            if var is None:
+                continue
+            raw: Any = upper[var]
+            if _decoded(field):
+                try:
+                    raw = json.loads(raw)
+                except json.JSONDecodeError as exc:
+                    kind = "list" if typing.get_origin(field.annotation) is list else "value"
+                    raise ConfigError(f"{var} is not a JSON {kind} ({exc.msg}); {section}.{name} values must "
+                                      f"be JSON, e.g. {var}='[\"a\", \"b\"]'") from None
+            layer.setdefault(section, {})[name] = raw
+    return _with_preset(layer)
+
+
+def toml_layer(data: Mapping[str, Any], origin: str) -> dict[str, dict[str, Any]]:
+    """conductor.toml as sections: its top-level keys are the pipeline, `[run]` and `[github]`
+    the others (only settings the environment may also set)."""
+    pipeline = {k: v for k, v in data.items() if k not in ("run", "github")}
+    layer: dict[str, dict[str, Any]] = {"pipeline": pipeline} if pipeline else {}
+    for section in ("run", "github"):
+        table = data.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{origin}: {section} must be a table ([{section}]); fix the file")
+        if section == "run" and "github_url" in table:  # [run] github_url: the flag's name, kept
+            layer["github"] = {"api_url": table["github_url"], **layer.get("github", {})}
+            table = {k: v for k, v in table.items() if k != "github_url"}
+        known = [n for n, f in SECTIONS[section].model_fields.items() if meta(f)["layered"] and not f.exclude]
+        if unknown := sorted(set(table) - set(known)):
+            raise ConfigError(f"{origin} [{section}]: unknown key {unknown[0]!r}; known keys: {', '.join(known)}")
+        if table:
+            layer[section] = {**layer.get(section, {}), **table}
+    return _with_preset(layer)
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        load = _LOADING.get()
+        return env_layer(load.env if load else os.environ)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        load = _LOADING.get()
+        return toml_layer(load.toml, load.toml_origin) if load else {}
+
+
+# -- the loader ------------------------------------------------------------------------------
+
+
+def load_settings(flags: Mapping[str, Any] | BaseModel | None = None, *,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """The one loader: read the task file and conductor.toml the flags name (or ./conductor.toml)
+    and decide every setting, flag > task file > environment > conductor.toml > default.
+
+    `flags` are flow parameters (`PassParameters`, or their dict); `env` stands in for the
+    process environment (tests). Reads files, talks to no service; a bad value is one
+    `ConfigError` line naming it and where it came from."""
+    given = flags.model_dump() if isinstance(flags, BaseModel) else dict(flags or {})
+    env = dict(os.environ) if env is None else dict(env)
+    layers: dict[str, dict[str, dict[str, Any]]] = {"flag": _flag_layer(given)}
+    task_file = layers["flag"].get("run", {}).get("task_file")
+    layers["task file"] = _task_layer(Path(task_file)) if task_file else {}
+    layers["env"] = env_layer(env)
+    config_file = layers["flag"].get("run", {}).get("config_file")
+    path = Path(config_file) if config_file else _default_config()
+    origin = str(path or constants.CONFIG_FILE_NAME)
+    toml = _read_toml(path) if path else {}
+    layers["toml"] = toml_layer(toml, origin)
+    sources = {f"{section}.{name}": source for source in reversed(SOURCES)
+               for section, values in layers[source].items() for name in values}
+    if "run.agent_command" in sources and layers[sources["run.agent_command"]].get("run", {}).get("agent_preset"):
+        src = sources["run.agent_command"]
+        sources["run.agent_command"] = f"{src} (preset {layers[src]['run']['agent_preset']})"
+    init = _merge(layers["task file"], layers["flag"])
+    token = _LOADING.set(_Load(env=env, toml=toml, toml_origin=origin))
+    try:
+        settings = Settings(**init, sources=sources)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, sources, origin)) from None
+    finally:
+        _LOADING.reset(token)
+    if settings.github.etag_cache_dir is None:
+        github = settings.github.model_copy(update={"etag_cache_dir": settings.run.prefect_home / "conductor-http-cache"})
+        settings = settings.model_copy(update={"github": github})
+    return settings
+
+
+def _flag_layer(given: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    layer: dict[str, dict[str, Any]] = {}
+    fields = flag_fields()
+    for param, value in given.items():
+        if param not in fields:
+            raise ConfigError(f"unknown parameter {param!r}; known parameters: {', '.join(fields)}")
+        if value is None or value is False:
+            continue
+        section, name, _ = fields[param]
+        layer.setdefault(section, {})[name] = value
+    return _with_preset(layer)
+
+
+def _task_layer(path: Path) -> dict[str, dict[str, Any]]:
+    """The settings a task file holds: only keys it really has, ATTEMPT_N only when > 0."""
+    task = read_task_file(path)
+    values = {}
+    for name, field in RunSettings.model_fields.items():
+        key = meta(field)["task_key"]
+        if key and key in task.model_fields_set:
+            value = getattr(task, key)
+            if value != "" and not (key == "ATTEMPT_N" and value == 0):
+                values[name] = value
+    return {"run": values} if values else {}
+
+
+def _with_preset(layer: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """A preset at one level is the agent command of that level, unless it names one itself
+    (a preset loses to a command at the same or a higher level)."""
+    run = layer.get("run", {})
+    if run.get("agent_preset") and not run.get("agent_command"):
+        run["agent_command"] = get_preset(run["agent_preset"])
+    return layer
+
+
+def _merge(low: Mapping[str, dict[str, Any]], high: Mapping[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {s: {**low.get(s, {}), **high.get(s, {})} for s in {*low, *high}}
+
+
+def _one_line(exc: ValidationError, sources: Mapping[str, str], origin: str) -> str:
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    key = ".".join(loc[:2])
+    source = sources.get(key, "default")
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden" and loc and loc[0] in SECTIONS:
+        msg = f"unknown setting; known settings: {', '.join(SECTIONS[loc[0]].model_fields)}"
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    if source == "env" and len(loc) >= 2:
+        var = env_names(loc[0], loc[1])[0]
+        return f"{var}={str(err.get('input'))[:60]!r}: {msg}; fix that environment variable{more}"
+    if source == "toml" and loc and loc[0] in ("run", "github"):
+        return f"{origin} [{loc[0]}] {'.'.join(loc[1:])}: {msg}; fix that value{more}"
+    where = {"toml": origin, "default": origin}.get(source, source)
+    return f"invalid configuration in {where}: {'.'.join(loc)}: {msg}{more}"
+
+
+def _default_config() -> Path | None:
+    default = Path(constants.CONFIG_FILE_NAME)
+    return default if default.is_file() else None
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; create it or drop --config") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}; check the path and its permissions") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}; fix the syntax") from None
+
+
+# -- the environment, for child processes -----------------------------------------------------
 
 
 def process_environment() -> dict[str, str]:
     """This process's environment, for the child processes it starts (agents, git, the
-    Prefect server) to inherit; no setting is read from it outside this module."""
+    Prefect server) to inherit, and for an agent to read what the conductor gave it; no
+    setting is read from it outside this module."""
     return dict(os.environ)
 
 
@@ -306,41 +607,3 @@ def _put(values: Mapping[str, str | None]) -> None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-
-
-def load_settings(params: PassParameters | None = None, *,
-                  env: Mapping[str, str] | None = None) -> Settings:
-    """The one loader: read the task file and conductor.toml `params` name and decide every
-    setting, flag > task file > environment > conductor.toml > default.
-
-    `env` stands in for the process environment in the pass's own parameters (tests); the
-    other sections read the process environment (pydantic-settings). Reads files, talks to no
-    service; a bad value is a one-line `ConductorError` or a pydantic `ValidationError`."""
-    params = params or PassParameters()
-    env = dict(os.environ) if env is None else env
-    task = read_task_file(Path(params.task_file)) if params.task_file else None
-    config_path = Path(params.config_file) if params.config_file else None
-    resolved = resolve_parameters(params, task=task, env=env, run_table=load_run_table(config_path),
-                                  config_origin=str(config_path or "conductor.toml"))
-    github = GitHubSettings.from_env(resolved.github_url)
-    values: dict[str, Any] = {
-        "github": github, "run": RunSettings(repo_path=resolved.repo_path), "webhooks": WebhookSettings(),
-        "prefect": PrefectSettings(), "pipeline": load_pipeline_config(config_path), "pass": resolved,
-    }
-    sources = {f"pass.{name}": source for name, source in resolved.sources.items()}
-    sources["github.api_url"] = (sources["pass.github_url"] if resolved.github_url
-                                 else _env_or_default(GitHubSettings, "api_url", env))
-    sources["run.repo_path"] = sources["pass.repo_path"]
-    for section in ("github", "run", "webhooks", "prefect"):
-        for name in SECTIONS[section].model_fields:
-            sources.setdefault(f"{section}.{name}", _env_or_default(SECTIONS[section], name, env))
-    in_toml = pipeline_keys(config_path)
-    for name in PipelineConfig.model_fields:
-        var = f"CONDUCTOR_{name.upper()}"
-        env_set = any(key.upper() == var or key.upper().startswith(var + "__") for key in env)
-        sources[f"pipeline.{name}"] = "env" if env_set else "toml" if name in in_toml else "default"
-    return Settings(**values, sources=sources)
-
-
-def _env_or_default(section: type[BaseModel], name: str, env: Mapping[str, str]) -> str:
-    return "env" if any(env.get(var) for var in env_names(section, name)) else "default"

@@ -58,6 +58,9 @@ class PullFacts(_Model):
     head_ref: str = ""
     head_repo_full_name: str = Field("", description="Empty when the head repository is gone.")
     base_ref: str = ""
+    head_sha: str = ""
+    mergeable: bool | None = Field(None, description="None while GitHub computes it.")
+    mergeable_state: str = Field("unknown", description="`dirty`: conflicts with its base.")
     body: str = ""
     linked_issues: list[int] = Field(
         default_factory=list, description="Issues the PR closes (closing keywords)."
@@ -102,6 +105,9 @@ class ItemResult(_Model):
     worktree: str | None = Field(None, description="Leaf: its worktree's directory name.")
     usage: Usage | None = Field(None, description="Leaf: tokens, cost and effort its agent reported.")
     merge_after: int | None = Field(None, description="Leaf: the PR this review waited for.")
+    stage: str = Field("", description="Leaf: where the PR is in its review loop (`conductor.core.loops.stage`).")
+    message: str = Field("", description="A review that left the PR open graded C, D or F: the reviewer's message.")
+    conflicts: list[str] = Field(default_factory=list, description="A rebase: the paths it could not resolve.")
     started_at: float | None = Field(None, description="Leaf: when it started (epoch seconds).")
     ended_at: float | None = Field(None, description="Leaf: when it ended (epoch seconds).")
     agent_started_at: float | None = Field(None, description="Leaf: when its agent process started.")
@@ -287,6 +293,7 @@ def verify_pr_review(
         result = ItemResult(
             number=number, kind="pr", ok=problem is None, grade=claim.grade,
             merged=facts.merged, reason=problem or "",
+            message=report.message if not facts.merged and claim.grade not in MERGING_GRADES else "",
         )
         results[number] = result
         if problem:

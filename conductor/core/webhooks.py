@@ -29,6 +29,10 @@ PLAN_EVENTS: dict[str, frozenset[str] | None] = {
     "issue_dependencies": None,
 }
 EVENT_PREFIX = "github"
+# What a pass emits when it ends with work ready that it did not dispatch (a PR graded down by
+# the review it ran now needs a rework, a PR its predecessor's merge left conflicting needs a
+# rebase): its own writes start no pass, so it asks for the next one itself.
+MORE_WORK_EVENT = "conductor.pass.more-work"
 RESOURCE_PREFIX = "github.repository."
 SIGNATURE_HEADER = "X-Hub-Signature-256"
 EVENT_HEADER = "X-GitHub-Event"

@@ -20,6 +20,19 @@ The two kinds the conductor ships (the canonical coordinators, issue #12):
   HAS_MIGRATION, ATTEMPT_N, REQUIRED_OUTPUT=grade,merge_status,pr_url, ON_BLOCK=stop, BASE,
   REPORT_PATH, PROMPT; proof: claimed merges are merges on GitHub, D/F grades stay open.
 
+And the two loops (`conductor.core.loops`, issue #22), both on PRs and claimed with the pr-open label:
+
+* rework (`rework`): a PR whose last pipeline review graded its head C (unfixed), D or F; task
+  file WORKFLOW=rework, GH_REPO, PR_NUMBER, PR_TITLE, PR_URL, PR_BRANCH, ISSUE_NUMBER (the
+  first issue it closes, or `none`), CLOSES_ISSUES, FILES_CHANGED, REVIEW_GRADE, REVIEW_ROUND,
+  REVIEW_URL, REVIEW_TEXT, REVIEWED_HEAD, ATTEMPT_N, REQUIRED_OUTPUT=pushed_commits,
+  ON_BLOCK=stop, BASE, WORKTREE, REPORT_PATH, PROMPT; proof: new commits on the PR's head
+  since the review, the PR still open and closing an issue.
+* rebase (`rebase`): a PR whose `mergeable_state` is `dirty`; task file WORKFLOW=rebase,
+  GH_REPO, PR_NUMBER, PR_TITLE, PR_URL, PR_BRANCH, CLOSES_ISSUES, FILES_CHANGED, HEAD_SHA,
+  ATTEMPT_N, REQUIRED_OUTPUT=pushed_merge, ON_BLOCK=stop, BASE, WORKTREE, REPORT_PATH, PROMPT;
+  proof: the PR's head moved and it merges into its base now.
+
 Every value is untrusted data; `conductor.taskfile.render_task_file` escapes it, so no
 title, label or path can start a line of its own.
 """
@@ -33,11 +46,11 @@ from pathlib import Path
 from typing import Any
 
 from conductor.core import leaf as leaves
-from conductor.core.config import DEFAULT_MIGRATION_PATHS, PromptPaths
-from conductor.core.constants import PROMPT_ISSUE_TO_PR, PROMPT_PR_REVIEW
+from conductor.core import loops
+from conductor.core.constants import DEFAULT_MIGRATION_PATHS, PROMPT_ISSUE_TO_PR, PROMPT_PR_REVIEW, PROMPT_REBASE, PROMPT_REWORK
 from conductor.core.models import Dispatch, Issue, ItemKind, PullRequest
 from conductor.core.ports import GitHub
-from conductor.core.reports import AgentReport
+from conductor.core.reports import AgentReport, RebaseReport, ReworkReport
 from conductor.core.verify import (
     CoordinatorOutcome,
     PullFacts,
@@ -84,7 +97,7 @@ class Workflow:
     name: str  # its name in leaf task files, flow names and the UI
     item: ItemKind  # what it works on: issues or pull requests
     label: str  # how the plan table names its dispatches
-    status: str  # the attribute of PipelineConfig (and CoordinatorSpec) naming the label that claims its items
+    status: str  # the attribute of PipelineConfig naming the label that claims its items
     prompt: Traversable  # the prompt the package ships for it...
     prompt_path: str  # ...and how results name that prompt
     repo_prompt: str  # the repository's own prompt when `[prompts]` names none
@@ -113,11 +126,11 @@ class Workflow:
     def shipped_prompt(self) -> leaves.Prompt:
         return leaves.prompt_of(self.prompt.read_bytes(), self.prompt_path, "shipped")
 
-    def choose_prompt(self, paths: PromptPaths, read_at_tip: Callable[[str], bytes | None]) -> leaves.Prompt:
+    def choose_prompt(self, paths: Mapping[str, str], read_at_tip: Callable[[str], bytes | None]) -> leaves.Prompt:
         """The repository's prompt (configured, else `repo_prompt`) when the integration tip has
         it, else the shipped one. `read_at_tip(path)` returns the file's bytes or None. A
         configured path the tip lacks is an error (a typo must not silently fall back)."""
-        configured = paths.configured(self.kind)
+        configured = paths.get(self.kind)
         path = configured or self.repo_prompt
         data = read_at_tip(path)
         if data is None:
@@ -205,7 +218,7 @@ def read_report(data: Any) -> AgentReport:
     workflow = by_name(named) if isinstance(named, str) else None
     if workflow is None:
         raise ValueError(f"workflow: {named!r} is not a registered workflow")
-    if named == workflow.name and named != workflow.kind:
+    if named == workflow.name and (named != workflow.kind or workflow.claims not in data):
         data = workflow.single_item(data)
     return workflow.report_model.model_validate(data)
 
@@ -302,4 +315,70 @@ PR_REVIEW = register(Workflow(
     facts=lambda gh, d, report, where: _pull_facts(
         sorted(set(pr_numbers_to_check(d, report, repo=where.repo, html_base=where.html_base)) | set(d.items)), gh),
     verify=lambda d, report, run, prs, where: verify_pr_review(d, report, run, prs, repo=where.repo),
+))
+
+
+
+def _pr_keys(t: LeafTask, workflow: Workflow) -> dict[str, str | int]:
+    pull = t.item
+    return {"WORKFLOW": workflow.name, "GH_REPO": t.repo, "PR_NUMBER": pull.number, "PR_TITLE": pull.title,
+            "PR_URL": pull.url, "PR_BRANCH": pull.head_ref}
+
+
+def _tail(t: LeafTask, required_output: str) -> dict[str, str | int]:
+    return {"ATTEMPT_N": t.dispatch.attempts.get(t.number, 0), "REQUIRED_OUTPUT": required_output,
+            "ON_BLOCK": "stop", "BASE": t.base, "WORKTREE": str(t.worktree), "REPORT_PATH": str(t.report_path),
+            "PROMPT": str(t.prompt_path)}
+
+
+def _rework_task(t: LeafTask) -> dict[str, str | int]:
+    pull = t.item
+    review = t.dispatch.reviews.get(pull.number)
+    return {
+        **_pr_keys(t, REWORK),
+        "ISSUE_NUMBER": pull.closes[0] if pull.closes else "none",
+        "CLOSES_ISSUES": leaves.numbers_or_none(pull.closes),
+        "FILES_CHANGED": ",".join(pull.files),
+        "REVIEW_GRADE": review.grade if review else "none",
+        "REVIEW_ROUND": review.round if review else 0,
+        "REVIEW_URL": (review.url or "none") if review else "none",
+        "REVIEW_TEXT": (review.text or "none") if review else "none",
+        "REVIEWED_HEAD": review.head if review else "none",
+        **_tail(t, "pushed_commits"),
+    }
+
+
+def _rebase_task(t: LeafTask) -> dict[str, str | int]:
+    pull = t.item
+    return {
+        **_pr_keys(t, REBASE),
+        "CLOSES_ISSUES": leaves.numbers_or_none(pull.closes),
+        "FILES_CHANGED": ",".join(pull.files),
+        "HEAD_SHA": t.dispatch.heads.get(pull.number) or "none",
+        **_tail(t, "pushed_merge"),
+    }
+
+
+REWORK = register(Workflow(
+    kind="rework", name="rework", item="pr", label="rework", status="status_pr_open",
+    prompt=_PROMPTS.joinpath("rework.md"), prompt_path="conductor/prompts/rework.md",
+    repo_prompt=PROMPT_REWORK, required_output="pushed_commits", task_values=_rework_task,
+    claims="reworks", item_keys=("pr",), report_model=ReworkReport,
+    report_hint='{"workflow": "rework", "status": "done" or "blocked" or "failed", "pr": <PR_NUMBER>, '
+                '"message": "what was changed, or why not"}',
+    facts=lambda gh, d, report, where: _pull_facts(sorted(d.items), gh),
+    verify=lambda d, report, run, prs, where: loops.verify_rework(d, report, run, prs),
+    takes=lambda item: isinstance(item, PullRequest) and loops.awaiting_rework(item),
+))
+
+REBASE = register(Workflow(
+    kind="rebase", name="rebase", item="pr", label="rebase", status="status_pr_open",
+    prompt=_PROMPTS.joinpath("rebase.md"), prompt_path="conductor/prompts/rebase.md",
+    repo_prompt=PROMPT_REBASE, required_output="pushed_merge", task_values=_rebase_task,
+    claims="rebases", item_keys=("pr",), optional_item_keys=("conflicts",), report_model=RebaseReport,
+    report_hint='{"workflow": "rebase", "status": "done" or "failed", "pr": <PR_NUMBER>, '
+                '"conflicts": ["paths it could not resolve"], "message": "why, if not done"}',
+    facts=lambda gh, d, report, where: _pull_facts(sorted(d.items), gh),
+    verify=lambda d, report, run, prs, where: loops.verify_rebase(d, report, run, prs),
+    takes=lambda item: isinstance(item, PullRequest) and loops.needs_rebase(item),
 ))

@@ -23,12 +23,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict
 
 from conductor.core.errors import ConductorError
-from conductor.core.github_urls import PUBLIC_API_URL, web_url_of
+from conductor.core.github_urls import PUBLIC_API_URL, gh_host, web_url_of
 from conductor.core.redaction import Redactor, basic_credential
 
 PLACEHOLDERS = ("task_file", "report_file", "worktree", "prompt_file", "workflow",
@@ -112,7 +111,19 @@ def write_askpass(folder: Path) -> Path:
     return path
 
 
-def agent_github_env(api_url: str, token: str | None, askpass: Path | None = None) -> dict[str, str]:
+def ca_env(ca_bundle: Path | None) -> dict[str, str]:
+    """What makes every client an agent runs trust `ca_bundle` (CONDUCTOR_CA_BUNDLE): Go's `gh`
+    and OpenSSL (SSL_CERT_FILE), Python requests, Node (NODE_EXTRA_CA_CERTS), git
+    (GIT_SSL_CAINFO, which outranks any http.sslCAInfo, so a machine-wide value cannot win)."""
+    if ca_bundle is None:
+        return {}
+    path = str(ca_bundle)
+    return {"SSL_CERT_FILE": path, "REQUESTS_CA_BUNDLE": path, "NODE_EXTRA_CA_CERTS": path,
+            "GIT_SSL_CAINFO": path}
+
+
+def agent_github_env(api_url: str, token: str | None, askpass: Path | None = None,
+                     ca_bundle: Path | None = None) -> dict[str, str]:
     """What the agent needs to reach GitHub with its own token, on any host.
 
     `gh` reads GH_TOKEN/GITHUB_TOKEN only for github.com; for any other host it reads
@@ -120,22 +131,25 @@ def agent_github_env(api_url: str, token: str | None, askpass: Path | None = Non
     token from a credential helper set through git's environment config (GIT_CONFIG_*),
     scoped to the host's URL and replacing any helper the clone has, so the agent pushes as
     itself and nothing is written anywhere; `askpass` (see `write_askpass`) answers when an
-    agent CLI resets the helpers. Without a token: nothing (the agent has none)."""
+    agent CLI resets the helpers. `ca_bundle` (CONDUCTOR_CA_BUNDLE): the CA every client
+    trusts (`ca_env`, and git's http.sslCAInfo for the host). Without a token: only the CA."""
     if not token:
-        return {}
-    env = {"GH_TOKEN": token, "GITHUB_TOKEN": token, "GIT_TERMINAL_PROMPT": "0"}
+        return ca_env(ca_bundle)
+    env = {"GH_TOKEN": token, "GITHUB_TOKEN": token, "GIT_TERMINAL_PROMPT": "0", **ca_env(ca_bundle)}
     web = web_url_of(api_url)
     if api_url.rstrip("/") != PUBLIC_API_URL:
         env.update({"GH_ENTERPRISE_TOKEN": token, "GITHUB_ENTERPRISE_TOKEN": token,
-                    "GH_HOST": urlsplit(web).netloc})
+                    "GH_HOST": gh_host(api_url)})
     key = f"credential.{web}.helper"
-    env.update({"GIT_CONFIG_COUNT": "3",
+    env.update({"GIT_CONFIG_COUNT": "4" if ca_bundle else "3",
                 "GIT_CONFIG_KEY_0": key, "GIT_CONFIG_VALUE_0": "",  # empty: drop the clone's helpers
                 "GIT_CONFIG_KEY_1": key, "GIT_CONFIG_VALUE_1": GIT_CREDENTIAL_HELPER,
                 # an agent CLI may drop every helper and askpass for its commands (Gemini CLI
                 # does): the header, in the environment only, still carries the token
                 "GIT_CONFIG_KEY_2": f"http.{web}/.extraHeader",
                 "GIT_CONFIG_VALUE_2": f"Authorization: Basic {basic_credential(token)}"})
+    if ca_bundle is not None:
+        env.update({"GIT_CONFIG_KEY_3": f"http.{web}/.sslCAInfo", "GIT_CONFIG_VALUE_3": str(ca_bundle)})
     if askpass is not None:
         env["GIT_ASKPASS"] = str(askpass)
     return env

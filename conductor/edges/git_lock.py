@@ -48,8 +48,9 @@ class GitRefLock:
     """`passlock.LockStore` over `git` against `url` (the repository's clone URL)."""
 
     def __init__(self, url: str, token: SecretStr | None, *, ref: str = LOCK_REF,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, ca_bundle: Path | None = None) -> None:
         self.url = url
+        self.ca_bundle = ca_bundle
         self.ref = ref
         self.timeout = timeout
         self._token = token
@@ -110,6 +111,8 @@ class GitRefLock:
             "GIT_COMMITTER_NAME": "conductor", "GIT_COMMITTER_EMAIL": "conductor@localhost",
         })
         config = [("credential.helper", ""), ("protocol.version", "2")]
+        if self.ca_bundle is not None:  # CONDUCTOR_CA_BUNDLE (every GIT_* of the machine was dropped above)
+            config.append(("http.sslCAInfo", str(self.ca_bundle)))
         if self._token is not None:
             basic = base64.b64encode(f"x-access-token:{self._token.get_secret_value()}".encode()).decode()
             config.append(("http.extraHeader", f"Authorization: Basic {basic}"))
@@ -145,12 +148,13 @@ def _last_line(text: str) -> str:
 
 @contextmanager
 def pass_lock(url: str, token: SecretStr | None, *, pass_id: str, holder: str, lease_seconds: float,
-              renew_every: float | None = None, on_lost: Callable[[], None] | None = None) -> Iterator[PassLock]:
+              renew_every: float | None = None, on_lost: Callable[[], None] | None = None,
+              ca_bundle: Path | None = None) -> Iterator[PassLock]:
     """`with pass_lock(...) as lock:` — `lock.held` says whether this pass holds the
     repository's lock on GitHub (else `lock.other` is who does). Renewed while the block
     runs, released after it; a fault reading or writing the ref raises `LockError`;
     `on_lost` is called once if the lease is found taken over."""
-    with GitRefLock(url, token) as store:
+    with GitRefLock(url, token, ca_bundle=ca_bundle) as store:
         lock = PassLock(store, pass_id=pass_id, holder=holder, lease_seconds=lease_seconds,
                         holder_dead=holder_dead, on_lost=on_lost)
         with lock.hold(renew_every) as held:

@@ -114,9 +114,10 @@ class GitHubGateway:
             raise GitHubError("no GitHub token: set GITHUB_TOKEN (or GH_TOKEN), or save a Prefect Secret block "
                               "`github-token` or a GitHubCredentials block `github-credentials`")
         self.repo_name = repo
+        self._verify: bool | str = str(settings.ca_bundle) if settings.ca_bundle else True
         self._counter = _RequestCounter()
         self._conditional = Conditional(  # ETags across passes (conductor/edges/http_cache.py)
-            EtagCache(settings.etag_cache_dir) if settings.conditional_reads else None)
+            EtagCache(settings.etag_cache_dir) if settings.conditional_reads and settings.etag_cache_dir else None)
         retry = _TellingRetry(
             total=settings.retries,
             backoff_factor=settings.backoff_factor,
@@ -132,6 +133,7 @@ class GitHubGateway:
             retry=retry,
             seconds_between_requests=settings.seconds_between_requests or None,
             seconds_between_writes=settings.seconds_between_writes or None,
+            verify=self._verify,
         )
         self._repo = self._gh.get_repo(repo, lazy=True)
         self._api_url = settings.api_url
@@ -223,7 +225,7 @@ class GitHubGateway:
                 pulls.append(PullRequest(
                     number=pr.number, title=pr.title or "", labels=labels, body=_body(pr),
                     draft=bool(pr.draft), fork=head_repo.lower() != self.repo_name.lower(),
-                    head_ref=pr.head.ref, base_ref=pr.base.ref,
+                    head_ref=pr.head.ref, base_ref=pr.base.ref, head_sha=pr.head.sha or "",
                 ))
             return PipelineState(repo=self.repo_name, issues=issues, pull_requests=pulls)
 
@@ -308,7 +310,9 @@ class GitHubGateway:
                     html_url=pr.html_url, title=pr.title or "", state=pr.state, merged=bool(pr.merged),
                     head_ref=pr.head.ref,
                     head_repo_full_name=pr.head.repo.full_name if pr.head.repo is not None else "",
-                    base_ref=pr.base.ref, body=body, linked_issues=linked_issues(body, self.repo_name),
+                    base_ref=pr.base.ref, head_sha=pr.head.sha or "", mergeable=pr.mergeable,
+                    mergeable_state=pr.mergeable_state or "unknown",
+                    body=body, linked_issues=linked_issues(body, self.repo_name),
                 )
             except GithubException as exc:
                 if exc.status == 404:
@@ -352,7 +356,7 @@ class GitHubGateway:
 
         def fetch() -> str:
             other = Github(base_url=self._api_url, auth=Auth.Token(token.get_secret_value()),
-                           timeout=self._timeout, retry=self._retry)
+                           timeout=self._timeout, retry=self._retry, verify=self._verify)
             try:
                 return other.get_user().login
             finally:
@@ -491,7 +495,7 @@ class GitHubGateway:
 
 def _comment(c: Any, number: int) -> Comment:
     return Comment(author=c.user.login if c.user else "", body=_body(c), id=c.id, number=number,
-                   updated_at=_aware(c.updated_at) if c.updated_at else None)
+                   updated_at=_aware(c.updated_at) if c.updated_at else None, url=c.html_url or "")
 
 
 def _author(item: GhIssue) -> str:

@@ -163,11 +163,13 @@ def _ref_sha(repo: Repo, ref: str) -> str | None:
         return None
 
 
-def fetch(repo_path: Path | str, remote: str = "origin") -> None:
-    """`git fetch <remote>` if that remote exists; a repository without it is fine."""
+def fetch(repo_path: Path | str, remote: str = "origin", ca_bundle: Path | None = None) -> None:
+    """`git fetch <remote>` if that remote exists; a repository without it is fine.
+    `ca_bundle` (CONDUCTOR_CA_BUNDLE): the CA git trusts, over any GIT_SSL_CAINFO of the machine."""
     with _open(repo_path) as repo:
         if remote in {r.name for r in repo.remotes}:
-            _git(repo, "fetch", "--prune", remote, what=f"git fetch {remote}")
+            env = {"GIT_SSL_CAINFO": str(ca_bundle)} if ca_bundle else None
+            _git(repo, "fetch", "--prune", remote, what=f"git fetch {remote}", env=env)
 
 
 def remote_urls(repo_path: Path | str) -> dict[str, list[str]]:
