@@ -11,8 +11,7 @@ from conductor.actions.item_attempts import record_attempt
 from conductor.actions.snapshot import read_open_items, with_dispatch_facts
 from conductor.core import planner
 from conductor.core.config import PipelineConfig
-from conductor.core.models import PlanRules
-from conductor.core.settings import GitHubSettings
+from conductor.core.settings import GitHubSettings, Settings
 from conductor.edges.github_gateway import GitHubGateway
 from test_benchmarks import state_read
 
@@ -30,7 +29,7 @@ def comment_on(sandbox, repo: str, numbers: list[int], text: str) -> None:
 def test_a_plan_at_300_issues_and_60_prs_reads_attempts_in_one_page_per_100_changed_comments(
         sandbox, sandbox_repo, tmp_path):
     config = PipelineConfig()
-    rules = PlanRules(config=config)
+    rules = Settings(pipeline=config)
     issues = state_read.issue_specs(300, config.phase_names)
     state_read.fill_repository(sandbox, sandbox_repo, issues, state_read.pr_specs(60, issues),
                                config.integration_branch)
