@@ -136,7 +136,8 @@ def _received(client: Any, event_id: str | None) -> datetime | None:
     if not event_id:
         return None
     answer = client._client.post("/events/filter", json={"filter": {"id": {"id": [event_id]}}, "limit": 1})
-    found = answer.json().get("events") if answer.status_code == 200 else None
+    found = [e for e in (answer.json().get("events") or []) if e.get("id") == event_id] \
+        if answer.status_code == 200 else []
     return datetime.fromisoformat(found[0]["received"]) if found else None
 
 
