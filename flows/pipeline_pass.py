@@ -171,6 +171,7 @@ def _steps(gh: GitHub, settings: Settings, pass_id: str, lock_url: str | None = 
         outcomes = steps.verify_artifact_proof(gh, plan.dispatches, results, ctx,
                                                html_base=web_url_of(settings.github.api_url))
         steps.record_failed_attempts(gh, outcomes, pass_id, settings.pipeline)
+        steps.record_spend(gh, outcomes, pass_id, settings)
         steps.record_loops(gh, outcomes, pass_id, settings.pipeline)
     finished = steps.close_finished(gh, snapshot, settings.run.dry_run) if snapshot.finished else []
 

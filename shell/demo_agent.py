@@ -30,6 +30,11 @@ that is not JSON), no-report, leak (prints its token, then works: the conductor 
 redact it from the logs), half-done (commits on its branch without pushing, leaves a
 file uncommitted, then hangs: the work a killed pass leaves in a worktree).
 
+Usage, as the agent CLIs report it (`conductor/core/usage.py`): `--usage USD,IN,OUT` ends its
+output with Claude Code's result event of that cost and those tokens; `--stream-turns N`
+prints, before working, N of Codex's `turn.completed` events of `--turn-tokens` input tokens
+each, 0.1 s apart (a spend that grows while it works).
+
 Auth: its own token from GH_TOKEN (never the conductor's); git pushes send it as an
 HTTP header, so it is never written into a URL or a git config file.
 """
@@ -264,8 +269,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lasting", type=float, default=0.0,
                         help="seconds the whole run lasts, its own work included (a leaf of a fixed "
                              "duration, for benchmarks): after working it waits out the rest")
+    parser.add_argument("--usage", default="", help="USD,IN,OUT: the figures its result event reports")
+    parser.add_argument("--stream-turns", type=int, default=0, help="turn events printed before working")
+    parser.add_argument("--turn-tokens", type=int, default=1000, help="input tokens of each turn event")
     args = parser.parse_args(argv)
+    for _ in range(args.stream_turns):
+        print(json.dumps({"type": "turn.completed", "usage": {"input_tokens": args.turn_tokens, "output_tokens": 0}}),
+              flush=True)
+        time.sleep(0.1)
     code = _run(args)
+    if args.usage:
+        cost, tokens_in, tokens_out = args.usage.split(",")
+        print(json.dumps({"type": "result", "total_cost_usd": float(cost), "num_turns": 1,
+                          "usage": {"input_tokens": int(tokens_in), "output_tokens": int(tokens_out)},
+                          "modelUsage": {"scripted": {}}}), flush=True)
     time.sleep(remaining(args.lasting, time.monotonic() - STARTED))
     return code
 

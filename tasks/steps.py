@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from conductor.core import attempts, markdown, planner, reminder, webhooks
+from conductor.core import attempts, markdown, planner, reminder, spend, webhooks
 from conductor.actions import (claims, coordinator, finished_issues, item_attempts, label_preflight as preflight_labels,
                                loop_records, orphans, previous_run, reminder_publish)
 from conductor.edges import worktrees
@@ -171,6 +171,25 @@ def record_failed_attempts(gh: GitHub, outcomes: list[CoordinatorOutcome], pass_
         logger.warning("failed attempts recorded on %s", ", ".join(f"#{n}" for n in recorded))
     for number, why in attempts.unavailable_items(outcomes):
         logger.warning("#%d: GitHub unavailable (%s); retried next pass, no attempt charged", number, why)
+    return recorded
+
+
+@step(name="record spend")
+def record_spend(gh: GitHub, outcomes: list[CoordinatorOutcome], pass_id: str, settings: Settings) -> list[int]:
+    """Each leaf's spend, kept on GitHub: one comment from this pass on every dispatched item
+    whose agent reported usage (`conductor/core/spend.py`). A comment that cannot be written
+    is logged and skipped: the pass goes on to its reminder."""
+    logger = get_run_logger()
+    recorded = []
+    cli = spend.cli_name(settings.run.agent_command)
+    for leaf in spend.leaf_spends(outcomes, pass_id, cli, datetime.now(UTC)):
+        try:
+            if item_attempts.record_spend(gh, leaf):
+                recorded.append(leaf.number)
+        except GitHubError as exc:
+            logger.warning("could not record the spend on #%d: %s", leaf.number, exc)
+    if recorded:
+        logger.info("spend recorded on %s", ", ".join(f"#{n}" for n in recorded))
     return recorded
 
 

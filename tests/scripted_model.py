@@ -30,7 +30,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
+
+from prompt_commands import example_commands, typed
 
 
 @dataclass(frozen=True)
@@ -488,7 +491,7 @@ def _issue_report(workflow: str, issue: int, url: str) -> dict[str, Any]:
     return {"workflow": workflow, "status": "done", "issues": [{"issue": issue, "pr_url": url}]}
 
 
-def issue_to_pr_script(*, lie: bool = False, api: str | None = None) -> Script:
+def issue_to_pr_script(*, lie: bool = False) -> Script:
     """Read the task; branch, write, commit, push; open the PR with `gh api` (REST, full
     URL: `gh pr create` speaks GraphQL and https only); write the report. With `lie`, write
     a report claiming a PR that was never opened, and do nothing else."""
@@ -500,7 +503,7 @@ def issue_to_pr_script(*, lie: bool = False, api: str | None = None) -> Script:
         issue = first_item(task, "ISSUE_NUMBER", "ISSUE", "ISSUES")
         worktree = task_path(prompt).rsplit("/", 1)[0]
         report = task.get("REPORT_PATH") or f"{worktree}/.agent-report.json"
-        api_url, repo = task.get("GITHUB_API_URL") or api, task["GH_REPO"]  # a leaf's task has no URL
+        api_url, repo = task["GITHUB_API_URL"], task["GH_REPO"]
         web = api_url.removesuffix("/api/v3")
         workflow = task.get("WORKFLOW", "issue_to_pr")
         if lie:
@@ -527,7 +530,7 @@ def issue_to_pr_script(*, lie: bool = False, api: str | None = None) -> Script:
     return script
 
 
-def pr_review_script(grade: str = "A", api: str | None = None) -> Script:
+def pr_review_script(grade: str = "A") -> Script:
     """Read the task; read the PR; merge it (grade A); close the issue it fixes (the base is
     not the default branch, so no closing keyword does); write the report."""
 
@@ -538,7 +541,7 @@ def pr_review_script(grade: str = "A", api: str | None = None) -> Script:
         pr = first_item(task, "PR_NUMBER", "PR", "PRS")
         worktree = task_path(prompt).rsplit("/", 1)[0]
         report = task.get("REPORT_PATH") or f"{worktree}/.agent-report.json"
-        api_url, repo = task.get("GITHUB_API_URL") or api, task["GH_REPO"]  # a leaf's task has no URL
+        api_url, repo = task["GITHUB_API_URL"], task["GH_REPO"]
         steps: list[Action] = [Shell(f"gh api {api_url}/repos/{repo}/pulls/{pr}")]
         if len(results) >= 2:
             closes = re.search(r"(?i)closes #(\d+)", results[1])
@@ -556,6 +559,60 @@ def pr_review_script(grade: str = "A", api: str | None = None) -> Script:
         return steps[step] if step < len(steps) else Say("Done: reviewed and merged.")
 
     return script
+
+
+class PromptScript:
+    """Follow the prompt the task names (PROMPT) to the letter: read it, type each of its
+    example commands (tests/prompt_commands.py) with the task's values, writing a change
+    before the first `git add`, then report: issue-to-pr the PR `gh pr create` printed,
+    pr-review graded `grade` and merged. `typed[item]` holds the commands it typed."""
+
+    def __init__(self, grade: str = "A") -> None:
+        self.grade = grade
+        self.typed: dict[int, list[str]] = {}
+
+    def __call__(self, prompt: str, results: list[str]) -> Action:
+        if not results:
+            return Read(task_path(prompt))
+        task = task_of(results)
+        item = first_item(task, "ISSUE_NUMBER", "PR_NUMBER")
+        worktree = task_path(prompt).rsplit("/", 1)[0]
+        commands = [c for c in (typed(c, task, {"grade": self.grade})
+                                for c in example_commands(Path(task["PROMPT"]).read_text(encoding="utf-8"))) if c]
+        self.typed[item] = commands
+        steps: list[Action] = [Read(task["PROMPT"])]
+        for command in commands:
+            if command.startswith("git add"):
+                steps.append(Write(f"{worktree}/changes/{item}.md", f"Implements #{item}.\n"))
+            steps.append(Shell(command))
+        if len(results) > len(steps):  # every command's output is in
+            steps.append(Write(task["REPORT_PATH"], json.dumps(self._report(task, item, steps, results))))
+        step = len(results) - 1
+        return steps[step] if step < len(steps) else Say("Done: the report is written.")
+
+    def _report(self, task: dict[str, str], item: int, steps: list[Action], results: list[str]) -> dict[str, Any]:
+        if task["WORKFLOW"] == "pr-review":
+            return {"workflow": "pr-review", "status": "done", "pr": item, "grade": self.grade,
+                    "merged": self.grade in "AB", "pr_url": task["PR_URL"]}
+        [create] = [i for i, a in enumerate(steps) if isinstance(a, Shell) and a.command.startswith("gh pr create")]
+        url = re.search(r"\S+/pull/\d+", results[create + 1])
+        assert url, f"no PR URL in the output of gh pr create: {results[create + 1][:500]}"
+        return _issue_report(task["WORKFLOW"], item, url.group(0))
+
+
+def bash_results(model: ScriptedModel) -> dict[str, tuple[bool, str]]:
+    """Each command Claude Code ran through its Bash tool for `model`: whether its result was
+    an error (a refused command is one) and its text."""
+    commands: dict[str, str] = {}
+    results: dict[str, tuple[bool, str]] = {}
+    for rec in model.requests:
+        for message in rec.body.get("messages", []):
+            for block in message.get("content") if isinstance(message.get("content"), list) else []:
+                if block.get("type") == "tool_use" and block.get("name") == "Bash":
+                    commands[block["id"]] = block["input"]["command"]
+                elif block.get("type") == "tool_result":
+                    results[block["tool_use_id"]] = (bool(block.get("is_error")), _text_of(block.get("content")))
+    return {command: results[i] for i, command in commands.items() if i in results}
 
 
 def hang_script() -> Script:

@@ -9,8 +9,10 @@ One pass dispatches three issues of one phase in three batches: the model of the
 the work (branch, commit, push, a PR opened with `gh api`), the second claims a PR it never
 opened, the third stops answering. The conductor proves the first, catches the second, and
 ends the third by the idle timeout. A second pass reviews the PR: the model merges it and
-closes the issue. The CLIs come from npm, pinned in tests/agent_clis.json (`python3 dev.py
-test` installs them); a CLI that is not installed is reported skipped with the reason.
+closes the issue. Another test runs Claude Code over the https sandbox, its model typing the
+shipped prompts' own example commands (`gh pr create`, `gh pr merge --squash`, …). The CLIs
+come from npm, pinned in tests/agent_clis.json (`python3 dev.py test` installs them); a CLI
+that is not installed is reported skipped with the reason.
 """
 from __future__ import annotations
 
@@ -28,12 +30,15 @@ import pytest
 import netns_agent
 from conductor.core.presets import get_preset
 from conftest import unique_repo_name
+from github_sandbox.testing import RunningSandbox
 from pipeline_support import AGENT_LOGIN, CONDUCTOR_LOGIN, PipelineRepo, make_pipeline_repo
 from scripted_model import (
     INPUT_TOKENS,
     OUTPUT_TOKENS,
     ModelServer,
+    PromptScript,
     ScriptedModel,
+    bash_results,
     hang_script,
     issue_to_pr_script,
     pr_review_script,
@@ -49,6 +54,7 @@ UI = "phase-4/new-ui-pages"
 # (it prints its first event after up to 10 s for Claude Code, 20 s for Gemini CLI).
 IDLE_S = {"claude": 30, "codex": 20, "gemini": 60}
 API = {"claude": "anthropic", "codex": "openai", "gemini": "gemini"}
+HTTPS_HOST = "127.0.0.1"  # the https sandbox inside a namespace, on port 443
 
 
 def cli_binary(name: str) -> Path:
@@ -124,9 +130,11 @@ def pipe(sandbox, prefect_server, tmp_path, request) -> PipelineRepo:
     return make_pipeline_repo(sandbox, unique_repo_name(request.node.name), tmp_path)
 
 
-def conductor_run(pipe: PipelineRepo, agent: list[str], env: dict[str, str], log: Path) -> dict:
-    command = [sys.executable, "-m", "shell.cli", "run", "--json", "--repo", pipe.full_name,
-               "--github-url", pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
+def conductor_run(pipe: PipelineRepo, agent: list[str], env: dict[str, str], log: Path, *,
+                  prefix: tuple[str, ...] = (), api_url: str | None = None) -> dict:
+    """One `conductor run --json` (under `prefix`, on `api_url`, else the sandbox's): its report."""
+    command = [*prefix, sys.executable, "-m", "shell.cli", "run", "--json", "--repo", pipe.full_name,
+               "--github-url", api_url or pipe.sandbox.api_url, "--repo-path", str(pipe.clone),
                "--agent-command", json.dumps(agent), "--agent-timeout", "240", "--log-file", str(log)]
     started = time.monotonic()
     with log.open("a") as err:
@@ -151,8 +159,7 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
     # only the total timeout would end that leaf: its silent leaf is left out
     silent = pipe.issue("Page C", UI, "batch-03") if name != "gemini" else None
     scenario = Scenario()
-    api = sandbox.api_url
-    scenario.by_item.update({honest: issue_to_pr_script(api=api), liar: issue_to_pr_script(lie=True, api=api)})
+    scenario.by_item.update({honest: issue_to_pr_script(), liar: issue_to_pr_script(lie=True)})
     if silent:
         scenario.by_item[silent] = hang_script()
     model = ScriptedModel(script_for=scenario.script_for)
@@ -208,7 +215,7 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
             # withdrawn by a person, so they are not dispatched again)
             for number in (n for n in (liar, silent) if n):
                 pipe.call("PATCH", f"/issues/{number}", json={"state": "closed"})
-            scenario.by_item[pr["number"]] = pr_review_script("A", api=api)
+            scenario.by_item[pr["number"]] = pr_review_script("A")
             started = time.monotonic()
             second = conductor_run(pipe, agent, env, log)
             pass2_s = time.monotonic() - started
@@ -235,3 +242,90 @@ def test_real_cli_opens_a_proved_pr_is_caught_lying_is_stopped_idle_and_merges(
     assert outside == [], outside
     print(f"{name}: pass 1 {pass1_s:.1f} s, pass 2 {pass2_s:.1f} s, "
           f"{len(model.requests)} model requests, {INPUT_TOKENS}/{OUTPUT_TOKENS} tokens each")
+
+
+def test_claude_follows_the_shipped_prompts_with_gh_over_https(tls_sandbox: RunningSandbox, prefect_server: str,
+                                                               tmp_path: Path) -> None:
+    """The real Claude Code on the `claude` preset, its model typing exactly the shipped prompts'
+    example commands (`gh issue view`, `gh pr create`, `gh pr view`, `gh pr diff --name-only`,
+    `gh pr merge --squash`, `gh issue close --comment`, git over https), none refused, against
+    the sandbox on https trusted through CONDUCTOR_CA_BUNDLE. `gh` drops a host's port, so the
+    whole pass runs in a network namespace where 127.0.0.1:443 is the sandbox."""
+    reason = _skip_reason("claude")
+    if reason:
+        pytest.skip(reason)
+    sb = tls_sandbox
+    with pytest.MonkeyPatch.context() as env_for_setup:
+        env_for_setup.setenv("GIT_SSL_CAINFO", sb.ca)  # the test's own clone trusts the sandbox
+        pipe = make_pipeline_repo(sb, unique_repo_name("claude-gh-prompts"), tmp_path)
+    subprocess.run(["git", "-C", str(pipe.clone), "remote", "set-url", "origin",
+                    f"https://{HTTPS_HOST}/{pipe.full_name}.git"], check=True)  # the pass's origin, on 443
+    earlier = pipe.issue("Page 0", UI, "batch-01")
+    pipe.call("PATCH", f"/issues/{earlier}", json={"state": "closed"})
+    issue = pipe.issue("Page A", UI, "batch-01", body=f"Depends on #{earlier}")  # DEPENDS_ON: a number
+    script = PromptScript("A")
+    model = ScriptedModel(script_for=lambda prompt: script)
+    sockets = Path(f"/tmp/conductor-netns-{secrets.token_hex(4)}")
+    sockets.mkdir()
+    events, log = tmp_path / "netns-events.jsonl", tmp_path / "conductor-run.log"
+    prefect_port = int(prefect_server.split(":")[-1].split("/")[0])
+    relays: dict[int, netns_agent.UnixRelay] = {}  # port inside the namespace -> its relay
+    with ModelServer(model) as server:
+        try:
+            for inside, outside in ((443, sb.port), (prefect_port, prefect_port), (server.port, server.port)):
+                relays[inside] = netns_agent.UnixRelay(sockets / f"{inside}.sock", outside)
+            prefix = tuple(netns_agent.command_prefix(events, {port: r.path for port, r in relays.items()}))
+            env = {**os.environ, **cli_environment("claude", server.url, tmp_path / "home"),
+                   "PREFECT_API_URL": prefect_server, "CONDUCTOR_CA_BUNDLE": sb.ca,
+                   "GITHUB_TOKEN": sb.users[CONDUCTOR_LOGIN], "CONDUCTOR_AGENT_TOKEN": sb.users[AGENT_LOGIN],
+                   "CONDUCTOR_AGENT_IDLE_TIMEOUT": str(IDLE_S["claude"]),
+                   "CONDUCTOR_WORKTREE_ROOT": str(tmp_path / "worktrees"),
+                   "CONDUCTOR_SALVAGE_DIR": str(tmp_path / "salvage"),
+                   **{f"GIT_{who}_{what}": value for who in ("AUTHOR", "COMMITTER")
+                      for what, value in (("NAME", "scripted-agent"), ("EMAIL", "agent@sandbox.invalid"))}}
+            agent = [str(cli_binary("claude")), *get_preset("claude")[1:]]
+
+            def run_pass() -> dict:
+                return conductor_run(pipe, agent, env, log, prefix=prefix, api_url=f"https://{HTTPS_HOST}/api/v3")
+
+            started = time.monotonic()
+            [opened] = run_pass()["outcomes"]
+            pass1_s = time.monotonic() - started
+            assert opened["ok"], (opened["failures"], log.read_text()[-6000:])
+            [pr] = pipe.pulls()
+            assert (pr["base"]["ref"], pr["head"]["ref"], pr["body"], pr["user"]["login"]) == (
+                "dev", f"agent/issue-{issue}", f"Closes #{issue}", AGENT_LOGIN)  # gh pr create, the agent's token
+            dev_before = pipe.call("GET", "/branches/dev")["commit"]["sha"]
+
+            started = time.monotonic()
+            [review] = run_pass()["outcomes"]
+            pass2_s = time.monotonic() - started
+            assert review["kind"] == "pr_review" and review["ok"], (review["failures"], log.read_text()[-6000:])
+        finally:
+            for relay in relays.values():
+                relay.close()
+            shutil.rmtree(sockets, ignore_errors=True)
+
+    number = pr["number"]
+    merged = pipe.call("GET", f"/pulls/{number}")
+    tip = pipe.call("GET", "/branches/dev")["commit"]  # a squash: one commit on the old tip
+    assert merged["merged"] and tip["sha"] == merged["merge_commit_sha"]
+    assert [p["sha"] for p in tip["parents"]] == [dev_before]
+    closed = pipe.call("GET", f"/issues/{issue}")
+    assert (closed["state"], closed["state_reason"]) == ("closed", "completed")
+    assert pipe.call("GET", f"/issues/{issue}/comments")[-1]["body"] == f"Fixed by PR #{number}."
+    assert [r["body"] for r in pipe.call("GET", f"/pulls/{number}/reviews")] == ["Grade A: scripted"]
+    # every command of both prompts was typed as written, with the task's literal values, and none refused
+    ran = bash_results(model)
+    for command in [c for commands in script.typed.values() for c in commands]:
+        assert command in ran, (command, sorted(ran))
+        assert not ran[command][0], f"{command}\n{ran[command][1]}"
+    typed = set(ran)
+    for form in (f"gh issue view {earlier} --json state", f"gh pr view {number} --json",
+                 f"gh pr diff {number} --name-only", f"gh pr merge {number} --squash",
+                 f'gh issue close {issue} --comment "Fixed by PR #{number}."', "gh pr create --base dev"):
+        assert any(c.startswith(form) for c in typed), (form, sorted(typed))
+    recorded = [json.loads(line) for line in events.read_text().splitlines()]
+    assert [e for e in recorded if e["kind"] in ("dns", "connect")] == []
+    print(f"claude over https with the shipped prompts: pass 1 {pass1_s:.1f} s, pass 2 {pass2_s:.1f} s, "
+          f"{len(ran)} commands")

@@ -24,7 +24,8 @@ from conductor.edges.agent_process import (
     run_agent,
 )
 from conductor.core.errors import ConductorError
-from conductor.core.presets import AGENT_PROMPT, PRESETS, get_preset
+from conductor.core.models import ItemCap
+from conductor.core.presets import AGENT_PROMPT, PRESETS, cap_flags, get_preset
 from conductor.core.redaction import Redactor
 
 PY = sys.executable
@@ -316,6 +317,25 @@ def test_the_total_timeout_still_holds_for_a_chatty_agent(tmp_path: Path) -> Non
     assert result.timed_out and not result.idle_timed_out
 
 
+def test_an_agent_whose_streamed_usage_passes_its_cap_is_stopped(tmp_path: Path) -> None:
+    from conductor.core.spend import over_cap
+    from conductor.core.usage import UsageMeter
+
+    meter = UsageMeter()
+    turn = json.dumps({"type": "turn.completed", "usage": {"input_tokens": 1000, "output_tokens": 0}})
+    started = time.monotonic()
+    result = run_agent(script(f"""
+        import time
+        for _ in range(100):
+            print({turn!r}, flush=True)
+            time.sleep(0.05)
+    """), cwd=tmp_path, env=dict(os.environ), timeout=30, on_line=meter.feed, kill_grace=0.5,
+        stop_when=lambda: over_cap(ItemCap(tokens=2500), None, meter.usage.input_tokens if meter.usage else 0))
+    assert result.stopped == "usage passed the item's cap: 3,000 of 2,500 tokens"
+    assert result.returncode is None and not result.ok and len(result.output_tail) < 10
+    assert time.monotonic() - started < 5
+
+
 def test_idle_timeout_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(AgentCommandError, match="idle timeout must be positive"):
         run_agent([PY, "-c", "pass"], cwd=tmp_path, env={}, timeout=5, idle_timeout=0,
@@ -539,3 +559,16 @@ def test_conductor_presets_command_lists_status_and_environment() -> None:
     assert "cursor   unverified" in out.stdout
     assert "claude   verified with @anthropic-ai/claude-code 2.1.332" in out.stdout
     assert "ANTHROPIC_BASE_URL" in out.stdout and "GOOGLE_GEMINI_BASE_URL" in out.stdout
+
+
+@pytest.mark.parametrize(("argv", "cap", "flags"), [
+    (get_preset("claude"), ItemCap(usd=3.456), ["--max-budget-usd", "3.46"]),  # Claude Code takes a USD cap
+    (["/opt/bin/claude", "-p"], ItemCap(usd=1), ["--max-budget-usd", "1.00"]),
+    (["claude", "--max-budget-usd", "1"], ItemCap(usd=2), []),                   # the user's own flag stays
+    (get_preset("claude"), ItemCap(tokens=5000), []),                            # no token flag: stopped instead
+    (get_preset("codex"), ItemCap(usd=3), []),                                   # no spend flag: stopped instead
+    (get_preset("gemini"), ItemCap(usd=3), []),
+    (get_preset("claude"), None, []),
+])
+def test_a_leafs_usd_cap_is_passed_to_a_cli_that_takes_one(argv, cap, flags) -> None:
+    assert cap_flags(argv, cap) == flags

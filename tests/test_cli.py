@@ -36,9 +36,10 @@ def test_plan_against_the_sample_pipeline(sandbox, sample):
     assert {g["reason"] for g in plan["gated"]} >= {"phase phase-1/db-schema is gated"}
     assert plan["idle"] is False and plan["stuck"] is False
     # one page of issues (PRs included), one page of PRs; then the login and one page of the
-    # repository's comments (the failed attempts of every item the plan dispatches); one
-    # listing of the previous reminders and one of stuck issues (the snapshot a pass plans
-    # from holds them too); one page of closed PRs (those merged into dev finish their issues)
+    # repository's comments (the spend its leaves recorded and the failed attempts of every
+    # item the plan dispatches); one listing of the previous reminders and one of stuck issues
+    # (the snapshot a pass plans from holds them too); one page of closed PRs (those merged
+    # into dev finish their issues)
     assert plan["dispatches"]
     assert plan["api_requests"] == 2 + 1 + 1 + 1 + 1 + 1
 

@@ -107,7 +107,7 @@ def test_reading_attempts_costs_one_listing_for_the_items_the_plan_would_dispatc
     gh.login()  # cached: the count below is the reads themselves
     state, plan = read_and_plan(gh, max_issues_per_dispatch=2)
     assert sorted(state.attempts) == numbers[:2]
-    assert state.api_requests == 2 + 1  # two listings of items, one of comments
+    assert state.api_requests == 2 + 1  # two listings of items, one of comments (spend and attempts)
     assert dispatched(plan) == numbers[:2] and other not in state.attempts
 
 
@@ -150,7 +150,7 @@ def test_a_dependency_that_names_no_issue_holds_its_issue_with_one_lookup_per_nu
     gh.login()
     state, plan = read_and_plan(gh)
     assert state.named == {9999: "missing", pull: "pull_request", closed: "closed_issue"}
-    assert state.api_requests == 2 + 3 + 1  # listings, one lookup per number, attempts of #ready
+    assert state.api_requests == 2 + 1 + 3  # listings, the comments (spend, attempts), one lookup per number
     assert dispatched(plan) == [ready] and plan.dispatches[0].depends_on == {ready: [closed]}
     assert {w.number: (w.reason, w.not_issues) for w in plan.waiting} == {
         missing: ("depends on #9999, which does not exist", ["#9999 (does not exist)"]),

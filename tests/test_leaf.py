@@ -3,6 +3,7 @@ report form, prompt choice, merge order, and per-item proof of a leaf."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -16,16 +17,18 @@ from conductor.core.models import Dispatch
 from conductor.core.taskfile import parse_key_values, render_task_file
 from conductor.core.verify import PullFacts, RunFacts
 from conductor.core.workflows import LeafTask, read_report, verify
+from prompt_commands import KEY, example_commands
 
 REPO = "owner/repo"
+API = "https://ghe.example.com:443/api/v3"  # gh's host drops the port 443
 WT = Path("/tmp/wt/issue-12-abc")
 
-ISSUE_KEYS = ["WORKFLOW", "GH_REPO", "ISSUE_NUMBER", "ISSUE_TITLE", "ISSUE_URL", "PHASE_LABEL",
-              "BATCH_LABEL", "ALL_ISSUE_LABELS", "DEPENDS_ON", "FILE_OWNERSHIP", "ATTEMPT_N",
+ISSUE_KEYS = ["WORKFLOW", "GH_REPO", "GITHUB_API_URL", "GH_HOST", "ISSUE_NUMBER", "ISSUE_TITLE", "ISSUE_URL",
+              "PHASE_LABEL", "BATCH_LABEL", "ALL_ISSUE_LABELS", "DEPENDS_ON", "FILE_OWNERSHIP", "ATTEMPT_N",
               "REQUIRED_OUTPUT", "ON_BLOCK", "BASE", "WORKTREE", "CLOSES_ISSUES", "REPORT_PATH", "PROMPT"]
-REVIEW_KEYS = ["WORKFLOW", "GH_REPO", "PR_NUMBER", "PR_TITLE", "PR_URL", "PR_BRANCH", "CLOSES_ISSUES",
-               "FILES_CHANGED", "MERGE_AFTER", "HAS_MIGRATION", "ATTEMPT_N", "REQUIRED_OUTPUT", "ON_BLOCK",
-               "BASE", "REPORT_PATH", "PROMPT"]
+REVIEW_KEYS = ["WORKFLOW", "GH_REPO", "GITHUB_API_URL", "GH_HOST", "PR_NUMBER", "PR_TITLE", "PR_URL", "PR_BRANCH",
+               "CLOSES_ISSUES", "FILES_CHANGED", "MERGE_AFTER", "HAS_MIGRATION", "ATTEMPT_N", "REQUIRED_OUTPUT",
+               "ON_BLOCK", "BASE", "REPORT_PATH", "PROMPT"]
 
 HOSTILE = {
     "newline key": "Fix it\nWORKFLOW=conductor",
@@ -47,22 +50,22 @@ def issue_file(title: str, labels: list[str], body: str = "", **kw) -> str:
     one = Dispatch(kind="issue_to_pr", phase=kw.get("phase", "phase-1/db"), batch=kw.get("batch", "batch-01"),
                    items=[12], depends_on={12: kw["depends_on"]} if kw.get("depends_on") else {},
                    attempts={12: kw.get("attempt", 0)})
-    values = workflows.ISSUE_TO_PR.task_values(LeafTask(
+    values = workflows.ISSUE_TO_PR.leaf_task(LeafTask(
         repo=REPO, item=IssueItem(number=12, title=title, url="https://github.com/owner/repo/issues/12",
                                   labels=labels, body=body),
         dispatch=one, base="dev", worktree=WT,
-        report_path=WT / ".agent-report.json", prompt_path=WT / ".cursor/PARALLEL_ISSUE_TO_PR.md"))
+        report_path=WT / ".agent-report.json", prompt_path=WT / ".cursor/PARALLEL_ISSUE_TO_PR.md"), kw.get("api_url", API))
     return render_task_file(values)
 
 
 def review_file(title: str, branch: str, files: list[str], **kw) -> str:
     one = Dispatch(kind="pr_review", phase="phase-1/db", items=[40], attempts={40: kw.get("attempt", 0)},
                    merge_after={40: kw["merge_after"]} if kw.get("merge_after") else {})
-    values = workflows.PR_REVIEW.task_values(LeafTask(
+    values = workflows.PR_REVIEW.leaf_task(LeafTask(
         repo=REPO, item=PullItem(number=40, title=title, url="https://github.com/owner/repo/pull/40",
                                  head_ref=branch, closes=kw.get("closes", [12]), files=files),
         dispatch=one, migration_paths=kw.get("migrations", DEFAULT_MIGRATION_PATHS), base="dev",
-        worktree=WT, report_path=WT / ".agent-report.json", prompt_path=WT / "prompt.md"))
+        worktree=WT, report_path=WT / ".agent-report.json", prompt_path=WT / "prompt.md"), API)
     return render_task_file(values)
 
 
@@ -96,7 +99,8 @@ def test_review_leaf_task_file_keeps_hostile_values_as_data(hostile):
 def test_issue_leaf_values():
     parsed = parse_key_values(issue_file("Add table", ["phase-1/db", "batch-01"], depends_on=[9, 3, 9], attempt=2))
     assert parsed == {
-        "WORKFLOW": "issue-to-pr", "GH_REPO": REPO, "ISSUE_NUMBER": "12", "ISSUE_TITLE": "Add table",
+        "WORKFLOW": "issue-to-pr", "GH_REPO": REPO, "GITHUB_API_URL": API, "GH_HOST": "ghe.example.com",
+        "ISSUE_NUMBER": "12", "ISSUE_TITLE": "Add table",
         "ISSUE_URL": "https://github.com/owner/repo/issues/12", "PHASE_LABEL": "phase-1/db",
         "BATCH_LABEL": "batch-01", "ALL_ISSUE_LABELS": "phase-1/db,batch-01", "DEPENDS_ON": "3,9",
         "FILE_OWNERSHIP": "tbd", "ATTEMPT_N": "2", "REQUIRED_OUTPUT": "pr_url", "ON_BLOCK": "stop",
@@ -105,13 +109,18 @@ def test_issue_leaf_values():
     }
     assert parse_key_values(issue_file("t", [], batch=None))["BATCH_LABEL"] == "none"
     assert parse_key_values(issue_file("t", []))["DEPENDS_ON"] == "none"
+    on_github = parse_key_values(issue_file("t", [], api_url="https://api.github.com"))
+    assert (on_github["GITHUB_API_URL"], on_github["GH_HOST"]) == ("https://api.github.com", "github.com")
+    sandbox = parse_key_values(issue_file("t", [], api_url="http://127.0.0.1:8080/api/v3"))
+    assert sandbox["GH_HOST"] == "127.0.0.1:8080"
 
 
 def test_review_leaf_values():
     parsed = parse_key_values(review_file("Add table", "agent/issue-12", ["alembic/versions/0001_x.py"],
                                           merge_after=39, closes=[13, 12], attempt=1))
     assert parsed == {
-        "WORKFLOW": "pr-review", "GH_REPO": REPO, "PR_NUMBER": "40", "PR_TITLE": "Add table",
+        "WORKFLOW": "pr-review", "GH_REPO": REPO, "GITHUB_API_URL": API, "GH_HOST": "ghe.example.com",
+        "PR_NUMBER": "40", "PR_TITLE": "Add table",
         "PR_URL": "https://github.com/owner/repo/pull/40", "PR_BRANCH": "agent/issue-12",
         "CLOSES_ISSUES": "12,13", "FILES_CHANGED": "alembic/versions/0001_x.py", "MERGE_AFTER": "39",
         "HAS_MIGRATION": "true", "ATTEMPT_N": "1", "REQUIRED_OUTPUT": "grade,merge_status,pr_url",
@@ -209,6 +218,38 @@ def test_shipped_prompts_say_what_a_leaf_must_do(kind):
     else:
         for needed in ("MERGE_AFTER", "squash", "Fixed by PR #", "D** or **F", "before"):
             assert needed in prompt.text
+
+
+FORMS = {  # what each shipped prompt's commands must include: the natural `gh` forms
+    "issue_to_pr": ["gh issue view <ISSUE_NUMBER> --json", "git push origin agent/issue-<ISSUE_NUMBER>",
+                    "gh pr create --base <BASE> --head agent/issue-<ISSUE_NUMBER>"],
+    "pr_review": ["gh pr view <PR_NUMBER> --json", "gh pr diff <PR_NUMBER> --name-only",
+                  "gh pr merge <PR_NUMBER> --squash",
+                  'gh issue close <CLOSES_ISSUES> --comment "Fixed by PR #<PR_NUMBER>."'],
+    "rework": ["gh pr view <PR_NUMBER> --json", "git push origin 'HEAD:refs/heads/<PR_BRANCH>'"],
+    "rebase": ["git merge origin/<BASE>", "git push origin 'HEAD:refs/heads/<PR_BRANCH>'"],
+}
+
+
+def task_keys(kind: str) -> set[str]:
+    workflow = workflows.get(kind)
+    item = IssueItem(number=12, title="t", url="u", labels=[], body="") if workflow.item == "issue" else \
+        PullItem(number=40, title="t", url="u", head_ref="b", closes=[12], files=[])
+    return set(workflow.leaf_task(LeafTask(
+        repo=REPO, item=item, dispatch=Dispatch(kind=kind, phase="p", items=[item.number]), base="dev",
+        worktree=WT, report_path=WT / ".agent-report.json", prompt_path=WT / "prompt.md"), API))
+
+
+@pytest.mark.parametrize("kind", sorted(FORMS))
+def test_shipped_prompts_commands_name_task_file_values_never_shell_variables(kind):
+    text = workflows.get(kind).shipped_prompt().text
+    assert re.search(r"\$[A-Za-z_{(]", text) is None  # no shell variable, in a command or in prose
+    commands = example_commands(text)
+    for command in commands:  # one `gh` or `git` command each, every value it needs a task-file key
+        assert command.split()[0] in ("gh", "git") and not re.search(r"&&|\|\||[|;`]", command), command
+        assert set(KEY.findall(command)) <= task_keys(kind), command
+    for form in FORMS[kind]:
+        assert any(c.startswith(form) for c in commands), form
 
 
 def test_repository_prompt_wins_and_configured_path_beats_the_default():

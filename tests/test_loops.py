@@ -223,16 +223,17 @@ def test_a_crashed_loop_leaf_is_a_failure():
 def task(kind: str, dispatch: Dispatch) -> dict[str, str | int]:
     item = leaves.PullItem(number=5, title="Implement #1", url="https://x/o/r/pull/5", head_ref="agent/issue-1",
                            closes=[1, 3], files=["a.py", "b.py"])
-    return workflows.get(kind).task_values(workflows.LeafTask(
+    return workflows.get(kind).leaf_task(workflows.LeafTask(
         repo="o/r", item=item, dispatch=dispatch, base="dev", worktree=Path("/w/pr-5-p"),
-        report_path=Path("/w/pr-5-p/.agent-report.json"), prompt_path=Path("/p.md")))
+        report_path=Path("/w/pr-5-p/.agent-report.json"), prompt_path=Path("/p.md")), "https://api.github.com")
 
 
 def test_the_rework_task_file_carries_the_issue_keys_and_the_review():
     values = task("rework", Dispatch(kind="rework", phase=P4, items=[5], attempts={5: 1}, heads={5: H1},
                                      reviews={5: graded("D", round_=2)}))
     assert values == {
-        "WORKFLOW": "rework", "GH_REPO": "o/r", "PR_NUMBER": 5, "PR_TITLE": "Implement #1",
+        "WORKFLOW": "rework", "GH_REPO": "o/r", "GITHUB_API_URL": "https://api.github.com", "GH_HOST": "github.com",
+        "PR_NUMBER": 5, "PR_TITLE": "Implement #1",
         "PR_URL": "https://x/o/r/pull/5", "PR_BRANCH": "agent/issue-1", "ISSUE_NUMBER": 1, "CLOSES_ISSUES": "1,3",
         "FILES_CHANGED": "a.py,b.py", "REVIEW_GRADE": "D", "REVIEW_ROUND": 2, "REVIEW_URL": "https://x/c/1",
         "REVIEW_TEXT": "tests missing", "REVIEWED_HEAD": H1, "ATTEMPT_N": 1, "REQUIRED_OUTPUT": "pushed_commits",
@@ -242,9 +243,9 @@ def test_the_rework_task_file_carries_the_issue_keys_and_the_review():
 
 def test_the_rebase_task_file():
     values = task("rebase", Dispatch(kind="rebase", phase=P4, items=[5], heads={5: H1}))
-    assert list(values) == ["WORKFLOW", "GH_REPO", "PR_NUMBER", "PR_TITLE", "PR_URL", "PR_BRANCH", "CLOSES_ISSUES",
-                            "FILES_CHANGED", "HEAD_SHA", "ATTEMPT_N", "REQUIRED_OUTPUT", "ON_BLOCK", "BASE",
-                            "WORKTREE", "REPORT_PATH", "PROMPT"]
+    assert list(values) == ["WORKFLOW", "GH_REPO", "GITHUB_API_URL", "GH_HOST", "PR_NUMBER", "PR_TITLE", "PR_URL",
+                            "PR_BRANCH", "CLOSES_ISSUES", "FILES_CHANGED", "HEAD_SHA", "ATTEMPT_N", "REQUIRED_OUTPUT",
+                            "ON_BLOCK", "BASE", "WORKTREE", "REPORT_PATH", "PROMPT"]
     assert (values["WORKFLOW"], values["HEAD_SHA"], values["REQUIRED_OUTPUT"]) == ("rebase", H1, "pushed_merge")
 
 

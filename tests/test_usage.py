@@ -23,10 +23,11 @@ def parse_usage(lines: list[str]) -> Usage | None:
 
 @pytest.mark.parametrize(("file", "expected"), [
     ("claude-2.1.332-stream-json.jsonl",
-     Usage(input_tokens=2000, output_tokens=100, cost_usd=0.01, turns=2, duration_ms=4662)),
+     Usage(input_tokens=2000, output_tokens=100, cost_usd=0.01, turns=2, duration_ms=4662,
+           model="claude-opus-5-5")),
     ("codex-0.171.0-exec-json.jsonl", Usage(input_tokens=2000, output_tokens=100, turns=1)),
     ("gemini-0.61.0-stream-json.jsonl",
-     Usage(input_tokens=3000, output_tokens=150, turns=2, duration_ms=2675)),
+     Usage(input_tokens=3000, output_tokens=150, turns=2, duration_ms=2675, model="scripted")),
 ])
 def test_figures_from_real_cli_output(file: str, expected: Usage) -> None:
     lines = (OUTPUTS / file).read_text(encoding="utf-8").splitlines()
@@ -44,7 +45,9 @@ GEMINI_JSON = {"response": "done", "stats": {"models": {
 @pytest.mark.parametrize(("lines", "expected"), [
     ([json.dumps(CLAUDE_JSON)],  # --output-format json: cache tokens count as input
      Usage(input_tokens=150, output_tokens=400, cost_usd=0.25, turns=7, duration_ms=61000)),
-    ([json.dumps(GEMINI_JSON)], Usage(input_tokens=1000, output_tokens=65)),
+    ([json.dumps(GEMINI_JSON)], Usage(input_tokens=1000, output_tokens=65, model="gemini-pro")),
+    ([json.dumps({"type": "system", "subtype": "init", "model": "m-1"}), json.dumps(CLAUDE_JSON)],
+     Usage(input_tokens=150, output_tokens=400, cost_usd=0.25, turns=7, duration_ms=61000, model="m-1")),
     ([json.dumps({"type": "turn.completed", "usage": {"input_tokens": 10, "output_tokens": 1}})] * 3,
      Usage(input_tokens=30, output_tokens=3, turns=3)),
     (["plain text", "{not json}", "[1, 2]", '{"type": "assistant"}'], None),
@@ -57,6 +60,14 @@ GEMINI_JSON = {"response": "done", "stats": {"models": {
 ])
 def test_shapes(lines: list[str], expected: Usage | None) -> None:
     assert parse_usage(lines) == expected
+
+
+def test_claudes_usage_adds_up_while_it_streams() -> None:
+    lines = (OUTPUTS / "claude-2.1.332-stream-json.jsonl").read_text(encoding="utf-8").splitlines()
+    streamed = parse_usage(lines[:-1])  # before its result event: per message, each counted once
+    assert streamed == Usage(input_tokens=2000, output_tokens=2, model="claude-opus-5-5")
+    message = json.dumps({"type": "assistant", "message": {"id": "m", "usage": {"input_tokens": 7}}})
+    assert parse_usage([message, message]) == Usage(input_tokens=7)  # one event per content block
 
 
 def test_meter_is_fed_line_by_line() -> None:

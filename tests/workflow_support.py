@@ -27,8 +27,8 @@ from conductor.core.verify import CoordinatorOutcome, ItemResult, RunFacts, bloc
     finish, new_outcome
 
 NEEDS_TRIAGE, TRIAGED = "needs-triage", "triaged"
-TASK_KEYS = ["WORKFLOW", "GH_REPO", "ISSUE_NUMBER", "ISSUE_TITLE", "TRIAGE_LABEL", "ATTEMPT_N", "REPORT_PATH",
-             "PROMPT"]
+TASK_KEYS = ["WORKFLOW", "GH_REPO", "GITHUB_API_URL", "GH_HOST", "ISSUE_NUMBER", "ISSUE_TITLE", "TRIAGE_LABEL",
+             "ATTEMPT_N", "REPORT_PATH", "PROMPT"]
 
 
 class TriageClaim(BaseModel):

@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field, ValidationError
 
 from conductor.core import leaf as leaves
-from conductor.core import loops, workflows
+from conductor.core import loops, presets, spend, workflows
 from conductor.edges import worktrees
 from conductor.edges.agent_process import (
     AgentRun,
@@ -27,7 +27,7 @@ from conductor.edges.agent_process import (
     write_askpass,
 )
 from conductor.core.constants import AGENT_REPORT_FILE_ENV, AGENT_TASK_FILE_ENV, REPORT_FILE_NAME, TASK_FILE_NAME
-from conductor.core.github_urls import gh_repo
+from conductor.core.github_urls import gh_host, gh_repo
 from conductor.core.ports import GitHub
 from conductor.core.models import Dispatch
 from conductor.core.redaction import Redactor
@@ -129,6 +129,7 @@ def task_values(dispatch: Dispatch, ctx: PassContext, report_file: Path) -> dict
         "WORKFLOW": dispatch.kind,
         "GH_REPO": ctx.settings.run.repo,
         "GITHUB_API_URL": ctx.settings.github.api_url,
+        "GH_HOST": gh_host(ctx.settings.github.api_url),
         "PHASE": dispatch.phase,
         "BATCH": dispatch.batch or "",
         ("ISSUES" if workflow.item == "issue" else "PRS"): items,
@@ -154,7 +155,9 @@ def run(dispatch: Dispatch, ctx: PassContext, workspace: Workspace, *,
         on_line: Callable[[str], None], agent_token: str | None, redactor: Redactor) -> AgentResult:
     """Run the agent (never through a shell) and read its report. Everything the agent says
     passes `redactor` (the agent-output door): its output lines, hence its usage, and its report.
-    `ca_bundle` (CONDUCTOR_CA_BUNDLE): the CA the agent's clients trust."""
+    `ca_bundle` (CONDUCTOR_CA_BUNDLE): the CA the agent's clients trust. A leaf with a spend cap
+    (`Dispatch.caps`) gets it as a flag where its CLI takes one (`presets.cap_flags`), and is
+    stopped once its streamed usage passes it either way."""
     git_dir, git_common_dir = worktrees.git_dirs(workspace.path)
     argv = expand_command(ctx.settings.run.agent_command, {
         "task_file": str(workspace.task_file),
@@ -177,21 +180,30 @@ def run(dispatch: Dispatch, ctx: PassContext, workspace: Workspace, *,
     idle = ctx.settings.run.agent_idle_timeout
     pid_file = git_dir / AGENT_PID_FILE
     meter = UsageMeter()
+    cap = dispatch.caps.get(dispatch.items[0]) if len(dispatch.items) == 1 else None
+    argv += presets.cap_flags(argv, cap)
 
     def each_line(line: str) -> None:
         meter.feed(line)
         on_line(line)
 
+    def over_cap() -> str:
+        usage = meter.usage
+        return spend.over_cap(cap, usage.cost_usd, usage.input_tokens + usage.output_tokens) if usage else ""
+
     outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(process_environment(), extra),
                                   timeout=ctx.settings.run.agent_timeout, idle_timeout=idle, on_line=each_line,
-                                  redactor=redactor, on_start=lambda pid: pid_file.write_text(str(pid)))
+                                  redactor=redactor, on_start=lambda pid: pid_file.write_text(str(pid)),
+                                  stop_when=over_cap if cap is not None else None)
     report, error = read_report(workspace.report_file, redactor)
     facts = RunFacts(returncode=outcome.returncode, timed_out=outcome.timed_out,
                      timeout_s=ctx.settings.run.agent_timeout, idle_timed_out=outcome.idle_timed_out,
-                     idle_timeout_s=idle, report_error=error)
+                     idle_timeout_s=idle, stopped=outcome.stopped, report_error=error)
     usage = meter.usage
     if usage is not None and usage.duration_ms is None:  # Codex reports no duration: ours
         usage = usage.model_copy(update={"duration_ms": int(outcome.duration_s * 1000)})
+    if usage is not None and outcome.stopped:
+        usage = usage.model_copy(update={"stopped": outcome.stopped})
     return AgentResult(run=facts, report=report, output_tail=outcome.output_tail, usage=usage)
 
 
@@ -309,6 +321,7 @@ def leaf_dispatch(dispatch: Dispatch, number: int) -> Dispatch:
         "merge_after": {k: v for k, v in dispatch.merge_after.items() if k == number},
         "depends_on": {k: v for k, v in dispatch.depends_on.items() if k == number},
         "attempts": {k: v for k, v in dispatch.attempts.items() if k == number},
+        "caps": {k: v for k, v in dispatch.caps.items() if k == number},
         "heads": {k: v for k, v in dispatch.heads.items() if k == number},
         "reviews": {k: v for k, v in dispatch.reviews.items() if k == number},
     })
@@ -338,9 +351,10 @@ def prepare_leaf(gh: GitHub, dispatch: Dispatch, ctx: PassContext, number: int,
         prompt_file = worktrees.private_dir(path) / LEAF_PROMPT_FILE
         prompt_file.write_text(prompt.text, encoding="utf-8")
     task_file, report_file = path / TASK_FILE_NAME, path / REPORT_FILE_NAME
-    values = workflow.task_values(workflows.LeafTask(
-        repo=ctx.settings.run.repo, item=item, dispatch=leaf_dispatch(dispatch, number), base=ctx.settings.pipeline.integration_branch,
-        worktree=path, report_path=report_file, prompt_path=prompt_file, migration_paths=ctx.settings.pipeline.migration_paths))
+    values = workflow.leaf_task(workflows.LeafTask(
+        repo=ctx.settings.run.repo, item=item, dispatch=leaf_dispatch(dispatch, number),
+        base=ctx.settings.pipeline.integration_branch, worktree=path, report_path=report_file,
+        prompt_path=prompt_file, migration_paths=ctx.settings.pipeline.migration_paths), ctx.settings.github.api_url)
     task_file.write_text(render_task_file(values), encoding="utf-8")
     return LeafWorkspace(path=path, task_file=task_file, report_file=report_file,
                          prompt_file=prompt_file, workflow=workflow.name, prompt=prompt)

@@ -20,14 +20,14 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from conductor.core import markdown
-from conductor.core.constants import ATTEMPT_MARKER, LOOP_MARKER
+from conductor.core.constants import ATTEMPT_MARKER, LOOP_MARKER, SPEND_MARKER
 from conductor.core.models import ItemAttempts
 from conductor.core.ports import Comment
 from conductor.core.untrusted import json_object
 from conductor.core.verify import CoordinatorOutcome
 
 REASON_LIMIT = 300
-_MARKERS = (ATTEMPT_MARKER, LOOP_MARKER)  # what the conductor's comments on items carry
+_MARKERS = (ATTEMPT_MARKER, LOOP_MARKER, SPEND_MARKER)  # what the conductor's comments on items carry
 _MARKER = re.compile(r"<!--\s*+" + re.escape(ATTEMPT_MARKER) + r"\s++(\{[^<>]*?\})\s*+-->")
 
 

@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from conductor.core import constants, workflows
+from conductor.core import constants, spend, workflows
 DEFAULT_GATED_PHASES = ("phase-1/db-schema",)  # seed: Alembic migration chains need an audit
 
 
@@ -185,6 +185,14 @@ class PipelineConfig(BaseModel):
         "rebase that could not resolve its conflicts).",
     )
 
+    budget: dict[str, Any] = Field(
+        default_factory=dict,
+        description="[budget] spend limits, each optional (conductor/core/spend.py): pipeline_usd, "
+        "pipeline_tokens, phase_usd, phase_tokens (a number for every phase, or a table phase = number), "
+        "item_usd, item_tokens, day_usd, day_tokens (the UTC day); estimate_usd, estimate_tokens: a "
+        "leaf's estimate while none of its kind is recorded (else 0).",
+    )
+
     @model_validator(mode="before")
     @classmethod
     def _default_gated_phases(cls, data: Any) -> Any:
@@ -233,6 +241,11 @@ class PipelineConfig(BaseModel):
                 raise ValueError(
                     f"gated_phases names unknown phase {name!r}; use one of the configured phases"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _check_budget(self) -> PipelineConfig:
+        spend.check_budget(self.budget, self.phase_names)
         return self
 
     @property

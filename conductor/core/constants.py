@@ -50,6 +50,8 @@ REMINDER_MARKER = "conductor:reminder"
 STUCK_MARKER = "conductor:stuck"
 # Hidden marker in the comment a pass leaves on an item it dispatched without a proved result.
 ATTEMPT_MARKER = "conductor:attempt"
+# Hidden marker of a leaf's spend comment: what its agent cost (conductor/core/spend.py).
+SPEND_MARKER = "conductor:spend"
 # Hidden marker in the comment recording a review that graded a PR down, or a rebase that failed.
 LOOP_MARKER = "conductor:loop"
 NEEDS_HUMAN_LABEL = "conductor/needs-human"

@@ -90,6 +90,50 @@ class ItemAttempts(_Model):
     passes: list[str] = Field(default_factory=list, description="Their pass ids, oldest first.")
 
 
+class LeafSpend(_Model):
+    """What one leaf's agent spent, as recorded on its item by the conductor (`conductor/core/spend.py`)."""
+
+    pass_id: str
+    number: int = Field(gt=0, description="The issue or PR the leaf worked on.")
+    kind: DispatchKind = ""
+    phase: str = ""
+    batch: str | None = None
+    cli: str = Field("", description="The agent CLI (its command's name).")
+    model: str = ""
+    cost_usd: float | None = Field(None, ge=0, description="None: the CLI reports no cost.")
+    input_tokens: int = Field(0, ge=0)
+    output_tokens: int = Field(0, ge=0)
+    turns: int | None = Field(None, ge=0)
+    seconds: float | None = Field(None, ge=0)
+    at: datetime = Field(description="When the leaf ended (UTC): the day it counts for.")
+    stopped: str = Field("", description="Why the conductor stopped the agent (its cap), if it did.")
+
+    @property
+    def tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class ItemCap(_Model):
+    """The most one leaf may spend: the least room any budget that applies to its item has left."""
+
+    usd: float | None = None
+    tokens: int | None = None
+
+
+class BudgetLine(_Model):
+    """One budget (or one scope's spend with no budget) as a pass sees it."""
+
+    scope: str = Field(description="`pipeline`, `phase phase-3`, `day 2026-12-03`.")
+    unit: Literal["usd", "tokens"]
+    spent: float = 0
+    limit: float | None = None
+    key: str = Field("", description="Its key under [budget] in conductor.toml (how to raise it).")
+
+    @property
+    def reached(self) -> bool:
+        return self.limit is not None and self.spent >= self.limit
+
+
 class PipelineState(_Model):
     """A snapshot of every *open* issue and PR of one repository."""
 
@@ -113,6 +157,11 @@ class PipelineState(_Model):
         "opened since the listing, a pull request, or nothing (`missing`). Filled by the snapshot, "
         "one request per number; a number not here counts as a closed issue.",
     )
+    spend: list[LeafSpend] = Field(
+        default_factory=list, description="Every leaf's recorded spend: the spend markers of the "
+        "conductor's own comments in the repository (one listing).")
+    read_at: datetime | None = Field(
+        None, description="When the snapshot was read (UTC): the day the per-day budget counts.")
     api_requests: int = Field(0, description="GitHub requests made to read this snapshot.")
 
     def without_labels(self, removed: dict[int, list[str]]) -> PipelineState:
@@ -148,6 +197,8 @@ class Dispatch(_Model):
         default_factory=dict,
         description="Item -> earlier passes that dispatched it without a proved result (ATTEMPT_N).",
     )
+    caps: dict[int, ItemCap] = Field(
+        default_factory=dict, description="Item -> the most its leaf may spend (only under a budget).")
     heads: dict[int, str] = Field(
         default_factory=dict,
         description="PR -> its head commit when planned (a rework or rebase must move it).")
@@ -177,6 +228,7 @@ class WaitingItem(_Model):
         "exist)`, `#12 (a pull request)`, `other/repo#3 (another repository)`): held until that text "
         "is fixed.")
     reason: str
+    budget: bool = Field(False, description="Held by a budget ([budget]), not by other items.")
 
 
 class HeldItem(_Model):
@@ -246,4 +298,6 @@ class Plan(_Model):
         default_factory=list, description="Items that failed too often; they need a human.")
     outside_pipeline: list[OutsideItem] = Field(
         default_factory=list, description="Issues with a batch label and no phase label.")
+    budgets: list[BudgetLine] = Field(
+        default_factory=list, description="Spend so far per scope, against its budget if one is set.")
     api_requests: int = 0

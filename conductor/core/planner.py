@@ -53,6 +53,12 @@ The rules (each has a test in tests/test_planner.py):
 - Caps: lowest batch number first, then lowest item number, items without a batch
   last; the rest go to `deferred`. `attempt` (ATTEMPT_N) > ANTI_LOOP_LIMIT: stuck, nothing is
   dispatched, everything else is still computed for the report.
+- Budgets (`[budget]`, `conductor/core/spend.py`): of the items chosen after the caps, in
+  order, only those whose estimate fits every budget that applies (pipeline, phase, item, UTC
+  day of `state.read_at`; USD and tokens) against `state.spend` are dispatched, each with its
+  cap (`Dispatch.caps`); the others wait (`waiting`, "budget: ..."), and so do PRs chained
+  after one of them. A budget that holds everything ready is not stuck. `Plan.budgets`: the
+  spend so far per scope against its budget.
 - Kinds (`conductor.core.workflows`): a ready item goes to the first registered kind of its item
   (issue or PR) whose `takes` accepts it, else to its item's default kind (every issue is
   turned into a PR, every PR reviewed). One dispatch per (kind, phase, batch), ordered by
@@ -74,7 +80,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from conductor.core import loops, workflows
+from conductor.core import loops, spend, workflows
 from conductor.core.config import PipelineConfig
 from conductor.core.settings import Settings
 from conductor.core.constants import ANTI_LOOP_LIMIT
@@ -475,18 +481,24 @@ def plan(state: PipelineState, settings: Settings, attempt: int = 0) -> Plan:
         return (kind, phase_rank[phase], _batch_rank(config, batch), batch or "")
 
     caps = {"issue": settings.run.max_issues_per_dispatch, "pr": settings.run.max_prs_per_dispatch}
-    chosen: list[_Item] = []
-    deferred: list[int] = []
-    merge_after: dict[int, int] = {}
-    if not stuck:
-        queue = sorted(ready["issue"], key=priority)
-        chosen += queue[: caps["issue"]]
-        deferred += [it.number for it in queue[caps["issue"]:]]
-        prs, merge_after, pr_waiting, pr_deferred = _order_prs(
-            ready["pr"], caps["pr"], priority, group_key, group_order, open_prs, state.repo)
-        chosen += prs
+    queue = sorted(ready["issue"], key=priority)
+    chosen = queue[: caps["issue"]]
+    deferred = [it.number for it in queue[caps["issue"]:]]
+    prs, merge_after, pr_waiting, pr_deferred = _order_prs(
+        ready["pr"], caps["pr"], priority, group_key, group_order, open_prs, state.repo)
+    today = spend.day_of(state.read_at) if state.read_at else None
+    admission = spend.admit(
+        [spend.Candidate(it.number, workflows.kind_of(it.src), it.phases[0], "issue" if it.kind == "issue" else "PR")
+         for it in chosen + prs], state.spend, config.budget, spend.cli_name(settings.run.agent_command), today)
+    budget_waiting = _over_budget(chosen + prs, admission.held, merge_after)
+    # A budget reached holds the pipeline without it being stuck: nothing to count against it.
+    stuck = stuck and not (budget_waiting and not admission.admitted)
+    if stuck:
+        chosen, deferred, merge_after = [], [], {}
+    else:
+        chosen = [it for it in chosen + prs if it.number not in {w.number for w in budget_waiting}]
         deferred += pr_deferred
-        waiting += pr_waiting.items
+        waiting += pr_waiting.items + budget_waiting
         problems += pr_waiting.problems
 
     groups: dict[tuple[DispatchKind, str, str | None], list[_Item]] = {}
@@ -501,6 +513,7 @@ def plan(state: PipelineState, settings: Settings, attempt: int = 0) -> Plan:
             merge_after={n: merge_after[n] for n in numbers if n in merge_after},
             depends_on={n: list(refs[n].numbers) for n in numbers if workflows.get(key[0]).item == "issue"},
             attempts={n: state.attempts[n].count if n in state.attempts else 0 for n in numbers},
+            caps={n: admission.caps[n] for n in numbers if n in admission.caps},
             heads={it.number: it.src.head_sha for it in members
                    if isinstance(it.src, PullRequest) and it.src.head_sha},
             reviews={it.number: it.src.review for it in members
@@ -526,8 +539,19 @@ def plan(state: PipelineState, settings: Settings, attempt: int = 0) -> Plan:
         waiting=sorted(waiting, key=lambda w: w.number),
         held_back=sorted(held, key=lambda h: h.number),
         outside_pipeline=sorted(a.outside, key=lambda o: o.number),
+        budgets=spend.budget_lines(state.spend, config.budget, a.order, today),
         api_requests=state.api_requests,
     )
+
+
+def _over_budget(chosen: list[_Item], held: dict[int, str], merge_after: dict[int, int]) -> list[WaitingItem]:
+    """The chosen items a budget holds, and the PRs chained after one of those (transitively)."""
+    reasons = dict(held)
+    while more := {n: f"merges after PR #{b}, which waits for its budget" for n, b in merge_after.items()
+                   if b in reasons and n not in reasons}:
+        reasons.update(more)
+    return [WaitingItem(number=it.number, kind=it.kind, title=it.src.title, reason=reasons[it.number], budget=True)
+            for it in chosen if it.number in reasons]
 
 
 @dataclass

@@ -19,11 +19,13 @@ progress and the run's logs show it), ending with its token and cost figures, wh
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from conductor.core import workflows
 from conductor.core.errors import ConductorError
+from conductor.core.models import ItemCap
 
 # What every preset tells the agent; the report shape is conductor.core.reports.AgentReport.
 AGENT_PROMPT = (
@@ -45,6 +47,7 @@ class Preset:
     docs: str
     verified: str | None = None  # the CLI version this project's end-to-end tests ran
     environment: str = ""  # how to point it at a gateway, a proxy or a local model
+    budget_flag: str = ""  # the flag that caps a run's spend in USD (none: the conductor stops it)
 
     @property
     def status(self) -> str:
@@ -81,6 +84,8 @@ PRESETS: dict[str, Preset] = {
             ),
             docs="https://code.claude.com/docs/en/headless",
             verified="@anthropic-ai/claude-code 2.1.332",
+            # https://code.claude.com/docs/en/cli-reference  (--max-budget-usd, print mode only)
+            budget_flag="--max-budget-usd",
             environment=(
                 "ANTHROPIC_BASE_URL=http://HOST:PORT (a gateway, a proxy or a local model speaking "
                 "the Messages API) with ANTHROPIC_API_KEY (sent as x-api-key) or ANTHROPIC_AUTH_TOKEN "
@@ -161,6 +166,16 @@ def get_preset(name: str) -> list[str]:
             f"unknown agent preset {name!r}; choose one of: {', '.join(sorted(PRESETS))}"
         )
     return list(preset.argv)
+
+
+def cap_flags(argv: Sequence[str], cap: ItemCap | None) -> list[str]:
+    """The flags that pass a leaf's USD cap to its CLI when it is a preset's CLI that takes one
+    (Claude Code's `--max-budget-usd`); none otherwise (Codex, Gemini CLI and Cursor take no
+    spend limit: the conductor stops them when their streamed usage passes the cap)."""
+    if cap is None or cap.usd is None or not argv:
+        return []
+    flags = [p.budget_flag for p in PRESETS.values() if p.budget_flag and p.argv[0] == PurePath(argv[0]).name]
+    return [flags[0], f"{cap.usd:.2f}"] if flags and flags[0] not in argv else []
 
 
 def describe_presets() -> list[str]:

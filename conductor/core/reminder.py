@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from conductor.core import loops, markdown
+from conductor.core import loops, markdown, spend
 from conductor.core.constants import (
     APPROVAL_LABEL,
     REMINDER_LABEL,
@@ -193,6 +193,9 @@ def render_reminder(
                  ([outage_note, ""] if outage_note else [])
                  + [f"- #{n}: {markdown.escape(why, max_length=REASON_LIMIT)}" for n, why in unavailable]),
         _problems_section(plan),
+        _section("### Spend (agents, as recorded on GitHub)", [
+            f"- {markdown.escape(scope)}: {markdown.escape(spend.spent_text(lines))}"
+            for scope, lines in spend.by_scope(plan.budgets).items()]),
         f"<!-- {REMINDER_MARKER} {marker} -->",
     ]
     return "\n\n".join(s for s in sections if s) + "\n"
@@ -300,7 +303,11 @@ def _held_sections(plan: Plan) -> list[str]:
         return f"- {'Issue' if kind == 'issue' else 'PR'} #{number}: {markdown.escape(title) or '(no title)'}"
 
     waiting = [f"{item(w.kind, w.number, w.title)} — {markdown.escape(w.reason, max_length=REASON_LIMIT)}"
-               for w in plan.waiting]
+               for w in plan.waiting if not w.budget]
+    over = [f"{item(w.kind, w.number, w.title)} — {markdown.escape(w.reason, max_length=REASON_LIMIT)}"
+            for w in plan.waiting if w.budget]
+    over_hint = ("A budget reached is not stuck: these wait until the budget is raised (its key under "
+                 "`[budget]` in conductor.toml), or, for `day_*`, until the next UTC day.")
     held = [f"{item(h.kind, h.number, h.title)} — needs a human: "
             + (f"failed {h.attempts} times" if h.why == "attempts" else markdown.escape(loops.held_line(h)))
             + f" (last reason: {markdown.escape(h.last_reason or 'none recorded', max_length=REASON_LIMIT)})"
@@ -312,6 +319,7 @@ def _held_sections(plan: Plan) -> list[str]:
             "to let the conductor try again.")
     return [
         _section("### Waiting for other items (dependencies, merge order)", waiting),
+        _section("### Waiting for a budget", [over_hint, ""] + over if over else []),
         _section("### Needs a human (failed too often)", [hint, ""] + held if held else []),
         _section("### Outside the pipeline (batch label, no phase label)", outside),
     ]

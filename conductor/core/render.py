@@ -7,7 +7,7 @@ from __future__ import annotations
 from rich.table import Table
 from rich.text import Text
 
-from conductor.core import loops, workflows
+from conductor.core import loops, spend, workflows
 from conductor.core.constants import ANTI_LOOP_LIMIT
 from conductor.core.models import Dispatch, Plan
 
@@ -44,10 +44,12 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
     if gated_numbers:
         rows.append(["(gated items)", "needs approval", "", "", "",
                      ", ".join(f"#{n}" for n in sorted(gated_numbers)), ""])
-    if plan.waiting:
+    if waiting := [w for w in plan.waiting if not w.budget]:
         rows.append(["(waiting items)", "wait for open items", "", "", "",
                      ", ".join(f"#{w.number} on " + _blockers(w.blockers, w.native_blockers, w.not_issues)
-                               for w in plan.waiting), ""])
+                               for w in waiting), ""])
+    if held := [w.number for w in plan.waiting if w.budget]:
+        rows.append(["(over budget)", "wait for a budget", "", "", "", ", ".join(f"#{n}" for n in held), ""])
     if plan.held_back:
         rows.append(["(failed items)", "needs a human", "", "", "",
                      ", ".join(f"#{h.number} ({loops.held_line(h)})" for h in plan.held_back), ""])
@@ -61,6 +63,9 @@ def plan_rows(plan: Plan, dispatches: list[Dispatch] | None = None,
                      ", ".join(f"#{n}" for n in numbered) or "(not about one item)", ""])
     if "(pass)" in costs:
         rows.append(["(this pass, all agents)", "", "", "", "", "", costs["(pass)"]])
+    for scope, lines in spend.by_scope(plan.budgets).items():
+        rows.append([f"(spent: {scope})", "budget reached" if any(b.reached for b in lines) else "", "", "", "",
+                     "", spend.spent_text(lines)])
     return rows
 
 

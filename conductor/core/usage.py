@@ -11,7 +11,9 @@ Each CLI ends its JSON output with figures of its own:
   the final object's `stats.models.<model>.tokens` (`prompt`, `candidates`).
 
 `UsageMeter` is fed every output line (it keeps only the running figures) and answers a
-`Usage`, or None when the output carried no figures (a plain-text agent).
+`Usage`, or None when the output carried no figures (a plain-text agent). While Claude Code
+streams, its `assistant` events' per-message usage is summed (a lower bound, no cost) until its
+result event says the total; Codex's turns add up as they come: what a spend cap is held to.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ class Usage(BaseModel):
     cost_usd: float | None = Field(None, ge=0, description="As the CLI computed it.")
     turns: int | None = Field(None, ge=0)
     duration_ms: int | None = Field(None, ge=0)
+    model: str | None = Field(None, description="The model the CLI named (its start event, or its stats).")
+    stopped: str = Field("", description="Why the conductor stopped the agent (its spend cap), if it did.")
 
     def __add__(self, other: Usage) -> Usage:
         def both(a: float | int | None, b: float | int | None):
@@ -39,7 +43,7 @@ class Usage(BaseModel):
         return Usage(input_tokens=self.input_tokens + other.input_tokens,
                      output_tokens=self.output_tokens + other.output_tokens,
                      cost_usd=both(self.cost_usd, other.cost_usd), turns=both(self.turns, other.turns),
-                     duration_ms=both(self.duration_ms, other.duration_ms))
+                     duration_ms=both(self.duration_ms, other.duration_ms), model=self.model or other.model)
 
 
 def total(usages: Iterable[Usage | None]) -> Usage | None:
@@ -62,7 +66,8 @@ def _claude(event: dict[str, Any]) -> Usage:
     tokens_in = sum(_int(usage.get(k)) for k in
                     ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"))
     cost = event.get("total_cost_usd")
-    return Usage(input_tokens=tokens_in, output_tokens=_int(usage.get("output_tokens")),
+    models = [str(name)[:100] for name in event.get("modelUsage") or {}] if isinstance(event.get("modelUsage"), dict) else []
+    return Usage(input_tokens=tokens_in, output_tokens=_int(usage.get("output_tokens")), model=models[0] if models else None,
                  cost_usd=float(cost) if isinstance(cost, (int, float)) else None,
                  turns=_int(event["num_turns"]) if "num_turns" in event else None,
                  duration_ms=_int(event["duration_ms"]) if "duration_ms" in event else None)
@@ -75,7 +80,8 @@ def _gemini(stats: dict[str, Any]) -> Usage:
         models = (stats.get("models") or {}).values()
         tokens_in = sum(_int((m.get("tokens") or {}).get("prompt")) for m in models)
         tokens_out = sum(_int((m.get("tokens") or {}).get("candidates")) for m in models)
-    return Usage(input_tokens=tokens_in, output_tokens=tokens_out,
+    names = [str(name)[:100] for name in (stats.get("models") or {})]
+    return Usage(input_tokens=tokens_in, output_tokens=tokens_out, model=names[0] if names else None,
                  turns=_int(stats["tool_calls"]) + 1 if "tool_calls" in stats else None,
                  duration_ms=_int(stats["duration_ms"]) if "duration_ms" in stats else None)
 
@@ -86,6 +92,8 @@ class UsageMeter:
     def __init__(self) -> None:
         self._final: Usage | None = None
         self._codex: Usage | None = None
+        self._model: str | None = None
+        self._messages: dict[str, Usage] = {}  # Claude Code: each message's usage, while it streams
 
     def feed(self, line: str) -> None:
         line = line.strip()
@@ -95,10 +103,15 @@ class UsageMeter:
         if event is None:
             return
         kind = event.get("type")
+        if kind in ("system", "init") and isinstance(event.get("model"), str):  # Claude Code, Gemini CLI
+            self._model = event["model"][:100]
         if kind == "result" and isinstance(event.get("stats"), dict):
             self._final = _gemini(event["stats"])
         elif kind == "result" and ("total_cost_usd" in event or "usage" in event):
             self._final = _claude(event)
+        elif kind == "assistant" and isinstance(message := event.get("message"), dict) \
+                and isinstance(message.get("usage"), dict):  # one event per content block: keyed by message
+            self._messages[str(message.get("id", len(self._messages)))] = _claude({"usage": message["usage"]})
         elif kind == "turn.completed" and isinstance(event.get("usage"), dict):
             usage = event["usage"]
             turn = Usage(input_tokens=_int(usage.get("input_tokens")),
@@ -109,7 +122,10 @@ class UsageMeter:
 
     @property
     def usage(self) -> Usage | None:
-        return self._final or self._codex
+        usage = self._final or self._codex or total(self._messages.values())
+        if usage is None or usage.model or not self._model:
+            return usage
+        return usage.model_copy(update={"model": self._model})
 
 
 def describe(usage: Usage | None) -> str:

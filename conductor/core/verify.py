@@ -40,6 +40,7 @@ class RunFacts(_Model):
     timeout_s: float | None = None
     idle_timed_out: bool = Field(False, description="Stopped after printing nothing for idle_timeout_s.")
     idle_timeout_s: float | None = None
+    stopped: str = Field("", description="Why the conductor stopped it (its spend cap).")
     report_error: str | None = Field(
         None, description="Why the report is missing or invalid (None when it parsed)."
     )
@@ -385,6 +386,8 @@ def check_run_and_report(
     elif run.idle_timed_out:
         quiet = f"{run.idle_timeout_s:g} s" if run.idle_timeout_s is not None else "too long"
         outcome.failures.append(f"agent idle: no output for {quiet}")
+    elif run.stopped:
+        outcome.failures.append(f"agent stopped by the conductor: {run.stopped}")
     elif run.returncode is None:
         outcome.failures.append("agent did not exit")
     elif run.returncode < 0:

@@ -11,30 +11,35 @@ and its proof; the I/O it needs (reading its facts) goes through the gateway it 
 The two kinds the conductor ships (the canonical coordinators, issue #12):
 
 * issue-to-pr (`issue_to_pr`): every ready issue; task file WORKFLOW=issue-to-pr, GH_REPO,
-  ISSUE_NUMBER, ISSUE_TITLE, ISSUE_URL, PHASE_LABEL, BATCH_LABEL, ALL_ISSUE_LABELS,
-  DEPENDS_ON (numbers or `none`), FILE_OWNERSHIP (`tbd` unless the issue says), ATTEMPT_N,
-  REQUIRED_OUTPUT=pr_url, ON_BLOCK=stop, BASE, WORKTREE, CLOSES_ISSUES, REPORT_PATH, PROMPT;
-  proof: a PR of this repository, not from the default branch, closing the issue.
-* pr-review (`pr_review`): every ready PR; task file WORKFLOW=pr-review, GH_REPO, PR_NUMBER,
-  PR_TITLE, PR_URL, PR_BRANCH, CLOSES_ISSUES, FILES_CHANGED, MERGE_AFTER (number or `none`),
-  HAS_MIGRATION, ATTEMPT_N, REQUIRED_OUTPUT=grade,merge_status,pr_url, ON_BLOCK=stop, BASE,
-  REPORT_PATH, PROMPT; proof: claimed merges are merges on GitHub, D/F grades stay open.
+  GITHUB_API_URL, GH_HOST, ISSUE_NUMBER, ISSUE_TITLE, ISSUE_URL, PHASE_LABEL, BATCH_LABEL,
+  ALL_ISSUE_LABELS, DEPENDS_ON (numbers or `none`), FILE_OWNERSHIP (`tbd` unless the issue
+  says), ATTEMPT_N, REQUIRED_OUTPUT=pr_url, ON_BLOCK=stop, BASE, WORKTREE, CLOSES_ISSUES,
+  REPORT_PATH, PROMPT; proof: a PR of this repository, not from the default branch, closing
+  the issue.
+* pr-review (`pr_review`): every ready PR; task file WORKFLOW=pr-review, GH_REPO,
+  GITHUB_API_URL, GH_HOST, PR_NUMBER, PR_TITLE, PR_URL, PR_BRANCH, CLOSES_ISSUES,
+  FILES_CHANGED, MERGE_AFTER (number or `none`), HAS_MIGRATION, ATTEMPT_N,
+  REQUIRED_OUTPUT=grade,merge_status,pr_url, ON_BLOCK=stop, BASE, REPORT_PATH, PROMPT; proof:
+  claimed merges are merges on GitHub, D/F grades stay open.
 
 And the two loops (`conductor.core.loops`, issue #22), both on PRs and claimed with the pr-open label:
 
 * rework (`rework`): a PR whose last pipeline review graded its head C (unfixed), D or F; task
-  file WORKFLOW=rework, GH_REPO, PR_NUMBER, PR_TITLE, PR_URL, PR_BRANCH, ISSUE_NUMBER (the
-  first issue it closes, or `none`), CLOSES_ISSUES, FILES_CHANGED, REVIEW_GRADE, REVIEW_ROUND,
-  REVIEW_URL, REVIEW_TEXT, REVIEWED_HEAD, ATTEMPT_N, REQUIRED_OUTPUT=pushed_commits,
-  ON_BLOCK=stop, BASE, WORKTREE, REPORT_PATH, PROMPT; proof: new commits on the PR's head
-  since the review, the PR still open and closing an issue.
+  file WORKFLOW=rework, GH_REPO, GITHUB_API_URL, GH_HOST, PR_NUMBER, PR_TITLE, PR_URL,
+  PR_BRANCH, ISSUE_NUMBER (the first issue it closes, or `none`), CLOSES_ISSUES, FILES_CHANGED,
+  REVIEW_GRADE, REVIEW_ROUND, REVIEW_URL, REVIEW_TEXT, REVIEWED_HEAD, ATTEMPT_N,
+  REQUIRED_OUTPUT=pushed_commits, ON_BLOCK=stop, BASE, WORKTREE, REPORT_PATH, PROMPT; proof:
+  new commits on the PR's head since the review, the PR still open and closing an issue.
 * rebase (`rebase`): a PR whose `mergeable_state` is `dirty`; task file WORKFLOW=rebase,
-  GH_REPO, PR_NUMBER, PR_TITLE, PR_URL, PR_BRANCH, CLOSES_ISSUES, FILES_CHANGED, HEAD_SHA,
-  ATTEMPT_N, REQUIRED_OUTPUT=pushed_merge, ON_BLOCK=stop, BASE, WORKTREE, REPORT_PATH, PROMPT;
-  proof: the PR's head moved and it merges into its base now.
+  GH_REPO, GITHUB_API_URL, GH_HOST, PR_NUMBER, PR_TITLE, PR_URL, PR_BRANCH, CLOSES_ISSUES,
+  FILES_CHANGED, HEAD_SHA, ATTEMPT_N, REQUIRED_OUTPUT=pushed_merge, ON_BLOCK=stop, BASE,
+  WORKTREE, REPORT_PATH, PROMPT; proof: the PR's head moved and it merges into its base now.
 
 Every value is untrusted data; `conductor.taskfile.render_task_file` escapes it, so no
-title, label or path can start a line of its own.
+title, label or path can start a line of its own. A leaf's task file holds every value its
+prompt's commands need (`Workflow.leaf_task` adds the API URL and `gh` host after GH_REPO for
+every kind), so an agent types them literally: Claude Code's permission rules refuse a command
+with a shell variable.
 """
 from __future__ import annotations
 
@@ -48,6 +53,7 @@ from typing import Any
 from conductor.core import leaf as leaves
 from conductor.core import loops
 from conductor.core.constants import DEFAULT_MIGRATION_PATHS, PROMPT_ISSUE_TO_PR, PROMPT_PR_REVIEW, PROMPT_REBASE, PROMPT_REWORK
+from conductor.core.github_urls import gh_host
 from conductor.core.models import Dispatch, Issue, ItemKind, PullRequest
 from conductor.core.ports import GitHub
 from conductor.core.reports import AgentReport, RebaseReport, ReworkReport
@@ -102,7 +108,7 @@ class Workflow:
     prompt_path: str  # ...and how results name that prompt
     repo_prompt: str  # the repository's own prompt when `[prompts]` names none
     required_output: str  # REQUIRED_OUTPUT of its coordinator-agent task file
-    task_values: Callable[[LeafTask], dict[str, str | int]]  # its leaf's `.agent-task`, in order, WORKFLOW first
+    task_values: Callable[[LeafTask], dict[str, str | int]]  # its leaf's `.agent-task` (see leaf_task), WORKFLOW first
     claims: str  # the report field listing its claims
     item_keys: tuple[str, ...]  # a single-item report's claim keys
     report_hint: str  # the single-item report, as the agent presets describe it
@@ -122,6 +128,18 @@ class Workflow:
     def noun(self, number: int) -> str:
         """`issue #12` / `PR #40`: how reasons name an item."""
         return f"{'issue' if self.item == 'issue' else 'PR'} #{number}"
+
+    def leaf_task(self, task: LeafTask, api_url: str) -> dict[str, str | int]:
+        """A leaf's `.agent-task`: its kind's values with GITHUB_API_URL (`api_url`) and GH_HOST
+        (`gh`'s host, without a 443 port) after GH_REPO, so a command names GitHub with literals
+        (`gh repo view GH_HOST/GH_REPO`, `gh api GITHUB_API_URL/…`)."""
+        github = {"GITHUB_API_URL": api_url, "GH_HOST": gh_host(api_url)}
+        values: dict[str, str | int] = {}
+        for key, value in self.task_values(task).items():
+            values[key] = value
+            if key == "GH_REPO":
+                values.update(github)
+        return values | github
 
     def shipped_prompt(self) -> leaves.Prompt:
         return leaves.prompt_of(self.prompt.read_bytes(), self.prompt_path, "shipped")

@@ -74,10 +74,11 @@ class AgentRun(BaseModel):
     duration_s: float
     output_tail: list[str]
     idle_timed_out: bool = False
+    stopped: str = ""  # why `stop_when` stopped it
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out and not self.idle_timed_out
+        return self.returncode == 0 and not self.timed_out and not self.idle_timed_out and not self.stopped
 
 
 def agent_environment(
@@ -343,10 +344,12 @@ def run_agent(
     kill_grace: float = 3.0,
     on_start: Callable[[int], None] | None = None,
     idle_timeout: float | None = None,
+    stop_when: Callable[[], str] | None = None,
 ) -> AgentRun:
     """Run `argv` in `cwd` with exactly `env`, stream lines redacted by `redactor` (none:
     nothing to redact) to `on_line`, enforce `timeout` (total seconds) and `idle_timeout`
-    (seconds without a byte of output, None for none): either stops the whole process group."""
+    (seconds without a byte of output, None for none): either stops the whole process group.
+    So does `stop_when` answering a reason (asked after each read of output)."""
     if not argv:
         raise AgentCommandError(
             "agent command is empty; set agent_command in conductor.toml or choose a preset"
@@ -365,9 +368,12 @@ def run_agent(
         on_start(proc.pid)
     deadline = started + timeout
     timed_out = idle = False
+    stopped = ""
     output = _Output(proc, lines)
     try:
         while not _exited(proc):
+            if stop_when is not None and (stopped := stop_when()):
+                break
             now = time.monotonic()
             left = deadline - now
             if left <= 0:
@@ -389,9 +395,10 @@ def run_agent(
         finally:
             output.close()
     return AgentRun(
-        returncode=None if timed_out or idle else proc.returncode,
+        returncode=None if timed_out or idle or stopped else proc.returncode,
         timed_out=timed_out,
         idle_timed_out=idle,
+        stopped=stopped,
         duration_s=round(time.monotonic() - started, 3),
         output_tail=list(lines.tail),
     )

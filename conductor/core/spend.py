@@ -1,0 +1,300 @@
+"""Spend under control: what leaves cost, recorded on GitHub and summed, and the budgets of
+`[budget]` that admit or hold what a pass would dispatch. Pure.
+
+Recording: every leaf whose agent reported usage leaves one comment on its item, a line for
+humans and a hidden marker `<!-- conductor:spend {...} -->` (pass, item, kind, phase, batch, CLI,
+model, cost, tokens, turns, seconds, when). Only markers in comments by the conductor's own
+login count (anyone else's is ignored, so spend cannot be forged or erased by others); one per
+(pass, item). Any pass on any machine reads the same spend.
+
+Budgets (`[budget]` in conductor.toml, each optional): `pipeline_*`, `phase_*` (one number for
+every phase, or a table per phase), `item_*` and `day_*` (the UTC day), each in `_usd` and in
+`_tokens` (input plus output tokens, for CLIs that report no cost). `estimate_usd` and
+`estimate_tokens` are the estimate of a leaf of a kind never recorded.
+
+Admission: a leaf is estimated at the p90 of the recorded leaves of its kind and CLI (any CLI
+when that one has none), else the configured estimate (0 without one). Ready items are taken in
+plan order; one is admitted when, for every budget that applies to it, what was spent plus the
+estimates already admitted plus its own stays within the budget; the rest wait with the
+reason. Each admitted leaf is capped at the least room any of its budgets has left.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import PurePath
+from typing import Any
+
+from conductor.core import markdown
+from conductor.core.constants import SPEND_MARKER
+from conductor.core.models import BudgetLine, ItemCap, LeafSpend
+from conductor.core.untrusted import json_object
+from conductor.core.usage import Usage, describe
+from conductor.core.verify import CoordinatorOutcome
+
+UNITS = ("usd", "tokens")
+SCOPES = ("pipeline", "phase", "item", "day")
+BUDGET_KEYS = tuple(f"{scope}_{unit}" for scope in SCOPES for unit in UNITS) + ("estimate_usd", "estimate_tokens")
+_MARKER = re.compile(r"<!--\s*+" + re.escape(SPEND_MARKER) + r"\s++(\{[^<>]*?\})\s*+-->")
+
+
+# ── the budget table ──────────────────────────────────────────────────────────
+
+
+def check_budget(budget: dict[str, Any], phases: Sequence[str]) -> dict[str, Any]:
+    """`[budget]` as written, or a ValueError naming the bad key and the fix."""
+    for key, value in budget.items():
+        if key not in BUDGET_KEYS:
+            raise ValueError(f"[budget] has unknown key {key!r}; use one of {', '.join(BUDGET_KEYS)}")
+        per_phase = value if key.startswith("phase_") and isinstance(value, dict) else {"": value}
+        for phase, amount in per_phase.items():
+            where = f"[budget] {key}" + (f".{phase}" if phase else "")
+            if phase and phase not in phases:
+                raise ValueError(f"{where} names unknown phase {phase!r}; use one of {', '.join(phases)}")
+            if isinstance(amount, bool) or not isinstance(amount, (int, float)) or not amount >= 0:
+                raise ValueError(f"{where} must be a number of 0 or more, got {amount!r}"
+                                 + ("; or a table of phase = number" if key.startswith("phase_") else ""))
+    return budget
+
+
+def limit(budget: dict[str, Any], scope: str, unit: str, phase: str = "") -> float | None:
+    """The budget of `scope` in `unit` (None: none set); `phase` for the phase scope."""
+    value = budget.get(f"{scope}_{unit}")
+    if isinstance(value, dict):
+        value = value.get(phase)
+    return None if value is None else float(value)
+
+
+# ── recording ─────────────────────────────────────────────────────────────────
+
+
+def cli_name(argv: Sequence[str]) -> str:
+    """The agent CLI's name from its command: argv[0]'s name, or the script or module a Python
+    interpreter runs (`python -m shell.demo_agent` is `demo_agent`)."""
+    if not argv:
+        return ""
+    name = PurePath(argv[0]).name
+    if not name.startswith("python"):
+        return name
+    if len(argv) > 2 and argv[1] == "-m":
+        return argv[2].rsplit(".", 1)[-1]
+    return PurePath(argv[1]).stem if len(argv) > 1 else name
+
+
+def leaf_spends(outcomes: Iterable[CoordinatorOutcome], pass_id: str, cli: str, now: datetime) -> list[LeafSpend]:
+    """The spend to record for every dispatched item whose agent reported usage, dated when
+    its leaf ended (`now` when that is unknown)."""
+    found = []
+    for o in outcomes:
+        for r in o.results:
+            u = r.usage
+            if u is None or r.number not in o.items:
+                continue
+            at = datetime.fromtimestamp(r.ended_at, UTC) if r.ended_at else now
+            found.append(LeafSpend(
+                pass_id=pass_id, number=r.number, kind=o.kind, phase=o.phase, batch=o.batch, cli=cli,
+                model=u.model or "", cost_usd=u.cost_usd, input_tokens=u.input_tokens,
+                output_tokens=u.output_tokens, turns=u.turns,
+                seconds=u.duration_ms / 1000 if u.duration_ms is not None else None, at=at, stopped=u.stopped))
+    return found
+
+
+def render_spend_comment(spend: LeafSpend) -> str:
+    """The comment that records one leaf's spend on its item."""
+    payload = json.dumps(spend.model_dump(mode="json", exclude_defaults=True) | {"pass_id": spend.pass_id,
+                                                                                  "number": spend.number},
+                         ensure_ascii=True, sort_keys=True)
+    payload = payload.replace("<", "\\u003c").replace(">", "\\u003e")  # never closes the comment
+    stopped = f" Stopped: {markdown.escape(markdown.one_line(spend.stopped))}." if spend.stopped else ""
+    return (f"Conductor pass {markdown.code(spend.pass_id)} spent {markdown.escape(describe_leaf(spend))} "
+            f"on this item ({markdown.escape(spend.cli or 'agent')}).{stopped}\n\n"
+            f"<!-- {SPEND_MARKER} {payload} -->\n")
+
+
+def describe_leaf(spend: LeafSpend) -> str:
+    """`1,000 in / 50 out tokens, $0.0100, 6 turns, 12.3 s`, as the pass table shows a leaf."""
+    seconds = spend.seconds
+    return describe(Usage(input_tokens=spend.input_tokens, output_tokens=spend.output_tokens, cost_usd=spend.cost_usd,
+                          turns=spend.turns, duration_ms=None if seconds is None else round(seconds * 1000)))
+
+
+def parse_spend(body: str | None) -> LeafSpend | None:
+    """The spend in a comment's marker (the last one), or None."""
+    matches = list(_MARKER.finditer(body or ""))
+    data = json_object(matches[-1].group(1)) if matches else None
+    if data is None:
+        return None
+    try:
+        return LeafSpend.model_validate(data)
+    except ValueError:
+        return None
+
+
+def read_spend(comments: Iterable[tuple[str, str | None]], login: str) -> list[LeafSpend]:
+    """Every leaf's spend from the repository's comments as (author login, body) pairs: only
+    markers by `login` (the conductor's own) count, one per (pass, item)."""
+    found: dict[tuple[str, int], LeafSpend] = {}
+    for author, body in comments:
+        if author.lower() == login.lower() and (spend := parse_spend(body)) is not None:
+            found.setdefault((spend.pass_id, spend.number), spend)
+    return sorted(found.values(), key=lambda s: (s.at, s.number))
+
+
+# ── sums ──────────────────────────────────────────────────────────────────────
+
+
+def amount(records: Iterable[LeafSpend], unit: str) -> float:
+    """USD (unknown costs count 0) or tokens, summed."""
+    return sum((r.cost_usd or 0.0) if unit == "usd" else r.tokens for r in records)
+
+
+def day_of(moment: datetime) -> str:
+    return moment.astimezone(UTC).date().isoformat()
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """One budget that applies to an item: its name, key and which records it sums."""
+
+    scope: str
+    name: str
+    key: str
+    counts: Callable[[LeafSpend], bool]
+
+
+def _scopes(number: int, phase: str, today: str | None) -> list[_Scope]:
+    scopes = [_Scope("pipeline", "pipeline", "pipeline", lambda r: True),
+              _Scope("phase", phase, "phase", lambda r: r.phase == phase),
+              _Scope("item", f"#{number}", "item", lambda r: r.number == number)]
+    if today is not None:
+        scopes.append(_Scope("day", f"today ({today} UTC)", "day", lambda r: day_of(r.at) == today))
+    return scopes
+
+
+def budget_lines(records: Sequence[LeafSpend], budget: dict[str, Any], phases: Sequence[str],
+                 today: str | None) -> list[BudgetLine]:
+    """Spend of the pipeline, of each phase that spent or has a budget, and of today, in USD
+    (and in tokens where there is a token budget or no cost was reported), each with its budget."""
+    out: list[BudgetLine] = []
+    groups = [("pipeline", "pipeline", list(records), "")]
+    groups += [(p, "phase", [r for r in records if r.phase == p], p) for p in phases]
+    if today is not None:
+        groups.append((f"today ({today} UTC)", "day", [r for r in records if day_of(r.at) == today], ""))
+    for name, scope, members, phase in groups:
+        for unit in UNITS:
+            cap = limit(budget, scope, unit, phase)
+            shown = cap is not None or (members and (unit == "usd" or any(r.cost_usd is None for r in members)))
+            if shown:
+                out.append(BudgetLine(scope=name, unit=unit, spent=round(amount(members, unit), 6), limit=cap,
+                                      key=f"{scope}_{unit}"))
+    return out
+
+
+# ── admission ─────────────────────────────────────────────────────────────────
+
+
+def p90(values: Sequence[float]) -> float:
+    """The 90th percentile, nearest rank (the value 90 % of them do not exceed)."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+def estimate(records: Sequence[LeafSpend], kind: str, cli: str, budget: dict[str, Any], unit: str) -> float:
+    """A leaf's estimate in `unit`: the p90 of the recorded leaves of its kind and CLI (of its
+    kind alone when that CLI has none; costs only where reported), else `estimate_<unit>`."""
+    def known(r: LeafSpend) -> bool:
+        return r.kind == kind and (unit == "tokens" or r.cost_usd is not None)
+
+    same = [r for r in records if known(r) and r.cli == cli] or [r for r in records if known(r)]
+    if same:
+        return p90([amount([r], unit) for r in same])
+    return float(budget.get(f"estimate_{unit}", 0))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    number: int
+    kind: str
+    phase: str
+    noun: str  # "issue", "PR": how the reason names it
+
+
+@dataclass
+class Admission:
+    admitted: list[int]
+    held: dict[int, str]  # item -> why it waits
+    caps: dict[int, ItemCap]
+
+
+def admit(candidates: Sequence[Candidate], records: Sequence[LeafSpend], budget: dict[str, Any],
+          cli: str, today: str | None) -> Admission:
+    """Which of `candidates` (in plan order) fit every budget that applies to them."""
+    result = Admission([], {}, {})
+    if not any(k in budget for k in BUDGET_KEYS if not k.startswith("estimate_")):
+        return Admission([c.number for c in candidates], {}, {})
+    admitted_estimates: dict[tuple[str, str], float] = {}  # (scope name, unit) -> estimates admitted
+    for c in candidates:
+        est = {unit: estimate(records, c.kind, cli, budget, unit) for unit in UNITS}
+        reason, room = "", {}
+        for s in _scopes(c.number, c.phase, today):
+            for unit in UNITS:
+                cap = limit(budget, s.scope, unit, c.phase)
+                if cap is None:
+                    continue
+                spent = amount([r for r in records if s.counts(r)], unit)
+                room[unit] = min(room.get(unit, math.inf), cap - spent)
+                planned = admitted_estimates.get((s.name, unit), 0.0)
+                if not reason and (spent >= cap or spent + planned + est[unit] > cap):
+                    reason = (f"budget: {s.name} has spent {_amount(spent, unit)} of {_amount(cap, unit)}"
+                              + (f" ({_amount(planned, unit)} more admitted this pass)" if planned else "")
+                              + f"; this {c.noun} is estimated at {_amount(est[unit], unit)}"
+                              + f" (raise {s.key}_{unit} under [budget] in conductor.toml)")
+        if reason:
+            result.held[c.number] = reason
+            continue
+        result.admitted.append(c.number)
+        for s in _scopes(c.number, c.phase, today):
+            for unit in UNITS:
+                key = (s.name, unit)
+                admitted_estimates[key] = admitted_estimates.get(key, 0.0) + est[unit]
+        if room:
+            result.caps[c.number] = ItemCap(usd=round(max(room["usd"], 0.0), 4) if "usd" in room else None,
+                                            tokens=max(int(room["tokens"]), 0) if "tokens" in room else None)
+    return result
+
+
+def over_cap(cap: ItemCap | None, usd_spent: float | None, tokens: int) -> str:
+    """Why streamed usage passes a leaf's cap ('' while it does not)."""
+    if cap is None:
+        return ""
+    if cap.usd is not None and usd_spent is not None and usd_spent > cap.usd:
+        return f"usage passed the item's cap: {usd(usd_spent)} of {usd(cap.usd)}"
+    if cap.tokens is not None and tokens > cap.tokens:
+        return f"usage passed the item's cap: {tokens:,} of {cap.tokens:,} tokens"
+    return ""
+
+
+def spent_text(lines: Sequence[BudgetLine]) -> str:
+    """One scope's spend against its budgets: `$41.20 of $50.00; 12,000 tokens`."""
+    return "; ".join(_amount(b.spent, b.unit) + (f" of {_amount(b.limit, b.unit)}" if b.limit is not None else "")
+                     + (" (reached)" if b.reached else "") for b in lines)
+
+
+def by_scope(lines: Sequence[BudgetLine]) -> dict[str, list[BudgetLine]]:
+    """The budget lines grouped by scope, in order."""
+    scopes: dict[str, list[BudgetLine]] = {}
+    for b in lines:
+        scopes.setdefault(b.scope, []).append(b)
+    return scopes
+
+
+def usd(value: float) -> str:
+    return f"${value:,.2f}"
+
+
+def _amount(value: float, unit: str) -> str:
+    return usd(value) if unit == "usd" else f"{value:,.0f} tokens"

@@ -1,0 +1,233 @@
+"""Spend under control (conductor/core/spend.py and the planner's admission), one table per rule."""
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from conductor.core import spend
+from conductor.core.config import PipelineConfig
+from conductor.core.models import BudgetLine, Issue, ItemCap, LeafSpend, PipelineState, PullRequest
+from conductor.core.planner import plan
+from conductor.core.settings import RunSettings, Settings
+from conductor.core.usage import Usage
+from conductor.core.verify import CoordinatorOutcome, ItemResult
+
+ME, OTHER = "alice", "mallory"
+P2, P3 = "phase-2/core-api", "phase-3/api-extensions"
+KIND = "issue_to_pr"
+DAY = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
+
+
+def leaf(number: int, usd: float | None, *, pass_id: str = "p1", phase: str = P3, kind: str = KIND,
+         cli: str = "claude", tokens: tuple[int, int] = (1000, 100), at: datetime = DAY) -> LeafSpend:
+    return LeafSpend(pass_id=pass_id, number=number, kind=kind, phase=phase, cli=cli, cost_usd=usd,
+                     input_tokens=tokens[0], output_tokens=tokens[1], at=at, model="m")
+
+
+# -- recording and reading back -------------------------------------------------------------
+
+def test_a_spend_comment_reads_back_as_it_was_written() -> None:
+    one = leaf(7, 1.25).model_copy(update={"turns": 3, "seconds": 12.5, "batch": "batch-01", "stopped": "cap <x>"})
+    body = spend.render_spend_comment(one)
+    assert "1,000 in / 100 out tokens, \\$1\\.2500, 3 turns, 12\\.5 s on this item (claude)" in body
+    assert "<x>" not in body.split("<!--")[1]  # the marker never closes the comment early
+    assert spend.read_spend([(ME, body)], ME) == [one]
+
+
+@pytest.mark.parametrize(("comments", "expected"), [
+    ([(ME, "m1")], [1]),
+    ([(OTHER, "m1")], []),                            # a forged marker counts for nothing
+    ([("ALICE", "m1")], [1]),                         # logins compare without case
+    ([(ME, "m1"), (ME, "m1")], [1]),                  # one per (pass, item): a re-run wrote it twice
+    ([(ME, "m1"), (ME, "m2")], [1, 2]),
+    ([(ME, "plain text"), (ME, None), (ME, "<!-- conductor:spend {\"pass_id\": 3} -->")], []),
+])
+def test_only_the_conductors_own_markers_count(comments, expected) -> None:
+    bodies = {"m1": spend.render_spend_comment(leaf(5, 1.0, pass_id="a")),
+              "m2": spend.render_spend_comment(leaf(5, 2.0, pass_id="b"))}
+    found = spend.read_spend([(a, bodies.get(b, b)) for a, b in comments], ME)
+    assert [s.cost_usd for s in found] == expected
+
+
+def test_leaf_spends_come_from_each_dispatched_items_usage() -> None:
+    usage = Usage(input_tokens=10, output_tokens=2, cost_usd=0.5, turns=1, duration_ms=1500, model="m", stopped="cap")
+    outcome = CoordinatorOutcome(kind=KIND, phase=P3, batch="batch-01", items=[1, 2], results=[
+        ItemResult(number=1, kind="issue", ok=True, usage=usage, ended_at=DAY.timestamp()),
+        ItemResult(number=2, kind="issue", ok=False),                 # no usage reported: nothing to record
+        ItemResult(number=9, kind="issue", ok=True, usage=usage)])   # not dispatched here
+    [one] = spend.leaf_spends([outcome], "p", "claude", datetime(2027, 1, 1, tzinfo=UTC))
+    assert one == LeafSpend(pass_id="p", number=1, kind=KIND, phase=P3, batch="batch-01", cli="claude", model="m",
+                            cost_usd=0.5, input_tokens=10, output_tokens=2, turns=1, seconds=1.5, at=DAY,
+                            stopped="cap")
+
+
+@pytest.mark.parametrize(("argv", "name"), [
+    (["claude", "-p", "x"], "claude"), (["/usr/bin/codex", "exec"], "codex"),
+    (["/venv/bin/python3", "-m", "shell.demo_agent"], "demo_agent"), (["python", "agent.py"], "agent"), ([], ""),
+])
+def test_the_cli_is_named_by_its_command(argv, name) -> None:
+    assert spend.cli_name(argv) == name
+
+
+# -- the budget table -----------------------------------------------------------------------
+
+@pytest.mark.parametrize(("budget", "error"), [
+    ({"phase_usd": 50, "day_tokens": 10_000, "estimate_usd": 2}, None),
+    ({"phase_usd": {P3: 50}}, None),
+    ({"weekly_usd": 5}, "unknown key 'weekly_usd'"),
+    ({"pipeline_usd": -1}, "pipeline_usd must be a number of 0 or more"),
+    ({"item_usd": "5"}, "item_usd must be a number"),
+    ({"day_usd": True}, "day_usd must be a number"),
+    ({"phase_usd": {"phase-9": 5}}, "names unknown phase 'phase-9'"),
+    ({"pipeline_usd": {P3: 5}}, "pipeline_usd must be a number"),
+])
+def test_the_budget_table_is_checked(budget, error) -> None:
+    if error is None:
+        assert PipelineConfig(budget=budget).budget == budget
+    else:
+        with pytest.raises(ValidationError, match=error):
+            PipelineConfig(budget=budget)
+
+
+# -- sums and estimates ---------------------------------------------------------------------
+
+def test_budget_lines_sum_per_pipeline_phase_and_utc_day() -> None:
+    records = [leaf(1, 1.0), leaf(2, 2.0, phase=P2), leaf(3, None, tokens=(500, 0)),
+               leaf(4, 4.0, at=datetime(2026, 12, 2, 23, 59, tzinfo=UTC))]
+    lines = spend.budget_lines(records, {"phase_usd": {P3: 50}, "day_tokens": 9000}, [P2, P3], "2026-12-03")
+    assert lines == [
+        BudgetLine(scope="pipeline", unit="usd", spent=7.0, key="pipeline_usd"),
+        BudgetLine(scope="pipeline", unit="tokens", spent=3800, key="pipeline_tokens"),  # a CLI reported no cost
+        BudgetLine(scope=P2, unit="usd", spent=2.0, key="phase_usd"),
+        BudgetLine(scope=P3, unit="usd", spent=5.0, limit=50, key="phase_usd"),
+        BudgetLine(scope=P3, unit="tokens", spent=2700, key="phase_tokens"),
+        BudgetLine(scope="today (2026-12-03 UTC)", unit="usd", spent=3.0, key="day_usd"),
+        BudgetLine(scope="today (2026-12-03 UTC)", unit="tokens", spent=2700, limit=9000, key="day_tokens"),
+    ]
+
+
+@pytest.mark.parametrize(("records", "cli", "budget", "expected"), [
+    ([], "claude", {}, 0.0),                                             # nothing known, no default
+    ([], "claude", {"estimate_usd": 3}, 3.0),                            # the configured default
+    ([leaf(n, float(n)) for n in range(1, 11)], "claude", {"estimate_usd": 3}, 9.0),  # p90 of 1..10
+    ([leaf(1, 1.0), leaf(2, 20.0, cli="codex")], "claude", {}, 1.0),     # that CLI's leaves
+    ([leaf(2, 20.0, cli="codex")], "claude", {}, 20.0),                  # else the kind's, any CLI
+    ([leaf(1, 5.0, kind="other")], "claude", {"estimate_usd": 3}, 3.0),  # never another kind's
+    ([leaf(1, None)], "claude", {"estimate_usd": 3}, 3.0),               # unknown costs are no estimate
+])
+def test_a_leaf_is_estimated_at_the_p90_of_its_kind(records, cli, budget, expected) -> None:
+    assert spend.estimate(records, KIND, cli, budget, "usd") == expected
+
+
+# -- admission in the plan ------------------------------------------------------------------
+
+def state(*numbers: int, records: list[LeafSpend] = (), read_at: datetime | None = DAY,
+          prs: tuple[PullRequest, ...] = ()) -> PipelineState:
+    return PipelineState(repo="octo/maestro", issues=[Issue(number=n, labels=[P3], title=f"t{n}") for n in numbers],
+                         pull_requests=list(prs), spend=list(records), read_at=read_at)
+
+
+def settings(**budget) -> Settings:
+    config = PipelineConfig(phases=[{"name": P2}, {"name": P3}], gated_phases=[], budget=budget)
+    return Settings(pipeline=config, run=RunSettings(agent_command=["claude", "-p"]))
+
+
+def dispatched(p) -> list[int]:
+    return [n for d in p.dispatches for n in d.items]
+
+
+HISTORY = [leaf(90, 41.20, pass_id="old"), leaf(91, 12.0, phase=P2, pass_id="old")]  # p90 of the kind: $41.20
+
+
+def test_a_phase_budget_that_fits_two_of_three_dispatches_exactly_two() -> None:
+    history = [leaf(90, 4.0, pass_id="old", phase=P2)]  # the kind's estimate: $4
+    p = plan(state(1, 2, 3, records=history), settings(phase_usd={P3: 10}))
+    assert dispatched(p) == [1, 2]
+    [third] = p.waiting
+    assert third.number == 3
+    assert third.reason == ("budget: phase-3/api-extensions has spent $0.00 of $10.00 ($8.00 more admitted this "
+                            "pass); this issue is estimated at $4.00 (raise phase_usd under [budget] in conductor.toml)")
+    assert not p.stuck
+
+
+@pytest.mark.parametrize(("budget", "records", "expected", "reason"), [
+    ({}, HISTORY, [1, 2], ""),                                                 # no budget: all admitted
+    ({"phase_usd": 50}, HISTORY, [],                                           # the issue's own example
+     "budget: phase-3/api-extensions has spent $41.20 of $50.00; this issue is estimated at $41.20"),
+    ({"pipeline_usd": 100}, HISTORY, [1], "budget: pipeline has spent $53.20 of $100.00 ($41.20 more admitted"),
+    ({"item_usd": 5}, [leaf(1, 5.0, pass_id="old")], [2], "budget: #1 has spent $5.00 of $5.00"),
+    ({"phase_tokens": 3000, "estimate_tokens": 1000}, [leaf(9, None, tokens=(1500, 0))], [1],
+     "budget: phase-3/api-extensions has spent 1,500 tokens of 3,000 tokens (1,500 tokens more admitted this pass); "
+     "this issue is estimated at 1,500 tokens"),                             # the recorded leaf, not the default
+    ({"phase_usd": {P2: 1}}, HISTORY, [1, 2], ""),                             # another phase's budget
+])
+def test_admission_holds_what_does_not_fit_a_budget(budget, records, expected, reason) -> None:
+    p = plan(state(1, 2, records=records), settings(**budget))
+    assert dispatched(p) == expected
+    held = [w.reason for w in p.waiting]
+    assert all(r.startswith(reason) for r in held) and (bool(held) == bool(reason))
+
+
+def test_a_per_day_budget_resets_at_the_utc_day() -> None:
+    records = [leaf(9, 10.0, at=datetime(2026, 12, 3, 23, 0, tzinfo=UTC))]
+    just_before = plan(state(1, records=records, read_at=datetime(2026, 12, 3, 23, 59, tzinfo=UTC)),
+                       settings(day_usd=10))
+    assert dispatched(just_before) == [] and just_before.waiting[0].reason.startswith(
+        "budget: today (2026-12-03 UTC) has spent $10.00 of $10.00")
+    after_midnight = plan(state(1, records=records, read_at=datetime(2026, 12, 4, 0, 0, 1, tzinfo=UTC)),
+                          settings(day_usd=10))
+    assert dispatched(after_midnight) == [1]
+
+
+def test_admitted_items_carry_the_least_room_left_as_their_cap() -> None:
+    p = plan(state(1, records=[leaf(1, 1.0, pass_id="old"), leaf(7, 3.0, pass_id="old")]),
+             settings(item_usd=5, phase_usd=10, day_tokens=100_000))
+    assert p.dispatches[0].caps == {1: ItemCap(usd=4.0, tokens=97_800)}  # item: $5 - $1; phase: $10 - $4
+    assert plan(state(1), settings()).dispatches[0].caps == {}
+
+
+def test_a_budget_reached_is_not_stuck_but_a_loop_still_is() -> None:
+    reached = plan(state(1, records=HISTORY), settings(phase_usd=50), attempt=9)
+    assert not reached.stuck and reached.waiting[0].reason.startswith("budget:")
+    assert plan(state(1, records=HISTORY), settings(), attempt=9).stuck
+
+
+def test_a_pr_chained_after_a_pr_held_by_its_budget_waits_too() -> None:
+    prs = (PullRequest(number=5, labels=[P3], files=["a.py"]), PullRequest(number=6, labels=[P3], files=["a.py"]))
+    records = [leaf(5, 4.0, pass_id="old", kind="pr_review")]
+    p = plan(state(records=records, prs=prs), settings(item_usd=4))
+    assert dispatched(p) == []
+    assert [(w.number, w.reason[:40]) for w in p.waiting] == [
+        (5, "budget: #5 has spent $4.00 of $4.00; thi"), (6, "merges after PR #5, which waits for its ")]
+
+
+def test_the_plan_shows_spend_against_each_budget() -> None:
+    p = plan(state(1, records=HISTORY), settings(phase_usd={P3: 50}))
+    assert BudgetLine(scope=P3, unit="usd", spent=41.2, limit=50, key="phase_usd") in p.budgets
+
+
+# -- spend shown ----------------------------------------------------------------------------
+
+def test_the_reminder_names_the_budget_the_spend_and_how_to_raise_it() -> None:
+    from conductor.core.reminder import render_reminder
+
+    p = plan(state(1, 2, records=HISTORY), settings(phase_usd={P3: 50}))
+    body = render_reminder(p, attempt=0, fingerprint="0" * 16, now=DAY, failures=[], failed_prs=[], rerun_hint="x")
+    assert "### Waiting for a budget\nA budget reached is not stuck:" in body
+    assert "- Issue #1: t1 — budget: phase\\-3/api\\-extensions has spent \\$41\\.20 of \\$50\\.00; this issue " in body
+    assert "raise phase\\_usd under \\[budget\\] in conductor\\.toml" in body
+    assert "### Waiting for other items" not in body
+    assert "### Spend (agents, as recorded on GitHub)\n- pipeline: \\$53\\.20\n" in body
+    assert "- phase\\-3/api\\-extensions: \\$41\\.20 of \\$50\\.00\n" in body
+
+
+def test_the_pass_table_shows_spend_per_phase_and_the_pipeline_against_each_budget() -> None:
+    from conductor.core.render import plan_rows
+
+    rows = plan_rows(plan(state(1, records=HISTORY), settings(phase_usd={P3: 41.2}, pipeline_tokens=10_000)))
+    assert ["(over budget)", "wait for a budget", "", "", "", "#1", ""] in rows
+    assert ["(spent: pipeline)", "", "", "", "", "", "$53.20; 2,200 tokens of 10,000 tokens"] in rows
+    assert ["(spent: phase-3/api-extensions)", "budget reached", "", "", "", "", "$41.20 of $41.20 (reached)"] in rows
+    assert ["(spent: phase-2/core-api)", "", "", "", "", "", "$12.00"] in rows
