@@ -33,10 +33,10 @@ unreported dry-run pass that warms it up. Three figures:
   ignored), in the pass process. Its emitter is replaced by the policy of the `on-change`
   deployment's concurrency limit (1, `ENQUEUE`): a delivery starts a pass when none is
   running, else queues one (one at most). What is *not* run here is the Prefect part of
-  the chain: the Prefect event, the automation (prefect.yaml's Reactive and Proactive
-  triggers) and a worker starting a flow run of the deployment. That part added 0.9 s from
-  a merge to the flow run in `tests/test_e2e_on_change.py`, and a worker's flow-run process
-  start comes on top; neither is in this figure. The first pass starts at t0 without a
+  the chain: the Prefect event, the automation (prefect.yaml's Reactive trigger), the
+  coalescing of queued runs (`tasks/guard.py`) and a worker starting a flow run of the
+  deployment. That part added 0.9 s from a merge to the flow run in
+  `tests/test_e2e_on_change.py`, and a worker's flow-run process start comes on top; neither is in this figure. The first pass starts at t0 without a
   delivery (the pipeline was seeded before the hook existed).
 
 - **deployed** (`--modes deployed`, not in the default run): the whole real chain in a process
