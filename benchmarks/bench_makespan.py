@@ -33,10 +33,10 @@ unreported dry-run pass that warms it up. Three figures:
   ignored), in the pass process. Its emitter is replaced by the policy of the `on-change`
   deployment's concurrency limit (1, `ENQUEUE`): a delivery starts a pass when none is
   running, else queues one (one at most). What is *not* run here is the Prefect part of
-  the chain: the Prefect event, the automation (prefect.yaml's Reactive and Proactive
-  triggers) and a worker starting a flow run of the deployment. That part added 0.9 s from
-  a merge to the flow run in `tests/test_e2e_on_change.py`, and a worker's flow-run process
-  start comes on top; neither is in this figure. The first pass starts at t0 without a
+  the chain: the Prefect event, the automation (prefect.yaml's Reactive trigger), the
+  coalescing of queued runs (`tasks/guard.py`) and a worker starting a flow run of the
+  deployment. That part added 0.9 s from a merge to the flow run in
+  `tests/test_e2e_on_change.py`, and a worker's flow-run process start comes on top; neither is in this figure. The first pass starts at t0 without a
   delivery (the pipeline was seeded before the hook existed).
 
 - **deployed** (`--modes deployed`, not in the default run): the whole real chain in a process
@@ -323,6 +323,17 @@ def _pipeline_idle(github_url: str, token: str, repo: str) -> bool:
     return not items_from_issues(open_items, PipelineConfig().phase_names, repo)
 
 
+def _pass_times(client: Any, run: Any, t0: datetime) -> dict[str, float]:
+    """A run's pass: from its first task (the slot taken) to its end; `process` is how long
+    the run was up before (its process's start, waiting beside the pass before it)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    begun = min((t.start_time for t in tasks if t.start_time), default=run.start_time)
+    return {"start": (begun - t0).total_seconds(), "seconds": (run.end_time - begun).total_seconds(),
+            "process": (begun - run.start_time).total_seconds()}
+
+
 def serve_on_change(spec_path: Path) -> int:
     """The whole real chain in one process, as `python -m deployments.serve` would run it:
     the receiver (`emit_to_prefect`: a Prefect event per delivery), and the `conductor` flow
@@ -343,6 +354,7 @@ def serve_on_change(spec_path: Path) -> int:
 
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     yaml_spec = _on_change_spec()
+    os.environ.update(yaml_spec["work_pool"].get("job_variables", {}).get("env", {}))  # as a worker sets them
     receiver = Receiver(SecretStr(os.environ[SECRET_ENV]), [CONDUCTOR], emit=emit_to_prefect)
     hooks = make_server(receiver, "127.0.0.1", spec["hook_port"])
     threading.Thread(target=hooks.serve_forever, daemon=True).start()
@@ -377,12 +389,12 @@ def serve_on_change(spec_path: Path) -> int:
                         idle_at = datetime.now(timezone.utc)
                     before = [r for r in runs if idle_at and r.start_time and r.start_time <= idle_at]
                     if idle_at and before and all(r.state and r.state.is_final() for r in before):
-                        passes = sorted(({"start": (r.start_time - started).total_seconds(),
-                                          "seconds": (r.end_time - r.start_time).total_seconds()}
-                                         for r in before if r.end_time), key=lambda row: row["start"])
-                        end = max(r.end_time for r in before if r.end_time)
+                        made = [r for r in before if r.end_time and not r.state.is_cancelled()]  # coalesced: no pass
+                        passes = sorted((_pass_times(client, r, started) for r in made), key=lambda row: row["start"])
+                        end = max(r.end_time for r in made)
                         result = {"makespan_s": (end - started).total_seconds(), "passes": passes,
-                                  "deliveries": receiver.emitted, "runs": len(runs)}
+                                  "deliveries": receiver.emitted, "runs": len(runs),
+                                  "coalesced": sum(1 for r in runs if r.state and r.state.is_cancelled())}
                         break
                     time.sleep(0.5)
                 else:
@@ -405,6 +417,7 @@ def run_deployed(sandbox, tokens: dict[str, str], api_url: str, home: Path, mode
     workdir = Path(mode["workdir"])
     env = bc.pass_env(api_url, home, tokens[CONDUCTOR], tokens[AGENT], **NO_GATES, **{SECRET_ENV: secret},
                       PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL="WARNING", CONDUCTOR_GITHUB_URL=sandbox.api_url,
+                      PREFECT_RUNNER_POLL_FREQUENCY="1",  # README: serve on-change polling every second
                       CONDUCTOR_REPO_PATH=mode["clone"], CONDUCTOR_AGENT_TIMEOUT=str(120 + 2 * step),
                       CONDUCTOR_AGENT_COMMAND=json.dumps([sys.executable, "-m", "shell.demo_agent",
                                                           "--lasting", str(step)]),
@@ -517,6 +530,7 @@ def main(argv: list[str] | None = None) -> int:
         if r["passes"]:
             print(f"{r['label']}: " + "; ".join(
                 f"+{p['start']:.1f} s {p['seconds']:.1f} s" + (f" {p['leaves']} leaves" if "leaves" in p else "")
+                + (f" (process up {p['process']:.1f} s before)" if "process" in p else "")
                 for p in r["passes"]))
             agents = [a for p in r["passes"] for a in p.get("agent_s", [])]
             if agents:

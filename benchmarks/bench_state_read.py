@@ -1,13 +1,16 @@
 """Benchmark: read a large pipeline's state from the sandbox GitHub, and price the seed's way.
 
-    .venv/bin/python benchmarks/bench_state_read.py [--issues 300] [--prs 60]
+    .venv/bin/python benchmarks/bench_state_read.py [--issues 300] [--prs 60] [--changed 150]
 
 Starts a sandbox server in a temporary directory, fills one repository with open issues
-(the seed's 7 phase labels, batch-NN labels, a few `security`) and open PRs (one pushed
-branch each, "Closes #k" bodies, a few drafts, some touching maestro/protocol/events.py),
-then times `GitHubGateway.read_state` and prints the requests it made, as counted by the
-client and by the server. Next to it, `seed_query_cost` prices the seed's `gh` queries
-for the same state and lists the counts the seed would silently get wrong.
+(the seed's 7 phase labels, batch-NN labels, a few `security`), open PRs (one pushed
+branch each, "Closes #k" bodies, a few drafts, some touching maestro/protocol/events.py)
+and one comment per item, then times the snapshot's reads (`read_open_items` and the
+per-item attempts of what the plan would dispatch) and prints the requests they made, as
+counted by the client and by the server. A second read after `--changed` new comments
+shows the attempts costing one page of the comment listing per 100 of them. Next to it,
+`seed_query_cost` prices the seed's `gh` queries for the same state and lists the counts
+the seed would silently get wrong.
 """
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.linking import linked_issues
 from conductor.core.models import PipelineState
 from conductor.core.planner import plan
-from conductor.actions.snapshot import read_open_items
+from conductor.actions.snapshot import read_open_items, with_dispatch_facts
 from github_sandbox.testing import RunningSandbox, running_sandbox
 from conductor.core.settings import GitHubSettings
 from conductor.core.settings import Settings
@@ -229,6 +232,14 @@ def push_branches(sb: RunningSandbox, full_name: str, prs: list[dict[str, Any]],
         _git(wc, env, "push", "-q", "origin", *[f"{pr['branch']}:refs/heads/{pr['branch']}" for pr in prs])
 
 
+def add_comments(sb: RunningSandbox, full_name: str, numbers: list[int], text: str) -> None:
+    with sb.api() as client:
+        for n in numbers:
+            resp = client.post(f"/repos/{full_name}/issues/{n}/comments", json={"body": f"{text} #{n}"})
+            if resp.status_code >= 300:
+                raise RuntimeError(f"comment on #{n}: {resp.status_code} {resp.text[:200]}")
+
+
 def fill_repository(sb: RunningSandbox, full_name: str, issues: list[dict[str, Any]],
                     prs: list[dict[str, Any]], base: str) -> None:
     push_branches(sb, full_name, prs, base)
@@ -261,12 +272,18 @@ def classify_server_counts(counts: dict[str, int]) -> dict[str, int]:
             groups["listing"] += n
         elif method == "GET" and route.endswith("/files"):
             groups["files"] += n
+        elif method == "GET" and route.endswith("/{repo}/issues/comments"):
+            groups["comments"] += n
         else:
             groups["other"] += n
-    return {k: groups[k] for k in ("listing", "files", "search", "other")}
+    return {k: groups[k] for k in ("listing", "files", "comments", "search", "other")}
 
 
-def run(issue_count: int, pr_count: int) -> None:
+def pages(count: int) -> int:
+    return max(1, -(-count // PAGE))
+
+
+def run(issue_count: int, pr_count: int, changed: int) -> None:
     config = PipelineConfig()
     rules = Settings(pipeline=config)
     issues = issue_specs(issue_count, config.phase_names)
@@ -274,31 +291,48 @@ def run(issue_count: int, pr_count: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-sandbox-") as data_dir, running_sandbox(data_dir) as sb:
         full_name = sb.create_repo("bench-pipeline")
         sb.push_initial(full_name, branches=("main", config.integration_branch))
+        sb.control.set_rate_limit(limit=100_000)  # the setup alone passes GitHub's 5,000 an hour at 2,000 issues
         started = time.perf_counter()
         fill_repository(sb, full_name, issues, prs, config.integration_branch)
-        print(f"setup: {issue_count} issues, {pr_count} PRs in {time.perf_counter() - started:.1f} s "
-              f"(sandbox at {sb.api_url})")
+        items = list(range(1, issue_count + pr_count + 1))
+        add_comments(sb, full_name, items, "Synthetic comment on")
+        # GitHub's `since` is inclusive and to the second: the comments sharing the newest
+        # one's second are listed again by the next read. One comment a second later keeps
+        # that to itself, as on a repository not filled by a script.
+        time.sleep(1.1)
+        add_comments(sb, full_name, items[:1], "The newest comment, on")
+        print(f"setup: {issue_count} issues, {pr_count} PRs, {len(items) + 1} comments in "
+              f"{time.perf_counter() - started:.1f} s (sandbox at {sb.api_url})")
 
-        settings = GitHubSettings(api_url=sb.api_url, token=sb.admin_token,
+        settings = GitHubSettings(api_url=sb.api_url, token=sb.admin_token, etag_cache_dir=Path(data_dir) / "etags",
                                   seconds_between_requests=0, seconds_between_writes=0)
-        sb.control.reset_counts()
-        dispatchable: list[int] = []
 
-        with GitHubGateway(settings, full_name) as gateway:
-            started = time.perf_counter()
-            state = read_open_items(gateway, rules)
-            dispatchable[:] = [p.number for p in state.pull_requests if p.files]
-            seconds = time.perf_counter() - started
-            client_requests = gateway.requests_made
-        server = sb.control.counts()
+        def snapshot_reads() -> tuple[PipelineState, float, int, dict[str, int]]:
+            sb.control.reset_counts()
+            with GitHubGateway(settings, full_name) as gateway:
+                gateway.login()  # the pass reads it before (approvals): not a read of the state
+                started = time.perf_counter()
+                state = with_dispatch_facts(gateway, read_open_items(gateway, rules), rules)
+                return state, time.perf_counter() - started, gateway.requests_made - 1, sb.control.counts()
 
-    report(state, rules, seconds, client_requests, server, dispatchable)
+        state, seconds, client_requests, server = snapshot_reads()
+        server.pop("GET /user", None)
+        report(state, rules, seconds, client_requests, server, len(items) + 1)
+        time.sleep(1.1)  # the new comments start a second of their own, as on GitHub
+        add_comments(sb, full_name, [items[k % len(items)] for k in range(changed)], "Changed since the last pass:")
+        state, seconds, _, server = snapshot_reads()
+        got = classify_server_counts(server)["comments"]
+        goal = pages(changed + 1)  # and the newest one before, listed again
+        print(f"\nthe next read, {changed} comments changed since: {got} comment-listing page(s) "
+              f"(goal <= {goal}: {'PASS' if got <= goal else 'FAIL'}), "
+              f"attempts of {len(state.attempts)} items, {seconds:.2f} s wall")
 
 
 def report(state: PipelineState, rules: Settings, seconds: float,
-           client_requests: int, server: dict[str, int], dispatchable: list[int]) -> None:
+           client_requests: int, server: dict[str, int], comments: int) -> None:
     groups = classify_server_counts(server)
     decided = plan(state, rules)
+    dispatchable = [p.number for p in state.pull_requests if p.files]
     print(f"\nread_state: {len(state.issues)} open issues, {len(state.pull_requests)} open PRs "
           f"in {seconds:.2f} s wall")
     print(f"  client-side requests: {client_requests} (state.api_requests = {state.api_requests})")
@@ -306,16 +340,19 @@ def report(state: PipelineState, rules: Settings, seconds: float,
     for key, n in server.items():
         print(f"    {n:5d}  {key}")
     print(f"  listing requests: {groups['listing']}   file-listing requests: {groups['files']}   "
-          f"search requests: {groups['search']}   other: {groups['other']}")
+          f"search requests: {groups['search']}   comment-listing requests: {groups['comments']}   "
+          f"other: {groups['other']}")
     print("  (the sandbox has no search endpoint: a search call would show as 'GET <unmatched>', under other)")
-    print(f"  dispatchable PRs (files read): {len(dispatchable)}; plan: {len(decided.dispatches)} dispatches, "
+    print(f"  dispatchable PRs (files read): {len(dispatchable)}; attempts read for {len(state.attempts)} items; "
+          f"plan: {len(decided.dispatches)} dispatches, "
           f"{len(decided.gated)} gated, active {', '.join(decided.active_phases)}")
 
     listings = listing_budget(len(state.issues), len(state.pull_requests))
-    budget = listings + len(dispatchable)
+    budget = listings + len(dispatchable) + pages(comments)
     ok = (groups["listing"] <= listings and groups["files"] <= len(dispatchable)
-          and groups["search"] == 0 and groups["other"] == 0)
+          and groups["comments"] <= pages(comments) and groups["search"] == 0 and groups["other"] == 0)
     print(f"\ngoal: at most {listings} listing requests (pages of 100) plus one file listing per dispatchable PR "
+          f"plus {pages(comments)} page(s) of the {comments} comments for every attempt "
           f"(<= {budget} in all, nothing else), zero search requests: {'PASS' if ok else 'FAIL'}")
     if groups["other"]:
         print(f"  over budget: the {groups['other']} 'other' requests in the table above")
@@ -336,10 +373,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--issues", type=int, default=300, help="open issues to create (default 300)")
     parser.add_argument("--prs", type=int, default=60, help="open PRs to create (default 60)")
+    parser.add_argument("--changed", type=int, default=150,
+                        help="comments added before the second read (default 150)")
     args = parser.parse_args(argv)
-    if args.issues < 0 or args.prs < 0:
-        parser.error("--issues and --prs must be 0 or more")
-    run(args.issues, args.prs)
+    if args.issues < 0 or args.prs < 0 or args.changed < 0:
+        parser.error("--issues, --prs and --changed must be 0 or more")
+    run(args.issues, args.prs, args.changed)
     return 0
 
 

@@ -21,7 +21,7 @@ from conductor.core.settings import PassParameters, Settings, load_settings
 from conductor.core.verify import CoordinatorOutcome
 from flows.coordinators import dispatch_all, live_leaf_items
 from tasks import steps
-from tasks.guard import fence_of, one_pass_on_github, one_pass_per_repo
+from tasks.guard import fence_of, one_pass_on_github, pass_slot
 from tasks.secrets import with_token
 
 
@@ -67,6 +67,7 @@ def conductor(
     agent_preset: str | None = None,
     agent_timeout: float | None = None,
     rerun_hint: str | None = None,
+    event_id: str | None = None,
     repo_path: str | None = None,
     github_url: str | None = None,
 ) -> State:
@@ -78,16 +79,15 @@ def conductor(
         max_prs_per_dispatch=max_prs_per_dispatch, attempt=attempt, dry_run=dry_run,
         reminder_mode=reminder_mode, task_file=task_file, config_file=config_file, repo_path=repo_path,
         github_url=github_url, agent_command=agent_command, agent_preset=agent_preset,
-        agent_timeout=agent_timeout, rerun_hint=rerun_hint)
+        agent_timeout=agent_timeout, rerun_hint=rerun_hint, event_id=event_id)
     settings = load_settings(params).require_repo()  # once, at the top of the pass
     settings = settings.with_run(rerun_hint=_rerun_hint(params, settings.run.repo))
     settings = settings.model_copy(update={"github": with_token(settings.github)})
     logger = get_run_logger()
-    with one_pass_per_repo(settings.run.repo, wait_seconds=settings.run.guard_wait) as mine:
-        if not mine:
-            message = f"another conductor pass over {settings.run.repo} is running; this one dispatched nothing"
-            logger.warning(message)
-            return Cancelled(message=message)
+    with pass_slot(settings.run.repo, wait_seconds=settings.run.guard_wait) as why_not:
+        if why_not:
+            logger.warning(why_not)
+            return Cancelled(message=why_not)
         return _one_pass(settings)
 
 

@@ -9,14 +9,20 @@ a pass killed without releasing it frees it after `lease_seconds` (Prefect's min
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from functools import partial
+from typing import Any
 from pathlib import Path
 
 import httpx
 from pydantic import SecretStr
+from prefect import get_run_logger
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate, GlobalConcurrencyLimitUpdate
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
@@ -24,6 +30,9 @@ from prefect.concurrency.sync import concurrency
 
 from conductor.edges.git_lock import GitRefLock, pass_lock
 from conductor.core.passlock import LeaseReader, PassLock
+
+
+POLL_SECONDS = 2.0  # one acquisition try: a round trip, then the wait the server asks, cut short
 
 
 def ensure_limit(name: str, limit: int) -> None:
@@ -48,20 +57,124 @@ def limit_name(repo: str) -> str:
 
 @contextmanager
 def one_pass_per_repo(repo: str, wait_seconds: float, lease_seconds: float = 60.0) -> Iterator[bool]:
-    """Yield True holding the repository's slot, or False if another pass kept it `wait_seconds`."""
+    """Yield True holding the repository's slot, or False if another pass kept it `wait_seconds`.
+
+    Asked again every `POLL_SECONDS`: the server's Retry-After for a busy slot is about a
+    pass's length (up to 30 s), and a run waiting beside a pass (`pass_slot`) starts its own
+    pass within a poll of the slot's release."""
     name = limit_name(repo)
     ensure_limit(name, 1)
+    deadline = time.monotonic() + wait_seconds
     with ExitStack() as held:
-        try:
-            # A zero timeout fails even when the slot is free (acquiring takes a round trip).
-            held.enter_context(concurrency(name, occupy=1, timeout_seconds=max(wait_seconds, 2.0),
-                                           lease_duration=lease_seconds, strict=True))
-        except TimeoutError:
-            yield False
-            return
+        while True:
+            try:
+                # A zero timeout fails even when the slot is free (acquiring takes a round trip).
+                held.enter_context(concurrency(name, occupy=1, timeout_seconds=POLL_SECONDS,
+                                               lease_duration=lease_seconds, strict=True))
+                break
+            except TimeoutError:
+                if time.monotonic() >= deadline:
+                    yield False
+                    return
         # Only acquiring may time out into False: a TimeoutError raised by the pass itself
         # (a socket, a future) goes through here unchanged.
         yield True
+
+
+@contextmanager
+def pass_slot(repo: str, wait_seconds: float) -> Iterator[str | None]:
+    """The repository's slot (`one_pass_per_repo`), then, in a deployment, the coalescing of
+    its runs (`begin_pass`). Yields None when this run makes the pass, else why it does not."""
+    with one_pass_per_repo(repo, wait_seconds) as mine:
+        if not mine:
+            yield f"another conductor pass over {repo} is running; this one dispatched nothing"
+            return
+        yield begin_pass()
+
+
+def begin_pass() -> str | None:
+    """Coalesce the runs of this flow run's deployment with the same parameters, this run holding
+    the repository's slot: a pass of theirs that began (took the slot, before reading GitHub)
+    after this run was made covers its event, so it makes none (returns why); else this run
+    records its beginning (a Prefect variable, stamped by the server's clock, as run creation
+    is) and cancels the runs queued behind it now (`coalesce_queued_runs`). A run the server
+    revives after that cancel (a runner that had it in hand) meets the record and ends. Outside
+    a deployment: None, nothing recorded."""
+    from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+    from prefect.runtime import deployment, flow_run
+
+    if not deployment.id:
+        return None
+    parameters = json.dumps(_same_pass(flow_run.parameters), sort_keys=True, default=str)
+    name = "conductor-pass-" + hashlib.sha256(f"{deployment.id}\0{parameters}".encode()).hexdigest()[:24]
+    with get_client(sync_client=True) as client:
+        made = (_received(client, (flow_run.parameters or {}).get("event_id"))
+                or client.read_flow_run(flow_run.id).created)
+        last = client.read_variable_by_name(name)
+        if last is not None and last.updated is not None and made is not None and last.updated > made:
+            return (f"coalesced: pass {last.value} began after this run's event reached Prefect, so it "
+                    "read GitHub after it; this one dispatched nothing")
+        try:
+            if last is None:
+                client.create_variable(VariableCreate(name=name, value=flow_run.name))
+            else:
+                client.update_variable(VariableUpdate(name=name, value=flow_run.name))
+        except ObjectAlreadyExists:  # made by another server's pass since: ours is newer
+            client.update_variable(VariableUpdate(name=name, value=flow_run.name))
+    coalesce_queued_runs()
+    return None
+
+
+def _same_pass(parameters: dict | None) -> dict:
+    """The parameters that make two runs the same pass (all but the event that started them)."""
+    return {k: v for k, v in (parameters or {}).items() if k != "event_id"}
+
+
+def _received(client: Any, event_id: str | None) -> datetime | None:
+    """When the server received event `event_id` (its own clock), or None (no such event
+    stored yet: the caller falls back to the run's creation, which came after it)."""
+    if not event_id:
+        return None
+    answer = client._client.post("/events/filter", json={"filter": {"id": {"id": [event_id]}}, "limit": 1})
+    found = [e for e in (answer.json().get("events") or []) if e.get("id") == event_id] \
+        if answer.status_code == 200 else []
+    return datetime.fromisoformat(found[0]["received"]) if found else None
+
+
+def coalesce_queued_runs() -> list[str]:
+    """Cancel the other runs of this flow run's deployment, with the same parameters, that
+    exist now and have not started: scheduled and due, waiting for the deployment's
+    concurrency slot (`AwaitingConcurrencySlot`), or pending; one already running beside this
+    pass ends itself when it gets the slot (`begin_pass`). Each was made for an event before
+    this listing, so before this pass reads GitHub: the pass covers it. Runs made later stay
+    queued. A run scheduled for later (a cron tick) is kept. Returns the cancelled runs' names."""
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
+                                                FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.client.schemas.objects import StateType
+    from prefect.runtime import deployment, flow_run
+    from prefect.states import Cancelled
+
+    me, parameters = str(flow_run.id), _same_pass(flow_run.parameters)
+    cancelled = []
+    with get_client(sync_client=True) as client:
+        now = datetime.now(UTC)
+        waiting = [StateType.SCHEDULED, StateType.PENDING]  # a running one ends itself (`begin_pass`)
+        for run in client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=waiting)))):
+            state = run.state
+            if str(run.id) == me or state is None or _same_pass(run.parameters) != parameters:
+                continue
+            later = state.is_scheduled() and state.name != "AwaitingConcurrencySlot" and (
+                run.expected_start_time is not None and run.expected_start_time > now)
+            if later:
+                continue
+            why = f"coalesced into flow run {flow_run.name}: it reads GitHub after this run's event"
+            client.set_flow_run_state(run.id, Cancelled(message=why), force=True)
+            cancelled.append(run.name)
+    if cancelled:
+        get_run_logger().info("coalesced %d queued run(s) into this pass: %s", len(cancelled), ", ".join(cancelled))
+    return cancelled
 
 
 # pass id -> its lock's `assure`, while a pass of this process holds its lock on GitHub

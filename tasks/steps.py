@@ -111,9 +111,12 @@ def release_stale_claims(gh: GitHub, snap: Snapshot, config: PipelineConfig, dry
 
 @step(name="anti-loop guard")
 def count_attempts(snap: Snapshot, settings: Settings) -> reminder.Progress:
-    """ATTEMPT_N, read back from GitHub: +1 when the pipeline is where the last pass found it."""
+    """ATTEMPT_N, read back from GitHub: +1 when the pipeline is where the last pass found it,
+    unless nothing is dispatchable (the plan at ATTEMPT_N 0 has no dispatch): then it holds."""
+    waiting = not planner.plan(snap.state, settings, 0).dispatches
     progress = reminder.progress(snap.state, snap.previous.state, ignore_labels=settings.pipeline.ignore_labels,
-                                 status_labels=settings.pipeline.status_labels, override=settings.run.attempt)
+                                 status_labels=settings.pipeline.status_labels, override=settings.run.attempt,
+                                 waiting=waiting)
     if progress.attempt:
         get_run_logger().warning("no progress since the last pass: ATTEMPT_N=%d", progress.attempt)
     return progress

@@ -3,7 +3,11 @@ from __future__ import annotations
 
 import pytest
 
-from conductor.core.attempts import attempt_pass, failed_items, read_attempts, render_attempt_comment
+from datetime import UTC, datetime
+
+from conductor.core.attempts import (MarkerIndex, attempt_pass, confirm_items, failed_items, fold_comments,
+                                     read_attempts, render_attempt_comment)
+from conductor.core.ports import Comment
 from conductor.core.verify import CoordinatorOutcome, ItemResult
 
 ME = "conductor-bot"
@@ -71,3 +75,40 @@ def test_an_item_that_failed_while_github_was_failing_is_no_attempt() -> None:
         ItemResult(number=2, kind="issue", ok=False, reason="agent exited 1")])]
     assert failed_items(outcomes) == [(2, "agent exited 1")]
     assert unavailable_items(outcomes) == [(1, "HTTP 503 (github)")]
+
+
+def attempts(index: MarkerIndex, number: int):
+    return read_attempts(((c.author, c.body) for c in index.comments(number)), ME)
+
+
+def at(second: int) -> datetime:
+    return datetime(2026, 1, 1, 0, 0, second, tzinfo=UTC)
+
+
+def test_an_index_folds_listings_by_comment_id_and_keeps_only_our_marker_comments() -> None:
+    index = fold_comments(MarkerIndex(), [
+        Comment(ME, comment("p1", "one"), id=10, number=7, updated_at=at(1)),
+        Comment("mallory", comment("forged"), id=11, number=7, updated_at=at(2)),
+        Comment(ME, "plain words", id=12, number=8, updated_at=at(3)),
+        Comment(ME, comment("p2", "two"), id=13, number=7, updated_at=at(2)),
+    ], ME)
+    assert index.since == at(3)
+    assert (attempts(index, 7).count, attempts(index, 7).passes, attempts(index, 7).last_reason) == (2, ["p1", "p2"], "two")
+    assert attempts(index, 8).count == 0 and index.items_to_confirm([7, 8, 9]) == [7]
+    # the next listing: comment 13 edited to lose its marker, nothing older re-listed
+    later = fold_comments(index, [Comment(ME, "edited away", id=13, number=7, updated_at=at(5))], ME)
+    assert (attempts(later, 7).passes, later.since) == (["p1"], at(5))
+    assert MarkerIndex.model_validate_json(later.model_dump_json()) == later
+    # an index kept for another login starts over
+    assert fold_comments(later, [], "someone-else").markers == {}
+
+
+def test_confirming_an_item_drops_its_deleted_markers_and_keeps_since() -> None:
+    index = fold_comments(MarkerIndex(), [
+        Comment(ME, comment("p1"), id=1, number=7, updated_at=at(1)),
+        Comment(ME, comment("p2"), id=2, number=7, updated_at=at(2)),
+        Comment(ME, comment("p3"), id=3, number=8, updated_at=at(3)),
+    ], ME)
+    confirmed = confirm_items(index, {7: [Comment(ME, comment("p2"), id=2, number=7, updated_at=at(9))]})
+    assert attempts(confirmed, 7).passes == ["p2"] and attempts(confirmed, 8).passes == ["p3"]
+    assert confirmed.since == at(3)

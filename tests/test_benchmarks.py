@@ -89,12 +89,15 @@ def test_seed_query_cost_names_truncated_counts(wanted: str) -> None:
 COUNT_CASES = {
     "gateway read": ({"GET /repos/{owner}/{repo}/issues": 4, "GET /repos/{owner}/{repo}/pulls": 1,
                       "GET /repos/{owner}/{repo}/pulls/{pull_number}/files": 24},
-                     {"listing": 5, "files": 24, "search": 0, "other": 0}),
+                     {"listing": 5, "files": 24, "comments": 0, "search": 0, "other": 0}),
+    "attempts": ({"GET /repos/{owner}/{repo}/issues/comments": 2,
+                  "GET /repos/{owner}/{repo}/issues/{issue_number}/comments": 1},
+                 {"listing": 0, "files": 0, "comments": 2, "search": 0, "other": 1}),
     "per-issue gets": ({"GET /repos/{owner}/{repo}/issues": 1,
                         "GET /repos/{owner}/{repo}/issues/{issue_number}": 9},
-                       {"listing": 1, "files": 0, "search": 0, "other": 9}),
+                       {"listing": 1, "files": 0, "comments": 0, "search": 0, "other": 9}),
     "search and unmatched": ({"GET /search/issues": 2, "GET <unmatched>": 1, "POST /repos/{owner}/{repo}/issues": 3},
-                             {"listing": 0, "files": 0, "search": 2, "other": 4}),
+                             {"listing": 0, "files": 0, "comments": 0, "search": 2, "other": 4}),
 }
 
 
@@ -166,13 +169,14 @@ def run_script(name: str, *args: str) -> str:
 
 @pytest.mark.slow
 def test_bench_state_read_smoke() -> None:
-    out = run_script("bench_state_read.py", "--issues", "5", "--prs", "2")
+    out = run_script("bench_state_read.py", "--issues", "5", "--prs", "2", "--changed", "3")
     client = int(re.search(r"client-side requests: (\d+)", out)[1])
     server = int(re.search(r"server-side requests: (\d+)", out)[1])
     assert client == server > 0, out
     assert re.search(r"listing requests: \d+ +file-listing requests: \d+ +search requests: 0", out), out
     assert re.search(r"read_state: 5 open issues, 2 open PRs in [0-9.]+ s wall", out), out
     assert re.search(r"^goal: .*: (PASS|FAIL)$", out, re.MULTILINE), out
+    assert re.search(r"3 comments changed since: 1 comment-listing page\(s\) \(goal <= 1: PASS\)", out), out
     assert re.search(r"the seed's gh queries .*: \d+ requests = \d+ search", out), out
 
 

@@ -35,13 +35,13 @@ def test_plan_against_the_sample_pipeline(sandbox, sample):
     assert {d["phase"] for d in plan["dispatches"]} == {"phase-4/new-ui-pages", "phase-6/seed-data"}
     assert {g["reason"] for g in plan["gated"]} >= {"phase phase-1/db-schema is gated"}
     assert plan["idle"] is False and plan["stuck"] is False
-    # one page of issues (PRs included), one page of PRs; then the login and one page of
-    # comments per item the plan dispatches (their failed attempts); one listing of the
-    # previous reminders and one of stuck issues (the snapshot a pass plans from holds them
-    # too); one page of closed PRs (those merged into dev finish their issues); one page of the
-    # repository's comments (the spend its leaves recorded)
-    dispatched = sum(len(d["items"]) for d in plan["dispatches"])
-    assert plan["api_requests"] == 2 + 1 + dispatched + 1 + 1 + 1 + 1
+    # one page of issues (PRs included), one page of PRs; then the login and one page of the
+    # repository's comments (the spend its leaves recorded and the failed attempts of every
+    # item the plan dispatches); one listing of the previous reminders and one of stuck issues
+    # (the snapshot a pass plans from holds them too); one page of closed PRs (those merged
+    # into dev finish their issues)
+    assert plan["dispatches"]
+    assert plan["api_requests"] == 2 + 1 + 1 + 1 + 1 + 1
 
 
 @pytest.mark.slow

@@ -181,14 +181,14 @@ def test_stale_reminders_are_closed_with_the_seed_comment(pipe: PipelineRepo):
     assert len(pipe.issues(labels=constants.REMINDER_LABEL)) == 2  # ours, and the one admin wrote
 
 
-def test_attempts_count_up_to_the_stuck_issue_which_is_opened_once(pipe: PipelineRepo):
-    pipe.issue("Schema", "phase-1/db-schema", "batch-01")  # gated: nothing can advance
+def test_a_waiting_pipeline_holds_its_count_and_the_stuck_issue_is_opened_once(pipe: PipelineRepo):
+    pipe.issue("Schema", "phase-1/db-schema", "batch-01")  # gated: nothing to dispatch, no loop
 
-    attempts = []
-    for _ in range(6):
-        report, state = pipe.run()
-        attempts.append(report.attempt)
-    assert attempts == [0, 1, 2, 3, 4, 5]
+    attempts = [pipe.run()[0].attempt for _ in range(3)]
+    assert attempts == [0, 0, 0] and pipe.issues(labels=constants.STUCK_LABEL) == []
+
+    for attempt in (4, 5):  # ATTEMPT_N past the limit (as counted while dispatching without progress)
+        report, state = pipe.run(attempt=attempt)
     assert state.is_failed() and "Conductor stuck: ATTEMPT_N=5" in state.message
     stuck = pipe.issues(labels=constants.STUCK_LABEL)
     assert len(stuck) == 1 and "ATTEMPT_N=4" in stuck[0]["title"]

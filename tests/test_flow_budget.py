@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from conductor.actions.item_attempts import read_spend, record_spend
+from conductor.actions.item_attempts import read_marker_index, read_spend, record_spend
 from conductor.actions.snapshot import read_snapshot
 from conductor.core import constants, planner, spend
 from conductor.core.config import PipelineConfig
@@ -44,7 +44,7 @@ def test_spend_on_github_is_read_back_by_anyone_and_forged_markers_count_for_not
         forger.add_comment(two, spend.render_spend_comment(leaf.model_copy(update={"pass_id": "x", "number": two,
                                                                                   "cost_usd": 1000.0})))
     with gateway(sandbox, sandbox_repo, "alice") as gh:  # any machine, any pass: the same spend
-        assert read_spend(gh) == [leaf]
+        assert read_spend(read_marker_index(gh)) == [leaf]
         settings = Settings(pipeline=PipelineConfig(budget={"day_usd": 10, "estimate_usd": 5}))
         same_day = read_snapshot(gh, settings, now=DAY + timedelta(hours=1, minutes=59))
         next_day = read_snapshot(gh, settings, now=DAY + timedelta(hours=2))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conductor.core import planner
-from conductor.actions.item_attempts import read_item_attempts, record_attempt
+from conductor.actions.item_attempts import marker_comments, read_marker_index, record_attempt
+from conductor.actions.loop_records import item_history
 from conductor.actions.snapshot import read_open_items, with_dispatch_facts
 from conductor.core.config import PipelineConfig
 from conductor.edges.github_gateway import GitHubGateway
@@ -31,6 +32,10 @@ def read_and_plan(gh: GitHubGateway, config: PipelineConfig | None = None, **lim
     rules = Settings(pipeline=config, run=RunSettings(**limits))
     state = with_dispatch_facts(gh, read_open_items(gh, rules), rules)
     return state, planner.plan(state, rules)
+
+
+def read_item_attempts(gh: GitHubGateway, number: int):
+    return item_history(marker_comments(gh, read_marker_index(gh), [number])[1][number], gh.login()).attempts
 
 
 def dispatched(plan) -> list[int]:
@@ -96,13 +101,13 @@ def test_attempts_are_read_back_from_the_conductors_own_comments(sandbox, gh):
     assert len(bodies) == 3 and "(attempt 2 of 3)" in bodies[1]
 
 
-def test_reading_attempts_costs_one_request_per_item_the_plan_would_dispatch(sandbox, gh):
+def test_reading_attempts_costs_one_listing_for_the_items_the_plan_would_dispatch(sandbox, gh):
     numbers = [gh.create_issue(f"issue {n}", "", [P4]) for n in range(3)]
     other = gh.create_issue("waiting phase", "", ["phase-5/ui-enhancements"])
     gh.login()  # cached: the count below is the reads themselves
     state, plan = read_and_plan(gh, max_issues_per_dispatch=2)
     assert sorted(state.attempts) == numbers[:2]
-    assert state.api_requests == 2 + 1 + 2  # listings, the spend (one comment listing), two items' attempts
+    assert state.api_requests == 2 + 1  # two listings of items, one of comments (spend and attempts)
     assert dispatched(plan) == numbers[:2] and other not in state.attempts
 
 
@@ -115,7 +120,7 @@ def test_an_item_that_failed_three_times_is_held_back_and_the_next_one_takes_its
     assert [(h.number, h.attempts, h.last_reason) for h in plan.held_back] == [(flaky, 3, "timeout after 30 s")]
     assert dispatched(plan) == [steady, spare]
     assert sorted(state.attempts) == [flaky, steady, spare]
-    assert state.api_requests == 2 + 1 + 3  # one more read for the item that took the freed place
+    assert state.api_requests == 2 + 1 + 1  # the comments listing, and the one item with markers re-read
     assert plan.dispatches[0].attempts == {steady: 0, spare: 0}
 
 
@@ -145,7 +150,7 @@ def test_a_dependency_that_names_no_issue_holds_its_issue_with_one_lookup_per_nu
     gh.login()
     state, plan = read_and_plan(gh)
     assert state.named == {9999: "missing", pull: "pull_request", closed: "closed_issue"}
-    assert state.api_requests == 2 + 1 + 3 + 1  # listings, spend, one lookup per number, attempts of #ready
+    assert state.api_requests == 2 + 1 + 3  # listings, the comments (spend, attempts), one lookup per number
     assert dispatched(plan) == [ready] and plan.dispatches[0].depends_on == {ready: [closed]}
     assert {w.number: (w.reason, w.not_issues) for w in plan.waiting} == {
         missing: ("depends on #9999, which does not exist", ["#9999 (does not exist)"]),

@@ -34,3 +34,23 @@ def test_a_second_pass_over_an_idle_pipeline_spends_at_most_3_points(sandbox, pi
     assert spent <= 3, f"{spent} points"
     assert report.rate_points == spent  # the pass reports what the sandbox counted
     assert f"{report.rate_points} rate-limit points spent" in report.markdown()
+
+
+def test_a_second_pass_over_a_waiting_pipeline_spends_at_most_3_points(sandbox, pipe: PipelineRepo):
+    """Every item gated (a gated phase, a gate label, unapproved) or waiting (a later phase, a
+    dependency on an open issue): nothing to dispatch, the plan unchanged between passes."""
+    first = pipe.issue("schema", "phase-1/db-schema")
+    pipe.issue("audit me", "phase-4/new-ui-pages", "security")
+    pipe.issue("api", "phase-2/core-api")
+    pipe.issue("after the audit", "phase-4/new-ui-pages", body=f"Depends on #{first}")
+    pipe.run(reminder_mode="update")  # writes the reminder: the pipeline is unchanged from here on
+    pipe.run(reminder_mode="update")
+    before = used(sandbox, CONDUCTOR_LOGIN)
+    report, state = pipe.run(reminder_mode="update")
+    spent = used(sandbox, CONDUCTOR_LOGIN) - before
+    print(f"second pass over an unchanged waiting pipeline: {spent} rate-limit points, "
+          f"{report.api_requests} requests")
+    assert state.is_completed()
+    assert not report.plan.dispatches and len(report.plan.gated) == 2 and report.plan.waiting
+    assert spent <= 3, f"{spent} points"
+    assert report.rate_points == spent

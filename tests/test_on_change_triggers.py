@@ -1,10 +1,17 @@
-"""The `conductor/on-change` deployment's triggers, exactly as prefect.yaml writes them, on a real
-Prefect server: a burst of 20 signed deliveries through the webhook receiver starts one flow run
-at once and at most one more when the burst ends."""
+"""The `conductor/on-change` deployment as prefect.yaml writes it (trigger, concurrency limit),
+on a real Prefect server, served by a real runner, with the conductor's own slot and coalescing
+around a stand-in pass (`tests/coalesce_probe.py`): signed deliveries through the webhook
+receiver start a pass at once, a burst during a pass leaves exactly one more, and an event
+during a pass is never lost."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
 import secrets
+import signal
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -27,12 +34,12 @@ def on_change_spec() -> dict:
     return next(d for d in data["deployments"] if d["name"] == "on-change")
 
 
-def test_prefect_yaml_on_change_is_debounced_and_enqueued():
+def test_prefect_yaml_on_change_fires_at_every_event_and_enqueues():
     spec = on_change_spec()
-    assert spec["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
-    postures = sorted(t["posture"] for t in spec["triggers"])
-    assert postures == ["Proactive", "Reactive"]
-    assert all(t["for_each"] == ["prefect.resource.id"] for t in spec["triggers"])
+    assert spec["concurrency_limit"] == {"limit": 2, "collision_strategy": "ENQUEUE"}
+    [trigger] = spec["triggers"]
+    assert (trigger["posture"], trigger["threshold"], trigger["within"]) == ("Reactive", 1, 0)
+    assert trigger["for_each"] == ["prefect.resource.id"]
 
 
 def test_a_pass_that_asks_for_the_next_one_starts_it():
@@ -73,40 +80,117 @@ async def _remove(automations: list[uuid.UUID]) -> None:
             await client.delete_automation(automation)
 
 
-def test_a_burst_of_20_deliveries_gives_at_most_2_passes(prefect_server: str):
-    deployment_id, automations = asyncio.run(_install(prefect_server, on_change_spec()))
-    secret = "s-" + secrets.token_hex(4)
-    receiver = Receiver(SecretStr(secret), ["conductor-bot"], emit=emit_to_prefect)
-    server = make_server(receiver, "127.0.0.1", 0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}/"
-    repo = f"octo/burst-{secrets.token_hex(3)}"
-    try:
-        started = time.monotonic()
-        for n in range(20):
-            body = (f'{{"action": "labeled", "issue": {{"number": {n + 1}}}, "repository": {{"full_name": "{repo}"}},'
-                    f' "sender": {{"login": "alice"}}}}').encode()
-            answer = httpx.post(url, content=body, timeout=60, headers={
-                "X-GitHub-Event": "issues", "X-GitHub-Delivery": str(uuid.uuid4()),
-                "X-Hub-Signature-256": sign(secret.encode(), body)})
+class Probe:
+    """`coalesce-probe/on-change` served in a process of its own; deliveries through a real
+    receiver; the passes it made, read from its folder."""
+
+    def __init__(self, folder: Path, prefect_server: str) -> None:
+        self.folder, self.secret = folder, "s-" + secrets.token_hex(4)
+        env = {**os.environ, "PROBE_DIR": str(folder), "PREFECT_API_URL": prefect_server,
+               "PREFECT_RUNNER_POLL_FREQUENCY": "1", "PYTHONPATH": str(PROJECT / "tests")}
+        self.log = open(folder / "served.log", "wb")
+        self.process = subprocess.Popen([sys.executable, "-c", "import coalesce_probe; coalesce_probe.main()"],
+                                        cwd=PROJECT, env=env, stdout=self.log, stderr=subprocess.STDOUT,
+                                        start_new_session=True)
+        self.receiver = Receiver(SecretStr(self.secret), ["conductor-bot"], emit=emit_to_prefect)
+        self.server = make_server(self.receiver, "127.0.0.1", 0)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.delivered = 0
+        self.until(lambda: self.deployment_id() is not None, 120, "the probe deployment is served")
+
+    def deployment_id(self):
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:
+            try:
+                return client.read_deployment_by_name("coalesce-probe/on-change").id
+            except Exception:  # noqa: BLE001 - not registered yet
+                return None
+
+    def deliver(self, repo: str, count: int = 1) -> None:
+        """`count` signed `issues.labeled` deliveries, each recorded as an event first."""
+        for _ in range(count):
+            self.delivered += 1
+            with open(self.folder / "events", "a") as out:
+                out.write(f"{self.delivered}\n")
+            body = (f'{{"action": "labeled", "issue": {{"number": {self.delivered}}}, '
+                    f'"repository": {{"full_name": "{repo}"}}, "sender": {{"login": "alice"}}}}').encode()
+            answer = httpx.post(f"http://127.0.0.1:{self.server.server_address[1]}/", content=body, timeout=60,
+                                headers={"X-GitHub-Event": "issues", "X-GitHub-Delivery": str(uuid.uuid4()),
+                                         "X-Hub-Signature-256": sign(self.secret.encode(), body)})
             assert answer.json()["outcome"] == "emitted"
-        first_seen = None
-        deadline = time.monotonic() + 90
-        runs: list = []
-        while time.monotonic() < deadline:
-            runs = asyncio.run(_runs(deployment_id))
-            if runs and first_seen is None:
-                first_seen = time.monotonic() - started
-            if len(runs) >= 2:
-                break
-            time.sleep(1)
-        time.sleep(15)  # longer than the quiet window: no third run may follow
-        runs = asyncio.run(_runs(deployment_id))
-    finally:
-        server.shutdown()
-        server.server_close()
-        asyncio.run(_remove(automations))
-    assert first_seen is not None and first_seen < 30, f"no run within 30 s (first at {first_seen})"
-    print(f"on-change runs for the burst: {len(runs)}, first after {first_seen:.1f} s")
-    assert 1 <= len(runs) <= 2, [r.name for r in runs]
-    assert {r.parameters.get("repo") for r in runs} == {repo}
+
+    def passes(self) -> list[dict]:
+        path = self.folder / "passes"
+        return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+    def settled(self) -> bool:
+        """No run of the probe left to start or finish."""
+        runs = asyncio.run(_runs(self.deployment_id()))
+        return bool(runs) and all(r.state is not None and r.state.is_final() for r in runs)
+
+    def until(self, check, seconds: float, what: str) -> None:
+        deadline = time.monotonic() + seconds
+        while not check():
+            assert self.process.poll() is None, (self.folder / "served.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, f"timed out waiting until {what}: passes {self.passes()}, runs " + \
+                ", ".join(f"{r.name} {r.state.name if r.state else None}" for r in asyncio.run(_runs(self.deployment_id())))
+            time.sleep(0.3)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        self.log.close()
+
+
+@pytest.fixture
+def probe(prefect_server: str, tmp_path: Path):
+    served = Probe(tmp_path, prefect_server)
+    yield served
+    served.close()
+
+
+def test_a_burst_of_20_deliveries_during_a_pass_gives_exactly_one_more_pass(probe: Probe):
+    repo = f"octo/burst-{secrets.token_hex(3)}"
+    started = time.monotonic()
+    probe.deliver(repo)
+    probe.until(lambda: _pass_started(probe), 60, "the first pass started")
+    first_at = time.monotonic() - started
+    probe.deliver(repo, 20)  # during the first pass (8 s long)
+    assert not probe.passes(), "the burst was sent after the first pass ended"
+    probe.until(lambda: len(probe.passes()) >= 2 and probe.settled(), 120, "the runs settled")
+    time.sleep(3)
+    passes = probe.passes()
+    runs = asyncio.run(_runs(probe.deployment_id()))
+    print(f"21 deliveries: {len(runs)} runs, {len(passes)} passes, the first pass {first_at:.1f} s after "
+          f"the first delivery, the second {passes[1]['start'] - passes[0]['end']:.1f} s after the first ended")
+    assert len(passes) == 2, passes
+    assert passes[0]["seen"] == 1 and passes[1]["seen"] == 21  # the second read after the whole burst
+    assert passes[1]["start"] >= passes[0]["end"]  # one at a time
+    assert all(r.state.is_completed() or r.state.is_cancelled() for r in runs), [
+        (r.name, r.state.type, r.state.name, r.state.message) for r in runs
+        if not (r.state.is_completed() or r.state.is_cancelled())]
+
+
+def test_an_event_during_a_pass_is_never_lost(probe: Probe):
+    repo = f"octo/late-{secrets.token_hex(3)}"
+    probe.deliver(repo)
+    probe.until(lambda: _pass_started(probe), 60, "the first pass started")
+    for _ in range(3):  # events spread over the pass, the last near its end
+        time.sleep(2.2)
+        probe.deliver(repo)
+    probe.until(lambda: probe.passes() and probe.passes()[-1]["seen"] == probe.delivered and probe.settled(),
+                120, "a pass saw every event")
+    passes = probe.passes()
+    assert 2 <= len(passes) <= 3, passes
+    assert all(a["end"] <= b["start"] for a, b in zip(passes, passes[1:])), passes  # one at a time
+
+
+def _pass_started(probe: Probe) -> bool:
+    """A pass began (its run took the repository's slot)."""
+    return (probe.folder / "begun").exists()

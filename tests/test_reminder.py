@@ -213,6 +213,15 @@ def test_next_attempt(previous, current, override, expected):
     assert next_attempt(previous, current, override) == expected
 
 
+@pytest.mark.parametrize(("previous", "current", "expected"), [
+    (PREVIOUS, FP, 2),                    # where it was, nothing to dispatch: the count holds
+    (PREVIOUS, "fedcba9876543210", 0),    # it moved: 0 as ever
+    (None, FP, 0),
+])
+def test_a_waiting_pipeline_holds_its_count(previous, current, expected):
+    assert next_attempt(previous, current, waiting=True) == expected
+
+
 def test_negative_override_is_rejected():
     with pytest.raises(ConductorError, match="attempt override must be 0 or more, got -1"):
         next_attempt(None, FP, -1)

@@ -419,6 +419,34 @@ def test_issue_list_filters_sorts_and_since(sandbox, sandbox_repo):
         assert api.get(f"/repos/{sandbox_repo}/issues", params={"state": "weird"}).status_code == 422
 
 
+def test_repository_comments_listing_filters_sorts_pages_and_answers_304(sandbox, sandbox_repo):
+    with sandbox.api() as api:
+        for title in ("a", "b"):
+            api.post(f"/repos/{sandbox_repo}/issues", json={"title": title})
+        first = [api.post(f"/repos/{sandbox_repo}/issues/{n}/comments", json={"body": f"c{n}"}).json()["id"]
+                 for n in (1, 2, 1)]
+        time.sleep(1.1)
+        api.patch(f"/repos/{sandbox_repo}/issues/comments/{first[0]}", json={"body": "edited"})
+        edited = api.get(f"/repos/{sandbox_repo}/issues/comments/{first[0]}").json()["updated_at"]
+        url = f"/repos/{sandbox_repo}/issues/comments"
+
+        def ids(**params):
+            return [c["id"] for c in api.get(url, params=params).json()]
+
+        assert ids() == first                                        # no sort: by id, ascending
+        assert ids(sort="created") == first[::-1]                    # sort: descending unless asc
+        assert ids(sort="updated", direction="asc") == [first[1], first[2], first[0]]
+        assert ids(sort="updated", since=edited) == [first[0]]       # updated at or after `since`
+        listed = api.get(url, params={"sort": "updated", "direction": "desc"}).json()
+        assert [c["issue_url"].rsplit("/", 1)[1] for c in listed] == ["1", "1", "2"]
+        paged = api.get(url, params={"per_page": 2})
+        assert [c["id"] for c in paged.json()] == first[:2] and 'rel="next"' in paged.headers["link"]
+        again = api.get(url, params={"per_page": 2}, headers={"If-None-Match": paged.headers["etag"]})
+        assert again.status_code == 304
+        assert api.get(url, params={"sort": "weird"}).status_code == 422
+        assert api.get(url, params={"since": "yesterday"}).status_code == 422
+
+
 def test_pull_list_filters_by_state_head_and_base(sandbox, sandbox_repo):
     pushed_branch(sandbox, sandbox_repo, "f1", {"1.txt": "1\n"})
     pushed_branch(sandbox, sandbox_repo, "f2", {"2.txt": "2\n"})

@@ -11,7 +11,7 @@ from conductor.core import loops
 from conductor.core.attempts import read_attempts
 from conductor.core.config import PipelineConfig
 from conductor.core.models import ItemAttempts, LoopConflict, LoopReview, PipelineState, Plan
-from conductor.core.ports import GitHub
+from conductor.core.ports import Comment, GitHub
 from conductor.core.verify import CoordinatorOutcome
 
 
@@ -22,11 +22,9 @@ class ItemHistory:
     conflict: LoopConflict | None = None
 
 
-def read_item_history(gh: GitHub, number: int) -> ItemHistory:
-    """Item `number`'s attempts and, for a PR, its last review and failed rebase: the markers
-    in the conductor's own comments on it (one listing)."""
-    comments = gh.comments(number)
-    login = gh.login()
+def item_history(comments: list[Comment], login: str) -> ItemHistory:
+    """An item's attempts and, for a PR, its last review and failed rebase: the markers in
+    the conductor's own comments on it, oldest first (`item_attempts.marker_comments`)."""
     review, conflict = loops.read_loops(((c.author, c.body, c.url) for c in comments), login)
     return ItemHistory(read_attempts(((c.author, c.body) for c in comments), login), review, conflict)
 

@@ -3,8 +3,9 @@
 Open issues and PRs (changed files only for PRs that could be dispatched; issues a merged PR
 finished left out), the approvals people made (and those that count for nothing), what GitHub
 has under the numbers the issues the plan would dispatch depend on (a closed issue, a PR,
-nothing), every leaf's recorded spend (one listing of the repository's comments) and the
-per-item attempts of the items the plan would dispatch, and the previous pass's reminders and marker. The plan is made from this alone,
+nothing), every leaf's recorded spend and the per-item attempts of the items the plan
+would dispatch (one listing of the repository's comments changed since the last pass),
+and the previous pass's reminders and marker. The plan is made from this alone,
 and the re-plan after dispatch reads a new snapshot through this same function.
 """
 from __future__ import annotations
@@ -16,8 +17,8 @@ from conductor.core import planner
 from conductor.actions.approvals import check_approvals, with_approvals
 from conductor.core.facts import Snapshot
 from conductor.actions.finished_issues import find_finished, without_finished
-from conductor.actions.item_attempts import read_spend
-from conductor.actions.loop_records import read_item_history
+from conductor.actions.item_attempts import marker_comments, read_marker_index, read_spend
+from conductor.actions.loop_records import item_history
 from conductor.core.models import PipelineState
 from conductor.core.settings import Settings
 from conductor.core.ports import GitHub
@@ -36,21 +37,23 @@ def read_open_items(gh: GitHub, settings: Settings) -> PipelineState:
 
 def with_dispatch_facts(gh: GitHub, state: PipelineState, settings: Settings,
                         now: datetime | None = None) -> PipelineState:
-    """`state` with every leaf's recorded spend as of `now` (the budgets' day, one listing of
-    the repository's comments), with what GitHub has under the numbers the issues the plan would
-    dispatch depend on (when not open items), with the per-item attempts of the items the plan
-    would dispatch (and, from the same comments, a PR's last review and failed rebase:
-    `conductor/core/loops.py`), and with the `mergeable_state` of the PRs it would review:
-    one request each. A number that is no closed issue holds its issue, and
-    reading attempts may hold an item back; either lets the next in line in, whose numbers
+    """`state` with every leaf's recorded spend as of `now` (the budgets' day) and the per-item
+    attempts of the items the plan would dispatch (and, from the same comments, a PR's last
+    review and failed rebase: `conductor/core/loops.py`), all from one listing of the
+    repository's comments changed since the last pass (`read_marker_index`); with what GitHub
+    has under the numbers the issues the plan would dispatch depend on (when not open items)
+    and the `mergeable_state` of the PRs it would review: one request each. A number that is
+    no closed issue holds its issue, and reading attempts may hold an item back; either lets the next in line in, whose numbers
     and attempts are read in turn, until nothing the plan would dispatch is unread."""
     start = gh.requests_made
-    state = state.model_copy(update={"spend": read_spend(gh), "read_at": now or datetime.now(UTC)})
+    index = read_marker_index(gh)
+    state = state.model_copy(update={"spend": read_spend(index), "read_at": now or datetime.now(UTC)})
     while True:
         if names := planner.dependencies_needing_lookup(state, settings):
             state = state.model_copy(update={"named": {**state.named, **{n: gh.number_kind(n) for n in names}}})
         elif unread := planner.items_needing_attempts(state, settings):
-            history = {n: read_item_history(gh, n) for n in unread}
+            index, found = marker_comments(gh, index, unread)
+            history = {n: item_history(found[n], index.login) for n in unread}
             state = state.model_copy(update={
                 "attempts": {**state.attempts, **{n: h.attempts for n, h in history.items()}},
                 "pull_requests": [p.model_copy(update={"review": history[p.number].review,

@@ -15,14 +15,19 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from datetime import datetime
+
+from pydantic import BaseModel, Field
 
 from conductor.core import markdown
-from conductor.core.constants import ATTEMPT_MARKER
+from conductor.core.constants import ATTEMPT_MARKER, LOOP_MARKER, SPEND_MARKER
 from conductor.core.models import ItemAttempts
+from conductor.core.ports import Comment
 from conductor.core.untrusted import json_object
 from conductor.core.verify import CoordinatorOutcome
 
 REASON_LIMIT = 300
+_MARKERS = (ATTEMPT_MARKER, LOOP_MARKER, SPEND_MARKER)  # what the conductor's comments on items carry
 _MARKER = re.compile(r"<!--\s*+" + re.escape(ATTEMPT_MARKER) + r"\s++(\{[^<>]*?\})\s*+-->")
 
 
@@ -83,6 +88,63 @@ def read_attempts(comments: Iterable[tuple[str, str | None]], login: str) -> Ite
             passes.append(pass_id)
         last_reason = reason
     return ItemAttempts(count=len(passes), last_reason=last_reason, passes=passes)
+
+
+class MarkerIndex(BaseModel):
+    """The conductor's own marker comments of a whole repository (attempts, review loops),
+    folded from its comment listings: kept between passes so that each pass lists only the
+    comments updated since `since`.
+
+    Derived data only: lost, it is rebuilt from one full listing. A deleted comment never
+    shows in a listing, so an item with markers here is re-read on its own before they are
+    trusted (`items_to_confirm`)."""
+
+    login: str = Field("", description="Whose markers count (the conductor's own login).")
+    since: datetime | None = Field(None, description="The newest `updated_at` folded in.")
+    markers: dict[int, tuple[int, str, str]] = Field(
+        default_factory=dict, description="Comment id -> (item number, body, URL).")
+
+    def comments(self, number: int) -> list[Comment]:
+        """Item `number`'s marker comments, oldest first."""
+        return [Comment(author=self.login, body=body, id=cid, number=n, url=url)
+                for cid, (n, body, url) in sorted(self.markers.items()) if n == number]
+
+    def items_to_confirm(self, numbers: Iterable[int]) -> list[int]:
+        """Those of `numbers` with markers here (a human may have deleted them)."""
+        marked = {n for n, _, _ in self.markers.values()}
+        return sorted(set(numbers) & marked)
+
+
+def fold_comments(index: MarkerIndex, comments: Iterable[Comment], login: str) -> MarkerIndex:
+    """`index` with a listing's `comments` folded in (an index of another login starts over),
+    `since` moved to the newest of them."""
+    same = index.login.lower() == login.lower()
+    comments = list(comments)
+    stamps = [c.updated_at for c in comments if c.updated_at is not None]
+    since = index.since if same else None
+    return MarkerIndex(login=login, since=max([*stamps, *([since] if since else [])], default=None),
+                       markers=_fold(index.markers if same else {}, comments, login))
+
+
+def confirm_items(index: MarkerIndex, comments: dict[int, list[Comment]]) -> MarkerIndex:
+    """`index` with the markers of each item in `comments` replaced by those of its comments,
+    read whole (`since` stays: these reads are no listing)."""
+    kept = {cid: m for cid, m in index.markers.items() if m[0] not in comments}
+    folded = _fold(kept, (c for item in comments.values() for c in item), index.login)
+    return index.model_copy(update={"markers": folded})
+
+
+def _fold(markers: dict[int, tuple[int, str, str]], comments: Iterable[Comment],
+          login: str) -> dict[int, tuple[int, str, str]]:
+    """A comment by `login` carrying a conductor marker is kept (by id); any other drops what
+    its id held."""
+    markers = dict(markers)
+    for c in comments:
+        if c.author.lower() == login.lower() and any(f"{m} " in (c.body or "") for m in _MARKERS):
+            markers[c.id] = (c.number, c.body, c.url)
+        else:
+            markers.pop(c.id, None)
+    return markers
 
 
 def _parse(body: str | None) -> tuple[str, str] | None:

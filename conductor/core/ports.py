@@ -83,6 +83,12 @@ class GitHub(Protocol):
         """Every issue and PR comment of the repository updated at or after `since` (all of
         them without), most recently updated first: one paginated listing."""
 
+    def recall(self, name: str) -> str | None:
+        """Text kept locally beside the HTTP cache under `name` (None when nothing is kept
+        or conditional reads are off): derived data only, re-read from GitHub when lost."""
+
+    def remember(self, name: str, text: str) -> None: ...
+
     def add_comment(self, number: int, body: str) -> None: ...
 
     def list_issues_labelled(self, label: str, state: str = "open") -> list[IssueRef]: ...

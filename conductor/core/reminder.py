@@ -102,16 +102,20 @@ def fingerprint(
 
 
 def progress(state: PipelineState, previous: ReminderState | None, *, ignore_labels: Iterable[str],
-             status_labels: Iterable[str], override: int | None = None) -> Progress:
-    """This pass's fingerprint and ATTEMPT_N (+1 when the pipeline is where the last pass left it)."""
+             status_labels: Iterable[str], override: int | None = None, waiting: bool = False) -> Progress:
+    """This pass's fingerprint and ATTEMPT_N (+1 when the pipeline is where the last pass left it
+    and there is work to dispatch; `waiting`: nothing is, so the count holds)."""
     fp = fingerprint(state, ignore_labels=ignore_labels, status_labels=status_labels)
-    return Progress(fingerprint=fp, attempt=next_attempt(previous, fp, override))
+    return Progress(fingerprint=fp, attempt=next_attempt(previous, fp, override, waiting=waiting))
 
 
 def next_attempt(
-    previous: ReminderState | None, current_fingerprint: str, override: int | None = None
+    previous: ReminderState | None, current_fingerprint: str, override: int | None = None, *,
+    waiting: bool = False,
 ) -> int:
-    """ATTEMPT_N for this run: the override, else +1 when nothing progressed, else 0."""
+    """ATTEMPT_N for this run: the override, else +1 when nothing progressed, else 0. A pipeline
+    `waiting` (nothing dispatchable: every item gated, held or waiting for another) is no loop:
+    where it was, its count holds, so a pass over it writes nothing."""
     if override is not None:
         if override < 0:
             raise ConductorError(
@@ -120,7 +124,7 @@ def next_attempt(
         return override
     if previous is None or previous.fingerprint != current_fingerprint:
         return 0
-    return previous.attempt + 1
+    return previous.attempt if waiting else previous.attempt + 1
 
 
 def reminder_title(now: datetime) -> str:

@@ -176,6 +176,10 @@ class RunSettings(BaseModel):
     rerun_hint: str | None = Field(
         None, description="The command the reminder tells a human to run next (default: how this pass "
         "was started).", json_schema_extra=_meta(param="rerun_hint", layered=False))
+    event_id: str | None = Field(
+        None, description="The Prefect event that started this run (set by the `on-change` trigger): a "
+        "pass that began after the server received it read GitHub after it, so this run makes none "
+        "(tasks/guard.py).", json_schema_extra=_meta(param="event_id", layered=False))
 
     # -- where a pass works on this machine ---------------------------------------------
     repo_path: Path = Field(

@@ -271,6 +271,17 @@ class GitHubGateway:
 
         return self._call("list the repository's comments", fetch)
 
+    def recall(self, name: str) -> str | None:
+        cache = self._conditional.cache
+        return None if cache is None else cache.get_text(self._kept_name(name))
+
+    def remember(self, name: str, text: str) -> None:
+        if self._conditional.cache is not None:
+            self._conditional.cache.put_text(self._kept_name(name), text)
+
+    def _kept_name(self, name: str) -> str:
+        return f"{self._api_url}/repos/{self.repo_name.lower()}#{name}"
+
     def add_comment(self, number: int, body: str) -> None:
         self._write(f"comment on #{number}", lambda: self._repo.get_issue(number).create_comment(body))
 
@@ -483,8 +494,8 @@ class GitHubGateway:
 
 
 def _comment(c: Any, number: int) -> Comment:
-    return Comment(author=c.user.login if c.user else "", body=_body(c), url=c.html_url or "", id=c.id,
-                   number=number, updated_at=_aware(c.updated_at) if c.updated_at else None)
+    return Comment(author=c.user.login if c.user else "", body=_body(c), id=c.id, number=number,
+                   updated_at=_aware(c.updated_at) if c.updated_at else None, url=c.html_url or "")
 
 
 def _author(item: GhIssue) -> str:

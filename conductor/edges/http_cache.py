@@ -48,15 +48,29 @@ class EtagCache:
         return entry if isinstance(entry, dict) and entry.get("etag") else None
 
     def put(self, key: str, etag: str, headers: dict[str, str], body: str) -> None:
-        path = self._path(key)
+        _replace(self._path(key), json.dumps({"etag": etag, "headers": headers, "body": body}))
+
+    def get_text(self, name: str) -> str | None:
+        """Text kept under `name` by `put_text` (derived data, never a token)."""
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump({"etag": etag, "headers": headers, "body": body}, fh)
-            os.replace(tmp, path)
+            return self._path(self.key(name, None)).with_suffix(".txt").read_text(encoding="utf-8")
         except OSError:
-            pass  # a cache that cannot be written only costs rate limit
+            return None
+
+    def put_text(self, name: str, text: str) -> None:
+        _replace(self._path(self.key(name, None)).with_suffix(".txt"), text)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write `path` whole or not at all (a temporary file moved into place)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written only costs rate limit
 
 
 class RateMeter:
