@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import secrets
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,9 +128,17 @@ def test_deploy_schedule_and_run_twice(deployed: PrefectServer, start_workers, p
     assert sorted(p["body"] for p in pulls) == sorted([f"Closes #{first}", f"Closes #{second}"])
     assert {p["user"]["login"] for p in pulls} == {AGENT_LOGIN}
 
+    # At its end the first pass's PRs were ready for review: it asked for the next pass itself
+    # (conductor.pass.more-work), which the on-change deployment's trigger starts at once; a
+    # manual pass after that one finds whatever is left.
+    on_change = deployed.deployment("conductor/on-change")["id"]
+    deadline = time.monotonic() + 150
+    while not (asked := deployed.flow_runs(deployment_id={"any_": [on_change]})) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert asked, "the first pass did not start the next one"
     run2 = run_pass(deployed, pipe, worker)
-
-    children = deployed.child_flow_runs(run2["id"])
+    passes = [deployed.wait_for_flow_run(r["id"], watch=[worker], timeout=150) for r in asked] + [run2]
+    children = [c for p in passes for c in deployed.child_flow_runs(p["id"])]
     assert children and {c["name"].split()[0] for c in children} == {"pr-review"}, [c["name"] for c in children]
     assert {c["state_type"] for c in children} == {"COMPLETED"}
     assert_pass_artifacts(deployed, run2, pipe.full_name)

@@ -314,14 +314,16 @@ def test_update_mode_edits_one_reminder_in_place(pipe: PipelineRepo):
     pipe.issue("Schema", "phase-1/db-schema", "batch-01")  # gated: the pipeline stays put
 
     first, _ = pipe.run(reminder_mode="update")
-    second, _ = pipe.run(reminder_mode="update")
+    second, _ = pipe.run(reminder_mode="update")  # nothing changed: nothing written
+    seeds = pipe.issue("Seeds", "phase-1/db-schema", "batch-01")  # a change: the reminder is edited
+    third, _ = pipe.run(reminder_mode="update")
 
     reminders = pipe.issues(labels=constants.REMINDER_LABEL)
     assert len(reminders) == 1
-    assert first.reminder.action == "created" and second.reminder.action == "updated"
-    assert second.reminder.number == first.reminder.number
-    # attempt 0 -> 1: the counter lives in the marker; the body shows the marker's number
-    assert second.plan.attempt == 1 and "attempt 1" in reminders[0]["body"]
+    assert (first.reminder.action, second.reminder.action, third.reminder.action) == ("created", "unchanged", "updated")
+    assert second.reminder.number == third.reminder.number == first.reminder.number
+    # nothing dispatchable: the counter holds (a waiting pipeline is not stuck), the body lists the new item
+    assert third.plan.attempt == 0 and f"#{seeds}" in reminders[0]["body"]
 
 
 def test_idle_pipeline_leaves_no_reminder(pipe: PipelineRepo):
