@@ -58,10 +58,15 @@ def test_a_plan_at_300_issues_and_60_prs_reads_attempts_in_one_page_per_100_chan
     assert attempts[dispatched[0]] == 2 and set(attempts) == set(dispatched)
     assert counts[PER_ITEM] == 1  # the one item with markers, re-read whole
 
-    comment_on(sandbox, sandbox_repo, list(range(2, 101)), "changed since:")  # 99 + the newest one again
+    comment_on(sandbox, sandbox_repo, list(range(2, 100)), "changed since:")
+    time.sleep(1.1)
+    comment_on(sandbox, sandbox_repo, [100], "changed since:")  # 99 + the newest one again
+    time.sleep(1.1)  # the newest comment alone in its second (the next pass lists again what shares it)
     counts, _, attempts = one_pass()
     assert counts[LISTING] == 1 and attempts[dispatched[0]] == 2
     comment_on(sandbox, sandbox_repo, list(range(101, 301)) + [dispatched[1]], "more:")  # 201 + 1 more
+    time.sleep(1.1)  # the attempt below is the newest comment, alone in its second (a listing
+    # `since` that second lists again what shares it: a fast machine writes 100+ comments a second)
     with GitHubGateway(settings, sandbox_repo) as gh:
         record_attempt(gh, dispatched[2], "pass-9", "timeout", limit=3)
     counts, _, attempts = one_pass()
