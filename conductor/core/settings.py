@@ -386,9 +386,11 @@ PassParameters = create_model(
 
 
 class _Load(BaseModel):
-    env: dict[str, str]
-    toml: dict[str, Any] = Field(default_factory=dict)
-    toml_origin: str = constants.CONFIG_FILE_NAME
+    """The environment's and conductor.toml's layers a `load_settings` call decided once (its
+    sources hand them to pydantic-settings instead of reading them again)."""
+
+    env: dict[str, dict[str, Any]]
+    toml: dict[str, dict[str, Any]]
 
 
 _LOADING: ContextVar[_Load | None] = ContextVar("conductor_settings_load", default=None)
@@ -453,7 +455,7 @@ class _EnvSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         load = _LOADING.get()
-        return env_layer(load.env if load else os.environ)
+        return load.env if load else env_layer(os.environ)
 
 
 class _TomlSource(PydanticBaseSettingsSource):
@@ -462,7 +464,7 @@ class _TomlSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         load = _LOADING.get()
-        return toml_layer(load.toml, load.toml_origin) if load else {}
+        return load.toml if load else {}
 
 
 # -- the loader ------------------------------------------------------------------------------
@@ -493,7 +495,7 @@ def load_settings(flags: Mapping[str, Any] | BaseModel | None = None, *,
         src = sources["run.agent_command"]
         sources["run.agent_command"] = f"{src} (preset {layers[src]['run']['agent_preset']})"
     init = _merge(layers["task file"], layers["flag"])
-    token = _LOADING.set(_Load(env=env, toml=toml, toml_origin=origin))
+    token = _LOADING.set(_Load(env=layers["env"], toml=layers["toml"]))
     try:
         settings = Settings(**init, sources=sources)
     except ValidationError as exc:
