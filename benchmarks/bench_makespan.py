@@ -60,6 +60,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -95,13 +96,16 @@ class Item(BaseModel):
     phase: str
     files: frozenset[str] = frozenset()
     depends_on: list[int] = Field(default_factory=list)
+    rework_rounds: int = 0  # reviews graded down before the one that merges (each: a rework leaf)
 
 
 def items_from_issues(issues: Iterable[Mapping[str, Any]], phases: Sequence[str], repo: str) -> list[Item]:
     """Items from GitHub issue objects (number, labels, body); issues in no configured phase
-    are left out. Files: what the issue says it owns (`Files:` / `File ownership:`)."""
+    are left out. Files: what the issue says it owns (`Files:` / `File ownership:`); one rework
+    round when the body asks the demo's reviewer to grade its PR down once."""
     from conductor.core.dependencies import issue_dependencies
     from conductor.core.leaf import file_ownership
+    from shell.demo_agent import GRADE_D_ONCE
 
     out = []
     for issue in issues:
@@ -112,7 +116,8 @@ def items_from_issues(issues: Iterable[Mapping[str, Any]], phases: Sequence[str]
         owned = file_ownership(issue.get("body") or "")
         out.append(Item(number=issue["number"], phase=phase,
                         files=frozenset() if owned == "tbd" else frozenset(owned.split(",")),
-                        depends_on=issue_dependencies(issue.get("body"), repo).numbers))
+                        depends_on=issue_dependencies(issue.get("body"), repo).numbers,
+                        rework_rounds=int(GRADE_D_ONCE in (issue.get("body") or ""))))
     return sorted(out, key=lambda i: i.number)
 
 
@@ -140,9 +145,10 @@ def _closure(phase_deps: Mapping[str, Sequence[str]]) -> dict[str, set[str]]:
 
 
 def critical_path(items: Sequence[Item], phase_deps: Mapping[str, Sequence[str]]) -> list[str]:
-    """The longest chain of steps ("implement #N", "review #N"), first step first.
-    Dependencies on numbers that are not items (closed, or not in the pipeline) are ignored;
-    a cycle among the items raises ValueError."""
+    """The longest chain of leaves ("implement #N", "review #N", "rebase #N", "rework #N"),
+    first first: the chain of steps whose leaves add up to the most (a review step is several
+    leaves when its PR needs a rebase first or its review is graded down). Dependencies on numbers that are not items (closed, or not in the
+    pipeline) are ignored; a cycle among the items raises ValueError."""
     by_number = {i.number: i for i in items}
     before = _closure(phase_deps)
     after = review_after(items)
@@ -156,26 +162,35 @@ def critical_path(items: Sequence[Item], phase_deps: Mapping[str, Sequence[str]]
         return [("review", j) for j in sorted(set(item.depends_on)) if j in by_number and j != n] + \
                [("review", o.number) for o in items if o.phase in phases]
 
-    memo: dict[tuple[str, int], list[tuple[str, int]]] = {}
+    memo: dict[tuple[str, int], list[str]] = {}
 
-    def longest(step: tuple[str, int], on_path: frozenset[tuple[str, int]]) -> list[tuple[str, int]]:
+    def leaves(step: tuple[str, int]) -> list[str]:
+        kind, n = step
+        if kind != "review":
+            return [f"{kind} #{n}"]
+        # a PR reviewed after another that owns the same files was opened before that one merged:
+        # it no longer merges cleanly, so its first review sends it to a rebase leaf
+        rebase = [f"review #{n}", f"rebase #{n}"] if n in after else []
+        return rebase + [f"review #{n}", f"rework #{n}"] * by_number[n].rework_rounds + [f"review #{n}"]
+
+    def longest(step: tuple[str, int], on_path: frozenset[tuple[str, int]]) -> list[str]:
         if step in on_path:
             raise ValueError(f"dependency cycle through {step[0]} #{step[1]}")
         if step not in memo:
-            best: list[tuple[str, int]] = []
+            best: list[str] = []
             for p in preds(step):
                 chain = longest(p, on_path | {step})
                 if len(chain) > len(best):
                     best = chain
-            memo[step] = best + [step]
+            memo[step] = best + leaves(step)
         return memo[step]
 
-    best: list[tuple[str, int]] = []
+    best: list[str] = []
     for item in items:
         chain = longest(("review", item.number), frozenset())
         if len(chain) > len(best):
             best = chain
-    return [f"{kind} #{n}" for kind, n in best]
+    return best
 
 
 def next_tick(now: float, t0: float, every: float) -> float:
@@ -183,12 +198,13 @@ def next_tick(now: float, t0: float, every: float) -> float:
     return t0 + max(0, math.ceil((now - t0) / every - 1e-9)) * every
 
 
-def goal_line(event_s: float | None, ideal_s: float) -> str:
+def goal_line(label: str, seconds: float | None, ideal_s: float) -> str:
+    """The goal's verdict on one mode's makespan (None: the mode was not run, or broke)."""
     limit = GOAL_FACTOR * ideal_s + GOAL_SLACK
-    what = f"goal: event-driven makespan <= {GOAL_FACTOR:g} x critical path + {GOAL_SLACK:g} s (= {limit:.1f} s)"
-    if event_s is None:
-        return f"{what}: not measured (needs --modes with event)"
-    return f"{what}: {'PASS' if event_s <= limit else 'FAIL'} ({event_s:.1f} s)"
+    what = f"goal: {label} makespan <= {GOAL_FACTOR:g} x critical path + {GOAL_SLACK:g} s (= {limit:.1f} s)"
+    if seconds is None:
+        return f"{what}: not measured"
+    return f"{what}: {'PASS' if seconds <= limit else 'FAIL'} ({seconds:.1f} s)"
 
 
 def table(rows: list[dict[str, Any]], ideal_s: float) -> str:
@@ -323,15 +339,46 @@ def _pipeline_idle(github_url: str, token: str, repo: str) -> bool:
     return not items_from_issues(open_items, PipelineConfig().phase_names, repo)
 
 
-def _pass_times(client: Any, run: Any, t0: datetime) -> dict[str, float]:
-    """A run's pass: from its first task (the slot taken) to its end; `process` is how long
-    the run was up before (its process's start, waiting beside the pass before it)."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+def _pass_times(client: Any, run: Any, t0: datetime) -> list[dict[str, float]]:
+    """A run's passes (one, or several back to back: `chain_passes`): each from its first task
+    (`label pre-flight`, the slot and lock taken) to the end of its `report` task; `leaves`: the
+    seconds from its first coordinator subflow's start to its last one's end; `process`: how
+    long the run was up before its first pass (its process's start, waiting beside another)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
 
-    tasks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-    begun = min((t.start_time for t in tasks if t.start_time), default=run.start_time)
-    return {"start": (begun - t0).total_seconds(), "seconds": (run.end_time - begun).total_seconds(),
-            "process": (begun - run.start_time).total_seconds()}
+    tasks: list[Any] = []
+    while True:  # a chained run has more task runs than one page
+        page = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+                                     limit=200, offset=len(tasks))
+        tasks += page
+        if len(page) < 200:
+            break
+    firsts = sorted(t.start_time for t in tasks if t.name.startswith("label pre-flight") and t.start_time)
+    ends = sorted(t.end_time for t in tasks if t.name.startswith("report") and t.end_time)
+    subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+        parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
+    passes = []
+    for i, begun in enumerate(firsts):
+        end = ends[i] if i < len(ends) else run.end_time
+        mine = [f for f in subflows if f.start_time and f.end_time and begun <= f.start_time <= end]
+        first = min((f.start_time for f in mine), default=end)
+        last = max((f.end_time for f in mine), default=end)
+        passes.append({"start": (begun - t0).total_seconds(), "seconds": (end - begun).total_seconds(),
+                       "before_s": (first - begun).total_seconds(), "leaves_s": (last - first).total_seconds(),
+                       "process": (begun - run.start_time).total_seconds() if i == 0 else 0.0})
+    return passes
+
+
+def _timeline(client: Any, runs: Sequence[Any], t0: datetime) -> list[str]:
+    """Each run of the deployment: when it was made, each state it entered (seconds from t0)."""
+    lines = []
+    for run in sorted(runs, key=lambda r: r.created or t0):
+        if not run.run_count:  # coalesced before it started
+            continue
+        states = client.read_flow_run_states(run.id)
+        marks = " ".join(f"{s.name}@{(s.timestamp - t0).total_seconds():.1f}" for s in states)
+        lines.append(f"{run.name}: made@{((run.created or t0) - t0).total_seconds():.1f} {marks}")
+    return lines
 
 
 def serve_on_change(spec_path: Path) -> int:
@@ -390,11 +437,14 @@ def serve_on_change(spec_path: Path) -> int:
                     before = [r for r in runs if idle_at and r.start_time and r.start_time <= idle_at]
                     if idle_at and before and all(r.state and r.state.is_final() for r in before):
                         made = [r for r in before if r.end_time and not r.state.is_cancelled()]  # coalesced: no pass
-                        passes = sorted((_pass_times(client, r, started) for r in made), key=lambda row: row["start"])
+                        passes = sorted((p for r in made for p in _pass_times(client, r, started)),
+                                        key=lambda row: row["start"])
                         end = max(r.end_time for r in made)
                         result = {"makespan_s": (end - started).total_seconds(), "passes": passes,
                                   "deliveries": receiver.emitted, "runs": len(runs),
-                                  "coalesced": sum(1 for r in runs if r.state and r.state.is_cancelled())}
+                                  "runs_started": sum(1 for r in runs if r.run_count),
+                                  "coalesced": sum(1 for r in runs if r.state and r.state.is_cancelled()),
+                                  "timeline": _timeline(client, runs, started)}
                         break
                     time.sleep(0.5)
                 else:
@@ -437,6 +487,9 @@ def run_deployed(sandbox, tokens: dict[str, str], api_url: str, home: Path, mode
         return json.loads(results.read_text(encoding="utf-8"))
     finally:
         bc._stop(process)
+        kept = Path(tempfile.gettempdir()) / "bench_makespan_deployed.log"  # the served runs' logs, kept
+        shutil.copyfile(log, kept)
+        print(f"the served process's log: {kept}")
 
 
 # -- the main process --------------------------------------------------------------------------
@@ -525,22 +578,27 @@ def main(argv: list[str] | None = None) -> int:
     print(f"finished at {bc._load()}")
     assert chain is not None
     ideal = len(chain) * args.step
-    print(f"critical path: {len(chain)} steps x {args.step:g} s = {ideal:.1f} s: {' -> '.join(chain)}")
+    print(f"critical path: {len(chain)} leaves x {args.step:g} s = {ideal:.1f} s: {' -> '.join(chain)}")
     for r in rows:
         if r["passes"]:
             print(f"{r['label']}: " + "; ".join(
                 f"+{p['start']:.1f} s {p['seconds']:.1f} s" + (f" {p['leaves']} leaves" if "leaves" in p else "")
-                + (f" (process up {p['process']:.1f} s before)" if "process" in p else "")
+                + (f" ({p['before_s']:.1f} s before its leaves, {p['leaves_s']:.1f} s of leaves)"
+                   if "leaves_s" in p else "")
+                + (f" (process up {p['process']:.1f} s before)" if p.get("process") else "")
                 for p in r["passes"]))
+            for line in r.get("timeline", []):
+                print(f"  run {line}")
             agents = [a for p in r["passes"] for a in p.get("agent_s", [])]
             if agents:
                 print(f"  its {len(agents)} agents lasted {min(agents):.2f}-{max(agents):.2f} s "
                       f"(mean {sum(agents) / len(agents):.2f} s)")
     print()
     print(table(rows, ideal))
-    event = next((r for r in rows if r["mode"] == "event" and not r.get("error")), None)
     print()
-    print(goal_line(event["makespan_s"] if event else None, ideal))
+    for r in rows:  # the deployed mode is the figure that counts; the in-process one shows the floor
+        if r["mode"] in ("deployed", "event"):
+            print(goal_line(r["label"], None if r.get("error") else r["makespan_s"], ideal))
     return 1 if any(r.get("error") for r in rows) else 0
 
 

@@ -84,11 +84,23 @@ def conductor(
     settings = settings.with_run(rerun_hint=_rerun_hint(params, settings.run.repo))
     settings = settings.model_copy(update={"github": with_token(settings.github)})
     logger = get_run_logger()
-    with pass_slot(settings.run.repo, wait_seconds=settings.run.guard_wait) as why_not:
-        if why_not:
-            logger.warning(why_not)
-            return Cancelled(message=why_not)
-        return _one_pass(settings)
+    with pass_slot(settings.run.repo, wait_seconds=settings.run.guard_wait, chain=settings.run.chain_passes) as slot:
+        if slot.why_not:
+            logger.warning(slot.why_not)
+            return Cancelled(message=slot.why_not)
+        state = _one_pass(settings)
+        while state.is_completed() and slot.again(_more_work(state)):
+            state = _one_pass(settings)
+    if _more_work(state):  # no next pass in this run: the event asks for one
+        steps.ask_for_next_pass(settings.run.repo)
+    if slot.made > 1:
+        state.message = f"pass {slot.made} of this run: {state.message}"
+    return state
+
+
+def _more_work(state: State) -> bool:
+    report = state.data if isinstance(state.data, PassReport) else None
+    return bool(report and report.more_work)
 
 
 def _log_plan(logger: Any, plan: Plan, dry_run: bool) -> None:
@@ -193,8 +205,6 @@ def _steps(gh: GitHub, settings: Settings, pass_id: str, lock_url: str | None = 
         refused_approvals=[r.line() for r in snapshot.refused_approvals],
         finished=finished, skipped_claimed=skipped))
 
-    if report.more_work:
-        steps.ask_for_next_pass(settings.run.repo)
     if plan.stuck:
         return Failed(message=f"Conductor stuck: ATTEMPT_N={plan.attempt} — needs human intervention "
                               f"(issue #{result.stuck_issue})", data=report)

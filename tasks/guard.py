@@ -81,48 +81,135 @@ def one_pass_per_repo(repo: str, wait_seconds: float, lease_seconds: float = 60.
         yield True
 
 
+class PassSlot:
+    """A run's hold on its repository's slot (`pass_slot`): `why_not` says why the run makes no
+    pass (None: it makes one); `again` says whether it makes the next one at once."""
+
+    def __init__(self, why_not: str | None, chain: int) -> None:
+        self.why_not, self.chain, self.made = why_not, chain, 1
+
+    def again(self, more_work: bool) -> bool:
+        """After a pass: whether this run makes the next pass now, in the same process and still
+        holding the slot (no trigger, no queue, no process start between them). Only in a
+        deployment and for at most `chain` passes a run: when the pass just made left work
+        ready (`more_work`), or a run of the deployment was made for an event that reached
+        Prefect after that pass began (`arrived_since`: it read GitHub before the event). The
+        next pass's beginning is then recorded and the runs queued for it coalesced."""
+        from prefect.runtime import deployment
+
+        if not deployment.id or self.made >= self.chain:
+            return False
+        with get_client(sync_client=True) as client:
+            name = _record_name(client)
+            last = client.read_variable_by_name(name)
+            if not (more_work or (last is not None and last.updated is not None
+                                  and arrived_since(client, last.updated))):
+                return False
+            _record_beginning(client, name, last is not None)
+        coalesce_queued_runs()
+        self.made += 1
+        get_run_logger().info("pass %d of this run starts at once: %s", self.made,
+                              "the last one left work ready" if more_work else "an event arrived during it")
+        return True
+
+
 @contextmanager
-def pass_slot(repo: str, wait_seconds: float) -> Iterator[str | None]:
+def pass_slot(repo: str, wait_seconds: float, chain: int = 1) -> Iterator[PassSlot]:
     """The repository's slot (`one_pass_per_repo`), then, in a deployment, the coalescing of
-    its runs (`begin_pass`). Yields None when this run makes the pass, else why it does not."""
+    its runs (`begin_pass`). The slot's `why_not` is None when this run makes the pass, else why
+    it does not; `chain` is the most passes it makes back to back (`PassSlot.again`)."""
     with one_pass_per_repo(repo, wait_seconds) as mine:
         if not mine:
-            yield f"another conductor pass over {repo} is running; this one dispatched nothing"
+            yield PassSlot(f"another conductor pass over {repo} is running; this one dispatched nothing", chain)
             return
-        yield begin_pass()
+        yield PassSlot(begin_pass(), chain)
 
 
 def begin_pass() -> str | None:
     """Coalesce the runs of this flow run's deployment with the same parameters, this run holding
     the repository's slot: a pass of theirs that began (took the slot, before reading GitHub)
-    after this run was made covers its event, so it makes none (returns why); else this run
+    after this run was made covers its event, so it makes none (returns why), unless a run made
+    for a later event waits for it (this run, started already, makes that pass); else this run
     records its beginning (a Prefect variable, stamped by the server's clock, as run creation
     is) and cancels the runs queued behind it now (`coalesce_queued_runs`). A run the server
     revives after that cancel (a runner that had it in hand) meets the record and ends. Outside
     a deployment: None, nothing recorded."""
+    from prefect.runtime import flow_run
+
+    with get_client(sync_client=True) as client:
+        name = _record_name(client)
+        if name is None:
+            return None
+        made = (_received(client, (flow_run.parameters or {}).get("event_id"))
+                or client.read_flow_run(flow_run.id).created)
+        last = client.read_variable_by_name(name)
+        if last is not None and last.updated is not None and made is not None and last.updated > made \
+                and not arrived_since(client, last.updated):
+            return (f"coalesced: pass {last.value} began after this run's event reached Prefect, so it "
+                    "read GitHub after it; this one dispatched nothing")
+        _record_beginning(client, name, last is not None)
+    coalesce_queued_runs()
+    return None
+
+
+def _record_beginning(client: Any, name: str, exists: bool) -> None:
+    """Record that this run begins a pass now (the variable `name`, stamped by the server)."""
     from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+    from prefect.runtime import flow_run
+
+    try:
+        if not exists:
+            client.create_variable(VariableCreate(name=name, value=flow_run.name))
+        else:
+            client.update_variable(VariableUpdate(name=name, value=flow_run.name))
+    except ObjectAlreadyExists:  # made by another server's pass since: ours is newer
+        client.update_variable(VariableUpdate(name=name, value=flow_run.name))
+
+
+def _record_name(client: Any) -> str | None:
+    """The Prefect variable recording when the last pass of this deployment's runs with this
+    run's parameters began; None outside a deployment."""
     from prefect.runtime import deployment, flow_run
 
     if not deployment.id:
         return None
-    parameters = json.dumps(_same_pass(flow_run.parameters), sort_keys=True, default=str)
-    name = "conductor-pass-" + hashlib.sha256(f"{deployment.id}\0{parameters}".encode()).hexdigest()[:24]
-    with get_client(sync_client=True) as client:
-        made = (_received(client, (flow_run.parameters or {}).get("event_id"))
-                or client.read_flow_run(flow_run.id).created)
-        last = client.read_variable_by_name(name)
-        if last is not None and last.updated is not None and made is not None and last.updated > made:
-            return (f"coalesced: pass {last.value} began after this run's event reached Prefect, so it "
-                    "read GitHub after it; this one dispatched nothing")
-        try:
-            if last is None:
-                client.create_variable(VariableCreate(name=name, value=flow_run.name))
-            else:
-                client.update_variable(VariableUpdate(name=name, value=flow_run.name))
-        except ObjectAlreadyExists:  # made by another server's pass since: ours is newer
-            client.update_variable(VariableUpdate(name=name, value=flow_run.name))
-    coalesce_queued_runs()
-    return None
+    parameters = json.dumps(_same_pass(_stored_parameters(client)), sort_keys=True, default=str)
+    return "conductor-pass-" + hashlib.sha256(f"{deployment.id}\0{parameters}".encode()).hexdigest()[:24]
+
+
+def _stored_parameters(client: Any) -> dict:
+    """This flow run's parameters as the server stores them, as its siblings' are read (the
+    runtime's are validated: every default filled in)."""
+    from prefect.runtime import flow_run
+
+    return client.read_flow_run(flow_run.id).parameters or {}
+
+
+def _siblings(client: Any, states: list[Any]) -> list[Any]:
+    """The other runs of this flow run's deployment with the same parameters, in `states`."""
+    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
+                                                FlowRunFilterState, FlowRunFilterStateType)
+    from prefect.runtime import deployment, flow_run
+
+    me, parameters = str(flow_run.id), _same_pass(_stored_parameters(client))
+    return [run for run in client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))))
+            if str(run.id) != me and run.state is not None and _same_pass(run.parameters) == parameters]
+
+
+def arrived_since(client: Any, began: datetime) -> bool:
+    """Whether a run of this deployment with this run's parameters, not finished, was made for
+    an event that reached Prefect after `began` (a pass's beginning): that pass read GitHub
+    before it. A run is made after its event is received, so only runs made since count."""
+    from prefect.client.schemas.objects import StateType
+
+    for run in _siblings(client, [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]):
+        if run.created is not None and run.created > began:
+            made = _received(client, (run.parameters or {}).get("event_id")) or run.created
+            if made > began:
+                return True
+    return False
 
 
 def _same_pass(parameters: dict | None) -> dict:
@@ -148,23 +235,15 @@ def coalesce_queued_runs() -> list[str]:
     pass ends itself when it gets the slot (`begin_pass`). Each was made for an event before
     this listing, so before this pass reads GitHub: the pass covers it. Runs made later stay
     queued. A run scheduled for later (a cron tick) is kept. Returns the cancelled runs' names."""
-    from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId, FlowRunFilter,
-                                                FlowRunFilterState, FlowRunFilterStateType)
     from prefect.client.schemas.objects import StateType
-    from prefect.runtime import deployment, flow_run
+    from prefect.runtime import flow_run
     from prefect.states import Cancelled
 
-    me, parameters = str(flow_run.id), _same_pass(flow_run.parameters)
     cancelled = []
     with get_client(sync_client=True) as client:
         now = datetime.now(UTC)
-        waiting = [StateType.SCHEDULED, StateType.PENDING]  # a running one ends itself (`begin_pass`)
-        for run in client.read_flow_runs(
-                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
-                flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=waiting)))):
+        for run in _siblings(client, [StateType.SCHEDULED, StateType.PENDING]):  # a running one ends itself
             state = run.state
-            if str(run.id) == me or state is None or _same_pass(run.parameters) != parameters:
-                continue
             later = state.is_scheduled() and state.name != "AwaitingConcurrencySlot" and (
                 run.expected_start_time is not None and run.expected_start_time > now)
             if later:

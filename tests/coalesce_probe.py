@@ -20,20 +20,28 @@ from tasks.guard import pass_slot  # noqa: E402
 
 
 @flow(name="coalesce-probe")
-def probe(repo: str, reminder_mode: str | None = None, event_id: str | None = None) -> None:
+def probe(repo: str, reminder_mode: str | None = None, event_id: str | None = None, dry_run: bool = False) -> None:
+    """`dry_run` is never given: as the conductor's own parameters, the run's validated
+    parameters have more in them than the server stores."""
+    folder = Path(os.environ["PROBE_DIR"])
+    with pass_slot(repo, wait_seconds=600, chain=int(os.environ.get("PROBE_CHAIN", "20"))) as slot:
+        if slot.why_not:
+            return
+        one_pass(folder)
+        while slot.again(more_work=False):
+            one_pass(folder)
+
+
+def one_pass(folder: Path) -> None:
     from prefect.runtime import flow_run
 
-    folder = Path(os.environ["PROBE_DIR"])
-    with pass_slot(repo, wait_seconds=600) as why_not:
-        if why_not:
-            return
-        seen = len((folder / "events").read_text().split()) if (folder / "events").exists() else 0
-        started = time.time()
-        with open(folder / "begun", "a") as out:
-            out.write(f"{flow_run.name}\n")
-        time.sleep(float(os.environ.get("PROBE_PASS_SECONDS", "8")))
-        with open(folder / "passes", "a") as out:
-            out.write(json.dumps({"run": flow_run.name, "seen": seen, "start": started, "end": time.time()}) + "\n")
+    seen = len((folder / "events").read_text().split()) if (folder / "events").exists() else 0
+    started = time.time()
+    with open(folder / "begun", "a") as out:
+        out.write(f"{flow_run.name}\n")
+    time.sleep(float(os.environ.get("PROBE_PASS_SECONDS", "8")))
+    with open(folder / "passes", "a") as out:
+        out.write(json.dumps({"run": flow_run.name, "seen": seen, "start": started, "end": time.time()}) + "\n")
 
 
 def main() -> None:

@@ -207,12 +207,18 @@ Item = makespan.Item
 CHAINS = {"p1": [], "p2": ["p1"], "p3": ["p2"], "q1": []}
 
 
-def item(number: int, phase: str = "p1", files: tuple[str, ...] = (), depends_on: tuple[int, ...] = ()) -> Item:
-    return Item(number=number, phase=phase, files=frozenset(files), depends_on=list(depends_on))
+def item(number: int, phase: str = "p1", files: tuple[str, ...] = (), depends_on: tuple[int, ...] = (),
+         rework_rounds: int = 0) -> Item:
+    return Item(number=number, phase=phase, files=frozenset(files), depends_on=list(depends_on),
+                rework_rounds=rework_rounds)
 
 
 def impl_review(*numbers: int) -> list[str]:
     return [step for n in numbers for step in (f"implement #{n}", f"review #{n}")]
+
+
+def REBASED(n: int) -> list[str]:  # noqa: N802 - reads as a step list
+    return [f"review #{n}", f"rebase #{n}", f"review #{n}"]
 
 
 CRITICAL_PATH_CASES = {
@@ -225,17 +231,29 @@ CRITICAL_PATH_CASES = {
     "Depends on #N: implement after N's review": ([item(1), item(2, depends_on=(1,))], impl_review(1, 2)),
     "a dependency on a number outside the pipeline is ignored": ([item(2, depends_on=(99,))], impl_review(2)),
     "a self-reference is ignored": ([item(2, depends_on=(2,))], impl_review(2)),
-    "shared files: reviews one after the other": (
+    "shared files: reviews one after the other, the second after a rebase": (
         [item(1, files=("a.py",)), item(2, files=("a.py", "b.py"))],
-        ["implement #1", "review #1", "review #2"]),
+        ["implement #1", "review #1", *REBASED(2)]),
     "a line of three overlapping PRs": (
         [item(1, files=("a",)), item(2, files=("a",)), item(3, files=("a",))],
-        ["implement #1", "review #1", "review #2", "review #3"]),
+        ["implement #1", "review #1", *REBASED(2), *REBASED(3)]),
+    "a rebase, then a rework round": (
+        [item(1, files=("a",)), item(2, files=("a",), rework_rounds=1)],
+        ["implement #1", "review #1", "review #2", "rebase #2", "review #2", "rework #2", "review #2"]),
     "shared files across phases do not chain the reviews": (
         [item(1, "p1", files=("a",)), item(2, "q1", files=("a",))], impl_review(1)),
     "the longest of two chains wins": (
         [item(1, "p1"), item(2, "p2"), item(3, "p3"), item(4, "q1"), item(5, "q1", depends_on=(4,))],
         impl_review(1, 2, 3)),
+    "a rework round: review, rework, review": (
+        [item(1, rework_rounds=1)], ["implement #1", "review #1", "rework #1", "review #1"]),
+    "two rounds": ([item(1, rework_rounds=2)], ["implement #1", *["review #1", "rework #1"] * 2, "review #1"]),
+    "a rework round makes a shorter chain the longest": (
+        [item(1, "p1"), item(2, "p2"), item(3, "q1", rework_rounds=2)],
+        ["implement #3", *["review #3", "rework #3"] * 2, "review #3"]),
+    "the next phase waits for the merging review, after the round": (
+        [item(1, "p1", rework_rounds=1), item(2, "p2")],
+        ["implement #1", "review #1", "rework #1", "review #1", *impl_review(2)]),
     "no items: no steps": ([], []),
 }
 
@@ -250,9 +268,10 @@ def test_critical_path_of_a_dependency_cycle_raises() -> None:
         makespan.critical_path([item(1, depends_on=(2,)), item(2, depends_on=(1,))], CHAINS)
 
 
-def test_the_demo_pipelines_critical_path_is_seven_steps() -> None:
+def test_the_demo_pipelines_critical_path_is_eleven_leaves() -> None:
     """The sample pipeline as the sandbox numbers it (issues in file order): phase 1's two
-    migrations share files, so their reviews chain; then phases 2 and 3."""
+    migrations share files, so their reviews chain and the second PR needs a rebase; then
+    phase 2's #4, whose first review is graded down (a rework round), and phase 3."""
     pipeline = json.loads((ROOT / "conductor" / "sample_pipeline.json").read_text(encoding="utf-8"))
     issues = [{"number": n, "labels": [{"name": lab} for lab in i["labels"]], "body": i["body"]}
               for n, i in enumerate(pipeline["issues"], 1)]
@@ -262,7 +281,9 @@ def test_the_demo_pipelines_critical_path_is_seven_steps() -> None:
     assert items[7].depends_on == [7] and items[0].files == items[1].files == {"migrations/", "app/models.py"}
     assert makespan.review_after(items) == {2: 1}
     chain = makespan.critical_path(items, {p.name: p.depends_on for p in config.phases})
-    assert chain == ["implement #1", "review #1", "review #2", *impl_review(3, 6)]
+    assert [i.number for i in items if i.rework_rounds] == [4]
+    assert chain == ["implement #1", "review #1", *REBASED(2), "implement #4", "review #4", "rework #4",
+                     "review #4", *impl_review(6)]
 
 
 def test_items_from_issues_reads_phase_files_and_dependencies() -> None:
@@ -286,15 +307,15 @@ def test_next_tick(now: float, t0: float, every: float, tick: float) -> None:
     assert makespan.next_tick(now, t0, every) == pytest.approx(tick)
 
 
-@pytest.mark.parametrize("event_s, ideal_s, verdict", [
+@pytest.mark.parametrize("seconds, ideal_s, verdict", [
     (94.0, 70.0, "PASS (94.0 s)"),    # 1.2 × 70 + 10 = 94: on the limit passes
     (94.1, 70.0, "FAIL (94.1 s)"),
     (10.0, 0.0, "PASS (10.0 s)"),     # D = 0: only the 10 s slack
-    (None, 70.0, "not measured (needs --modes with event)"),
+    (None, 70.0, "not measured"),
 ])
-def test_makespan_goal_line(event_s: float | None, ideal_s: float, verdict: str) -> None:
-    line = makespan.goal_line(event_s, ideal_s)
-    assert line.startswith("goal: event-driven makespan <= 1.2 x critical path + 10 s")
+def test_makespan_goal_line(seconds: float | None, ideal_s: float, verdict: str) -> None:
+    line = makespan.goal_line("deployed on-change", seconds, ideal_s)
+    assert line.startswith("goal: deployed on-change makespan <= 1.2 x critical path + 10 s")
     assert line.endswith(f": {verdict}")
 
 
@@ -345,7 +366,7 @@ def test_bench_makespan_smoke() -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=600)
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr[-2000:]
-    assert "critical path: 7 steps x 0 s = 0.0 s" in out, out
+    assert "critical path: 11 leaves x 0 s = 0.0 s" in out, out
     row = re.search(r"^event-driven +([0-9.]+) +\S+ +(\d+) +([0-9.]+) +([0-9.]+) +(\d+) +(\d+)$", out, re.MULTILINE)
     assert row, out
     total, passes, busy, waiting, leaves, deliveries = row.groups()

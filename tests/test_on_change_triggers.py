@@ -172,6 +172,12 @@ def test_a_burst_of_20_deliveries_during_a_pass_gives_exactly_one_more_pass(prob
     assert len(passes) == 2, passes
     assert passes[0]["seen"] == 1 and passes[1]["seen"] == 21  # the second read after the whole burst
     assert passes[1]["start"] >= passes[0]["end"]  # one at a time
+    # the run that made the first pass made the second at once (no queue, no process start) ...
+    assert passes[1]["run"] == passes[0]["run"], passes
+    # ... and the burst's queued runs were cancelled before they started: only the one the
+    # deployment's second slot let start beside the pass ran (and ended itself)
+    started = [r.name for r in runs if r.run_count > 0 and r.name != passes[0]["run"]]
+    assert len(started) <= 1, started
     # the queued runs the coalescing cancelled end Cancelled (or, when the runner had just picked
     # one up, Crashed "cancelled by the runtime environment"); none fails, none is left unfinished
     probe.until(lambda: all(r.state.is_final() for r in asyncio.run(_runs(probe.deployment_id()))), 60,
