@@ -33,6 +33,13 @@ from conductor.core.passlock import LeaseReader, PassLock
 
 
 POLL_SECONDS = 2.0  # one acquisition try: a round trip, then the wait the server asks, cut short
+WATCH_SECONDS = 0.5  # a run waiting for the slot reads the limit this often
+
+
+def _slot_free(name: str) -> bool:
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(name)
+    return limit.active_slots < limit.limit
 
 
 def ensure_limit(name: str, limit: int) -> None:
@@ -59,23 +66,27 @@ def limit_name(repo: str) -> str:
 def one_pass_per_repo(repo: str, wait_seconds: float, lease_seconds: float = 60.0) -> Iterator[bool]:
     """Yield True holding the repository's slot, or False if another pass kept it `wait_seconds`.
 
-    Asked again every `POLL_SECONDS`: the server's Retry-After for a busy slot is about a
-    pass's length (up to 30 s), and a run waiting beside a pass (`pass_slot`) starts its own
-    pass within a poll of the slot's release."""
+    A run waiting beside a pass (`pass_slot`) reads the limit every `WATCH_SECONDS` and tries
+    to acquire only when a slot is free (each failed try costs the server's Retry-After, about
+    a pass's length, cut short at `POLL_SECONDS`, and an error line in Prefect's log), so it
+    starts its own pass within a read of the slot's release."""
     name = limit_name(repo)
     ensure_limit(name, 1)
     deadline = time.monotonic() + wait_seconds
     with ExitStack() as held:
         while True:
-            try:
-                # A zero timeout fails even when the slot is free (acquiring takes a round trip).
-                held.enter_context(concurrency(name, occupy=1, timeout_seconds=POLL_SECONDS,
-                                               lease_duration=lease_seconds, strict=True))
-                break
-            except TimeoutError:
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
+            if _slot_free(name):
+                try:
+                    # A zero timeout fails even when the slot is free (acquiring takes a round trip).
+                    held.enter_context(concurrency(name, occupy=1, timeout_seconds=POLL_SECONDS,
+                                                   lease_duration=lease_seconds, strict=True))
+                    break
+                except TimeoutError:
+                    pass  # another run took it first
+            if time.monotonic() >= deadline:
+                yield False
+                return
+            time.sleep(WATCH_SECONDS)
         # Only acquiring may time out into False: a TimeoutError raised by the pass itself
         # (a socket, a future) goes through here unchanged.
         yield True
