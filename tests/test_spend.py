@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from conductor.core import spend
+from conductor.core import presets, spend
 from conductor.core.config import PipelineConfig
 from conductor.core.models import BudgetLine, Issue, ItemCap, LeafSpend, PipelineState, PullRequest
 from conductor.core.planner import plan
+from conductor.core.presets import get_preset
 from conductor.core.settings import RunSettings, Settings
 from conductor.core.usage import Usage
 from conductor.core.verify import CoordinatorOutcome, ItemResult
@@ -66,9 +67,37 @@ def test_leaf_spends_come_from_each_dispatched_items_usage() -> None:
 @pytest.mark.parametrize(("argv", "name"), [
     (["claude", "-p", "x"], "claude"), (["/usr/bin/codex", "exec"], "codex"),
     (["/venv/bin/python3", "-m", "shell.demo_agent"], "demo_agent"), (["python", "agent.py"], "agent"), ([], ""),
+    *[(get_preset(p), p.replace("cursor", "cursor-agent")) for p in ("claude", "codex", "cursor", "gemini")],
+    (get_preset("generic"), "conductor-agent"),
+    (["env", "FOO=1", "claude", "-p"], "claude"),                              # a wrapper and its assignments
+    (["/usr/bin/env", "claude"], "claude"),
+    (["env", "-u", "HOME", "-i", "A=b", "--", "gemini", "-p"], "gemini"),       # its options, one with a value
+    (["npx", "@anthropic-ai/claude-code", "-p"], "claude"),                    # an npm package
+    (["npx", "-y", "@openai/codex", "exec"], "codex"),
+    (["npx", "--yes", "@google/gemini-cli@0.61.0", "-p"], "gemini"),            # at a version
+    (["npx", "-p", "@anthropic-ai/claude-code", "claude", "-p"], "claude"),    # the package as an option
+    (["npx", "--package=@openai/codex", "codex", "exec"], "codex"),
+    (["timeout", "600", "gemini", "-p"], "gemini"),                            # an operand before the command
+    (["timeout", "-k", "5", "--signal=INT", "10m", "codex", "exec"], "codex"),
+    (["nice", "-n", "5", "codex", "exec"], "codex"), (["nice", "-5", "codex"], "codex"),
+    (["nohup", "stdbuf", "-oL", "timeout", "60", "claude"], "claude"),        # wrappers in wrappers
+    (["uvx", "aider"], "aider"), (["uvx", "--from", "aider-chat==0.80", "aider", "--yes"], "aider"),
+    (["env", "A=1", "python3", "-m", "shell.demo_agent"], "demo_agent"),
+    (["node", "/usr/lib/node_modules/@anthropic-ai/claude-code/cli.js", "-p"], "claude"),  # inside its package
+    (["node", "--no-warnings", "/path/to/cli.js"], "unknown: node cli.js"),   # no CLI we know: said so
+    (["node"], "unknown: node"), (["env", "A=1"], ""),
+    (["./my-agent", "{task_file}"], "my-agent"),                               # the user's own program
 ])
 def test_the_cli_is_named_by_its_command(argv, name) -> None:
-    assert spend.cli_name(argv) == name
+    assert presets.cli_name(argv) == name
+
+
+def test_a_wrapped_cli_is_named_in_its_spend_and_estimated_by_its_own_leaves() -> None:
+    records = [leaf(1, 2.0, cli="claude"), leaf(2, 9.0, cli="codex")]
+    wrapped = Settings(pipeline=PipelineConfig(phases=[{"name": P3}], gated_phases=[], budget={"item_usd": 5}),
+                       run=RunSettings(agent_command=["npx", "-y", "@anthropic-ai/claude-code", "-p"]))
+    p = plan(state(3, records=records), wrapped)
+    assert dispatched(p) == [3]  # estimated at claude's $2, not at any CLI's p90 ($9)
 
 
 # -- the budget table -----------------------------------------------------------------------
@@ -109,7 +138,7 @@ def test_budget_lines_sum_per_pipeline_phase_and_utc_day() -> None:
 
 
 @pytest.mark.parametrize(("records", "cli", "budget", "expected"), [
-    ([], "claude", {}, 0.0),                                             # nothing known, no default
+    ([], "claude", {}, None),                                            # nothing known, no default
     ([], "claude", {"estimate_usd": 3}, 3.0),                            # the configured default
     ([leaf(n, float(n)) for n in range(1, 11)], "claude", {"estimate_usd": 3}, 9.0),  # p90 of 1..10
     ([leaf(1, 1.0), leaf(2, 20.0, cli="codex")], "claude", {}, 1.0),     # that CLI's leaves
@@ -119,6 +148,47 @@ def test_budget_lines_sum_per_pipeline_phase_and_utc_day() -> None:
 ])
 def test_a_leaf_is_estimated_at_the_p90_of_its_kind(records, cli, budget, expected) -> None:
     assert spend.estimate(records, KIND, cli, budget, "usd") == expected
+
+
+# -- admission: each leaf reserves its estimate; caps share what is left ----------------------
+
+def cand(number: int, kind: str = KIND, phase: str = P3, noun: str = "issue") -> spend.Candidate:
+    return spend.Candidate(number, kind, phase, noun)
+
+
+RAISE = " (raise {} under [budget] in conductor.toml)"
+
+
+@pytest.mark.parametrize(("budget", "records", "candidates", "caps", "held"), [
+    # two leaves sharing a phase budget: $3 each reserved of $10, the $4 left shared: $5 + $5, not $10 + $10
+    ({"phase_usd": {P3: 10}}, [leaf(90, 3.0, phase=P2)], [cand(1), cand(2)],
+     {1: ItemCap(usd=5.0), 2: ItemCap(usd=5.0)}, {}),
+    # a pipeline budget across phases and kinds: $6 spent of $17, $2 + $4 + $2 reserved; the next PR ($4) waits
+    ({"pipeline_usd": 17}, [leaf(90, 2.0, phase=P2), leaf(91, 4.0, phase=P2, kind="pr_review")],
+     [cand(1, phase=P2), cand(2, "pr_review", noun="PR"), cand(3), cand(4, "pr_review", noun="PR")],
+     {1: ItemCap(usd=3.0), 2: ItemCap(usd=5.0), 3: ItemCap(usd=3.0)},
+     {4: "budget: pipeline has spent $6.00 of $17.00 ($8.00 more admitted this pass); this PR is estimated at "
+         "$4.00" + RAISE.format("pipeline_usd")}),
+    # items with no estimate yet reserve nothing, and share the room
+    ({"phase_usd": {P3: 10}}, [], [cand(1), cand(2)], {1: ItemCap(usd=5.0), 2: ItemCap(usd=5.0)}, {}),
+    # ... but wait once the reservations before them leave no room
+    ({"phase_usd": {P3: 10}}, [leaf(90, 10.0, phase=P2)], [cand(1), cand(2, "rework")], {1: ItemCap(usd=10.0)},
+     {2: "budget: phase-3/api-extensions has spent $0.00 of $10.00 ($10.00 more admitted this pass); this issue "
+         "has no estimate yet" + RAISE.format("phase_usd")}),
+    # USD and tokens together: $3 / 1,100 tokens a leaf; the day's tokens hold the fourth
+    ({"phase_usd": {P3: 20}, "day_tokens": 4500}, [leaf(90, 3.0, phase=P2)], [cand(n) for n in (1, 2, 3, 4)],
+     {n: ItemCap(usd=6.6666, tokens=1133) for n in (1, 2, 3)},
+     {4: "budget: today (2026-12-03 UTC) has spent 1,100 tokens of 4,500 tokens (3,300 tokens more admitted this "
+         "pass); this issue is estimated at 1,100 tokens" + RAISE.format("day_tokens")}),
+    # an item budget caps its own leaf; the phase's share goes to each
+    ({"phase_usd": {P3: 10}, "item_usd": 4}, [leaf(90, 3.0, phase=P2)], [cand(1), cand(2)],
+     {1: ItemCap(usd=4.0), 2: ItemCap(usd=4.0)}, {}),
+])
+def test_admission_reserves_each_estimate_and_caps_sum_within_the_room(budget, records, candidates, caps,
+                                                                          held) -> None:
+    admission = spend.admit(candidates, records, budget, "claude", "2026-12-03")
+    assert (admission.caps, admission.held) == (caps, held)
+    assert admission.admitted == [c.number for c in candidates if c.number not in held]
 
 
 # -- admission in the plan ------------------------------------------------------------------

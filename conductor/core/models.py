@@ -114,7 +114,8 @@ class LeafSpend(_Model):
 
 
 class ItemCap(_Model):
-    """The most one leaf may spend: the least room any budget that applies to its item has left."""
+    """The most one leaf may spend: over the budgets that apply to its item, the least of its
+    estimate plus an even share of what the budget has left after the pass's reservations."""
 
     usd: float | None = None
     tokens: int | None = None

@@ -80,7 +80,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from conductor.core import loops, spend, workflows
+from conductor.core import loops, presets, spend, workflows
 from conductor.core.config import PipelineConfig
 from conductor.core.settings import Settings
 from conductor.core.constants import ANTI_LOOP_LIMIT
@@ -489,7 +489,7 @@ def plan(state: PipelineState, settings: Settings, attempt: int = 0) -> Plan:
     today = spend.day_of(state.read_at) if state.read_at else None
     admission = spend.admit(
         [spend.Candidate(it.number, workflows.kind_of(it.src), it.phases[0], "issue" if it.kind == "issue" else "PR")
-         for it in chosen + prs], state.spend, config.budget, spend.cli_name(settings.run.agent_command), today)
+         for it in chosen + prs], state.spend, config.budget, presets.cli_name(settings.run.agent_command), today)
     budget_waiting = _over_budget(chosen + prs, admission.held, merge_after)
     # A budget reached holds the pipeline without it being stuck: nothing to count against it.
     stuck = stuck and not (budget_waiting and not admission.admitted)

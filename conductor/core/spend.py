@@ -13,10 +13,13 @@ every phase, or a table per phase), `item_*` and `day_*` (the UTC day), each in 
 `estimate_tokens` are the estimate of a leaf of a kind never recorded.
 
 Admission: a leaf is estimated at the p90 of the recorded leaves of its kind and CLI (any CLI
-when that one has none), else the configured estimate (0 without one). Ready items are taken in
-plan order; one is admitted when, for every budget that applies to it, what was spent plus the
-estimates already admitted plus its own stays within the budget; the rest wait with the
-reason. Each admitted leaf is capped at the least room any of its budgets has left.
+when that one has none), else the configured estimate (none: it reserves nothing). Ready items
+are taken in plan order; one is admitted when, for every budget that applies to it, what was
+spent plus the estimates already admitted this pass leaves room, and room for its own estimate;
+it then reserves that estimate against each of them. The rest wait with the reason. What each
+budget has left after the pass's reservations is shared evenly by the leaves admitted against
+it: a leaf's cap is its estimate plus its share, the least over its budgets (the caps of one
+pass's leaves in one scope never sum to more than that scope's room).
 """
 from __future__ import annotations
 
@@ -26,7 +29,6 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import PurePath
 from typing import Any
 
 from conductor.core import markdown
@@ -70,19 +72,6 @@ def limit(budget: dict[str, Any], scope: str, unit: str, phase: str = "") -> flo
 
 
 # ── recording ─────────────────────────────────────────────────────────────────
-
-
-def cli_name(argv: Sequence[str]) -> str:
-    """The agent CLI's name from its command: argv[0]'s name, or the script or module a Python
-    interpreter runs (`python -m shell.demo_agent` is `demo_agent`)."""
-    if not argv:
-        return ""
-    name = PurePath(argv[0]).name
-    if not name.startswith("python"):
-        return name
-    if len(argv) > 2 and argv[1] == "-m":
-        return argv[2].rsplit(".", 1)[-1]
-    return PurePath(argv[1]).stem if len(argv) > 1 else name
 
 
 def leaf_spends(outcomes: Iterable[CoordinatorOutcome], pass_id: str, cli: str, now: datetime) -> list[LeafSpend]:
@@ -203,16 +192,18 @@ def p90(values: Sequence[float]) -> float:
     return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
-def estimate(records: Sequence[LeafSpend], kind: str, cli: str, budget: dict[str, Any], unit: str) -> float:
+def estimate(records: Sequence[LeafSpend], kind: str, cli: str, budget: dict[str, Any], unit: str) -> float | None:
     """A leaf's estimate in `unit`: the p90 of the recorded leaves of its kind and CLI (of its
-    kind alone when that CLI has none; costs only where reported), else `estimate_<unit>`."""
+    kind alone when that CLI has none; costs only where reported), else `estimate_<unit>`;
+    None when neither is known (the leaf has no estimate yet)."""
     def known(r: LeafSpend) -> bool:
         return r.kind == kind and (unit == "tokens" or r.cost_usd is not None)
 
     same = [r for r in records if known(r) and r.cli == cli] or [r for r in records if known(r)]
     if same:
         return p90([amount([r], unit) for r in same])
-    return float(budget.get(f"estimate_{unit}", 0))
+    configured = budget.get(f"estimate_{unit}")
+    return None if configured is None else float(configured)
 
 
 @dataclass(frozen=True)
@@ -230,40 +221,72 @@ class Admission:
     caps: dict[int, ItemCap]
 
 
+@dataclass
+class _Room:
+    """One budget in one unit as a pass admits leaves against it."""
+
+    scope: _Scope
+    unit: str
+    limit: float
+    spent: float
+    reserved: float = 0.0  # the estimates of the leaves this pass admitted against it
+    leaves: int = 0  # how many
+
+    @property
+    def left(self) -> float:
+        return self.limit - self.spent - self.reserved
+
+    def refuses(self, cost: float | None, noun: str) -> str:
+        """Why a leaf estimated at `cost` does not fit ('' when it does): no room left after this
+        pass's reservations, or not room enough for its estimate."""
+        if self.left > 0 and self.left >= (cost or 0.0):
+            return ""
+        unit = self.unit
+        admitted = f" ({_amount(self.reserved, unit)} more admitted this pass)" if self.reserved else ""
+        costs = (f"is estimated at {_amount(cost, unit)}" if cost is not None
+                 else "has no estimate yet")
+        return (f"budget: {self.scope.name} has spent {_amount(self.spent, unit)} of {_amount(self.limit, unit)}"
+                f"{admitted}; this {noun} {costs} (raise {self.scope.key}_{unit} under [budget] in conductor.toml)")
+
+
 def admit(candidates: Sequence[Candidate], records: Sequence[LeafSpend], budget: dict[str, Any],
           cli: str, today: str | None) -> Admission:
-    """Which of `candidates` (in plan order) fit every budget that applies to them."""
-    result = Admission([], {}, {})
+    """Which of `candidates` (in plan order) fit every budget that applies to them, and each
+    admitted leaf's cap. An admitted leaf reserves its estimate against each of its budgets, so a
+    later one sees only the room those reservations leave. What a budget has left after all of
+    this pass's reservations is shared evenly by the leaves admitted against it: a leaf's cap is
+    its estimate plus its share, the least over its budgets, so the caps of one pass's leaves in
+    one scope sum to at most that scope's room."""
     if not any(k in budget for k in BUDGET_KEYS if not k.startswith("estimate_")):
         return Admission([c.number for c in candidates], {}, {})
-    admitted_estimates: dict[tuple[str, str], float] = {}  # (scope name, unit) -> estimates admitted
+    result = Admission([], {}, {})
+    rooms: dict[tuple[str, str], _Room] = {}  # (scope name, unit) -> its room
+    applies: dict[int, list[_Room]] = {}
+    estimates: dict[int, dict[str, float | None]] = {}
     for c in candidates:
         est = {unit: estimate(records, c.kind, cli, budget, unit) for unit in UNITS}
-        reason, room = "", {}
+        mine = []
         for s in _scopes(c.number, c.phase, today):
             for unit in UNITS:
                 cap = limit(budget, s.scope, unit, c.phase)
-                if cap is None:
-                    continue
-                spent = amount([r for r in records if s.counts(r)], unit)
-                room[unit] = min(room.get(unit, math.inf), cap - spent)
-                planned = admitted_estimates.get((s.name, unit), 0.0)
-                if not reason and (spent >= cap or spent + planned + est[unit] > cap):
-                    reason = (f"budget: {s.name} has spent {_amount(spent, unit)} of {_amount(cap, unit)}"
-                              + (f" ({_amount(planned, unit)} more admitted this pass)" if planned else "")
-                              + f"; this {c.noun} is estimated at {_amount(est[unit], unit)}"
-                              + f" (raise {s.key}_{unit} under [budget] in conductor.toml)")
+                if cap is not None:
+                    spent = amount([r for r in records if s.counts(r)], unit)
+                    mine.append(rooms.setdefault((s.name, unit), _Room(s, unit, cap, spent)))
+        reason = next((why for room in mine if (why := room.refuses(est[room.unit], c.noun))), "")
         if reason:
             result.held[c.number] = reason
             continue
         result.admitted.append(c.number)
-        for s in _scopes(c.number, c.phase, today):
-            for unit in UNITS:
-                key = (s.name, unit)
-                admitted_estimates[key] = admitted_estimates.get(key, 0.0) + est[unit]
-        if room:
-            result.caps[c.number] = ItemCap(usd=round(max(room["usd"], 0.0), 4) if "usd" in room else None,
-                                            tokens=max(int(room["tokens"]), 0) if "tokens" in room else None)
+        for room in mine:
+            room.reserved += est[room.unit] or 0.0
+            room.leaves += 1
+        applies[c.number], estimates[c.number] = mine, est
+    for number, mine in applies.items():
+        cap = {unit: min((r.left / r.leaves + (estimates[number][unit] or 0.0) for r in mine if r.unit == unit),
+                         default=None) for unit in UNITS}
+        if mine:
+            result.caps[number] = ItemCap(usd=None if cap["usd"] is None else math.floor(cap["usd"] * 1e4 + 1e-6) / 1e4,
+                                          tokens=None if cap["tokens"] is None else math.floor(cap["tokens"] + 1e-6))
     return result
 
 
