@@ -61,9 +61,10 @@ def test_spend_on_github_is_read_back_by_anyone_and_forged_markers_count_for_not
 
 @pytest.fixture
 def pipe_with(sandbox, prefect_server, tmp_path, monkeypatch, request):
-    """A pipeline repository whose passes run under `[budget]` = the budget given."""
-    return lambda budget: pipeline_for_test(sandbox, tmp_path, monkeypatch, request.node.name,
-                                            CONDUCTOR_BUDGET=json.dumps(budget))
+    """A pipeline repository whose passes run under `[budget]` = the budget given (and the
+    other settings given as environment variables)."""
+    return lambda budget, **env: pipeline_for_test(sandbox, tmp_path, monkeypatch, request.node.name,
+                                                   CONDUCTOR_BUDGET=json.dumps(budget), **env)
 
 
 def spend_comments(pipe: PipelineRepo, number: int, login: str = CONDUCTOR_LOGIN) -> list[str]:
@@ -100,6 +101,27 @@ def test_a_phase_budget_that_fits_two_of_three_dispatches_exactly_two(pipe_with)
     dumped = json.loads(report.model_dump_json())  # the JSON report carries it
     assert {"scope": UI, "unit": "usd", "spent": 8.0, "limit": 10.0, "key": "phase_usd"} in \
         dumped["plan_after"]["budgets"]
+
+
+@pytest.mark.slow
+def test_a_batch_agents_spend_is_recorded_as_an_even_share_on_each_of_its_items(pipe_with):
+    pipe = pipe_with({"phase_usd": 10}, CONDUCTOR_FAN_OUT="coordinator-agent")
+    numbers = [pipe.issue(f"Page {n}", UI, "batch-01") for n in range(3)]
+
+    report, state = pipe.run("work", "--usage", "3,3000,300")  # one agent for the three
+
+    assert state.is_completed()
+    [outcome] = report.outcomes
+    assert outcome.ok and outcome.items == numbers
+    for number in numbers:
+        [comment] = spend_comments(pipe, number)
+        assert "1,000 in / 100 out tokens, \\$1\\.0000, " in comment
+        assert "(demo\\_agent): an even share of one batch agent's spend over 3 items." in comment
+    after = report.final_plan  # read back from GitHub: the phase and the pipeline spent the agent's $3
+    assert {"scope": UI, "unit": "usd", "spent": 3.0, "limit": 10.0, "key": "phase_usd"} in \
+        [b.model_dump() for b in after.budgets]
+    assert {"scope": "pipeline", "unit": "usd", "spent": 3.0, "limit": None, "key": "pipeline_usd"} in \
+        [b.model_dump() for b in after.budgets]
 
 
 @pytest.mark.slow

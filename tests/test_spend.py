@@ -64,6 +64,21 @@ def test_leaf_spends_come_from_each_dispatched_items_usage() -> None:
                             stopped="cap")
 
 
+def test_a_batch_agents_spend_is_shared_evenly_by_its_items() -> None:
+    usage = Usage(input_tokens=1001, output_tokens=20, cost_usd=1.0, turns=4, duration_ms=3000, model="m")
+    batch = CoordinatorOutcome(kind=KIND, phase=P3, batch="batch-01", items=[1, 2, 3], usage=usage, results=[
+        ItemResult(number=n, kind="issue", ok=True) for n in (1, 2, 3)])  # fan_out = "coordinator-agent"
+    shares = spend.leaf_spends([batch], "p", "claude", DAY)
+    assert [(s.number, s.input_tokens, s.output_tokens, s.turns, s.seconds, s.share_of) for s in shares] == [
+        (1, 334, 7, 2, 1.0, 3), (2, 334, 7, 1, 1.0, 3), (3, 333, 6, 1, 1.0, 3)]
+    assert [s.cost_usd for s in shares] == [0.333333, 0.333333, 0.333334]  # they sum to the agent's
+    assert spend.amount(shares, "tokens") == 1021 and spend.amount(shares, "usd") == pytest.approx(1.0)
+    body = spend.render_spend_comment(shares[0])
+    assert "(claude): an even share of one batch agent's spend over 3 items." in body
+    assert spend.read_spend([(ME, body)], ME) == shares[:1]
+    assert spend.leaf_spends([batch.model_copy(update={"usage": None})], "p", "claude", DAY) == []
+
+
 @pytest.mark.parametrize(("argv", "name"), [
     (["claude", "-p", "x"], "claude"), (["/usr/bin/codex", "exec"], "codex"),
     (["/venv/bin/python3", "-m", "shell.demo_agent"], "demo_agent"), (["python", "agent.py"], "agent"), ([], ""),

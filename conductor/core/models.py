@@ -107,6 +107,8 @@ class LeafSpend(_Model):
     seconds: float | None = Field(None, ge=0)
     at: datetime = Field(description="When the leaf ended (UTC): the day it counts for.")
     stopped: str = Field("", description="Why the conductor stopped the agent (its cap), if it did.")
+    share_of: int = Field(1, ge=1, description="1: the leaf's own agent spent it; N: an even share of what one "
+                          "batch agent (fan_out = \"coordinator-agent\") spent on N items.")
 
     @property
     def tokens(self) -> int:

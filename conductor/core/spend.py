@@ -35,7 +35,7 @@ from conductor.core import markdown
 from conductor.core.constants import SPEND_MARKER
 from conductor.core.models import BudgetLine, ItemCap, LeafSpend
 from conductor.core.untrusted import json_object
-from conductor.core.usage import Usage, describe
+from conductor.core.usage import Usage, describe, shares
 from conductor.core.verify import CoordinatorOutcome
 
 UNITS = ("usd", "tokens")
@@ -76,19 +76,23 @@ def limit(budget: dict[str, Any], scope: str, unit: str, phase: str = "") -> flo
 
 def leaf_spends(outcomes: Iterable[CoordinatorOutcome], pass_id: str, cli: str, now: datetime) -> list[LeafSpend]:
     """The spend to record for every dispatched item whose agent reported usage, dated when
-    its leaf ended (`now` when that is unknown)."""
+    its leaf ended (`now` when that is unknown). One batch agent (fan_out = "coordinator-agent":
+    the outcome's usage, none per item) is recorded as an even share on each of its items, so
+    the sums per item, phase and pipeline stay right."""
     found = []
     for o in outcomes:
-        for r in o.results:
-            u = r.usage
-            if u is None or r.number not in o.items:
-                continue
-            at = datetime.fromtimestamp(r.ended_at, UTC) if r.ended_at else now
+        leaves = [(r.number, r.usage, r.ended_at) for r in o.results if r.usage is not None and r.number in o.items]
+        batch = not leaves and o.usage is not None and bool(o.items)
+        if batch:
+            leaves = [(n, part, None) for n, part in zip(o.items, shares(o.usage, len(o.items)), strict=True)]
+        share_of = len(o.items) if batch else 1
+        for number, u, ended_at in leaves:
             found.append(LeafSpend(
-                pass_id=pass_id, number=r.number, kind=o.kind, phase=o.phase, batch=o.batch, cli=cli,
+                pass_id=pass_id, number=number, kind=o.kind, phase=o.phase, batch=o.batch, cli=cli,
                 model=u.model or "", cost_usd=u.cost_usd, input_tokens=u.input_tokens,
                 output_tokens=u.output_tokens, turns=u.turns,
-                seconds=u.duration_ms / 1000 if u.duration_ms is not None else None, at=at, stopped=u.stopped))
+                seconds=u.duration_ms / 1000 if u.duration_ms is not None else None,
+                at=datetime.fromtimestamp(ended_at, UTC) if ended_at else now, stopped=u.stopped, share_of=share_of))
     return found
 
 
@@ -99,8 +103,9 @@ def render_spend_comment(spend: LeafSpend) -> str:
                          ensure_ascii=True, sort_keys=True)
     payload = payload.replace("<", "\\u003c").replace(">", "\\u003e")  # never closes the comment
     stopped = f" Stopped: {markdown.escape(markdown.one_line(spend.stopped))}." if spend.stopped else ""
+    shared = f": an even share of one batch agent's spend over {spend.share_of} items" if spend.share_of > 1 else ""
     return (f"Conductor pass {markdown.code(spend.pass_id)} spent {markdown.escape(describe_leaf(spend))} "
-            f"on this item ({markdown.escape(spend.cli or 'agent')}).{stopped}\n\n"
+            f"on this item ({markdown.escape(spend.cli or 'agent')}){shared}.{stopped}\n\n"
             f"<!-- {SPEND_MARKER} {payload} -->\n")
 
 
