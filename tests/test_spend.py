@@ -195,6 +195,12 @@ RAISE = " (raise {} under [budget] in conductor.toml)"
      {n: ItemCap(usd=6.6666, tokens=1133) for n in (1, 2, 3)},
      {4: "budget: today (2026-12-03 UTC) has spent 1,100 tokens of 4,500 tokens (3,300 tokens more admitted this "
          "pass); this issue is estimated at 1,100 tokens" + RAISE.format("day_tokens")}),
+    # a PR merging after one its budget holds waits too, reserving nothing: the issue gets the phase's $6
+    ({"phase_usd": {P3: 10}, "item_usd": 4}, [leaf(5, 4.0, kind="pr_review")],
+     [cand(5, "pr_review", noun="PR"), spend.Candidate(6, "pr_review", P3, "PR", after=5), cand(7, "rework")],
+     {7: ItemCap(usd=4.0)},
+     {5: "budget: #5 has spent $4.00 of $4.00; this PR is estimated at $4.00" + RAISE.format("item_usd"),
+      6: "merges after PR #5, which waits for its budget"}),
     # an item budget caps its own leaf; the phase's share goes to each
     ({"phase_usd": {P3: 10}, "item_usd": 4}, [leaf(90, 3.0, phase=P2)], [cand(1), cand(2)],
      {1: ItemCap(usd=4.0), 2: ItemCap(usd=4.0)}, {}),
@@ -286,6 +292,24 @@ def test_a_pr_chained_after_a_pr_held_by_its_budget_waits_too() -> None:
     assert dispatched(p) == []
     assert [(w.number, w.reason[:40]) for w in p.waiting] == [
         (5, "budget: #5 has spent $4.00 of $4.00; thi"), (6, "merges after PR #5, which waits for its ")]
+
+
+def test_a_pr_waits_for_the_pr_it_merges_after_whatever_their_numbers() -> None:
+    prs = (PullRequest(number=5, labels=[P3], files=["a.py"], body="Merge after #6"),
+           PullRequest(number=6, labels=[P3], files=["a.py"]))
+    p = plan(state(prs=prs, records=[leaf(6, 4.0, pass_id="old", kind="pr_review")]), settings(item_usd=4))
+    assert dispatched(p) == []
+    assert [(w.number, w.reason[:40]) for w in p.waiting] == [
+        (5, "merges after PR #6, which waits for its "), (6, "budget: #6 has spent $4.00 of $4.00; thi")]
+
+
+def test_a_pr_held_behind_another_reserves_nothing_for_the_next() -> None:
+    prs = (PullRequest(number=5, labels=[P3], files=["a.py"]), PullRequest(number=6, labels=[P3], files=["a.py"]),
+           PullRequest(number=8, labels=[P3], files=["b.py"]))
+    p = plan(state(prs=prs, records=[leaf(5, 4.0, pass_id="old", kind="pr_review")]),
+             settings(item_usd=4, phase_usd=10))  # $6 left in the phase, $4 a review
+    assert dispatched(p) == [8] and p.dispatches[0].caps == {8: ItemCap(usd=4.0)}
+    assert [w.number for w in p.waiting] == [5, 6]
 
 
 def test_the_plan_shows_spend_against_each_budget() -> None:

@@ -217,6 +217,7 @@ class Candidate:
     kind: str
     phase: str
     noun: str  # "issue", "PR": how the reason names it
+    after: int | None = None  # the PR it merges after: it waits while that one waits for its budget
 
 
 @dataclass
@@ -256,8 +257,9 @@ class _Room:
 
 def admit(candidates: Sequence[Candidate], records: Sequence[LeafSpend], budget: dict[str, Any],
           cli: str, today: str | None) -> Admission:
-    """Which of `candidates` (in plan order) fit every budget that applies to them, and each
-    admitted leaf's cap. An admitted leaf reserves its estimate against each of its budgets, so a
+    """Which of `candidates` (in plan order, each after the PR it merges after) fit every budget
+    that applies to them, and each admitted leaf's cap; a PR merging after one that waits for its
+    budget waits too, reserving nothing. An admitted leaf reserves its estimate against each of its budgets, so a
     later one sees only the room those reservations leave. What a budget has left after all of
     this pass's reservations is shared evenly by the leaves admitted against it: a leaf's cap is
     its estimate plus its share, the least over its budgets, so the caps of one pass's leaves in
@@ -278,6 +280,8 @@ def admit(candidates: Sequence[Candidate], records: Sequence[LeafSpend], budget:
                     spent = amount([r for r in records if s.counts(r)], unit)
                     mine.append(rooms.setdefault((s.name, unit), _Room(s, unit, cap, spent)))
         reason = next((why for room in mine if (why := room.refuses(est[room.unit], c.noun))), "")
+        if c.after in result.held:
+            reason = f"merges after PR #{c.after}, which waits for its budget"
         if reason:
             result.held[c.number] = reason
             continue
