@@ -142,6 +142,24 @@ def test_a_per_item_cap_stops_an_agent_whose_streamed_usage_passes_it(pipe_with)
 
 
 @pytest.mark.slow
+def test_a_batch_agent_is_stopped_at_the_sum_of_its_items_caps(pipe_with):
+    pipe = pipe_with({"item_tokens": 2500}, CONDUCTOR_FAN_OUT="coordinator-agent")
+    numbers = [pipe.issue(f"Page {n}", UI, "batch-01") for n in range(2)]
+
+    report, state = pipe.run("work", "--stream-turns", "100", "--turn-tokens", "1000")
+
+    assert state.is_completed()
+    [outcome] = report.outcomes
+    assert not outcome.ok and pipe.pulls() == []  # stopped before it could work
+    assert "agent stopped by the conductor: usage passed the cap of its 2 items: 6,000 of 5,000 tokens" in \
+        outcome.failures[0]
+    for number in numbers:  # 3,000 tokens each: both items' budgets are spent
+        [comment] = spend_comments(pipe, number)
+        assert "3,000 in / 0 out tokens" in comment and "Stopped: usage passed the cap of its 2 items" in comment
+    assert [w.number for w in report.final_plan.waiting if w.budget] == numbers
+
+
+@pytest.mark.slow
 def test_a_fresh_pass_on_another_prefect_home_reads_the_spend_back(pipe_with, sandbox, tmp_path):
     pipe = pipe_with({"pipeline_usd": 100})
     first = pipe.issue("Page", UI, "batch-01")

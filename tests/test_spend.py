@@ -279,6 +279,23 @@ def test_admitted_items_carry_the_least_room_left_as_their_cap() -> None:
     assert plan(state(1), settings()).dispatches[0].caps == {}
 
 
+@pytest.mark.parametrize(("caps", "joint"), [
+    ([ItemCap(usd=1.5, tokens=100)], ItemCap(usd=1.5, tokens=100)),                      # a leaf: its own
+    ([ItemCap(usd=1.5, tokens=100), ItemCap(usd=2.25, tokens=50)], ItemCap(usd=3.75, tokens=150)),  # a batch: the sum
+    ([ItemCap(usd=1.5), ItemCap(usd=2.0, tokens=50)], ItemCap(usd=3.5)),                # tokens: not all capped
+    ([ItemCap(usd=1.5), None], None), ([None], None), ([], None),                        # one uncapped: none
+])
+def test_an_agents_cap_is_the_sum_of_its_items_caps(caps, joint) -> None:
+    assert spend.joint_cap(caps) == joint
+
+
+def test_a_batch_agents_cap_names_its_items() -> None:
+    assert spend.over_cap(ItemCap(tokens=5000), None, 6000, 2) == "usage passed the cap of its 2 items: 6,000 of " \
+        "5,000 tokens"
+    assert spend.over_cap(ItemCap(usd=1), 1.5, 0) == "usage passed the item's cap: $1.50 of $1.00"
+    assert spend.over_cap(ItemCap(usd=1), 0.5, 10**6) == ""
+
+
 def test_a_budget_reached_is_not_stuck_but_a_loop_still_is() -> None:
     reached = plan(state(1, records=HISTORY), settings(phase_usd=50), attempt=9)
     assert not reached.stuck and reached.waiting[0].reason.startswith("budget:")

@@ -299,14 +299,25 @@ def admit(candidates: Sequence[Candidate], records: Sequence[LeafSpend], budget:
     return result
 
 
-def over_cap(cap: ItemCap | None, usd_spent: float | None, tokens: int) -> str:
-    """Why streamed usage passes a leaf's cap ('' while it does not)."""
+def joint_cap(caps: Sequence[ItemCap | None]) -> ItemCap | None:
+    """The cap of one agent working items of these caps (a leaf, or a batch agent of
+    fan_out = "coordinator-agent"): their sum in each unit every one is capped in; None when
+    one of them has no cap."""
+    if not caps or any(c is None for c in caps):
+        return None
+    usds, tokens = [c.usd for c in caps], [c.tokens for c in caps]
+    return ItemCap(usd=None if None in usds else round(sum(usds), 4), tokens=None if None in tokens else sum(tokens))
+
+
+def over_cap(cap: ItemCap | None, usd_spent: float | None, tokens: int, items: int = 1) -> str:
+    """Why streamed usage passes the cap of an agent working `items` items ('' while it does not)."""
     if cap is None:
         return ""
+    whose = "the item's cap" if items == 1 else f"the cap of its {items} items"
     if cap.usd is not None and usd_spent is not None and usd_spent > cap.usd:
-        return f"usage passed the item's cap: {usd(usd_spent)} of {usd(cap.usd)}"
+        return f"usage passed {whose}: {usd(usd_spent)} of {usd(cap.usd)}"
     if cap.tokens is not None and tokens > cap.tokens:
-        return f"usage passed the item's cap: {tokens:,} of {cap.tokens:,} tokens"
+        return f"usage passed {whose}: {tokens:,} of {cap.tokens:,} tokens"
     return ""
 
 
