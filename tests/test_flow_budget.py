@@ -1,7 +1,8 @@
 """Spend under control against the sandbox: spend recorded on GitHub and read back by anyone
 (forged markers count for nothing), the per-day budget's clock, and real passes with the scripted
 agent reporting known usage: a phase budget that fits two of three, a per-item cap that stops an
-agent, a fresh pass on another PREFECT_HOME that reads the spend back."""
+agent, a batch agent's spend shared by its items and its cap the sum of theirs, a fresh pass on
+another PREFECT_HOME that reads the spend back."""
 from __future__ import annotations
 
 import json

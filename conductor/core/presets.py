@@ -19,7 +19,6 @@ progress and the run's logs show it), ending with its token and cost figures, wh
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePath
@@ -27,6 +26,7 @@ from pathlib import Path, PurePath
 from conductor.core import workflows
 from conductor.core.errors import ConductorError
 from conductor.core.models import ItemCap
+from conductor.core.spend import round_down
 
 # What every preset tells the agent; the report shape is conductor.core.reports.AgentReport.
 AGENT_PROMPT = (
@@ -182,7 +182,7 @@ def cap_flags(argv: Sequence[str], cap: ItemCap | None) -> list[str]:
         return []
     cli = cli_name(argv)
     flags = [p.budget_flag for p in PRESETS.values() if p.budget_flag and p.argv[0] == cli]
-    return [flags[0], f"{math.floor(cap.usd * 100 + 1e-6) / 100:.2f}"] if flags and flags[0] not in argv else []
+    return [flags[0], f"{round_down(cap.usd, 2):.2f}"] if flags and flags[0] not in argv else []
 
 
 # Commands that run another command after options of their own: the options that take a value

@@ -249,8 +249,7 @@ class _Room:
             return ""
         unit = self.unit
         admitted = f" ({_amount(self.reserved, unit)} more admitted this pass)" if self.reserved else ""
-        costs = (f"is estimated at {_amount(cost, unit)}" if cost is not None
-                 else "has no estimate yet")
+        costs = f"is estimated at {_amount(cost, unit)}" if cost is not None else "has no estimate yet"
         return (f"budget: {self.scope.name} has spent {_amount(self.spent, unit)} of {_amount(self.limit, unit)}"
                 f"{admitted}; this {noun} {costs} (raise {self.scope.key}_{unit} under [budget] in conductor.toml)")
 
@@ -258,12 +257,12 @@ class _Room:
 def admit(candidates: Sequence[Candidate], records: Sequence[LeafSpend], budget: dict[str, Any],
           cli: str, today: str | None) -> Admission:
     """Which of `candidates` (in plan order, each after the PR it merges after) fit every budget
-    that applies to them, and each admitted leaf's cap; a PR merging after one that waits for its
-    budget waits too, reserving nothing. An admitted leaf reserves its estimate against each of its budgets, so a
-    later one sees only the room those reservations leave. What a budget has left after all of
-    this pass's reservations is shared evenly by the leaves admitted against it: a leaf's cap is
-    its estimate plus its share, the least over its budgets, so the caps of one pass's leaves in
-    one scope sum to at most that scope's room."""
+    that applies to them, and each admitted leaf's cap. An admitted leaf reserves its estimate
+    against each of its budgets, so a later one sees only the room those reservations leave; a
+    PR merging after one that waits for its budget waits too, reserving nothing. What a budget
+    has left after all of this pass's reservations is shared evenly by the leaves admitted
+    against it: a leaf's cap is its estimate plus its share, the least over its budgets, so the
+    caps of one pass's leaves in one scope sum to at most that scope's room."""
     if not any(k in budget for k in BUDGET_KEYS if not k.startswith("estimate_")):
         return Admission([c.number for c in candidates], {}, {})
     result = Admission([], {}, {})
@@ -294,9 +293,13 @@ def admit(candidates: Sequence[Candidate], records: Sequence[LeafSpend], budget:
         cap = {unit: min((r.left / r.leaves + (estimates[number][unit] or 0.0) for r in mine if r.unit == unit),
                          default=None) for unit in UNITS}
         if mine:
-            result.caps[number] = ItemCap(usd=None if cap["usd"] is None else math.floor(cap["usd"] * 1e4 + 1e-6) / 1e4,
-                                          tokens=None if cap["tokens"] is None else math.floor(cap["tokens"] + 1e-6))
+            result.caps[number] = ItemCap(usd=round_down(cap["usd"], 4), tokens=round_down(cap["tokens"], 0))
     return result
+
+
+def round_down(value: float | None, places: int) -> float | None:
+    """`value` rounded down to `places` decimals: a cap never rounds up past the room it is given."""
+    return None if value is None else math.floor(value * 10**places + 1e-6) / 10**places
 
 
 def joint_cap(caps: Sequence[ItemCap | None]) -> ItemCap | None:
