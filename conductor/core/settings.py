@@ -214,10 +214,10 @@ class RunSettings(BaseModel):
         120.0, ge=0, description="Seconds a pass waits for another pass over the same repository "
         "to finish before it gives up without dispatching (a killed pass frees its slot within 60 s).")
     chain_passes: int = Field(
-        20, ge=1, description="Most passes one deployed run makes back to back, holding its slot: "
-        "after a pass that left work ready or during which an event arrived, the next one starts "
-        "at once in the same process (no trigger, queue or process start between them); 1: one "
-        "pass a run, the next started by an event.")
+        1, ge=1, description="Most passes one deployed run makes back to back, holding its slot: "
+        "after a pass that left work ready or during whose re-read an event arrived, the next one "
+        "starts at once in the same process (no trigger, queue or process start between them). "
+        "1 (default): one pass a run; prefect.yaml's `on-change` deployment sets 20.")
     lock: bool = Field(
         True, description="Take the pass lock on GitHub, so passes exclude each other whatever "
         "Prefect server or machine runs them (off: only the Prefect concurrency slot).")
