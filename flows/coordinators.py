@@ -66,7 +66,6 @@ from conductor.actions.coordinator import (
 from conductor.core.ports import GitHub
 from conductor.edges.github_gateway import GitHubGateway
 from conductor.core.github_urls import web_url_of
-from conductor.core.leaf import LeafOwner
 from conductor.core.models import Dispatch
 from conductor.core.settings import load_settings
 from conductor.core.verify import CoordinatorOutcome
@@ -132,7 +131,7 @@ def clean_up(gh: GitHub, dispatch: Dispatch, ctx: PassContext, workspace: Worksp
 
 
 def work_leaf(gh: GitHub, number: int, dispatch: Dispatch, ctx: PassContext, html_base: str, *,
-              owner: LeafOwner | None = None) -> LeafResult:
+              owner: leaves.LeafOwner | None = None) -> LeafResult:
     """One item, start to finish: claim, worktree, task file, agent (holding an agent slot),
     proof, clean-up. Never raises: whatever breaks is the leaf's failure, not its siblings'.
     With an `owner`: a leaf on a worker (`remote_leaf`), which records itself in its worktree
