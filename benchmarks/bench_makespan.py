@@ -357,6 +357,11 @@ def _pass_times(client: Any, run: Any, t0: datetime) -> list[dict[str, float]]:
     ends = sorted(t.end_time for t in tasks if t.name.startswith("report") and t.end_time)
     subflows = client.read_flow_runs(flow_run_filter=FlowRunFilter(
         parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run.id])))
+    steps: dict[str, float] = {}  # where the passes' time went: each step's seconds, summed
+    for t in tasks:
+        if t.start_time and t.end_time:
+            name = t.name.rsplit("-", 1)[0]
+            steps[name] = steps.get(name, 0.0) + (t.end_time - t.start_time).total_seconds()
     passes = []
     for i, begun in enumerate(firsts):
         end = ends[i] if i < len(ends) else run.end_time
@@ -365,7 +370,8 @@ def _pass_times(client: Any, run: Any, t0: datetime) -> list[dict[str, float]]:
         last = max((f.end_time for f in mine), default=end)
         passes.append({"start": (begun - t0).total_seconds(), "seconds": (end - begun).total_seconds(),
                        "before_s": (first - begun).total_seconds(), "leaves_s": (last - first).total_seconds(),
-                       "process": (begun - run.start_time).total_seconds() if i == 0 else 0.0})
+                       "process": (begun - run.start_time).total_seconds() if i == 0 else 0.0,
+                       **({"steps": steps} if i == 0 else {})})
     return passes
 
 
@@ -587,6 +593,13 @@ def main(argv: list[str] | None = None) -> int:
                    if "leaves_s" in p else "")
                 + (f" (process up {p['process']:.1f} s before)" if p.get("process") else "")
                 for p in r["passes"]))
+            spent: dict[str, float] = {}
+            for p in r["passes"]:
+                for name, seconds in p.get("steps", {}).items():
+                    spent[name] = spent.get(name, 0.0) + seconds
+            if spent:
+                print("  the passes' steps, in all: " + ", ".join(
+                    f"{name} {seconds:.1f} s" for name, seconds in sorted(spent.items(), key=lambda kv: -kv[1])))
             for line in r.get("timeline", []):
                 print(f"  run {line}")
             agents = [a for p in r["passes"] for a in p.get("agent_s", [])]

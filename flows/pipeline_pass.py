@@ -21,7 +21,7 @@ from conductor.core.settings import PassParameters, Settings, load_settings
 from conductor.core.verify import CoordinatorOutcome
 from flows.coordinators import dispatch_all, live_leaf_items
 from tasks import steps
-from tasks.guard import fence_of, one_pass_on_github, pass_slot
+from tasks.guard import PassSlot, fence_of, one_pass_on_github, pass_slot
 from tasks.secrets import with_token
 
 
@@ -88,9 +88,9 @@ def conductor(
         if slot.why_not:
             logger.warning(slot.why_not)
             return Cancelled(message=slot.why_not)
-        state = _one_pass(settings)
+        state = _one_pass(settings, slot)
         while state.is_completed() and slot.again(_more_work(state)):
-            state = _one_pass(settings)
+            state = _one_pass(settings, slot)
     if _more_work(state):  # no next pass in this run: the event asks for one
         steps.ask_for_next_pass(settings.run.repo)
     if slot.made > 1:
@@ -119,7 +119,7 @@ def _log_plan(logger: Any, plan: Plan, dry_run: bool) -> None:
         logger.info("nothing to dispatch")
 
 
-def _one_pass(settings: Settings) -> State:
+def _one_pass(settings: Settings, slot: PassSlot) -> State:
     """The pass lock on GitHub first (no dry run writes it), then the pass itself, every write
     of it fenced by the lock: once another pass took it over, the pass stops its agents,
     writes nothing more and ends Cancelled."""
@@ -127,7 +127,7 @@ def _one_pass(settings: Settings) -> State:
     run = settings.run
     with GitHubGateway(settings.github, run.repo, fence=fence_of(pass_id)) as gh:
         if run.dry_run or not run.lock:
-            return _steps(gh, settings, pass_id)
+            return _steps(gh, settings, pass_id, slot)
         url, login = gh.clone_url(), gh.login()
         try:
             with one_pass_on_github(url, settings.github.token, pass_id=pass_id, holder=holder_name(login),
@@ -143,7 +143,7 @@ def _one_pass(settings: Settings) -> State:
                     get_run_logger().warning(message)
                     return Cancelled(message=message)
                 try:
-                    state = _steps(gh, settings, pass_id, lock_url=url)
+                    state = _steps(gh, settings, pass_id, slot, lock_url=url)
                 except LockLost as exc:
                     return _taken_over(settings.run.repo, exc.other)
                 return _taken_over(settings.run.repo, lock.other) if lock.lost else state
@@ -160,7 +160,7 @@ def _taken_over(repo: str, other: Lease | None) -> State:
     return Cancelled(message=message)
 
 
-def _steps(gh: GitHub, settings: Settings, pass_id: str, lock_url: str | None = None) -> State:
+def _steps(gh: GitHub, settings: Settings, pass_id: str, slot: PassSlot, lock_url: str | None = None) -> State:
     """Snapshot → decide → act → record, in the seed's order of steps."""
     logger = get_run_logger()
     steps.label_preflight(gh, settings.pipeline, settings.run.dry_run)
@@ -188,7 +188,10 @@ def _steps(gh: GitHub, settings: Settings, pass_id: str, lock_url: str | None = 
         steps.record_loops(gh, outcomes, pass_id, settings.pipeline)
     finished = steps.close_finished(gh, snapshot, settings.run.dry_run) if snapshot.finished else []
 
-    # The pipeline after the coordinators: a new snapshot, planned the same way.
+    # The pipeline after the coordinators: a new snapshot, planned the same way; it covers
+    # every event received before it (the runs queued for them are coalesced into this pass).
+    if outcomes:
+        slot.reading()
     after_snapshot = steps.read_state(gh, settings, not_people) if outcomes else snapshot
     after = steps.make_plan(after_snapshot, settings, progress.attempt) if outcomes else plan
     steps.label_held(gh, after, after_snapshot.state, settings.pipeline, settings.run.dry_run)

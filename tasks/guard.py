@@ -33,6 +33,13 @@ from conductor.core.passlock import LeaseReader, PassLock
 
 
 POLL_SECONDS = 2.0  # one acquisition try: a round trip, then the wait the server asks, cut short
+WATCH_SECONDS = 0.5  # a run waiting for the slot reads the limit this often
+
+
+def _slot_free(name: str) -> bool:
+    with get_client(sync_client=True) as client:
+        limit = client.read_global_concurrency_limit_by_name(name)
+    return limit.active_slots < limit.limit
 
 
 def ensure_limit(name: str, limit: int) -> None:
@@ -59,23 +66,27 @@ def limit_name(repo: str) -> str:
 def one_pass_per_repo(repo: str, wait_seconds: float, lease_seconds: float = 60.0) -> Iterator[bool]:
     """Yield True holding the repository's slot, or False if another pass kept it `wait_seconds`.
 
-    Asked again every `POLL_SECONDS`: the server's Retry-After for a busy slot is about a
-    pass's length (up to 30 s), and a run waiting beside a pass (`pass_slot`) starts its own
-    pass within a poll of the slot's release."""
+    A run waiting beside a pass (`pass_slot`) reads the limit every `WATCH_SECONDS` and tries
+    to acquire only when a slot is free (each failed try costs the server's Retry-After, about
+    a pass's length, cut short at `POLL_SECONDS`, and an error line in Prefect's log), so it
+    starts its own pass within a read of the slot's release."""
     name = limit_name(repo)
     ensure_limit(name, 1)
     deadline = time.monotonic() + wait_seconds
     with ExitStack() as held:
         while True:
-            try:
-                # A zero timeout fails even when the slot is free (acquiring takes a round trip).
-                held.enter_context(concurrency(name, occupy=1, timeout_seconds=POLL_SECONDS,
-                                               lease_duration=lease_seconds, strict=True))
-                break
-            except TimeoutError:
-                if time.monotonic() >= deadline:
-                    yield False
-                    return
+            if _slot_free(name):
+                try:
+                    # A zero timeout fails even when the slot is free (acquiring takes a round trip).
+                    held.enter_context(concurrency(name, occupy=1, timeout_seconds=POLL_SECONDS,
+                                                   lease_duration=lease_seconds, strict=True))
+                    break
+                except TimeoutError:
+                    pass  # another run took it first
+            if time.monotonic() >= deadline:
+                yield False
+                return
+            time.sleep(WATCH_SECONDS)
         # Only acquiring may time out into False: a TimeoutError raised by the pass itself
         # (a socket, a future) goes through here unchanged.
         yield True
@@ -83,30 +94,35 @@ def one_pass_per_repo(repo: str, wait_seconds: float, lease_seconds: float = 60.
 
 class PassSlot:
     """A run's hold on its repository's slot (`pass_slot`): `why_not` says why the run makes no
-    pass (None: it makes one); `again` says whether it makes the next one at once."""
+    pass (None: it makes one); `reading` records that its pass reads GitHub now; `again` says
+    whether it makes the next pass at once."""
 
     def __init__(self, why_not: str | None, chain: int) -> None:
         self.why_not, self.chain, self.made = why_not, chain, 1
+
+    def reading(self) -> None:
+        """The pass is about to read GitHub again (the re-read after its leaves): every event
+        Prefect received until now is in what it reads, so this is recorded as the last read
+        (`record_read`) and the runs queued for those events are coalesced into this pass."""
+        record_read()
 
     def again(self, more_work: bool) -> bool:
         """After a pass: whether this run makes the next pass now, in the same process and still
         holding the slot (no trigger, no queue, no process start between them). Only in a
         deployment and for at most `chain` passes a run: when the pass just made left work
         ready (`more_work`), or a run of the deployment was made for an event that reached
-        Prefect after that pass began (`arrived_since`: it read GitHub before the event). The
-        next pass's beginning is then recorded and the runs queued for it coalesced."""
+        Prefect after the pass's last read of GitHub began (`arrived_since`). The next pass's
+        read is then recorded and the runs queued for it coalesced."""
         from prefect.runtime import deployment
 
         if not deployment.id or self.made >= self.chain:
             return False
-        with get_client(sync_client=True) as client:
-            name = _record_name(client)
-            last = client.read_variable_by_name(name)
-            if not (more_work or (last is not None and last.updated is not None
-                                  and arrived_since(client, last.updated))):
-                return False
-            _record_beginning(client, name, last is not None)
-        coalesce_queued_runs()
+        if not more_work:
+            with get_client(sync_client=True) as client:
+                last = client.read_variable_by_name(_record_name(client))
+                if last is None or last.updated is None or not arrived_since(client, last.updated):
+                    return False
+        record_read()
         self.made += 1
         get_run_logger().info("pass %d of this run starts at once: %s", self.made,
                               "the last one left work ready" if more_work else "an event arrived during it")
@@ -127,13 +143,11 @@ def pass_slot(repo: str, wait_seconds: float, chain: int = 1) -> Iterator[PassSl
 
 def begin_pass() -> str | None:
     """Coalesce the runs of this flow run's deployment with the same parameters, this run holding
-    the repository's slot: a pass of theirs that began (took the slot, before reading GitHub)
-    after this run was made covers its event, so it makes none (returns why), unless a run made
-    for a later event waits for it (this run, started already, makes that pass); else this run
-    records its beginning (a Prefect variable, stamped by the server's clock, as run creation
-    is) and cancels the runs queued behind it now (`coalesce_queued_runs`). A run the server
-    revives after that cancel (a runner that had it in hand) meets the record and ends. Outside
-    a deployment: None, nothing recorded."""
+    the repository's slot: a pass of theirs that read GitHub after this run was made covers its
+    event, so it makes none (returns why), unless a run made for a later event waits for it
+    (this run, started already, makes that pass); else this run records its read
+    (`record_read`). A run the server revives after a cancel (a runner that had it in hand)
+    meets the record and ends. Outside a deployment: None, nothing recorded."""
     from prefect.runtime import flow_run
 
     with get_client(sync_client=True) as client:
@@ -145,25 +159,32 @@ def begin_pass() -> str | None:
         last = client.read_variable_by_name(name)
         if last is not None and last.updated is not None and made is not None and last.updated > made \
                 and not arrived_since(client, last.updated):
-            return (f"coalesced: pass {last.value} began after this run's event reached Prefect, so it "
-                    "read GitHub after it; this one dispatched nothing")
-        _record_beginning(client, name, last is not None)
-    coalesce_queued_runs()
+            return (f"coalesced: pass {last.value} read GitHub after this run's event reached Prefect; "
+                    "this one dispatched nothing")
+    record_read()
     return None
 
 
-def _record_beginning(client: Any, name: str, exists: bool) -> None:
-    """Record that this run begins a pass now (the variable `name`, stamped by the server)."""
+def record_read() -> None:
+    """In a deployment: record that this run's pass reads GitHub now (a Prefect variable per
+    deployment and parameters, stamped by the server's clock, as run creation is), then cancel
+    the runs queued behind it now (`coalesce_queued_runs`): each was made for an event the
+    server received before, so what the pass reads covers it."""
     from prefect.client.schemas.actions import VariableCreate, VariableUpdate
     from prefect.runtime import flow_run
 
-    try:
-        if not exists:
-            client.create_variable(VariableCreate(name=name, value=flow_run.name))
-        else:
+    with get_client(sync_client=True) as client:
+        name = _record_name(client)
+        if name is None:
+            return
+        try:
+            if client.read_variable_by_name(name) is None:
+                client.create_variable(VariableCreate(name=name, value=flow_run.name))
+            else:
+                client.update_variable(VariableUpdate(name=name, value=flow_run.name))
+        except ObjectAlreadyExists:  # made by another server's pass since: ours is newer
             client.update_variable(VariableUpdate(name=name, value=flow_run.name))
-    except ObjectAlreadyExists:  # made by another server's pass since: ours is newer
-        client.update_variable(VariableUpdate(name=name, value=flow_run.name))
+    coalesce_queued_runs()
 
 
 def _record_name(client: Any) -> str | None:
@@ -177,12 +198,17 @@ def _record_name(client: Any) -> str | None:
     return "conductor-pass-" + hashlib.sha256(f"{deployment.id}\0{parameters}".encode()).hexdigest()[:24]
 
 
+_STORED: dict[str, dict] = {}  # flow run id -> its parameters as stored (they never change)
+
+
 def _stored_parameters(client: Any) -> dict:
     """This flow run's parameters as the server stores them, as its siblings' are read (the
     runtime's are validated: every default filled in)."""
     from prefect.runtime import flow_run
 
-    return client.read_flow_run(flow_run.id).parameters or {}
+    if flow_run.id not in _STORED:
+        _STORED[flow_run.id] = client.read_flow_run(flow_run.id).parameters or {}
+    return _STORED[flow_run.id]
 
 
 def _siblings(client: Any, states: list[Any]) -> list[Any]:

@@ -42,3 +42,32 @@ def test_a_second_pass_gets_false_while_the_first_holds_the_slot(prefect_server)
 @pytest.mark.parametrize("repo,name", [("Acme/Maestro", "conductor-acme-maestro"), ("o/a.b_c", "conductor-o-a-b-c")])
 def test_limit_names_are_slugs(repo, name):
     assert limit_name(repo) == name
+
+
+def test_a_pass_waiting_beside_another_takes_the_slot_once_freed_and_logs_no_error(prefect_server, caplog):
+    """A run waiting for the slot reads the limit and tries only when the slot is free: it
+    gets the slot within a read of its release, and Prefect logs no failed acquisition every
+    try (an error line every 2 s for as long as the pass beside it runs)."""
+    import logging
+
+    repo = "guard/beside"
+    holding, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with one_pass_per_repo(repo, wait_seconds=5) as mine:
+            assert mine
+            holding.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert holding.wait(30)
+        threading.Timer(5.0, release.set).start()
+        with caplog.at_level(logging.ERROR):
+            with one_pass_per_repo(repo, wait_seconds=30) as second:
+                assert second is True  # released after 5 s: well before the deadline
+    finally:
+        release.set()
+        thread.join(30)
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
