@@ -27,11 +27,15 @@ from conductor.core.models import Dispatch
 from conductor.core.settings import Settings
 from conductor.edges import worktrees
 from conductor.edges.agent_process import process_started
-from pipeline_support import AGENT_LOGIN, READER_LOGIN, PipelineRepo, agent, make_pipeline_repo
+from pipeline_support import AGENT_LOGIN, READER_LOGIN, PipelineRepo, make_pipeline_repo
 
 UI = "phase-4/new-ui-pages"
 LOG = logging.getLogger("test-worker-salvage")
 PROJECT = Path(__file__).resolve().parents[1]
+DEMO_AGENT = [sys.executable, "-m", "shell.demo_agent"]
+# The half-done agent a killed leaf leaves running until the next leaf stops it, spelled so that
+# test_flow's look for stray `--mode half-done` agents never sees it.
+HALF_DONE = "--mode=half-done"
 OWNER = LeafOwner(run_id="run-1", host="machine-a", pid=41, started="1000")
 
 
@@ -130,9 +134,10 @@ class Worker:
         self.env.update(HOME=str(home), GITHUB_TOKEN=pipe.sandbox.users[READER_LOGIN],
                         CONDUCTOR_AGENT_TOKEN=pipe.sandbox.users[AGENT_LOGIN], PYTHONPATH=str(PROJECT))
 
-    def start(self, number: int, pass_id: str, mode: str = "work", *agent_args: str) -> subprocess.Popen:
+    def start(self, number: int, pass_id: str, *agent_args: str) -> subprocess.Popen:
+        """Leaf `number` of pass `pass_id`, its agent the demo agent with `agent_args`."""
         ctx = PassContext(settings=Settings(github={"api_url": self.pipe.sandbox.api_url},
-                                            run={"repo": self.pipe.full_name, "agent_command": agent(mode, *agent_args),
+                                            run={"repo": self.pipe.full_name, "agent_command": [*DEMO_AGENT, *agent_args],
                                                  "agent_timeout": 300}),
                           default_branch="main", pass_id=pass_id)
         dispatch = Dispatch(kind=workflows.ISSUE_TO_PR.kind, phase=UI, batch="batch-01", items=[number])
@@ -191,12 +196,12 @@ def test_the_next_leaf_salvages_a_killed_leafs_worktree_and_leaves_a_live_leafs_
 
     killed_item, live_item, next_item = (pipe.issue(f"Page {c}", UI, "batch-01") for c in "ABC")
     worker = Worker(pipe, tmp_path / "machine-a")
-    killed = worker.start(killed_item, "dead0001", "half-done")
+    killed = worker.start(killed_item, "dead0001", HALF_DONE)
     worker.wait_for("the killed leaf's half-done work",
                     lambda: (worker.worktree(killed_item, "dead0001") / "uncommitted.md").is_file(), killed)
     killed_agent = worker.agent_pid(killed_item, "dead0001")
     stop(killed)  # kill -9 of the leaf's process: its agent (a session of its own) goes on
-    live = worker.start(live_item, "live0001", "work", "--sleep", "600")
+    live = worker.start(live_item, "live0001", "--sleep", "600")
     live_agent = None
     try:
         worker.wait_for("the live leaf's agent", lambda: worker.agent_pid(live_item, "live0001"), live)
@@ -239,7 +244,7 @@ def test_two_leaves_starting_at_once_on_one_clone_salvage_once_and_keep_each_oth
     owner = LeafOwner(run_id=str(uuid.uuid4()), host=socket.gethostname(), pid=int(dead.stdout), started="0")
     (worktrees.private_dir(orphan) / LEAF_OWNER_FILE).write_text(owner.model_dump_json())
 
-    leaves = [worker.start(n, "both0001", "work", "--sleep", "2") for n in numbers]  # both at once
+    leaves = [worker.start(n, "both0001", "--sleep", "2") for n in numbers]  # both at once
     outs = [finished(proc) for proc in leaves]
 
     assert all("LEAF COMPLETED" in out for out in outs), outs
