@@ -165,17 +165,19 @@ class Worker:
 
 
 def finished(proc: subprocess.Popen) -> str:
-    out, _ = proc.communicate(timeout=240)
-    return out
+    try:
+        return proc.communicate(timeout=240)[0]
+    except subprocess.TimeoutExpired:
+        stop(proc)
+        raise
 
 
-def stop(proc: subprocess.Popen, *pids: int | None) -> None:
-    for pid in (proc.pid, *pids):
-        if pid:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+def stop(proc: subprocess.Popen) -> None:
+    """kill -9 of a leaf's process (its agent, a session of its own, goes on)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     proc.wait()
 
 
@@ -196,16 +198,19 @@ def test_the_next_leaf_salvages_a_killed_leafs_worktree_and_leaves_a_live_leafs_
 
     killed_item, live_item, next_item = (pipe.issue(f"Page {c}", UI, "batch-01") for c in "ABC")
     worker = Worker(pipe, tmp_path / "machine-a")
-    killed = worker.start(killed_item, "dead0001", HALF_DONE)
-    worker.wait_for("the killed leaf's half-done work",
-                    lambda: (worker.worktree(killed_item, "dead0001") / "uncommitted.md").is_file(), killed)
-    killed_agent = worker.agent_pid(killed_item, "dead0001")
-    stop(killed)  # kill -9 of the leaf's process: its agent (a session of its own) goes on
-    live = worker.start(live_item, "live0001", "--sleep", "600")
-    live_agent = None
+    leaves: list[subprocess.Popen] = []
+    agents: dict[int, str | None] = {}  # the agents this test leaves running, stopped at its end
     try:
+        leaves.append(killed := worker.start(killed_item, "dead0001", HALF_DONE))
+        worker.wait_for("the killed leaf's half-done work",
+                        lambda: (worker.worktree(killed_item, "dead0001") / "uncommitted.md").is_file(), killed)
+        killed_agent = worker.agent_pid(killed_item, "dead0001")
+        agents[killed_agent] = process_started(killed_agent)
+        stop(killed)
+        leaves.append(live := worker.start(live_item, "live0001", "--sleep", "600"))
         worker.wait_for("the live leaf's agent", lambda: worker.agent_pid(live_item, "live0001"), live)
         live_agent = worker.agent_pid(live_item, "live0001")
+        agents[live_agent] = process_started(live_agent)
 
         out = finished(worker.start(next_item, "next0001"))
 
@@ -217,7 +222,7 @@ def test_the_next_leaf_salvages_a_killed_leafs_worktree_and_leaves_a_live_leafs_
         assert "uncommitted.md" in (saved / "uncommitted.patch").read_text()
         heads = git(worker.clone, "bundle", "list-heads", str(saved / "unpushed.bundle"))
         assert f"refs/heads/agent/item-{killed_item}" in heads
-        assert killed_agent and not alive(killed_agent)
+        assert not alive(killed_agent)
         # the live leaf's: untouched, its agent still working, its run still Running
         assert worker.worktree(live_item, "live0001").is_dir() and alive(live_agent)
         owner = LeafOwner.model_validate_json(
@@ -228,7 +233,11 @@ def test_the_next_leaf_salvages_a_killed_leafs_worktree_and_leaves_a_live_leafs_
         assert [Path(w.path).name for w in worktrees.list_worktrees(worker.clone)[1:]] == [
             worker.worktree(live_item, "live0001").name]
     finally:
-        stop(live, live_agent)
+        for proc in leaves:
+            stop(proc)
+        for pid, started in agents.items():
+            if started and process_started(pid) == started:
+                os.killpg(pid, signal.SIGKILL)
 
 
 def test_two_leaves_starting_at_once_on_one_clone_salvage_once_and_keep_each_others_worktrees(
