@@ -13,7 +13,7 @@ grades, merges and closes the issue, then waits out the rest of its D seconds, s
 leaf's agent lasts D seconds from its process start, its own work included (the agents'
 measured durations are printed: the conductor's overhead is everything else).
 
-One sandbox, one embedded Prefect server (the default), one fresh repository per mode, and
+One sandbox, one Prefect server (`--server`: the embedded one by default), one fresh repository per mode, and
 real conductor passes (`shell.run_cli.run_pass`) in one Python process, after one
 unreported dry-run pass that warms it up. Three figures:
 
@@ -536,6 +536,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=float, default=10.0, help="seconds each leaf's agent lasts, its work included: D (default 10)")
     parser.add_argument("--every", type=float, default=30.0, help="cron mode: seconds between passes: T (default 30)")
     parser.add_argument("--modes", default="event,cron", help="modes to run, in order (default event,cron)")
+    parser.add_argument("--server", choices=("embedded", "sqlite", "postgres"), default="embedded",
+                        help="the Prefect server: conductor's embedded one (default), a stock `prefect server "
+                             "start` on SQLite, or on PostgreSQL (what the README advises for deployments)")
     parser.add_argument("--run-modes", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--serve-on-change", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -560,11 +563,11 @@ def main(argv: list[str] | None = None) -> int:
     tokens = {login: "sbx_" + secrets.token_hex(16) for login in (MAINTAINER, CONDUCTOR, AGENT)}
     secret = secrets.token_hex(16)
     print(f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {os.cpu_count()} cores, {bc._load()}; "
-          f"D = {args.step:g} s per leaf, T = {args.every:g} s; embedded server; gates off", flush=True)
+          f"D = {args.step:g} s per leaf, T = {args.every:g} s; {args.server} server; gates off", flush=True)
     labels = {"event": "event-driven", "cron": f"cron T={args.every:g} s", "deployed": "deployed on-change"}
     with tempfile.TemporaryDirectory(prefix="bench-makespan-") as tmp, \
             running_sandbox(Path(tmp) / "sandbox", users=tokens) as sandbox, \
-            bc.prefect_server("embedded", Path(tmp) / "prefect-home") as api_url:
+            bc.prefect_server(args.server, Path(tmp) / "prefect-home") as api_url:
         specs, chain = [], None
         for mode in modes:
             workdir = Path(tmp) / mode

@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from uuid import UUID
 
 from prefect import Flow, flow, get_run_logger, task
@@ -418,8 +418,10 @@ _FLOWS: dict[str, Flow] = {}
 
 def _run_here(dispatch: Dispatch, ctx: PassContext) -> CoordinatorResult:
     # Subflow heartbeats only detect crashed runs, which the parent's heartbeat already does;
-    # in a thread their shutdown costs up to 1 s per subflow, so they are off here.
-    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+    # in a thread their shutdown costs up to 1 s per subflow, so they are off here (changing a
+    # setting validates all of Prefect's settings again: a third of a second, so only when on).
+    beating = PREFECT_FLOWS_HEARTBEAT_FREQUENCY.value() is not None
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}) if beating else nullcontext():
         try:
             state = coordinator_flow(workflows.get(dispatch.kind))(dispatch, ctx, return_state=True)
             result = state.result(raise_on_failure=False)

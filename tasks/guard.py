@@ -42,9 +42,22 @@ def _slot_free(name: str) -> bool:
     return limit.active_slots < limit.limit
 
 
+_ENSURED: set[tuple[str | None, str, int]] = set()  # (flow run, limit, value): set up already
+
+
 def ensure_limit(name: str, limit: int) -> None:
     """The global concurrency limit `name` exists, is active and caps at `limit`; two passes
-    starting together may race to create it."""
+    starting together may race to create it. Once a flow run (the passes it chains)."""
+    from prefect.runtime import flow_run
+
+    key = (flow_run.id, name, limit)
+    if flow_run.id is not None and key in _ENSURED:
+        return
+    _ensure_limit(name, limit)
+    _ENSURED.add(key)
+
+
+def _ensure_limit(name: str, limit: int) -> None:
     with get_client(sync_client=True) as client:
         try:
             current = client.read_global_concurrency_limit_by_name(name)
@@ -178,12 +191,14 @@ def record_read() -> None:
         if name is None:
             return
         try:
-            if client.read_variable_by_name(name) is None:
-                client.create_variable(VariableCreate(name=name, value=flow_run.name))
-            else:
-                client.update_variable(VariableUpdate(name=name, value=flow_run.name))
-        except ObjectAlreadyExists:  # made by another server's pass since: ours is newer
             client.update_variable(VariableUpdate(name=name, value=flow_run.name))
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 404:
+                raise
+            try:  # the first pass of these runs
+                client.create_variable(VariableCreate(name=name, value=flow_run.name))
+            except ObjectAlreadyExists:  # made by another server's pass since: ours is newer
+                client.update_variable(VariableUpdate(name=name, value=flow_run.name))
     coalesce_queued_runs()
 
 
