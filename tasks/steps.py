@@ -13,7 +13,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
-from conductor.core import attempts, markdown, planner, reminder, spend, webhooks
+from conductor.core import attempts, markdown, planner, presets, reminder, spend, webhooks
 from conductor.actions import (claims, coordinator, finished_issues, item_attempts, label_preflight as preflight_labels,
                                loop_records, orphans, previous_run, reminder_publish)
 from conductor.edges import worktrees
@@ -185,7 +185,7 @@ def record_spend(gh: GitHub, outcomes: list[CoordinatorOutcome], pass_id: str, s
     is logged and skipped: the pass goes on to its reminder."""
     logger = get_run_logger()
     recorded = []
-    cli = spend.cli_name(settings.run.agent_command)
+    cli = presets.cli_name(settings.run.agent_command)
     for leaf in spend.leaf_spends(outcomes, pass_id, cli, datetime.now(UTC)):
         try:
             if item_attempts.record_spend(gh, leaf):

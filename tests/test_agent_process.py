@@ -562,8 +562,11 @@ def test_conductor_presets_command_lists_status_and_environment() -> None:
 
 
 @pytest.mark.parametrize(("argv", "cap", "flags"), [
-    (get_preset("claude"), ItemCap(usd=3.456), ["--max-budget-usd", "3.46"]),  # Claude Code takes a USD cap
-    (["/opt/bin/claude", "-p"], ItemCap(usd=1), ["--max-budget-usd", "1.00"]),
+    (get_preset("claude"), ItemCap(usd=3.456), ["--max-budget-usd", "3.45"]),  # Claude Code takes a USD cap,
+    (["/opt/bin/claude", "-p"], ItemCap(usd=1), ["--max-budget-usd", "1.00"]),   # in cents down: never above it
+    (["env", "A=1", "claude", "-p"], ItemCap(usd=2), ["--max-budget-usd", "2.00"]),  # wrapped: still Claude Code
+    (["npx", "-y", "@anthropic-ai/claude-code", "-p"], ItemCap(usd=2), ["--max-budget-usd", "2.00"]),
+    (["npx", "-y", "@openai/codex", "exec"], ItemCap(usd=2), []),
     (["claude", "--max-budget-usd", "1"], ItemCap(usd=2), []),                   # the user's own flag stays
     (get_preset("claude"), ItemCap(tokens=5000), []),                            # no token flag: stopped instead
     (get_preset("codex"), ItemCap(usd=3), []),                                   # no spend flag: stopped instead

@@ -1,7 +1,8 @@
 """Spend under control against the sandbox: spend recorded on GitHub and read back by anyone
 (forged markers count for nothing), the per-day budget's clock, and real passes with the scripted
 agent reporting known usage: a phase budget that fits two of three, a per-item cap that stops an
-agent, a fresh pass on another PREFECT_HOME that reads the spend back."""
+agent, a batch agent's spend shared by its items and its cap the sum of theirs, a fresh pass on
+another PREFECT_HOME that reads the spend back."""
 from __future__ import annotations
 
 import json
@@ -61,9 +62,10 @@ def test_spend_on_github_is_read_back_by_anyone_and_forged_markers_count_for_not
 
 @pytest.fixture
 def pipe_with(sandbox, prefect_server, tmp_path, monkeypatch, request):
-    """A pipeline repository whose passes run under `[budget]` = the budget given."""
-    return lambda budget: pipeline_for_test(sandbox, tmp_path, monkeypatch, request.node.name,
-                                            CONDUCTOR_BUDGET=json.dumps(budget))
+    """A pipeline repository whose passes run under `[budget]` = the budget given (and the
+    other settings given as environment variables)."""
+    return lambda budget, **env: pipeline_for_test(sandbox, tmp_path, monkeypatch, request.node.name,
+                                                   CONDUCTOR_BUDGET=json.dumps(budget), **env)
 
 
 def spend_comments(pipe: PipelineRepo, number: int, login: str = CONDUCTOR_LOGIN) -> list[str]:
@@ -103,6 +105,27 @@ def test_a_phase_budget_that_fits_two_of_three_dispatches_exactly_two(pipe_with)
 
 
 @pytest.mark.slow
+def test_a_batch_agents_spend_is_recorded_as_an_even_share_on_each_of_its_items(pipe_with):
+    pipe = pipe_with({"phase_usd": 10}, CONDUCTOR_FAN_OUT="coordinator-agent")
+    numbers = [pipe.issue(f"Page {n}", UI, "batch-01") for n in range(3)]
+
+    report, state = pipe.run("work", "--usage", "3,3000,300")  # one agent for the three
+
+    assert state.is_completed()
+    [outcome] = report.outcomes
+    assert outcome.ok and outcome.items == numbers
+    for number in numbers:
+        [comment] = spend_comments(pipe, number)
+        assert "1,000 in / 100 out tokens, \\$1\\.0000, " in comment
+        assert "(demo\\_agent): an even share of one batch agent's spend over 3 items." in comment
+    after = report.final_plan  # read back from GitHub: the phase and the pipeline spent the agent's $3
+    assert {"scope": UI, "unit": "usd", "spent": 3.0, "limit": 10.0, "key": "phase_usd"} in \
+        [b.model_dump() for b in after.budgets]
+    assert {"scope": "pipeline", "unit": "usd", "spent": 3.0, "limit": None, "key": "pipeline_usd"} in \
+        [b.model_dump() for b in after.budgets]
+
+
+@pytest.mark.slow
 def test_a_per_item_cap_stops_an_agent_whose_streamed_usage_passes_it(pipe_with):
     pipe = pipe_with({"item_tokens": 2500})
     number = pipe.issue("Page", UI, "batch-01")
@@ -117,6 +140,24 @@ def test_a_per_item_cap_stops_an_agent_whose_streamed_usage_passes_it(pipe_with)
     [comment] = spend_comments(pipe, number)
     assert "Stopped: usage passed the item" in comment
     assert [w.number for w in report.final_plan.waiting if w.budget] == [number]  # its budget is spent
+
+
+@pytest.mark.slow
+def test_a_batch_agent_is_stopped_at_the_sum_of_its_items_caps(pipe_with):
+    pipe = pipe_with({"item_tokens": 2500}, CONDUCTOR_FAN_OUT="coordinator-agent")
+    numbers = [pipe.issue(f"Page {n}", UI, "batch-01") for n in range(2)]
+
+    report, state = pipe.run("work", "--stream-turns", "100", "--turn-tokens", "1000")
+
+    assert state.is_completed()
+    [outcome] = report.outcomes
+    assert not outcome.ok and pipe.pulls() == []  # stopped before it could work
+    assert "agent stopped by the conductor: usage passed the cap of its 2 items: 6,000 of 5,000 tokens" in \
+        outcome.failures[0]
+    for number in numbers:  # 3,000 tokens each: both items' budgets are spent
+        [comment] = spend_comments(pipe, number)
+        assert "3,000 in / 0 out tokens" in comment and "Stopped: usage passed the cap of its 2 items" in comment
+    assert [w.number for w in report.final_plan.waiting if w.budget] == numbers
 
 
 @pytest.mark.slow

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 import pytest
 from pydantic import ValidationError
 
-from conductor.core import spend
+from conductor.core import presets, spend
 from conductor.core.config import PipelineConfig
 from conductor.core.models import BudgetLine, Issue, ItemCap, LeafSpend, PipelineState, PullRequest
 from conductor.core.planner import plan
+from conductor.core.presets import get_preset
 from conductor.core.settings import RunSettings, Settings
 from conductor.core.usage import Usage
 from conductor.core.verify import CoordinatorOutcome, ItemResult
@@ -63,12 +64,55 @@ def test_leaf_spends_come_from_each_dispatched_items_usage() -> None:
                             stopped="cap")
 
 
+def test_a_batch_agents_spend_is_shared_evenly_by_its_items() -> None:
+    usage = Usage(input_tokens=1001, output_tokens=20, cost_usd=1.0, turns=4, duration_ms=3000, model="m")
+    batch = CoordinatorOutcome(kind=KIND, phase=P3, batch="batch-01", items=[1, 2, 3], usage=usage, results=[
+        ItemResult(number=n, kind="issue", ok=True) for n in (1, 2, 3)])  # fan_out = "coordinator-agent"
+    shares = spend.leaf_spends([batch], "p", "claude", DAY)
+    assert [(s.number, s.input_tokens, s.output_tokens, s.turns, s.seconds, s.share_of) for s in shares] == [
+        (1, 334, 7, 2, 1.0, 3), (2, 334, 7, 1, 1.0, 3), (3, 333, 6, 1, 1.0, 3)]
+    assert [s.cost_usd for s in shares] == [0.333333, 0.333333, 0.333334]  # they sum to the agent's
+    assert spend.amount(shares, "tokens") == 1021 and spend.amount(shares, "usd") == pytest.approx(1.0)
+    body = spend.render_spend_comment(shares[0])
+    assert "(claude): an even share of one batch agent's spend over 3 items." in body
+    assert spend.read_spend([(ME, body)], ME) == shares[:1]
+    assert spend.leaf_spends([batch.model_copy(update={"usage": None})], "p", "claude", DAY) == []
+
+
 @pytest.mark.parametrize(("argv", "name"), [
     (["claude", "-p", "x"], "claude"), (["/usr/bin/codex", "exec"], "codex"),
     (["/venv/bin/python3", "-m", "shell.demo_agent"], "demo_agent"), (["python", "agent.py"], "agent"), ([], ""),
+    *[(get_preset(p), p.replace("cursor", "cursor-agent")) for p in ("claude", "codex", "cursor", "gemini")],
+    (get_preset("generic"), "conductor-agent"),
+    (["env", "FOO=1", "claude", "-p"], "claude"),                              # a wrapper and its assignments
+    (["/usr/bin/env", "claude"], "claude"),
+    (["env", "-u", "HOME", "-i", "A=b", "--", "gemini", "-p"], "gemini"),       # its options, one with a value
+    (["npx", "@anthropic-ai/claude-code", "-p"], "claude"),                    # an npm package
+    (["npx", "-y", "@openai/codex", "exec"], "codex"),
+    (["npx", "--yes", "@google/gemini-cli@0.61.0", "-p"], "gemini"),            # at a version
+    (["npx", "-p", "@anthropic-ai/claude-code", "claude", "-p"], "claude"),    # the package as an option
+    (["npx", "--package=@openai/codex", "codex", "exec"], "codex"),
+    (["timeout", "600", "gemini", "-p"], "gemini"),                            # an operand before the command
+    (["timeout", "-k", "5", "--signal=INT", "10m", "codex", "exec"], "codex"),
+    (["nice", "-n", "5", "codex", "exec"], "codex"), (["nice", "-5", "codex"], "codex"),
+    (["nohup", "stdbuf", "-oL", "timeout", "60", "claude"], "claude"),        # wrappers in wrappers
+    (["uvx", "aider"], "aider"), (["uvx", "--from", "aider-chat==0.80", "aider", "--yes"], "aider"),
+    (["env", "A=1", "python3", "-m", "shell.demo_agent"], "demo_agent"),
+    (["node", "/usr/lib/node_modules/@anthropic-ai/claude-code/cli.js", "-p"], "claude"),  # inside its package
+    (["node", "--no-warnings", "/path/to/cli.js"], "unknown: node cli.js"),   # no CLI we know: said so
+    (["node"], "unknown: node"), (["env", "A=1"], ""),
+    (["./my-agent", "{task_file}"], "my-agent"),                               # the user's own program
 ])
 def test_the_cli_is_named_by_its_command(argv, name) -> None:
-    assert spend.cli_name(argv) == name
+    assert presets.cli_name(argv) == name
+
+
+def test_a_wrapped_cli_is_named_in_its_spend_and_estimated_by_its_own_leaves() -> None:
+    records = [leaf(1, 2.0, cli="claude"), leaf(2, 9.0, cli="codex")]
+    wrapped = Settings(pipeline=PipelineConfig(phases=[{"name": P3}], gated_phases=[], budget={"item_usd": 5}),
+                       run=RunSettings(agent_command=["npx", "-y", "@anthropic-ai/claude-code", "-p"]))
+    p = plan(state(3, records=records), wrapped)
+    assert dispatched(p) == [3]  # estimated at claude's $2, not at any CLI's p90 ($9)
 
 
 # -- the budget table -----------------------------------------------------------------------
@@ -109,7 +153,7 @@ def test_budget_lines_sum_per_pipeline_phase_and_utc_day() -> None:
 
 
 @pytest.mark.parametrize(("records", "cli", "budget", "expected"), [
-    ([], "claude", {}, 0.0),                                             # nothing known, no default
+    ([], "claude", {}, None),                                            # nothing known, no default
     ([], "claude", {"estimate_usd": 3}, 3.0),                            # the configured default
     ([leaf(n, float(n)) for n in range(1, 11)], "claude", {"estimate_usd": 3}, 9.0),  # p90 of 1..10
     ([leaf(1, 1.0), leaf(2, 20.0, cli="codex")], "claude", {}, 1.0),     # that CLI's leaves
@@ -119,6 +163,53 @@ def test_budget_lines_sum_per_pipeline_phase_and_utc_day() -> None:
 ])
 def test_a_leaf_is_estimated_at_the_p90_of_its_kind(records, cli, budget, expected) -> None:
     assert spend.estimate(records, KIND, cli, budget, "usd") == expected
+
+
+# -- admission: each leaf reserves its estimate; caps share what is left ----------------------
+
+def cand(number: int, kind: str = KIND, phase: str = P3, noun: str = "issue") -> spend.Candidate:
+    return spend.Candidate(number, kind, phase, noun)
+
+
+RAISE = " (raise {} under [budget] in conductor.toml)"
+
+
+@pytest.mark.parametrize(("budget", "records", "candidates", "caps", "held"), [
+    # two leaves sharing a phase budget: $3 each reserved of $10, the $4 left shared: $5 + $5, not $10 + $10
+    ({"phase_usd": {P3: 10}}, [leaf(90, 3.0, phase=P2)], [cand(1), cand(2)],
+     {1: ItemCap(usd=5.0), 2: ItemCap(usd=5.0)}, {}),
+    # a pipeline budget across phases and kinds: $6 spent of $17, $2 + $4 + $2 reserved; the next PR ($4) waits
+    ({"pipeline_usd": 17}, [leaf(90, 2.0, phase=P2), leaf(91, 4.0, phase=P2, kind="pr_review")],
+     [cand(1, phase=P2), cand(2, "pr_review", noun="PR"), cand(3), cand(4, "pr_review", noun="PR")],
+     {1: ItemCap(usd=3.0), 2: ItemCap(usd=5.0), 3: ItemCap(usd=3.0)},
+     {4: "budget: pipeline has spent $6.00 of $17.00 ($8.00 more admitted this pass); this PR is estimated at "
+         "$4.00" + RAISE.format("pipeline_usd")}),
+    # items with no estimate yet reserve nothing, and share the room
+    ({"phase_usd": {P3: 10}}, [], [cand(1), cand(2)], {1: ItemCap(usd=5.0), 2: ItemCap(usd=5.0)}, {}),
+    # ... but wait once the reservations before them leave no room
+    ({"phase_usd": {P3: 10}}, [leaf(90, 10.0, phase=P2)], [cand(1), cand(2, "rework")], {1: ItemCap(usd=10.0)},
+     {2: "budget: phase-3/api-extensions has spent $0.00 of $10.00 ($10.00 more admitted this pass); this issue "
+         "has no estimate yet" + RAISE.format("phase_usd")}),
+    # USD and tokens together: $3 / 1,100 tokens a leaf; the day's tokens hold the fourth
+    ({"phase_usd": {P3: 20}, "day_tokens": 4500}, [leaf(90, 3.0, phase=P2)], [cand(n) for n in (1, 2, 3, 4)],
+     {n: ItemCap(usd=6.6666, tokens=1133) for n in (1, 2, 3)},
+     {4: "budget: today (2026-12-03 UTC) has spent 1,100 tokens of 4,500 tokens (3,300 tokens more admitted this "
+         "pass); this issue is estimated at 1,100 tokens" + RAISE.format("day_tokens")}),
+    # a PR merging after one its budget holds waits too, reserving nothing: the issue gets the phase's $6
+    ({"phase_usd": {P3: 10}, "item_usd": 4}, [leaf(5, 4.0, kind="pr_review")],
+     [cand(5, "pr_review", noun="PR"), spend.Candidate(6, "pr_review", P3, "PR", after=5), cand(7, "rework")],
+     {7: ItemCap(usd=4.0)},
+     {5: "budget: #5 has spent $4.00 of $4.00; this PR is estimated at $4.00" + RAISE.format("item_usd"),
+      6: "merges after PR #5, which waits for its budget"}),
+    # an item budget caps its own leaf; the phase's share goes to each
+    ({"phase_usd": {P3: 10}, "item_usd": 4}, [leaf(90, 3.0, phase=P2)], [cand(1), cand(2)],
+     {1: ItemCap(usd=4.0), 2: ItemCap(usd=4.0)}, {}),
+])
+def test_admission_reserves_each_estimate_and_caps_sum_within_the_room(budget, records, candidates, caps,
+                                                                          held) -> None:
+    admission = spend.admit(candidates, records, budget, "claude", "2026-12-03")
+    assert (admission.caps, admission.held) == (caps, held)
+    assert admission.admitted == [c.number for c in candidates if c.number not in held]
 
 
 # -- admission in the plan ------------------------------------------------------------------
@@ -188,6 +279,23 @@ def test_admitted_items_carry_the_least_room_left_as_their_cap() -> None:
     assert plan(state(1), settings()).dispatches[0].caps == {}
 
 
+@pytest.mark.parametrize(("caps", "joint"), [
+    ([ItemCap(usd=1.5, tokens=100)], ItemCap(usd=1.5, tokens=100)),                      # a leaf: its own
+    ([ItemCap(usd=1.5, tokens=100), ItemCap(usd=2.25, tokens=50)], ItemCap(usd=3.75, tokens=150)),  # a batch: the sum
+    ([ItemCap(usd=1.5), ItemCap(usd=2.0, tokens=50)], ItemCap(usd=3.5)),                # tokens: not all capped
+    ([ItemCap(usd=1.5), None], None), ([None], None), ([], None),                        # one uncapped: none
+])
+def test_an_agents_cap_is_the_sum_of_its_items_caps(caps, joint) -> None:
+    assert spend.joint_cap(caps) == joint
+
+
+def test_a_batch_agents_cap_names_its_items() -> None:
+    assert spend.over_cap(ItemCap(tokens=5000), None, 6000, 2) == "usage passed the cap of its 2 items: 6,000 of " \
+        "5,000 tokens"
+    assert spend.over_cap(ItemCap(usd=1), 1.5, 0) == "usage passed the item's cap: $1.50 of $1.00"
+    assert spend.over_cap(ItemCap(usd=1), 0.5, 10**6) == ""
+
+
 def test_a_budget_reached_is_not_stuck_but_a_loop_still_is() -> None:
     reached = plan(state(1, records=HISTORY), settings(phase_usd=50), attempt=9)
     assert not reached.stuck and reached.waiting[0].reason.startswith("budget:")
@@ -201,6 +309,24 @@ def test_a_pr_chained_after_a_pr_held_by_its_budget_waits_too() -> None:
     assert dispatched(p) == []
     assert [(w.number, w.reason[:40]) for w in p.waiting] == [
         (5, "budget: #5 has spent $4.00 of $4.00; thi"), (6, "merges after PR #5, which waits for its ")]
+
+
+def test_a_pr_waits_for_the_pr_it_merges_after_whatever_their_numbers() -> None:
+    prs = (PullRequest(number=5, labels=[P3], files=["a.py"], body="Merge after #6"),
+           PullRequest(number=6, labels=[P3], files=["a.py"]))
+    p = plan(state(prs=prs, records=[leaf(6, 4.0, pass_id="old", kind="pr_review")]), settings(item_usd=4))
+    assert dispatched(p) == []
+    assert [(w.number, w.reason[:40]) for w in p.waiting] == [
+        (5, "merges after PR #6, which waits for its "), (6, "budget: #6 has spent $4.00 of $4.00; thi")]
+
+
+def test_a_pr_held_behind_another_reserves_nothing_for_the_next() -> None:
+    prs = (PullRequest(number=5, labels=[P3], files=["a.py"]), PullRequest(number=6, labels=[P3], files=["a.py"]),
+           PullRequest(number=8, labels=[P3], files=["b.py"]))
+    p = plan(state(prs=prs, records=[leaf(5, 4.0, pass_id="old", kind="pr_review")]),
+             settings(item_usd=4, phase_usd=10))  # $6 left in the phase, $4 a review
+    assert dispatched(p) == [8] and p.dispatches[0].caps == {8: ItemCap(usd=4.0)}
+    assert [w.number for w in p.waiting] == [5, 6]
 
 
 def test_the_plan_shows_spend_against_each_budget() -> None:

@@ -155,8 +155,8 @@ def run(dispatch: Dispatch, ctx: PassContext, workspace: Workspace, *,
     """Run the agent (never through a shell) and read its report. Everything the agent says
     passes `redactor` (the agent-output door): its output lines, hence its usage, and its report.
     `ca_bundle` (CONDUCTOR_CA_BUNDLE): the CA the agent's clients trust. A leaf with a spend cap
-    (`Dispatch.caps`) gets it as a flag where its CLI takes one (`presets.cap_flags`), and is
-    stopped once its streamed usage passes it either way."""
+    (`Dispatch.caps`; a batch agent: the sum of its items') gets it as a flag where its CLI takes
+    one (`presets.cap_flags`), and is stopped once its streamed usage passes it either way."""
     git_dir, git_common_dir = worktrees.git_dirs(workspace.path)
     argv = expand_command(ctx.settings.run.agent_command, {
         "task_file": str(workspace.task_file),
@@ -179,7 +179,7 @@ def run(dispatch: Dispatch, ctx: PassContext, workspace: Workspace, *,
     idle = ctx.settings.run.agent_idle_timeout
     pid_file = git_dir / AGENT_PID_FILE
     meter = UsageMeter()
-    cap = dispatch.caps.get(dispatch.items[0]) if len(dispatch.items) == 1 else None
+    cap = spend.joint_cap([dispatch.caps.get(n) for n in dispatch.items])
     argv += presets.cap_flags(argv, cap)
 
     def each_line(line: str) -> None:
@@ -188,7 +188,8 @@ def run(dispatch: Dispatch, ctx: PassContext, workspace: Workspace, *,
 
     def over_cap() -> str:
         usage = meter.usage
-        return spend.over_cap(cap, usage.cost_usd, usage.input_tokens + usage.output_tokens) if usage else ""
+        return spend.over_cap(cap, usage.cost_usd, usage.input_tokens + usage.output_tokens,
+                              len(dispatch.items)) if usage else ""
 
     outcome: AgentRun = run_agent(argv, cwd=workspace.path, env=agent_environment(process_environment(), extra),
                                   timeout=ctx.settings.run.agent_timeout, idle_timeout=idle, on_line=each_line,

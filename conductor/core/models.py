@@ -107,6 +107,8 @@ class LeafSpend(_Model):
     seconds: float | None = Field(None, ge=0)
     at: datetime = Field(description="When the leaf ended (UTC): the day it counts for.")
     stopped: str = Field("", description="Why the conductor stopped the agent (its cap), if it did.")
+    share_of: int = Field(1, ge=1, description="1: the leaf's own agent spent it; N: an even share of what one "
+                          "batch agent (fan_out = \"coordinator-agent\") spent on N items.")
 
     @property
     def tokens(self) -> int:
@@ -114,7 +116,8 @@ class LeafSpend(_Model):
 
 
 class ItemCap(_Model):
-    """The most one leaf may spend: the least room any budget that applies to its item has left."""
+    """The most one leaf may spend: over the budgets that apply to its item, the least of its
+    estimate plus an even share of what the budget has left after the pass's reservations."""
 
     usd: float | None = None
     tokens: int | None = None

@@ -54,11 +54,13 @@ The rules (each has a test in tests/test_planner.py):
   last; the rest go to `deferred`. `attempt` (ATTEMPT_N) > ANTI_LOOP_LIMIT: stuck, nothing is
   dispatched, everything else is still computed for the report.
 - Budgets (`[budget]`, `conductor/core/spend.py`): of the items chosen after the caps, in
-  order, only those whose estimate fits every budget that applies (pipeline, phase, item, UTC
-  day of `state.read_at`; USD and tokens) against `state.spend` are dispatched, each with its
-  cap (`Dispatch.caps`); the others wait (`waiting`, "budget: ..."), and so do PRs chained
-  after one of them. A budget that holds everything ready is not stuck. `Plan.budgets`: the
-  spend so far per scope against its budget.
+  order (a PR after the one it merges after), only those whose estimate fits what every budget
+  that applies (pipeline, phase, item, UTC day of `state.read_at`; USD and tokens) has left
+  after `state.spend` and the estimates admitted before them are dispatched, each with its cap
+  (`Dispatch.caps`: its estimate plus an even share of what is left); the others wait
+  (`waiting`, "budget: ..."), and so do PRs chained after one of them, reserving nothing. A
+  budget that holds everything ready is not stuck. `Plan.budgets`: the spend so far per scope
+  against its budget.
 - Kinds (`conductor.core.workflows`): a ready item goes to the first registered kind of its item
   (issue or PR) whose `takes` accepts it, else to its item's default kind (every issue is
   turned into a PR, every PR reviewed). One dispatch per (kind, phase, batch), ordered by
@@ -80,7 +82,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from conductor.core import loops, spend, workflows
+from conductor.core import loops, presets, spend, workflows
 from conductor.core.config import PipelineConfig
 from conductor.core.settings import Settings
 from conductor.core.constants import ANTI_LOOP_LIMIT
@@ -488,9 +490,11 @@ def plan(state: PipelineState, settings: Settings, attempt: int = 0) -> Plan:
         ready["pr"], caps["pr"], priority, group_key, group_order, open_prs, state.repo)
     today = spend.day_of(state.read_at) if state.read_at else None
     admission = spend.admit(
-        [spend.Candidate(it.number, workflows.kind_of(it.src), it.phases[0], "issue" if it.kind == "issue" else "PR")
-         for it in chosen + prs], state.spend, config.budget, spend.cli_name(settings.run.agent_command), today)
-    budget_waiting = _over_budget(chosen + prs, admission.held, merge_after)
+        [spend.Candidate(it.number, workflows.kind_of(it.src), it.phases[0], "issue" if it.kind == "issue" else "PR",
+                         merge_after.get(it.number)) for it in chosen + _blockers_first(prs, merge_after)],
+        state.spend, config.budget, presets.cli_name(settings.run.agent_command), today)
+    budget_waiting = [WaitingItem(number=it.number, kind=it.kind, title=it.src.title, reason=admission.held[it.number],
+                                  budget=True) for it in chosen + prs if it.number in admission.held]
     # A budget reached holds the pipeline without it being stuck: nothing to count against it.
     stuck = stuck and not (budget_waiting and not admission.admitted)
     if stuck:
@@ -544,14 +548,20 @@ def plan(state: PipelineState, settings: Settings, attempt: int = 0) -> Plan:
     )
 
 
-def _over_budget(chosen: list[_Item], held: dict[int, str], merge_after: dict[int, int]) -> list[WaitingItem]:
-    """The chosen items a budget holds, and the PRs chained after one of those (transitively)."""
-    reasons = dict(held)
-    while more := {n: f"merges after PR #{b}, which waits for its budget" for n, b in merge_after.items()
-                   if b in reasons and n not in reasons}:
-        reasons.update(more)
-    return [WaitingItem(number=it.number, kind=it.kind, title=it.src.title, reason=reasons[it.number], budget=True)
-            for it in chosen if it.number in reasons]
+def _blockers_first(prs: list[_Item], merge_after: dict[int, int]) -> list[_Item]:
+    """`prs` in their order, except that each comes after the PR it merges after."""
+    by_number = {it.number: it for it in prs}
+    ordered: dict[int, _Item] = {}
+
+    def place(it: _Item) -> None:
+        if it.number not in ordered:
+            if (first := merge_after.get(it.number)) in by_number:
+                place(by_number[first])
+            ordered[it.number] = it
+
+    for it in prs:
+        place(it)
+    return list(ordered.values())
 
 
 @dataclass

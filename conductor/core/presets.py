@@ -26,6 +26,7 @@ from pathlib import Path, PurePath
 from conductor.core import workflows
 from conductor.core.errors import ConductorError
 from conductor.core.models import ItemCap
+from conductor.core.spend import round_down
 
 # What every preset tells the agent; the report shape is conductor.core.reports.AgentReport.
 AGENT_PROMPT = (
@@ -48,6 +49,7 @@ class Preset:
     verified: str | None = None  # the CLI version this project's end-to-end tests ran
     environment: str = ""  # how to point it at a gateway, a proxy or a local model
     budget_flag: str = ""  # the flag that caps a run's spend in USD (none: the conductor stops it)
+    package: str = ""  # the npm package that installs it (`npx PACKAGE` runs it)
 
     @property
     def status(self) -> str:
@@ -84,6 +86,7 @@ PRESETS: dict[str, Preset] = {
             ),
             docs="https://code.claude.com/docs/en/headless",
             verified="@anthropic-ai/claude-code 2.1.332",
+            package="@anthropic-ai/claude-code",
             # https://code.claude.com/docs/en/cli-reference  (--max-budget-usd, print mode only)
             budget_flag="--max-budget-usd",
             environment=(
@@ -109,6 +112,7 @@ PRESETS: dict[str, Preset] = {
             ),
             docs="https://developers.openai.com/codex/noninteractive",
             verified="@openai/codex 0.171.0",
+            package="@openai/codex",
             environment=(
                 "a provider in $CODEX_HOME/config.toml: [model_providers.NAME] base_url = "
                 "\"http://HOST:PORT/v1\", wire_api = \"responses\", env_key = \"VAR\" (the variable "
@@ -147,6 +151,7 @@ PRESETS: dict[str, Preset] = {
             ),
             docs="https://geminicli.com/docs/cli/headless",
             verified="@google/gemini-cli 0.61.0",
+            package="@google/gemini-cli",
             environment=(
                 "GOOGLE_GEMINI_BASE_URL=http://HOST:PORT with GEMINI_API_KEY, and "
                 "security.auth.selectedType = \"gemini-api-key\" in its settings.json "
@@ -170,12 +175,82 @@ def get_preset(name: str) -> list[str]:
 
 def cap_flags(argv: Sequence[str], cap: ItemCap | None) -> list[str]:
     """The flags that pass a leaf's USD cap to its CLI when it is a preset's CLI that takes one
-    (Claude Code's `--max-budget-usd`); none otherwise (Codex, Gemini CLI and Cursor take no
-    spend limit: the conductor stops them when their streamed usage passes the cap)."""
+    (Claude Code's `--max-budget-usd`, in whole cents down: never more than the cap); none
+    otherwise (Codex, Gemini CLI and Cursor take no spend limit: the conductor stops them when
+    their streamed usage passes the cap)."""
     if cap is None or cap.usd is None or not argv:
         return []
-    flags = [p.budget_flag for p in PRESETS.values() if p.budget_flag and p.argv[0] == PurePath(argv[0]).name]
-    return [flags[0], f"{cap.usd:.2f}"] if flags and flags[0] not in argv else []
+    cli = cli_name(argv)
+    flags = [p.budget_flag for p in PRESETS.values() if p.budget_flag and p.argv[0] == cli]
+    return [flags[0], f"{round_down(cap.usd, 2):.2f}"] if flags and flags[0] not in argv else []
+
+
+# Commands that run another command after options of their own: the options that take a value
+# as the next word, and how many operands come before the command (timeout's duration).
+_WRAPPERS: dict[str, tuple[frozenset[str], int]] = {
+    "env": (frozenset({"-u", "--unset", "-C", "--chdir"}), 0),
+    "nice": (frozenset({"-n", "--adjustment"}), 0),
+    "nohup": (frozenset(), 0),
+    "stdbuf": (frozenset({"-i", "-o", "-e", "--input", "--output", "--error"}), 0),
+    "timeout": (frozenset({"-s", "--signal", "-k", "--kill-after"}), 1),
+    "npx": (frozenset({"-p", "--package", "-c", "--call"}), 0),
+    "bunx": (frozenset({"-p", "--package"}), 0),
+    "uvx": (frozenset({"--from", "--with", "--with-editable", "--with-requirements", "-p", "--python",
+                       "--index", "--default-index"}), 0),
+}
+_PACKAGES = {p.package: p.argv[0] for p in PRESETS.values() if p.package}
+
+
+def cli_name(argv: Sequence[str]) -> str:
+    """The agent CLI an agent command runs, as spend records, estimates and the budget flag name
+    it: a preset's CLI by its executable (`claude`, `codex`, `cursor-agent`, `gemini`), also when
+    wrapped (`env A=1`, `timeout 600`, `nice -n 5`, `nohup`, `stdbuf`, their options and operands
+    skipped) or run by its npm package (`npx -y @openai/codex`, a `node` script inside the
+    package); the script or module a Python interpreter runs (`python -m shell.demo_agent` is
+    `demo_agent`); any other program by its name; `unknown: node cli.js` for a script of no
+    known package. A preset is resolved into its command by the settings (a command at a
+    higher level overrides it), so the command alone says what runs."""
+    words = list(argv)
+    while words and (name := PurePath(words[0]).name) in _WRAPPERS:
+        words = _wrapped(words[1:], *_WRAPPERS[name], assignments=name == "env")
+    if not words:
+        return ""
+    name = PurePath(words[0]).name
+    if (spec := _unversioned(words[0])) in _PACKAGES:
+        return _PACKAGES[spec]
+    if name.startswith("python"):
+        if len(words) > 2 and words[1] == "-m":
+            return words[2].rsplit(".", 1)[-1]
+        return PurePath(words[1]).stem if len(words) > 1 else name
+    if name == "node":
+        script = next((w for w in words[1:] if not w.startswith("-")), "")
+        parts = PurePath(script).parts
+        known = [_PACKAGES[p] for p in (*parts, *map("/".join, zip(parts, parts[1:]))) if p in _PACKAGES]
+        return known[0] if known else f"unknown: node {PurePath(script).name}".rstrip()
+    return name
+
+
+def _wrapped(words: list[str], takes_value: frozenset[str], operands: int, *, assignments: bool) -> list[str]:
+    """The command a wrapper runs: `words` past its options (and their values), its variable
+    assignments (`env`) and its operands."""
+    while words:
+        word = words[0]
+        if word == "--":
+            words = words[1:]
+            break
+        if word in takes_value:
+            words = words[2:]
+        elif word.startswith("-") or (assignments and "=" in word):
+            words = words[1:]
+        else:
+            break
+    return words[operands:]
+
+
+def _unversioned(spec: str) -> str:
+    """An npm or PyPI package spec without its version: `@openai/codex@0.171.0` is `@openai/codex`."""
+    head, at, _ = spec[1:].partition("@")
+    return (spec[0] + head if at else spec).split("==")[0]
 
 
 def describe_presets() -> list[str]:

@@ -13,10 +13,13 @@ every phase, or a table per phase), `item_*` and `day_*` (the UTC day), each in 
 `estimate_tokens` are the estimate of a leaf of a kind never recorded.
 
 Admission: a leaf is estimated at the p90 of the recorded leaves of its kind and CLI (any CLI
-when that one has none), else the configured estimate (0 without one). Ready items are taken in
-plan order; one is admitted when, for every budget that applies to it, what was spent plus the
-estimates already admitted plus its own stays within the budget; the rest wait with the
-reason. Each admitted leaf is capped at the least room any of its budgets has left.
+when that one has none), else the configured estimate (none: it reserves nothing). Ready items
+are taken in plan order; one is admitted when, for every budget that applies to it, what was
+spent plus the estimates already admitted this pass leaves room, and room for its own estimate;
+it then reserves that estimate against each of them. The rest wait with the reason. What each
+budget has left after the pass's reservations is shared evenly by the leaves admitted against
+it: a leaf's cap is its estimate plus its share, the least over its budgets (the caps of one
+pass's leaves in one scope never sum to more than that scope's room).
 """
 from __future__ import annotations
 
@@ -26,14 +29,13 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import PurePath
 from typing import Any
 
 from conductor.core import markdown
 from conductor.core.constants import SPEND_MARKER
 from conductor.core.models import BudgetLine, ItemCap, LeafSpend
 from conductor.core.untrusted import json_object
-from conductor.core.usage import Usage, describe
+from conductor.core.usage import Usage, describe, shares
 from conductor.core.verify import CoordinatorOutcome
 
 UNITS = ("usd", "tokens")
@@ -72,34 +74,25 @@ def limit(budget: dict[str, Any], scope: str, unit: str, phase: str = "") -> flo
 # ── recording ─────────────────────────────────────────────────────────────────
 
 
-def cli_name(argv: Sequence[str]) -> str:
-    """The agent CLI's name from its command: argv[0]'s name, or the script or module a Python
-    interpreter runs (`python -m shell.demo_agent` is `demo_agent`)."""
-    if not argv:
-        return ""
-    name = PurePath(argv[0]).name
-    if not name.startswith("python"):
-        return name
-    if len(argv) > 2 and argv[1] == "-m":
-        return argv[2].rsplit(".", 1)[-1]
-    return PurePath(argv[1]).stem if len(argv) > 1 else name
-
-
 def leaf_spends(outcomes: Iterable[CoordinatorOutcome], pass_id: str, cli: str, now: datetime) -> list[LeafSpend]:
     """The spend to record for every dispatched item whose agent reported usage, dated when
-    its leaf ended (`now` when that is unknown)."""
+    its leaf ended (`now` when that is unknown). One batch agent (fan_out = "coordinator-agent":
+    the outcome's usage, none per item) is recorded as an even share on each of its items, so
+    the sums per item, phase and pipeline stay right."""
     found = []
     for o in outcomes:
-        for r in o.results:
-            u = r.usage
-            if u is None or r.number not in o.items:
-                continue
-            at = datetime.fromtimestamp(r.ended_at, UTC) if r.ended_at else now
+        leaves = [(r.number, r.usage, r.ended_at) for r in o.results if r.usage is not None and r.number in o.items]
+        batch = not leaves and o.usage is not None and bool(o.items)
+        if batch:
+            leaves = [(n, part, None) for n, part in zip(o.items, shares(o.usage, len(o.items)), strict=True)]
+        share_of = len(o.items) if batch else 1
+        for number, u, ended_at in leaves:
             found.append(LeafSpend(
-                pass_id=pass_id, number=r.number, kind=o.kind, phase=o.phase, batch=o.batch, cli=cli,
+                pass_id=pass_id, number=number, kind=o.kind, phase=o.phase, batch=o.batch, cli=cli,
                 model=u.model or "", cost_usd=u.cost_usd, input_tokens=u.input_tokens,
                 output_tokens=u.output_tokens, turns=u.turns,
-                seconds=u.duration_ms / 1000 if u.duration_ms is not None else None, at=at, stopped=u.stopped))
+                seconds=u.duration_ms / 1000 if u.duration_ms is not None else None,
+                at=datetime.fromtimestamp(ended_at, UTC) if ended_at else now, stopped=u.stopped, share_of=share_of))
     return found
 
 
@@ -110,8 +103,9 @@ def render_spend_comment(spend: LeafSpend) -> str:
                          ensure_ascii=True, sort_keys=True)
     payload = payload.replace("<", "\\u003c").replace(">", "\\u003e")  # never closes the comment
     stopped = f" Stopped: {markdown.escape(markdown.one_line(spend.stopped))}." if spend.stopped else ""
+    shared = f": an even share of one batch agent's spend over {spend.share_of} items" if spend.share_of > 1 else ""
     return (f"Conductor pass {markdown.code(spend.pass_id)} spent {markdown.escape(describe_leaf(spend))} "
-            f"on this item ({markdown.escape(spend.cli or 'agent')}).{stopped}\n\n"
+            f"on this item ({markdown.escape(spend.cli or 'agent')}){shared}.{stopped}\n\n"
             f"<!-- {SPEND_MARKER} {payload} -->\n")
 
 
@@ -203,16 +197,18 @@ def p90(values: Sequence[float]) -> float:
     return ordered[max(0, math.ceil(0.9 * len(ordered)) - 1)]
 
 
-def estimate(records: Sequence[LeafSpend], kind: str, cli: str, budget: dict[str, Any], unit: str) -> float:
+def estimate(records: Sequence[LeafSpend], kind: str, cli: str, budget: dict[str, Any], unit: str) -> float | None:
     """A leaf's estimate in `unit`: the p90 of the recorded leaves of its kind and CLI (of its
-    kind alone when that CLI has none; costs only where reported), else `estimate_<unit>`."""
+    kind alone when that CLI has none; costs only where reported), else `estimate_<unit>`;
+    None when neither is known (the leaf has no estimate yet)."""
     def known(r: LeafSpend) -> bool:
         return r.kind == kind and (unit == "tokens" or r.cost_usd is not None)
 
     same = [r for r in records if known(r) and r.cli == cli] or [r for r in records if known(r)]
     if same:
         return p90([amount([r], unit) for r in same])
-    return float(budget.get(f"estimate_{unit}", 0))
+    configured = budget.get(f"estimate_{unit}")
+    return None if configured is None else float(configured)
 
 
 @dataclass(frozen=True)
@@ -221,6 +217,7 @@ class Candidate:
     kind: str
     phase: str
     noun: str  # "issue", "PR": how the reason names it
+    after: int | None = None  # the PR it merges after: it waits while that one waits for its budget
 
 
 @dataclass
@@ -230,51 +227,100 @@ class Admission:
     caps: dict[int, ItemCap]
 
 
+@dataclass
+class _Room:
+    """One budget in one unit as a pass admits leaves against it."""
+
+    scope: _Scope
+    unit: str
+    limit: float
+    spent: float
+    reserved: float = 0.0  # the estimates of the leaves this pass admitted against it
+    leaves: int = 0  # how many
+
+    @property
+    def left(self) -> float:
+        return self.limit - self.spent - self.reserved
+
+    def refuses(self, cost: float | None, noun: str) -> str:
+        """Why a leaf estimated at `cost` does not fit ('' when it does): no room left after this
+        pass's reservations, or not room enough for its estimate."""
+        if self.left > 0 and self.left >= (cost or 0.0):
+            return ""
+        unit = self.unit
+        admitted = f" ({_amount(self.reserved, unit)} more admitted this pass)" if self.reserved else ""
+        costs = f"is estimated at {_amount(cost, unit)}" if cost is not None else "has no estimate yet"
+        return (f"budget: {self.scope.name} has spent {_amount(self.spent, unit)} of {_amount(self.limit, unit)}"
+                f"{admitted}; this {noun} {costs} (raise {self.scope.key}_{unit} under [budget] in conductor.toml)")
+
+
 def admit(candidates: Sequence[Candidate], records: Sequence[LeafSpend], budget: dict[str, Any],
           cli: str, today: str | None) -> Admission:
-    """Which of `candidates` (in plan order) fit every budget that applies to them."""
-    result = Admission([], {}, {})
+    """Which of `candidates` (in plan order, each after the PR it merges after) fit every budget
+    that applies to them, and each admitted leaf's cap. An admitted leaf reserves its estimate
+    against each of its budgets, so a later one sees only the room those reservations leave; a
+    PR merging after one that waits for its budget waits too, reserving nothing. What a budget
+    has left after all of this pass's reservations is shared evenly by the leaves admitted
+    against it: a leaf's cap is its estimate plus its share, the least over its budgets, so the
+    caps of one pass's leaves in one scope sum to at most that scope's room."""
     if not any(k in budget for k in BUDGET_KEYS if not k.startswith("estimate_")):
         return Admission([c.number for c in candidates], {}, {})
-    admitted_estimates: dict[tuple[str, str], float] = {}  # (scope name, unit) -> estimates admitted
+    result = Admission([], {}, {})
+    rooms: dict[tuple[str, str], _Room] = {}  # (scope name, unit) -> its room
+    applies: dict[int, list[_Room]] = {}
+    estimates: dict[int, dict[str, float | None]] = {}
     for c in candidates:
         est = {unit: estimate(records, c.kind, cli, budget, unit) for unit in UNITS}
-        reason, room = "", {}
+        mine = []
         for s in _scopes(c.number, c.phase, today):
             for unit in UNITS:
                 cap = limit(budget, s.scope, unit, c.phase)
-                if cap is None:
-                    continue
-                spent = amount([r for r in records if s.counts(r)], unit)
-                room[unit] = min(room.get(unit, math.inf), cap - spent)
-                planned = admitted_estimates.get((s.name, unit), 0.0)
-                if not reason and (spent >= cap or spent + planned + est[unit] > cap):
-                    reason = (f"budget: {s.name} has spent {_amount(spent, unit)} of {_amount(cap, unit)}"
-                              + (f" ({_amount(planned, unit)} more admitted this pass)" if planned else "")
-                              + f"; this {c.noun} is estimated at {_amount(est[unit], unit)}"
-                              + f" (raise {s.key}_{unit} under [budget] in conductor.toml)")
+                if cap is not None:
+                    spent = amount([r for r in records if s.counts(r)], unit)
+                    mine.append(rooms.setdefault((s.name, unit), _Room(s, unit, cap, spent)))
+        reason = next((why for room in mine if (why := room.refuses(est[room.unit], c.noun))), "")
+        if c.after in result.held:
+            reason = f"merges after PR #{c.after}, which waits for its budget"
         if reason:
             result.held[c.number] = reason
             continue
         result.admitted.append(c.number)
-        for s in _scopes(c.number, c.phase, today):
-            for unit in UNITS:
-                key = (s.name, unit)
-                admitted_estimates[key] = admitted_estimates.get(key, 0.0) + est[unit]
-        if room:
-            result.caps[c.number] = ItemCap(usd=round(max(room["usd"], 0.0), 4) if "usd" in room else None,
-                                            tokens=max(int(room["tokens"]), 0) if "tokens" in room else None)
+        for room in mine:
+            room.reserved += est[room.unit] or 0.0
+            room.leaves += 1
+        applies[c.number], estimates[c.number] = mine, est
+    for number, mine in applies.items():
+        cap = {unit: min((r.left / r.leaves + (estimates[number][unit] or 0.0) for r in mine if r.unit == unit),
+                         default=None) for unit in UNITS}
+        if mine:
+            result.caps[number] = ItemCap(usd=round_down(cap["usd"], 4), tokens=round_down(cap["tokens"], 0))
     return result
 
 
-def over_cap(cap: ItemCap | None, usd_spent: float | None, tokens: int) -> str:
-    """Why streamed usage passes a leaf's cap ('' while it does not)."""
+def round_down(value: float | None, places: int) -> float | None:
+    """`value` rounded down to `places` decimals: a cap never rounds up past the room it is given."""
+    return None if value is None else math.floor(value * 10**places + 1e-6) / 10**places
+
+
+def joint_cap(caps: Sequence[ItemCap | None]) -> ItemCap | None:
+    """The cap of one agent working items of these caps (a leaf, or a batch agent of
+    fan_out = "coordinator-agent"): their sum in each unit every one is capped in; None when
+    one of them has no cap."""
+    if not caps or any(c is None for c in caps):
+        return None
+    usds, tokens = [c.usd for c in caps], [c.tokens for c in caps]
+    return ItemCap(usd=None if None in usds else round(sum(usds), 4), tokens=None if None in tokens else sum(tokens))
+
+
+def over_cap(cap: ItemCap | None, usd_spent: float | None, tokens: int, items: int = 1) -> str:
+    """Why streamed usage passes the cap of an agent working `items` items ('' while it does not)."""
     if cap is None:
         return ""
+    whose = "the item's cap" if items == 1 else f"the cap of its {items} items"
     if cap.usd is not None and usd_spent is not None and usd_spent > cap.usd:
-        return f"usage passed the item's cap: {usd(usd_spent)} of {usd(cap.usd)}"
+        return f"usage passed {whose}: {usd(usd_spent)} of {usd(cap.usd)}"
     if cap.tokens is not None and tokens > cap.tokens:
-        return f"usage passed the item's cap: {tokens:,} of {cap.tokens:,} tokens"
+        return f"usage passed {whose}: {tokens:,} of {cap.tokens:,} tokens"
     return ""
 
 

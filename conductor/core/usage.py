@@ -57,6 +57,20 @@ def total(usages: Iterable[Usage | None]) -> Usage | None:
     return result
 
 
+def shares(usage: Usage, n: int) -> list[Usage]:
+    """`usage` split evenly over `n` items: tokens, turns and milliseconds in whole units (the
+    first ones take what does not divide), USD to the last one's rounding; they sum to `usage`."""
+    def split(value: int | None) -> list[int | None]:
+        return [None] * n if value is None else [value // n + (i < value % n) for i in range(n)]
+
+    cost = None if usage.cost_usd is None else [round(usage.cost_usd / n, 6)] * (n - 1)
+    costs = [None] * n if cost is None else [*cost, max(round(usage.cost_usd - sum(cost), 6), 0.0)]
+    return [usage.model_copy(update={"input_tokens": i, "output_tokens": o, "turns": t, "duration_ms": d,
+                                     "cost_usd": c})
+            for i, o, t, d, c in zip(split(usage.input_tokens), split(usage.output_tokens), split(usage.turns),
+                                     split(usage.duration_ms), costs, strict=True)]
+
+
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else 0
 
