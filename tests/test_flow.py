@@ -361,7 +361,8 @@ def test_a_pass_run_from_the_conductor_worktree_removes_it_at_the_end(pipe: Pipe
 
 
 def test_serve_entry_point_runs_a_triggered_pass(pipe: PipelineRepo, prefect_server):
-    """`python -m deployments.serve`: the schedule for users without a worker."""
+    """`python -m deployments.serve`: the schedule for users without a worker. Its run chains
+    passes while work is ready: the issue's PR is opened, then reviewed and merged."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
@@ -388,7 +389,9 @@ def test_serve_entry_point_runs_a_triggered_pass(pipe: PipelineRepo, prefect_ser
     finally:
         os.killpg(served.pid, signal.SIGTERM)
         served.wait(timeout=30)
-    assert len(pipe.pulls()) == 1
+    assert run.state.message.startswith("pass 2 of this run: "), run.state.message
+    [pull] = pipe.pulls(state="closed")
+    assert pull["merged_at"] and not pipe.issues()
 
 
 # ── hardening (issue #11) through whole passes ──────────────────────────────
