@@ -10,8 +10,9 @@ label off. The subflow's result is the list of leaf results.
 
 Leaves on workers (CONDUCTOR_DISPATCH=deployment): each leaf task claims its item and starts
 a flow run of `leaf/<kind>` (`remote_leaf`) on the `conductor-agents` pool, with an
-idempotency key of pass and item; the worker clones, runs the agent and hands its report
-back as an artifact; the task reads it, proves it and takes the claim off.
+idempotency key of pass and item; the worker clones, salvages the worktrees killed leaves
+left in its clone (`salvage_orphans`), runs the agent and hands its report back as an
+artifact; the task reads it, proves it and takes the claim off.
 
 Coordinator-agent mode: one agent for the whole group, in one worktree, which fans out by
 itself. It reads like its steps: claim the items, make a worktree and task file, run the
@@ -25,6 +26,7 @@ import contextvars
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, nullcontext
+from uuid import UUID
 
 from prefect import Flow, flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
@@ -45,10 +47,12 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.context import FlowRunContext
+from prefect.exceptions import ObjectNotFound
 from prefect.states import Cancelling, Completed, Failed, State
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from conductor.actions import coordinator as core
+from conductor.actions import orphans
 from conductor.core import leaf as leaves
 from conductor.core import workflows
 from conductor.actions.coordinator import (
@@ -127,12 +131,13 @@ def clean_up(gh: GitHub, dispatch: Dispatch, ctx: PassContext, workspace: Worksp
 
 
 def work_leaf(gh: GitHub, number: int, dispatch: Dispatch, ctx: PassContext, html_base: str, *,
-              here: bool = True) -> LeafResult:
+              owner: leaves.LeafOwner | None = None) -> LeafResult:
     """One item, start to finish: claim, worktree, task file, agent (holding an agent slot),
     proof, clean-up. Never raises: whatever breaks is the leaf's failure, not its siblings'.
-    `here` False: a leaf on a worker (`remote_leaf`), which neither claims, proves nor
-    releases its item: the pass that started it does."""
+    With an `owner`: a leaf on a worker (`remote_leaf`), which records itself in its worktree
+    and neither claims, proves nor releases its item: the pass that started it does."""
     logger = get_run_logger()
+    here = owner is None
     one = core.leaf_dispatch(dispatch, number)
     started = core.now()
     workspace: LeafWorkspace | None = None
@@ -142,7 +147,7 @@ def work_leaf(gh: GitHub, number: int, dispatch: Dispatch, ctx: PassContext, htm
     try:
         if here:
             core.claim_item(gh, dispatch, ctx, number)
-        workspace = core.prepare_leaf(gh, dispatch, ctx, number)
+        workspace = core.prepare_leaf(gh, dispatch, ctx, number, owner=owner)
         logger.info("worktree %s; prompt %s (%s, blob %s)", workspace.path.name,
                     workspace.prompt.path, workspace.prompt.source, workspace.prompt.sha[:12])
         # the pass sets the limit up (`ensure_agent_slots`); a coordinator run on its own
@@ -158,7 +163,7 @@ def work_leaf(gh: GitHub, number: int, dispatch: Dispatch, ctx: PassContext, htm
         logger.error("leaf failed: %s", exc)
         outcome = core.failed_outcome(one, f"leaf failed: {exc}")
     finally:
-        actions = [("remove the worktree", lambda: core.cleanup(ctx, workspace))]
+        actions = [("remove the worktree", lambda: core.cleanup(ctx, workspace, on_worker=not here))]
         if here:
             actions.append(("release the status label", lambda: core.release_item(gh, dispatch, ctx, number)))
         for what, action in actions:
@@ -293,10 +298,13 @@ def remote_leaf(number: int, dispatch: Dispatch, ctx: PassContext) -> State:
     keyed by pass and item (`leaf_key`): no storage is shared between machines."""
     local = load_settings()
     github = with_token(ctx.settings.on_this_machine(local).github)  # the pass's GitHub, this worker's token
+    run_id = str(FlowRunContext.get().flow_run.id)
     try:
         with GitHubGateway(github, ctx.settings.run.repo) as gh:
             here = core.on_worker(ctx, local, gh.clone_url(), github.token)
-            result = work_leaf(gh, number, dispatch, here, web_url_of(ctx.settings.github.api_url), here=False)
+            salvage_orphans(here)
+            result = work_leaf(gh, number, dispatch, here, web_url_of(ctx.settings.github.api_url),
+                               owner=orphans.owner_here(run_id))
     except Exception as exc:  # no client or no clone: the leaf's failure, reported like any other
         result = _failed_leaf(dispatch, number, core.now(), f"leaf failed: {exc}")
     result = redactor(ctx.settings.on_this_machine(local)).model(result)
@@ -304,11 +312,38 @@ def remote_leaf(number: int, dispatch: Dispatch, ctx: PassContext) -> State:
         client.create_artifact(ArtifactCreate(
             key=leaf_key(ctx.pass_id, dispatch, number), type=LEAF_REPORT, data=result.model_dump(mode="json"),
             description=f"The report of leaf {dispatch.kind} #{number}; the pass proves its claim.",
-            flow_run_id=FlowRunContext.get().flow_run.id))
+            flow_run_id=UUID(run_id)))
     if result.agent is None:
         return Failed(message="; ".join(result.outcome.failures)[:1000] or "leaf failed", data=result)
     return Completed(message=f"agent exited {result.agent.run.returncode}; report handed to the pass",
                      data=result)
+
+
+def salvage_orphans(ctx: PassContext) -> None:
+    """On a worker, before a leaf makes its worktree: the worktrees of this clone that killed
+    leaves left (their process dead here, or their run final or gone) are salvaged (patch and
+    bundle under this machine's salvage directory) and removed, under the clone's lock; a
+    live leaf's is kept. What fails is logged: the leaf goes on, and nothing unsaved is removed."""
+    logger = get_run_logger()
+    run = ctx.settings.run
+    try:
+        orphans.clean_on_worker(run.repo_path, run.resolved_worktree_root(), salvage_dir=run.resolved_salvage_dir(),
+                                run_ended=leaf_run_ended, log=logger)
+    except Exception as exc:  # noqa: BLE001 - a salvage that fails removes nothing
+        logger.error("could not salvage the orphaned worktrees of %s: %s", run.repo_path, exc)
+
+
+def leaf_run_ended(run_id: str) -> bool:
+    """Whether a leaf run is final (Completed, Failed, Cancelled, Crashed) or gone, per the Prefect API."""
+    try:
+        with get_client(sync_client=True) as client:
+            state = client.read_flow_run(UUID(run_id)).state
+    except (ObjectNotFound, ValueError):  # deleted, or not a run id at all
+        return True
+    except Exception as exc:  # noqa: BLE001 - the API unreachable: the run may be live, its worktree stays
+        get_run_logger().warning("could not read leaf run %s: %s", run_id, exc)
+        return False
+    return state is not None and state.is_final()
 
 
 def coordinate_leaves(dispatch: Dispatch, ctx: PassContext) -> CoordinatorResult:

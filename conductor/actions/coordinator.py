@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError
@@ -40,6 +41,7 @@ from conductor.core.usage import total as usage_total
 from conductor.core.verify import CoordinatorOutcome, ItemResult, RunFacts
 
 AGENT_PID_FILE = "conductor-agent.pid"
+LEAF_OWNER_FILE = "conductor-leaf-owner.json"  # who made a leaf's worktree on a worker (`leaves.LeafOwner`)
 LEAF_PROMPT_FILE = "conductor-prompt.md"
 # What a leaf records on its item result besides the proof (kept when proved again elsewhere).
 LEAF_RECORD_FIELDS = {"worktree", "prompt_path", "prompt_sha", "prompt_source", "attempt", "merge_after", "stage", "started_at",
@@ -285,9 +287,19 @@ def release(gh: GitHub, dispatch: Dispatch, ctx: PassContext) -> None:
         gh.set_labels(number, remove=[label])
 
 
-def cleanup(ctx: PassContext, workspace: Workspace | None) -> None:
+def cleanup(ctx: PassContext, workspace: Workspace | None, *, on_worker: bool = False) -> None:
+    """Remove the worktree; on a worker, holding its clone's lock (`worktrees.clone_lock`)."""
     if workspace is not None:
-        worktrees.remove_worktree(ctx.settings.run.repo_path, workspace.path)
+        with worktrees.clone_lock(ctx.settings.run.repo_path) if on_worker else nullcontext():
+            worktrees.remove_worktree(ctx.settings.run.repo_path, workspace.path)
+
+
+def leaf_owner(worktree: Path) -> leaves.LeafOwner | None:
+    """Who made a leaf's worktree on a worker (`prepare_leaf`), or None when nobody recorded it."""
+    try:
+        return leaves.LeafOwner.model_validate_json((worktrees.private_dir(worktree) / LEAF_OWNER_FILE).read_bytes())
+    except (OSError, ValueError, worktrees.WorktreeError):
+        return None
 
 
 def stop_orphaned_agent(worktree: Path) -> bool:
@@ -334,15 +346,20 @@ def release_item(gh: GitHub, dispatch: Dispatch, ctx: PassContext, number: int) 
 
 
 def prepare_leaf(gh: GitHub, dispatch: Dispatch, ctx: PassContext, number: int,
-                 files: list[str] | None = None) -> LeafWorkspace:
+                 files: list[str] | None = None, owner: leaves.LeafOwner | None = None) -> LeafWorkspace:
     """The leaf's worktree at the integration tip, its prompt (read afresh from that tip)
-    and its `.agent-task`. The item is read from GitHub now, not from the pass's snapshot."""
+    and its `.agent-task`. The item is read from GitHub now, not from the pass's snapshot.
+    `owner`: a leaf on a worker, which makes its worktree and records itself in it in one
+    hold of the clone's lock, so another leaf's salvage never finds it without its owner."""
     workflow = workflows.get(dispatch.kind)
     sha = worktrees.integration_tip(ctx.settings.run.repo_path, ctx.settings.pipeline.integration_branch)
     prompt = workflow.choose_prompt(ctx.settings.pipeline.prompts, lambda path: worktrees.read_blob(ctx.settings.run.repo_path, sha, path))
     item = gh.issue_item(number) if workflow.item == "issue" else gh.pull_item(number, files)
-    path = worktrees.create_worktree(ctx.settings.run.repo_path, ctx.settings.run.resolved_worktree_root(),
-                                     workflow.leaf_name(number, ctx.pass_id), sha)
+    with worktrees.clone_lock(ctx.settings.run.repo_path) if owner else nullcontext():
+        path = worktrees.create_worktree(ctx.settings.run.repo_path, ctx.settings.run.resolved_worktree_root(),
+                                         workflow.leaf_name(number, ctx.pass_id), sha)
+        if owner:
+            (worktrees.private_dir(path) / LEAF_OWNER_FILE).write_text(owner.model_dump_json(), encoding="utf-8")
     if prompt.source == "repository":
         prompt_file = path / prompt.path  # the same commit: the very file the tip holds
     else:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -186,3 +187,27 @@ def review_order(items: list[int], merge_after: dict[int, int]) -> list[int]:
     for n in items:
         place(n, frozenset())
     return placed
+
+
+class LeafOwner(BaseModel):
+    """Who made a leaf's worktree on a worker, recorded in it (its private git directory) in
+    the same hold of the clone's lock as the add: the leaf's flow run, and its process."""
+
+    run_id: str = Field(description="The leaf's flow run (Prefect API).")
+    host: str = Field(description="The machine its process runs on (its host name).")
+    pid: int
+    started: str = Field(description="When that process started, as the kernel counts it: a reused pid has another.")
+
+
+def leaf_orphaned(owner: LeafOwner | None, host: str, started: Callable[[int], str | None],
+                  run_ended: Callable[[str], bool]) -> bool:
+    """Whether a worker's leaf worktree is orphaned, from facts the worker has, never its age:
+    nobody recorded making it (its maker died inside the clone's lock, between the add and the
+    record), its process is dead on this machine (`started(pid)`: the start of the live process
+    of that pid, None if none), or its leaf run is final or gone (`run_ended(run_id)`, the
+    Prefect API; asked only when the process lives or is on another machine)."""
+    if owner is None:
+        return True
+    if owner.host == host and started(owner.pid) != owner.started:
+        return True
+    return run_ended(owner.run_id)

@@ -281,6 +281,20 @@ def _stop_group(proc: subprocess.Popen[bytes], output: _Output, grace: float) ->
     output.drain(_FINAL_DRAIN_S)
 
 
+def process_started(pid: int) -> str | None:
+    """When process `pid` of this machine started (clock ticks after boot, `/proc/<pid>/stat`),
+    or None when it is dead (gone, or a zombie): with its pid, it names one process, since a
+    pid may be reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    fields = stat.rpartition(")")[2].split()  # the command name, in parentheses, may hold spaces
+    if len(fields) < 20 or fields[0] in ("Z", "X"):
+        return None
+    return fields[19]
+
+
 def stop_orphan(pid: int, inside: Path, grace: float = 3.0) -> bool:
     """Stop the process group of an agent a dead pass left running in `inside`.
 

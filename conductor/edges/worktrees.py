@@ -190,20 +190,31 @@ def clone(url: str, dest: Path | str) -> Path:
     return Path(dest)
 
 
+@contextmanager
+def clone_lock(clone: Path | str) -> Iterator[None]:
+    """The lock of a worker's clone (a file `.<name>.lock` beside it). The leaf runs of one
+    machine take it in turn to clone or fetch it, to add a worktree of it (and record who
+    made it), to remove one, or to salvage its orphans: none of them ever salvages a
+    worktree another is making, using or removing."""
+    clone = Path(clone)
+    clone.parent.mkdir(parents=True, exist_ok=True)
+    with open(clone.parent / f".{clone.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 def synced_clone(url: str, dest: Path | str, token: str | None) -> Path:
     """The clone of `url` at `dest`, made now or fetched now (a cache a worker keeps per
     repository). The token travels as git's HTTP header in the environment only: never in
     the URL, an argument or the clone's config. Flow runs of one worker share the cache: one
-    clone or fetch at a time (a lock file beside it)."""
+    clone or fetch at a time (`clone_lock`)."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in process_environment().items() if not k.startswith("GIT_CONFIG")}
     env["GIT_TERMINAL_PROMPT"] = "0"
     if token:
         env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
                     "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic_credential(token)}"})
-    with open(dest.parent / f".{dest.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with clone_lock(dest):
         try:
             if (dest / ".git").is_dir():
                 with _open(dest) as repo, repo.git.custom_environment(**env):
