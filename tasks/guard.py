@@ -9,9 +9,11 @@ a pass killed without releasing it frees it after `lease_seconds` (Prefect's min
 """
 from __future__ import annotations
 
+import contextvars
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -112,12 +114,24 @@ class PassSlot:
 
     def __init__(self, why_not: str | None, chain: int) -> None:
         self.why_not, self.chain, self.made = why_not, chain, 1
+        self._coalescing: threading.Thread | None = None
 
     def reading(self) -> None:
         """The pass is about to read GitHub again (the re-read after its leaves): every event
         Prefect received until now is in what it reads, so this is recorded as the last read
-        (`record_read`) and the runs queued for those events are coalesced into this pass."""
-        record_read()
+        (`record_read`), and the runs queued for those events are coalesced into this pass
+        beside the read (`settle` waits for that)."""
+        self.settle()
+        if record_read(coalesce=False):
+            self._coalescing = threading.Thread(target=contextvars.copy_context().run,
+                                                args=(coalesce_queued_runs,), name="coalesce", daemon=True)
+            self._coalescing.start()
+
+    def settle(self) -> None:
+        """Wait for the coalescing `reading` started, if any."""
+        if self._coalescing is not None:
+            self._coalescing.join()
+            self._coalescing = None
 
     def again(self, more_work: bool) -> bool:
         """After a pass: whether this run makes the next pass now, in the same process and still
@@ -128,6 +142,7 @@ class PassSlot:
         read is then recorded and the runs queued for it coalesced."""
         from prefect.runtime import deployment
 
+        self.settle()
         if not deployment.id or self.made >= self.chain:
             return False
         if not more_work:
@@ -151,7 +166,11 @@ def pass_slot(repo: str, wait_seconds: float, chain: int = 1) -> Iterator[PassSl
         if not mine:
             yield PassSlot(f"another conductor pass over {repo} is running; this one dispatched nothing", chain)
             return
-        yield PassSlot(begin_pass(), chain)
+        slot = PassSlot(begin_pass(), chain)
+        try:
+            yield slot
+        finally:
+            slot.settle()
 
 
 def begin_pass() -> str | None:
@@ -178,18 +197,19 @@ def begin_pass() -> str | None:
     return None
 
 
-def record_read() -> None:
+def record_read(coalesce: bool = True) -> bool:
     """In a deployment: record that this run's pass reads GitHub now (a Prefect variable per
-    deployment and parameters, stamped by the server's clock, as run creation is), then cancel
-    the runs queued behind it now (`coalesce_queued_runs`): each was made for an event the
-    server received before, so what the pass reads covers it."""
+    deployment and parameters, stamped by the server's clock, as run creation is), then (with
+    `coalesce`) cancel the runs queued behind it now (`coalesce_queued_runs`): each was made
+    for an event the server received before, so what the pass reads covers it. Returns
+    whether it recorded (False outside a deployment)."""
     from prefect.client.schemas.actions import VariableCreate, VariableUpdate
     from prefect.runtime import flow_run
 
     with get_client(sync_client=True) as client:
         name = _record_name(client)
         if name is None:
-            return
+            return False
         try:
             client.update_variable(VariableUpdate(name=name, value=flow_run.name))
         except httpx.HTTPStatusError as exc:
@@ -199,7 +219,9 @@ def record_read() -> None:
                 client.create_variable(VariableCreate(name=name, value=flow_run.name))
             except ObjectAlreadyExists:  # made by another server's pass since: ours is newer
                 client.update_variable(VariableUpdate(name=name, value=flow_run.name))
-    coalesce_queued_runs()
+    if coalesce:
+        coalesce_queued_runs()
+    return True
 
 
 def _record_name(client: Any) -> str | None:
