@@ -360,14 +360,17 @@ def test_a_pass_run_from_the_conductor_worktree_removes_it_at_the_end(pipe: Pipe
     assert pipe.worktrees_left() == []
 
 
-def test_serve_entry_point_runs_a_triggered_pass(pipe: PipelineRepo, prefect_server):
-    """`python -m deployments.serve`: the schedule for users without a worker."""
+@pytest.mark.parametrize("chain", [1, 20])
+def test_serve_entry_point_runs_a_triggered_pass(pipe: PipelineRepo, prefect_server, chain: int):
+    """`python -m deployments.serve`: the schedule for users without a worker. One pass a run;
+    with CONDUCTOR_CHAIN_PASSES (on-change's 20), the run makes the next pass at once while
+    work is ready: the issue's PR is opened, then reviewed and merged, in one run."""
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
 
     pipe.issue("Page", UI, "batch-01")
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "CONDUCTOR_GITHUB_URL": pipe.sandbox.api_url,
-           "CONDUCTOR_REPO_PATH": str(pipe.clone),
+           "CONDUCTOR_REPO_PATH": str(pipe.clone), "CONDUCTOR_CHAIN_PASSES": str(chain),
            "CONDUCTOR_AGENT_COMMAND": json.dumps([sys.executable, "-m", "shell.demo_agent"])}
     served = subprocess.Popen([sys.executable, "-m", "deployments.serve", "--repo", pipe.full_name,
                                "--cron", "0 0 1 1 *"], env=env, start_new_session=True,
@@ -388,7 +391,12 @@ def test_serve_entry_point_runs_a_triggered_pass(pipe: PipelineRepo, prefect_ser
     finally:
         os.killpg(served.pid, signal.SIGTERM)
         served.wait(timeout=30)
-    assert len(pipe.pulls()) == 1
+    if chain == 1:
+        assert len(pipe.pulls()) == 1 and not run.state.message.startswith("pass ")
+    else:
+        assert run.state.message.startswith("pass 2 of this run: "), run.state.message
+        [pull] = pipe.pulls(state="closed")
+        assert pull["merged_at"] and not pipe.issues()
 
 
 # ── hardening (issue #11) through whole passes ──────────────────────────────
