@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
@@ -18,8 +20,10 @@ def test_a_timeout_error_inside_the_pass_surfaces_as_itself(prefect_server):
         assert again
 
 
-def test_a_second_pass_gets_false_while_the_first_holds_the_slot(prefect_server):
-    repo = "guard/held"
+@contextmanager
+def held_by_another(repo: str, release_after: float | None = None) -> Iterator[None]:
+    """Another pass holds `repo`'s slot while the block runs (or, with `release_after`, until
+    that many seconds into it)."""
     holding, release = threading.Event(), threading.Event()
 
     def first() -> None:
@@ -32,11 +36,17 @@ def test_a_second_pass_gets_false_while_the_first_holds_the_slot(prefect_server)
     thread.start()
     try:
         assert holding.wait(30)
-        with one_pass_per_repo(repo, wait_seconds=0) as second:
-            assert second is False
+        if release_after is not None:
+            threading.Timer(release_after, release.set).start()
+        yield
     finally:
         release.set()
         thread.join(30)
+
+
+def test_a_second_pass_gets_false_while_the_first_holds_the_slot(prefect_server):
+    with held_by_another("guard/held"), one_pass_per_repo("guard/held", wait_seconds=0) as second:
+        assert second is False
 
 
 @pytest.mark.parametrize("repo,name", [("Acme/Maestro", "conductor-acme-maestro"), ("o/a.b_c", "conductor-o-a-b-c")])
@@ -50,24 +60,7 @@ def test_a_pass_waiting_beside_another_takes_the_slot_once_freed_and_logs_no_err
     try (an error line every 2 s for as long as the pass beside it runs)."""
     import logging
 
-    repo = "guard/beside"
-    holding, release = threading.Event(), threading.Event()
-
-    def first() -> None:
-        with one_pass_per_repo(repo, wait_seconds=5) as mine:
-            assert mine
-            holding.set()
-            release.wait(30)
-
-    thread = threading.Thread(target=first)
-    thread.start()
-    try:
-        assert holding.wait(30)
-        threading.Timer(5.0, release.set).start()
-        with caplog.at_level(logging.ERROR):
-            with one_pass_per_repo(repo, wait_seconds=30) as second:
-                assert second is True  # released after 5 s: well before the deadline
-    finally:
-        release.set()
-        thread.join(30)
+    with held_by_another("guard/beside", release_after=5.0), caplog.at_level(logging.ERROR):
+        with one_pass_per_repo("guard/beside", wait_seconds=30) as second:
+            assert second is True  # released after 5 s: well before the deadline
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], [r.getMessage() for r in caplog.records]
