@@ -55,6 +55,7 @@ from conductor.actions import coordinator as core
 from conductor.actions import orphans
 from conductor.core import leaf as leaves
 from conductor.core import workflows
+from conductor.core.redaction import Redactor
 from conductor.actions.coordinator import (
     AgentResult,
     CoordinatorResult,
@@ -95,10 +96,23 @@ def prepare(gh: GitHub, dispatch: Dispatch, ctx: PassContext) -> Workspace:
     return core.prepare(dispatch, ctx)
 
 
+_LEAF_SECRETS: dict[tuple[str, str], tuple[str | None, Redactor]] = {}
+
+
+def leaf_secrets(ctx: PassContext) -> tuple[str | None, Redactor]:
+    """The agent's own token and the redactor for the leaves of pass `ctx.pass_id` that run in
+    this process with this clone: resolved once a pass (a Secret block lookup is an API call,
+    and most are for blocks that do not exist)."""
+    key = (ctx.pass_id, str(ctx.settings.run.repo_path))
+    if key not in _LEAF_SECRETS:
+        _LEAF_SECRETS[key] = (agent_token(ctx.settings.run), redactor(ctx.settings))
+    return _LEAF_SECRETS[key]
+
+
 def _agent(dispatch: Dispatch, ctx: PassContext, workspace: Workspace) -> AgentResult:
     logger = get_run_logger()
     result = core.run(dispatch, ctx, workspace, on_line=lambda line: logger.info("agent: %s", line),
-                      agent_token=agent_token(ctx.settings.run), redactor=redactor(ctx.settings))
+                      agent_token=leaf_secrets(ctx)[0], redactor=leaf_secrets(ctx)[1])
     logger.info("agent ended: exit %s, timed out %s, report %s", result.run.returncode,
                 result.run.timed_out, result.run.report_error or "read")
     return result
@@ -265,7 +279,7 @@ def _leaf_report(run: FlowRun, one: Dispatch, number: int, ctx: PassContext,
     result = LeafResult.model_validate(found[0].data)
     if result.number != number:
         return _failed_leaf(one, number, started, f"leaf run {run.name} reported on #{result.number}"), False
-    return redactor(ctx.settings).model(result), False
+    return leaf_secrets(ctx)[1].model(result), False
 
 
 def _stop(run: FlowRun) -> None:

@@ -13,7 +13,6 @@ The webhook secret: `CONDUCTOR_WEBHOOK_SECRET`, else the Secret block named by
 from __future__ import annotations
 
 import os
-from functools import cache
 
 from pydantic import SecretStr
 
@@ -22,7 +21,6 @@ from conductor.core.settings import GitHubSettings, RunSettings, Settings
 
 
 
-@cache  # once a process (a flow run, its passes and leaves): a lookup is an API call, every leaf asks
 def _secret_block(name: str) -> str | None:
     if not name:
         return None
@@ -35,7 +33,6 @@ def _secret_block(name: str) -> str | None:
     return str(value) if value else None
 
 
-@cache
 def _credentials_block(name: str) -> str | None:
     """The token of a prefect-github `GitHubCredentials` block (the `github-block` extra)."""
     if not name:
