@@ -111,8 +111,9 @@ def leaf_secrets(ctx: PassContext) -> tuple[str | None, Redactor]:
 
 def _agent(dispatch: Dispatch, ctx: PassContext, workspace: Workspace) -> AgentResult:
     logger = get_run_logger()
+    token, redact = leaf_secrets(ctx)
     result = core.run(dispatch, ctx, workspace, on_line=lambda line: logger.info("agent: %s", line),
-                      agent_token=leaf_secrets(ctx)[0], redactor=leaf_secrets(ctx)[1])
+                      agent_token=token, redactor=redact)
     logger.info("agent ended: exit %s, timed out %s, report %s", result.run.returncode,
                 result.run.timed_out, result.run.report_error or "read")
     return result

@@ -186,8 +186,7 @@ def begin_pass() -> str | None:
         name = _record_name(client)
         if name is None:
             return None
-        made = (_received(client, (flow_run.parameters or {}).get("event_id"))
-                or client.read_flow_run(flow_run.id).created)
+        made = _received(client, (flow_run.parameters or {}).get("event_id")) or _this_run(client).created
         last = client.read_variable_by_name(name)
         if last is not None and last.updated is not None and made is not None and last.updated > made \
                 and not arrived_since(client, last.updated):
@@ -225,27 +224,27 @@ def record_read(coalesce: bool = True) -> bool:
 
 
 def _record_name(client: Any) -> str | None:
-    """The Prefect variable recording when the last pass of this deployment's runs with this
-    run's parameters began; None outside a deployment."""
+    """The Prefect variable recording when a pass of this deployment's runs with this run's
+    parameters last began to read GitHub; None outside a deployment."""
     from prefect.runtime import deployment, flow_run
 
     if not deployment.id:
         return None
-    parameters = json.dumps(_same_pass(_stored_parameters(client)), sort_keys=True, default=str)
+    parameters = json.dumps(_same_pass(_this_run(client).parameters), sort_keys=True, default=str)
     return "conductor-pass-" + hashlib.sha256(f"{deployment.id}\0{parameters}".encode()).hexdigest()[:24]
 
 
-_STORED: dict[str, dict] = {}  # flow run id -> its parameters as stored (they never change)
+_RUNS: dict[str, Any] = {}  # flow run id -> the run as the server stored it (read once)
 
 
-def _stored_parameters(client: Any) -> dict:
-    """This flow run's parameters as the server stores them, as its siblings' are read (the
-    runtime's are validated: every default filled in)."""
+def _this_run(client: Any) -> Any:
+    """This flow run as the server stores it: its creation and its parameters as its siblings'
+    are read (the runtime's are validated: every default filled in). Neither ever changes."""
     from prefect.runtime import flow_run
 
-    if flow_run.id not in _STORED:
-        _STORED[flow_run.id] = client.read_flow_run(flow_run.id).parameters or {}
-    return _STORED[flow_run.id]
+    if flow_run.id not in _RUNS:
+        _RUNS[flow_run.id] = client.read_flow_run(flow_run.id)
+    return _RUNS[flow_run.id]
 
 
 def _siblings(client: Any, states: list[Any]) -> list[Any]:
@@ -254,7 +253,7 @@ def _siblings(client: Any, states: list[Any]) -> list[Any]:
                                                 FlowRunFilterState, FlowRunFilterStateType)
     from prefect.runtime import deployment, flow_run
 
-    me, parameters = str(flow_run.id), _same_pass(_stored_parameters(client))
+    me, parameters = str(flow_run.id), _same_pass(_this_run(client).parameters)
     return [run for run in client.read_flow_runs(
                 deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
                 flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=states))))
@@ -263,8 +262,8 @@ def _siblings(client: Any, states: list[Any]) -> list[Any]:
 
 def arrived_since(client: Any, began: datetime) -> bool:
     """Whether a run of this deployment with this run's parameters, not finished, was made for
-    an event that reached Prefect after `began` (a pass's beginning): that pass read GitHub
-    before it. A run is made after its event is received, so only runs made since count."""
+    an event that reached Prefect after `began` (when a pass began to read GitHub): that read
+    came before it. A run is made after its event is received, so only runs made since count."""
     from prefect.client.schemas.objects import StateType
 
     for run in _siblings(client, [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING]):
@@ -296,7 +295,7 @@ def coalesce_queued_runs() -> list[str]:
     exist now and have not started: scheduled and due, waiting for the deployment's
     concurrency slot (`AwaitingConcurrencySlot`), or pending; one already running beside this
     pass ends itself when it gets the slot (`begin_pass`). Each was made for an event before
-    this listing, so before this pass reads GitHub: the pass covers it. Runs made later stay
+    the read just recorded (`record_read`), so what the pass reads covers it. Runs made later stay
     queued. A run scheduled for later (a cron tick) is kept. Returns the cancelled runs' names."""
     from prefect.client.schemas.objects import StateType
     from prefect.runtime import flow_run
